@@ -1,0 +1,148 @@
+"""The ``monodistill`` console script: parse, load config, dispatch. No ML logic lives here.
+
+Each subcommand is a plain typed function that tests call directly; ``main`` only maps argv onto it
+and turns a ``MonodistillError`` into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from monodistill.config import DistillConfig, EvaluateConfig, load_config
+from monodistill.errors import MonodistillError
+
+
+def distill(
+    *,
+    teacher: str | None = None,
+    corpus: str | None = None,
+    student: str | None = None,
+    output: str | None = None,
+    config: str | None = None,
+    max_steps: int | None = None,
+    save_steps: int | None = None,
+    resume: bool = False,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Distil a student from a teacher on a corpus; returns the folder holding the saved student."""
+    from monodistill.distill import run_distillation
+
+    updates = {
+        "teacher": {"name_or_path": teacher},
+        "data": {"corpus": corpus},
+        "student": {"preset": student},
+        "train": {"max_steps": max_steps, "save_interval": save_steps},
+        "output_dir": output,
+    }
+    cfg = load_config(DistillConfig, config, overrides, updates)
+    return run_distillation(cfg, resume=resume)
+
+
+def vocab(
+    *,
+    teacher: str | None = None,
+    corpus: str | None = None,
+    output: str | None = None,
+    max_size: int | None = None,
+    coverage: float | None = None,
+    min_count: int | None = None,
+    export_teacher: bool = False,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Trim the teacher's vocabulary to the corpus language; returns the trimmed-vocabulary folder."""
+    from monodistill.vocab import run_vocab
+
+    updates = {
+        "teacher": {"name_or_path": teacher},
+        "data": {"corpus": corpus},
+        "vocab": {
+            "enabled": True,
+            "max_size": max_size,
+            "coverage": coverage,
+            "min_count": min_count,
+            "export_teacher": export_teacher or None,
+        },
+        "output_dir": output,
+    }
+    cfg = load_config(DistillConfig, config, overrides, updates)
+    if cfg.output_dir is None:
+        raise MonodistillError("vocab needs --output DIR")
+    return run_vocab(cfg, Path(cfg.output_dir))
+
+
+def evaluate(
+    *,
+    models: list[str] | None = None,
+    tasks: list[str] | None = None,
+    output: str | None = None,
+    seeds: int | None = None,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Fine-tune and evaluate models on tasks, measuring cost; returns the results folder."""
+    from monodistill.evaluate import run_evaluation
+
+    updates = {"models": models or None, "tasks": tasks or None, "seeds": seeds, "output_dir": output}
+    cfg = load_config(EvaluateConfig, config, overrides, updates)
+    return run_evaluation(cfg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="monodistill", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("distill", help="distil a single-language student from a multilingual teacher")
+    p.add_argument("--teacher", help="Hub id or local folder of the masked-LM teacher")
+    p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
+    p.add_argument("--student", help="preset: dbert-base, dbert-tiny or custom")
+    p.add_argument("--output", help="run folder")
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    p.add_argument("--save-steps", type=int, help="checkpoint every N optimizer steps")
+    p.add_argument("--resume", action="store_true", help="continue from the last good checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="section.field=value")
+
+    p = commands.add_parser("vocab", help="trim the teacher's vocabulary to the target language")
+    p.add_argument("--teacher", help="Hub id or local folder of the teacher")
+    p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
+    p.add_argument("--output", help="folder for the trimmed tokenizer and id map")
+    p.add_argument("--max-size", type=int, help="keep at most N tokens")
+    p.add_argument("--coverage", type=float, help="keep tokens until they cover this fraction of the corpus")
+    p.add_argument("--min-count", type=int, help="drop tokens seen fewer than N times")
+    p.add_argument("--export-teacher", action="store_true", help="also write the teacher with only kept rows")
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", metavar="section.field=value")
+
+    p = commands.add_parser("evaluate", help="fine-tune and evaluate models on target-language tasks")
+    p.add_argument("--model", dest="models", action="append", help="Hub id or folder; repeat; first is baseline")
+    p.add_argument("--task", dest="tasks", action="append", help="task name or task YAML; repeat")
+    p.add_argument("--output", help="results folder")
+    p.add_argument("--seeds", type=int, help="fine-tuning runs per model and task")
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", metavar="field=value")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = vars(build_parser().parse_args(argv))
+    command = args.pop("command")
+    handlers = {"distill": distill, "vocab": vocab, "evaluate": evaluate}
+    try:
+        result = handlers[command](**args)
+    except MonodistillError as error:
+        print(f"monodistill {command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"monodistill {command}: interrupted", file=sys.stderr)
+        return 130
+    print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+"""One typed, nested configuration for every stage.
+
+The dataclass defaults below are the only defaults. YAML files hold only the differences, and
+``section.field=value`` overrides on the command line beat both. Each section validates itself in
+``__post_init__`` and names the offending field in its error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from monodistill.errors import MonodistillError
+
+TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
+MIXED_PRECISIONS = ("no", "bf16", "fp16")
+STUDENT_INITS = ("random", "teacher-embeddings", "teacher-layers")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class TeacherConfig:
+    """The frozen multilingual masked-LM teacher."""
+
+    name_or_path: str = "bert-base-multilingual-cased"
+    """Hub id or local folder of an ``AutoModelForMaskedLM`` checkpoint."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin; ignored for local folders."""
+    dtype: str = "auto"
+    """Teacher weights dtype: auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16 or float16."""
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name_or_path), "teacher.name_or_path must not be empty")
+        _require(self.dtype in TEACHER_DTYPES, f"teacher.dtype must be one of {TEACHER_DTYPES}, got {self.dtype!r}")
+
+
+@dataclass
+class VocabConfig:
+    """Trimming the vocabulary to the target language (optional)."""
+
+    enabled: bool = False
+    """Build a trimmed vocabulary from the distillation corpus before distilling."""
+    path: str | None = None
+    """Use a trimmed vocabulary already written by ``monodistill vocab`` (implies enabled)."""
+    max_size: int | None = None
+    """Keep at most this many tokens (special and single-character tokens included)."""
+    coverage: float | None = None
+    """Keep the most frequent tokens until they cover this fraction of corpus tokens (0-1]."""
+    min_count: int = 1
+    """Drop tokens seen fewer times than this (special and single-character tokens are kept)."""
+    export_teacher: bool = False
+    """Also write the teacher restricted to the kept rows (a "Load What You Need" baseline)."""
+
+    def __post_init__(self) -> None:
+        _require(self.max_size is None or self.max_size > 0, "vocab.max_size must be positive")
+        _require(
+            self.coverage is None or 0.0 < self.coverage <= 1.0,
+            f"vocab.coverage must be in (0, 1], got {self.coverage}",
+        )
+        _require(self.min_count >= 1, f"vocab.min_count must be >= 1, got {self.min_count}")
+
+    @property
+    def active(self) -> bool:
+        """Whether distillation uses a trimmed vocabulary."""
+        return self.enabled or self.path is not None
+
+
+@dataclass
+class StudentConfig:
+    """The student's shape and initialisation. Preset values are overridden by explicit fields."""
+
+    preset: str = "dbert-tiny"
+    """dbert-base (6L/768H/3072I/12 heads), dbert-tiny (4L/312H/1200I/12 heads) or custom."""
+    num_layers: int | None = None
+    """Transformer layers; overrides the preset."""
+    hidden_size: int | None = None
+    """Hidden size; overrides the preset."""
+    intermediate_size: int | None = None
+    """Feed-forward size; overrides the preset."""
+    num_heads: int | None = None
+    """Attention heads; must divide the hidden size; overrides the preset."""
+    init: str = "random"
+    """random (the paper), teacher-embeddings (the paper's "teacher conditioning") or teacher-layers."""
+    name: str | None = None
+    """Label for this student in reports; defaults to the preset name."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "hidden_size", "intermediate_size", "num_heads"):
+            value = getattr(self, name)
+            _require(value is None or value > 0, f"student.{name} must be positive, got {value}")
+        _require(self.init in STUDENT_INITS, f"student.init must be one of {STUDENT_INITS}, got {self.init!r}")
+
+
+@dataclass
+class DataConfig:
+    """The target-language distillation corpus, tokenised, packed and masked."""
+
+    corpus: str | None = None
+    """Local file or folder (.txt, .jsonl, .json, .csv, .parquet) or a Hub dataset id."""
+    hub_config: str | None = None
+    """Hub dataset configuration name, e.g. the language subset."""
+    split: str = "train"
+    """Hub dataset split to read."""
+    text_column: str = "text"
+    """Column holding the text (JSONL, CSV, Parquet and Hub datasets)."""
+    streaming: bool = False
+    """Stream a Hub dataset instead of downloading it whole (for OSCAR-scale corpora)."""
+    max_documents: int | None = None
+    """Read at most this many documents (required with streaming)."""
+    data_fraction: float = 1.0
+    """Use this fraction of the documents, chosen deterministically from the seed (paper: 0.5)."""
+    max_seq_length: int = 128
+    """Tokens per packed block."""
+    validation_fraction: float = 0.01
+    """Fraction of blocks held out for validation."""
+    max_validation_blocks: int = 500
+    """Cap on held-out blocks, so validation stays cheap on large corpora."""
+    mlm_probability: float = 0.15
+    """Fraction of tokens selected for prediction (80% [MASK], 10% random, 10% kept)."""
+    whole_word_mask: bool = False
+    """Mask whole words (all their sub-tokens) instead of single sub-tokens."""
+    cache_dir: str | None = None
+    """Where tokenised corpora are cached; default $MONODISTILL_CACHE or ~/.cache/monodistill."""
+    num_proc: int = 1
+    """Processes for tokenisation."""
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.data_fraction <= 1.0, f"data.data_fraction must be in (0, 1], got {self.data_fraction}")
+        _require(self.max_seq_length >= 8, f"data.max_seq_length must be >= 8, got {self.max_seq_length}")
+        _require(
+            0.0 < self.validation_fraction < 0.5,
+            f"data.validation_fraction must be in (0, 0.5), got {self.validation_fraction}",
+        )
+        _require(self.max_validation_blocks >= 1, "data.max_validation_blocks must be >= 1")
+        _require(
+            0.0 < self.mlm_probability < 1.0,
+            f"data.mlm_probability must be in (0, 1), got {self.mlm_probability}",
+        )
+        _require(self.num_proc >= 1, f"data.num_proc must be >= 1, got {self.num_proc}")
+        _require(
+            self.max_documents is None or self.max_documents > 0,
+            f"data.max_documents must be positive, got {self.max_documents}",
+        )
+        _require(
+            not self.streaming or self.max_documents is not None,
+            "data.streaming needs data.max_documents: a streamed corpus must be bounded to be packed",
+        )
+
+
+@dataclass
+class LossConfig:
+    """L = alpha_kl * T^2 * KL(teacher_T || student_T) + alpha_mlm * CE + alpha_cosine * (1 - cos)."""
+
+    alpha_kl: float = 0.5
+    """Weight of the distillation KL term (prototype script: 0.5; DistilBERT: 5.0)."""
+    alpha_mlm: float = 0.5
+    """Weight of the masked-LM cross-entropy on the true tokens (prototype: 0.5; DistilBERT: 2.0)."""
+    temperature: float = 4.0
+    """Softmax temperature T for the KL term."""
+    alpha_cosine: float = 0.0
+    """Weight of the hidden-state cosine term (needs equal hidden sizes; DistilBERT: 1.0)."""
+
+    def __post_init__(self) -> None:
+        for name in ("alpha_kl", "alpha_mlm", "alpha_cosine", "temperature"):
+            value = getattr(self, name)
+            _require(math.isfinite(value), f"loss.{name} must be a finite number, got {value}")
+        _require(self.temperature > 0, f"loss.temperature must be > 0, got {self.temperature}")
+        _require(
+            min(self.alpha_kl, self.alpha_mlm, self.alpha_cosine) >= 0,
+            "loss.alpha_kl, loss.alpha_mlm and loss.alpha_cosine must be >= 0",
+        )
+        _require(
+            self.alpha_kl > 0 or self.alpha_mlm > 0,
+            "loss.alpha_kl and loss.alpha_mlm are both zero: nothing would train the student's predictions",
+        )
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    epochs: float = 3.0
+    """Passes over the corpus (paper: 3); ignored when max_steps is set."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps."""
+    batch_size: int = 32
+    """Blocks per device per micro-batch."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step."""
+    learning_rate: float = 5e-4
+    """Peak AdamW learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    warmup_ratio: float = 0.05
+    """Fraction of steps with linear warmup before linear decay to zero."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm; 0 disables clipping."""
+    mixed_precision: str = "no"
+    """Student autocast: no, bf16 or fp16 (through Accelerate)."""
+    seed: int = 42
+    """Seeds initialisation, data order, data_fraction and masking."""
+    log_interval: int = 10
+    """Optimizer steps between metric log lines."""
+    eval_interval: int = 200
+    """Optimizer steps between validations; 0 validates only at the end."""
+    save_interval: int = 200
+    """Optimizer steps between checkpoints (CLI: --save-steps)."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints to keep."""
+
+    def __post_init__(self) -> None:
+        _require(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
+        _require(self.max_steps is None or self.max_steps > 0, f"train.max_steps must be > 0, got {self.max_steps}")
+        _require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+        _require(self.gradient_accumulation_steps >= 1, "train.gradient_accumulation_steps must be >= 1")
+        _require(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            f"train.learning_rate must be > 0, got {self.learning_rate}",
+        )
+        _require(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        _require(0.0 <= self.warmup_ratio < 1.0, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        _require(self.max_grad_norm >= 0, f"train.max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        _require(
+            self.mixed_precision in MIXED_PRECISIONS,
+            f"train.mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}",
+        )
+        for name in ("log_interval", "save_interval"):
+            _require(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
+        _require(self.eval_interval >= 0, f"train.eval_interval must be >= 0, got {self.eval_interval}")
+        _require(self.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+
+
+@dataclass
+class DistillConfig:
+    """Everything ``monodistill distill`` needs: teacher -> vocab -> student -> data -> loss -> train."""
+
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    """The frozen teacher."""
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    """Optional vocabulary trimming."""
+    student: StudentConfig = field(default_factory=StudentConfig)
+    """The student to build."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The distillation corpus."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Loss weights and temperature."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation."""
+    output_dir: str | None = None
+    """Run folder: resolved config, metrics, checkpoints and the final student."""
+
+
+@dataclass
+class EvaluateConfig:
+    """Fine-tuning and evaluation of teachers and students on target-language tasks."""
+
+    models: list[str] = field(default_factory=list)
+    """Hub ids or local folders; the first is the baseline that speedups are measured against."""
+    tasks: list[str] = field(default_factory=list)
+    """Built-in task names (hatespeech-filipino, newsph-nli, tlunified-ner, wikiann:LANG) or task YAML files."""
+    seeds: int = 1
+    """Fine-tuning runs per model and task, with seeds seed, seed+1, ..."""
+    seed: int = 42
+    """First fine-tuning seed."""
+    learning_rate: float = 2e-5
+    """Fine-tuning learning rate (paper: 2e-5)."""
+    epochs: float = 3.0
+    """Fine-tuning epochs (paper: 3)."""
+    batch_size: int = 8
+    """Per-device fine-tuning batch (paper: 8, with 4 accumulation steps)."""
+    gradient_accumulation_steps: int = 4
+    """Accumulation steps (paper: 4, for an effective batch of 32)."""
+    max_length: int = 512
+    """Tokens per example; longer texts are truncated (paper: 512)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.0
+    """Linear warmup fraction."""
+    mixed_precision: str = "no"
+    """no, bf16 or fp16 (paper: fp16 on GPU)."""
+    eval_batch_size: int = 64
+    """Batch for evaluation and the inference-throughput measurement."""
+    max_train_samples: int | None = None
+    """Cap the training split (for quick runs)."""
+    max_eval_samples: int | None = None
+    """Cap the evaluation split (for quick runs)."""
+    output_dir: str | None = None
+    """Where results are written."""
+
+    def __post_init__(self) -> None:
+        _require(self.seeds >= 1, f"evaluate.seeds must be >= 1, got {self.seeds}")
+        _require(self.learning_rate > 0, f"evaluate.learning_rate must be > 0, got {self.learning_rate}")
+        _require(self.epochs > 0, f"evaluate.epochs must be > 0, got {self.epochs}")
+        _require(self.batch_size >= 1, f"evaluate.batch_size must be >= 1, got {self.batch_size}")
+        _require(self.gradient_accumulation_steps >= 1, "evaluate.gradient_accumulation_steps must be >= 1")
+        _require(self.max_length >= 8, f"evaluate.max_length must be >= 8, got {self.max_length}")
+        _require(
+            self.mixed_precision in MIXED_PRECISIONS,
+            f"evaluate.mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}",
+        )
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def load_config(
+    schema: type[ConfigT],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    updates: dict[str, Any] | None = None,
+) -> ConfigT:
+    """Build a validated config: dataclass defaults < YAML file < ``updates`` < dotted overrides.
+
+    Args:
+        schema: The config dataclass, e.g. ``DistillConfig``.
+        path: Optional YAML file holding differences from the defaults.
+        overrides: ``section.field=value`` strings, values parsed as YAML scalars.
+        updates: Nested dict applied after the file (the CLI's explicit flags); ``None`` values are skipped.
+
+    Returns:
+        An instance of ``schema``.
+
+    Raises:
+        MonodistillError: naming the file, the field and the problem.
+    """
+    layers: list[Any] = [OmegaConf.structured(schema)]
+    if path is not None:
+        layers.append(OmegaConf.create(_read_yaml(Path(path))))
+    if updates:
+        layers.append(OmegaConf.create(_drop_none(updates)))
+    for item in overrides or []:
+        if "=" not in item or item.startswith("="):
+            raise MonodistillError(f"override {item!r} is not of the form section.field=value")
+        key, value = item.split("=", 1)
+        layers.append(OmegaConf.from_dotlist([f"{key}={value}"]))
+    try:
+        merged = OmegaConf.merge(*layers)
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise MonodistillError(f"invalid config{_where(path)}: {_omegaconf_message(error)}") from None
+    except ValueError as error:
+        raise MonodistillError(f"invalid config{_where(path)}: {error}") from None
+    return config  # type: ignore[return-value]
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain nested dicts, for YAML and JSON."""
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
+
+
+def save_config(config: Any, path: Path) -> None:
+    """Write the resolved config as YAML."""
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise MonodistillError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise MonodistillError(f"config file {path} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MonodistillError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if value:
+                cleaned[key] = value
+        elif value is not None:
+            cleaned[key] = value
+    return cleaned
+
+
+def _where(path: str | Path | None) -> str:
+    return f" in {path}" if path is not None else ""
+
+
+def _omegaconf_message(error: OmegaConfBaseException) -> str:
+    # OmegaConf appends object/reference types on extra lines; the first line plus the key is enough.
+    message = str(error).splitlines()[0]
+    key = getattr(error, "full_key", None)
+    return f"{key}: {message}" if key else message

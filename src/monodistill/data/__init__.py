@@ -1,0 +1,1 @@
+"""The distillation corpus: reading (corpus), tokenising and packing (blocks), masking (masking)."""
