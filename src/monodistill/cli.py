@@ -27,7 +27,7 @@ def distill(
     overrides: list[str] | None = None,
 ) -> Path:
     """Distil a student from a teacher on a corpus; returns the folder holding the saved student."""
-    from monodistill.distill import run_distillation
+    from monodistill.recipe import run_distillation
 
     updates = {
         "teacher": {"name_or_path": teacher},

@@ -1,0 +1,185 @@
+"""Run-folder I/O in one place: resolved config, metrics, checkpoints and the final student.
+
+A run folder looks like::
+
+    RUN/
+      config.yaml          resolved config
+      environment.json     package versions, git SHA, command line, devices
+      metrics.jsonl        one JSON object per logged step (train and validation)
+      checkpoints/step-00000200/   model, optimizer, scheduler, RNG (Accelerate) + trainer_state.json
+      student/             the final student and tokenizer (save_pretrained) with a model card
+      tensorboard/
+
+Every write that a later run trusts is atomic: written under a temporary name, then renamed.
+A checkpoint counts only once its folder has its final name, so a run killed mid-save resumes from
+the previous one.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+METRICS_FILE = "metrics.jsonl"
+STUDENT_DIR = "student"
+PACKAGES = ("monodistill", "torch", "transformers", "tokenizers", "datasets", "accelerate")
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a staging folder that replaces ``path`` only if the block finishes."""
+    staging = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _fsync_tree(staging)
+    if path.exists():
+        # Move the old folder aside first so that `path` is never missing a complete version for long.
+        retired = path.with_name(f".old-{path.name}-{os.getpid()}")
+        os.replace(path, retired)
+        os.replace(staging, path)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file under a temporary name and rename it into place."""
+    staging = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    with open(staging, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for file in folder.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def write_environment(run_dir: Path, extra: dict[str, Any] | None = None) -> None:
+    """Record package versions, git SHA, command line and devices beside the run."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    environment = {
+        "versions": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_sha": _git_sha(),
+        "command": sys.argv,
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        **(extra or {}),
+    }
+    atomic_write_text(run_dir / "environment.json", json.dumps(environment, indent=2) + "\n")
+
+
+def _git_sha() -> str | None:
+    source = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one record to metrics.jsonl."""
+    with open(run_dir / METRICS_FILE, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """All metric records of a run, skipping a torn last line."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> None:
+    """Drop records logged after ``last_step``: a resumed run logs those steps again."""
+    records = [record for record in read_metrics(run_dir) if record.get("step", 0) <= last_step]
+    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(record) + "\n" for record in records))
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    """Where the checkpoint of an optimizer step lives."""
+    return run_dir / CHECKPOINTS / f"step-{step:08d}"
+
+
+def staging_path(path: Path) -> Path:
+    """Where a checkpoint is written before it is published under its final name."""
+    return path.with_name(f".tmp-{path.name}")
+
+
+def publish_checkpoint(staging: Path, path: Path, state: dict[str, Any]) -> None:
+    """Add the trainer state to a fully written staging folder, then give it its final name."""
+    atomic_write_text(staging / STATE_FILE, json.dumps(state) + "\n")
+    _fsync_tree(staging)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(staging, path)
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first. Staging folders of interrupted saves are not listed."""
+    folder = run_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    complete = [path for path in folder.glob("step-*") if (path / STATE_FILE).is_file()]
+    return sorted(complete, key=lambda path: int(path.name.split("-")[1]))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint, if any."""
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def clean_staging(run_dir: Path) -> None:
+    """Remove staging folders left by a run killed mid-save."""
+    for path in (run_dir / CHECKPOINTS).glob(".tmp-*") if (run_dir / CHECKPOINTS).is_dir() else []:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Keep the ``keep`` newest checkpoints."""
+    for path in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    """The trainer state saved with a checkpoint."""
+    return json.loads((checkpoint / STATE_FILE).read_text())

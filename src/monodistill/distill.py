@@ -1,0 +1,389 @@
+"""The distillation loop: ``Distiller.fit -> train_step -> loss_step``, with ``evaluate`` and ``save_checkpoint``.
+
+Both LM heads run only at masked positions, so no (B, T, V) tensor is ever built. The teacher is
+frozen where it is loaded and called under ``torch.inference_mode()``. Data order and masks are pure
+functions of (seed, step), and Accelerate checkpoints hold model, optimizer, scheduler and RNG
+state, so a resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+
+from monodistill import checkpoint as ckpt
+from monodistill.config import DistillConfig, config_to_dict
+from monodistill.data.blocks import Blocks
+from monodistill.data.masking import IGNORE_INDEX, mask_tokens, step_generator
+from monodistill.errors import MonodistillError
+from monodistill.losses import distillation_loss, kl_divergence
+from monodistill.teacher import MaskedLMHead, encoder, mlm_head
+
+
+class Interrupted(MonodistillError):
+    """The run was stopped by a signal after saving a checkpoint."""
+
+
+class StudentWithHead(nn.Module):
+    """The student as one module whose forward scores masked positions only.
+
+    Wrapping matters for multi-GPU: DDP synchronises gradients only through the forward of the
+    module it wraps, so the masked-position head must be part of that forward.
+    """
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+        self.head = mlm_head(model)
+
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, return_hidden: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T) ids and (B, T) bool positions -> (N, V) logits and optionally (B*T, H) hidden states."""
+        hidden = encoder(self.model)(input_ids=input_ids).last_hidden_state  # (B, T, H)
+        logits = self.head.logits(hidden[positions])  # (N, V)
+        return logits, hidden.flatten(0, 1) if return_hidden else None
+
+
+class Distiller:
+    """Distils ``student`` from the frozen ``teacher`` on packed blocks; see ``fit``."""
+
+    def __init__(
+        self,
+        config: DistillConfig,
+        run_dir: Path,
+        teacher: PreTrainedModel,
+        student: PreTrainedModel,
+        special_ids: list[int],
+        mask_token_id: int,
+        blocks: Blocks,
+        vocab_ids: torch.Tensor | None = None,
+    ) -> None:
+        self.config = config
+        self.train_config = config.train
+        self.run_dir = run_dir
+        self.blocks = blocks
+        self.accelerator = Accelerator(
+            mixed_precision=config.train.mixed_precision, log_with="tensorboard", project_dir=str(run_dir)
+        )
+        device = self.accelerator.device
+        self.mask_token_id = mask_token_id
+        self.vocab_size = student.config.vocab_size
+        self.special_ids = torch.tensor(sorted(set(special_ids)), device=device)
+        # Student id -> teacher id, when the vocabulary is trimmed.
+        self.vocab_ids = vocab_ids.to(device) if vocab_ids is not None else None
+
+        self.teacher = teacher.to(device)
+        self.teacher_encoder = encoder(teacher)
+        self.teacher_full_head = mlm_head(teacher)
+        # Sliced once: the teacher's distribution over the kept vocabulary, renormalised by softmax.
+        self.teacher_head: MaskedLMHead = (
+            self.teacher_full_head.restricted(self.vocab_ids) if self.vocab_ids is not None else self.teacher_full_head
+        )
+
+        self.micro_batches_per_epoch, self.total_steps = self._schedule_length()
+        optimizer = torch.optim.AdamW(
+            _parameter_groups(student, config.train.weight_decay), lr=config.train.learning_rate
+        )
+        self.scheduler = get_linear_schedule_with_warmup(
+            optimizer, round(config.train.warmup_ratio * self.total_steps), self.total_steps
+        )
+        self.student, self.optimizer = self.accelerator.prepare(StudentWithHead(student), optimizer)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.step = 0
+        self._epoch_orders: dict[int, torch.Tensor] = {}
+        self._stop_signal: int | None = None
+
+    # ----------------------------------------------------------------------------------- schedule
+
+    def _schedule_length(self) -> tuple[int, int]:
+        """Micro-batches per epoch per process (a multiple of accumulation) and total optimizer steps."""
+        train = self.train_config
+        processes = self.accelerator.num_processes
+        per_step = train.batch_size * train.gradient_accumulation_steps * processes
+        steps_per_epoch = len(self.blocks.train) // per_step
+        if steps_per_epoch == 0:
+            raise MonodistillError(
+                f"only {len(self.blocks.train)} training blocks, fewer than one optimizer step "
+                f"(train.batch_size x gradient_accumulation_steps x processes = {per_step}); "
+                "lower train.batch_size or data.max_seq_length, or add text"
+            )
+        total = train.max_steps or math.ceil(train.epochs * steps_per_epoch)
+        return steps_per_epoch * train.gradient_accumulation_steps, total
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        """This process's block indices for an epoch: a seeded permutation, sharded by rank."""
+        if epoch not in self._epoch_orders:
+            generator = torch.Generator().manual_seed(self.train_config.seed * 10_007 + epoch)
+            order = torch.randperm(len(self.blocks.train), generator=generator)
+            rank, processes = self.accelerator.process_index, self.accelerator.num_processes
+            self._epoch_orders = {epoch: order[rank::processes]}
+        return self._epoch_orders[epoch]
+
+    def micro_batch(self, index: int) -> dict[str, torch.Tensor]:
+        """The ``index``-th micro-batch of this process, counted from the start of training."""
+        epoch, offset = divmod(index, self.micro_batches_per_epoch)
+        size = self.train_config.batch_size
+        indices = self._epoch_order(epoch)[offset * size : (offset + 1) * size]
+        rows = self.blocks.train[indices.tolist()]
+        return {name: tensor.to(self.accelerator.device) for name, tensor in rows.items()}
+
+    # ----------------------------------------------------------------------------------- training
+
+    def fit(self, resume: bool = False) -> dict[str, float]:
+        """Train to ``total_steps``, validating, logging and checkpointing; returns the final validation metrics."""
+        if resume:
+            self._resume()
+        self.accelerator.init_trackers("tensorboard", config=flat_scalars(config_to_dict(self.config)))
+        previous_handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        progress = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc="distilling",
+            unit="step",
+            disable=not self.accelerator.is_main_process,
+            dynamic_ncols=True,
+        )
+        validation: dict[str, float] = {}
+        try:
+            running: dict[str, float] = {}
+            while self.step < self.total_steps:
+                started = time.perf_counter()
+                parts = self.train_step()
+                self.step += 1
+                parts["tokens_per_second"] = self._tokens_per_step() / (time.perf_counter() - started)
+                for name, value in parts.items():
+                    running[name] = running.get(name, 0.0) + value
+                progress.update(1)
+                progress.set_postfix(loss=f"{parts['loss']:.3f}", kl=f"{parts['kl']:.3f}", mlm=f"{parts['mlm']:.3f}")
+                if self.step % self.train_config.log_interval == 0 or self.step == self.total_steps:
+                    count = self.step % self.train_config.log_interval or self.train_config.log_interval
+                    self._log("train", {name: value / count for name, value in running.items()})
+                    running = {}
+                interval = self.train_config.eval_interval
+                if (interval and self.step % interval == 0) or self.step == self.total_steps:
+                    validation = self.evaluate()
+                    progress.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
+                if self.step % self.train_config.save_interval == 0 or self.step == self.total_steps:
+                    self.save_checkpoint()
+                if self._stop_signal is not None:
+                    if self.step % self.train_config.save_interval:
+                        self.save_checkpoint()
+                    raise Interrupted(
+                        f"stopped by signal {self._stop_signal} at step {self.step}/{self.total_steps}; "
+                        f"checkpoint saved in {ckpt.latest_checkpoint(self.run_dir)}; continue with --resume"
+                    )
+        finally:
+            progress.close()
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+            self.accelerator.end_training()
+        return validation or self.evaluate()
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over ``gradient_accumulation_steps`` micro-batches; returns averaged loss parts."""
+        accumulation = self.train_config.gradient_accumulation_steps
+        totals: dict[str, float] = {}
+        for micro in range(accumulation):
+            index = self.step * accumulation + micro
+            batch = self.micro_batch(index)
+            generator = step_generator(self.train_config.seed, index, self.accelerator.process_index, self.accelerator.device)
+            with self.accelerator.no_sync(self.student) if micro < accumulation - 1 else nullcontext():
+                parts = self.loss_step(batch, generator)
+                loss = parts["loss"]
+                if not torch.isfinite(loss):
+                    self._fail_non_finite(parts)
+                self.accelerator.backward(loss / accumulation)
+            for name, value in parts.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) / accumulation
+        if self.train_config.max_grad_norm > 0:
+            grad_norm = self.accelerator.clip_grad_norm_(self.student.parameters(), self.train_config.max_grad_norm)
+            totals["grad_norm"] = float(grad_norm)
+        totals["learning_rate"] = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return totals
+
+    def loss_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Mask a micro-batch, run teacher and student at the masked positions, and return the loss parts."""
+        input_ids = batch["input_ids"]  # (B, T)
+        masked_ids, labels = mask_tokens(
+            input_ids,
+            torch.isin(input_ids, self.special_ids),
+            self.mask_token_id,
+            self.vocab_size,
+            self.config.data.mlm_probability,
+            generator,
+            word_starts=batch["word_starts"].bool() if "word_starts" in batch else None,
+        )
+        positions = labels != IGNORE_INDEX  # (B, T)
+        with_hidden = self.config.loss.alpha_cosine > 0
+        teacher_logits, teacher_hidden = self.teacher_forward(masked_ids, positions, with_hidden)
+        student_logits, student_hidden = self.student(masked_ids, positions, return_hidden=with_hidden)
+        return distillation_loss(
+            self.config.loss, student_logits, teacher_logits, labels[positions], student_hidden, teacher_hidden
+        )
+
+    def teacher_forward(
+        self, masked_ids: torch.Tensor, positions: torch.Tensor, with_hidden: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher logits over the student's vocabulary at masked positions: (N, V), and (B*T, H) hidden states."""
+        with torch.inference_mode():
+            teacher_ids = self.vocab_ids[masked_ids] if self.vocab_ids is not None else masked_ids
+            hidden = self.teacher_encoder(input_ids=teacher_ids).last_hidden_state  # (B, T, H)
+            logits = self.teacher_head.logits(hidden[positions])  # (N, V)
+        # Inference tensors cannot be saved for backward; a clone outside the context is a normal tensor.
+        return logits.clone(), hidden.flatten(0, 1).clone() if with_hidden else None
+
+    # --------------------------------------------------------------------------------- validation
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation on the held-out blocks with fixed masks: student MLM loss and accuracy, KL to the
+        teacher at T=1, top-1 agreement with the teacher and, for a trimmed vocabulary, the teacher
+        probability mass outside the kept tokens."""
+        self.student.eval()
+        rank, processes = self.accelerator.process_index, self.accelerator.num_processes
+        generator = step_generator(self.train_config.seed + 1, 0, rank, self.accelerator.device)
+        sums = torch.zeros(7, dtype=torch.float64, device=self.accelerator.device)
+        validation = self.blocks.validation
+        size = self.train_config.batch_size
+        for start in range(rank * size, len(validation), size * processes):
+            input_ids = validation[start : start + size]["input_ids"].to(self.accelerator.device)
+            masked_ids, labels = mask_tokens(
+                input_ids,
+                torch.isin(input_ids, self.special_ids),
+                self.mask_token_id,
+                self.vocab_size,
+                self.config.data.mlm_probability,
+                generator,
+            )
+            positions = labels != IGNORE_INDEX
+            targets = labels[positions]
+            with torch.inference_mode():
+                teacher_ids = self.vocab_ids[masked_ids] if self.vocab_ids is not None else masked_ids
+                teacher_hidden = self.teacher_encoder(input_ids=teacher_ids).last_hidden_state[positions]
+                teacher_logits = self.teacher_head.logits(teacher_hidden).float()
+                student_logits, _ = self.student(masked_ids, positions)
+                student_logits = student_logits.float()
+                count = targets.numel()
+                kept_mass = 1.0
+                if self.vocab_ids is not None:
+                    full = self.teacher_full_head.logits(teacher_hidden).float()
+                    kept_mass = (teacher_logits.logsumexp(-1) - full.logsumexp(-1)).exp().sum().item() / count
+                sums += torch.tensor(
+                    [
+                        torch.nn.functional.cross_entropy(student_logits, targets, reduction="sum").item(),
+                        kl_divergence(student_logits, teacher_logits, 1.0).item() * count,
+                        (student_logits.argmax(-1) == teacher_logits.argmax(-1)).sum().item(),
+                        (student_logits.argmax(-1) == targets).sum().item(),
+                        (teacher_logits.argmax(-1) == targets).sum().item(),
+                        (1.0 - kept_mass) * count,
+                        count,
+                    ],
+                    dtype=torch.float64,
+                    device=self.accelerator.device,
+                )
+        sums = self.accelerator.reduce(sums, reduction="sum")
+        count = max(sums[6].item(), 1.0)
+        metrics = {
+            "mlm_loss": sums[0].item() / count,
+            "kl_to_teacher": sums[1].item() / count,
+            "teacher_agreement": sums[2].item() / count,
+            "student_accuracy": sums[3].item() / count,
+            "teacher_accuracy": sums[4].item() / count,
+        }
+        if self.vocab_ids is not None:
+            metrics["teacher_mass_outside_vocab"] = sums[5].item() / count
+        self._log("validation", metrics)
+        self.student.train()
+        return metrics
+
+    # -------------------------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self) -> Path:
+        """Save model, optimizer, scheduler, RNG and step atomically; prune old checkpoints."""
+        path = ckpt.checkpoint_path(self.run_dir, self.step)
+        staging = ckpt.staging_path(path)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(staging), safe_serialization=False)
+        if self.accelerator.is_main_process:
+            state = {"step": self.step, "total_steps": self.total_steps, "complete": self.step >= self.total_steps}
+            ckpt.publish_checkpoint(staging, path, state)
+            ckpt.prune_checkpoints(self.run_dir, self.train_config.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def _resume(self) -> None:
+        ckpt.clean_staging(self.run_dir)
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        if latest is None:
+            self.accelerator.print(f"no checkpoint in {self.run_dir}; starting from step 0")
+            return
+        self.accelerator.load_state(str(latest))
+        self.step = ckpt.read_state(latest)["step"]
+        if self.accelerator.is_main_process:
+            ckpt.truncate_metrics(self.run_dir, self.step)
+        self.accelerator.print(f"resumed from {latest} at step {self.step}/{self.total_steps}")
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stop_signal = signum
+
+    def _fail_non_finite(self, parts: dict[str, torch.Tensor]) -> None:
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        values = ", ".join(f"{name}={float(value):.4g}" for name, value in parts.items())
+        raise MonodistillError(
+            f"non-finite loss at step {self.step + 1} ({values}); stopped without saving. "
+            f"Last good checkpoint: {latest or 'none'}. Lower train.learning_rate, raise train.warmup_ratio, "
+            "or use train.mixed_precision=bf16 instead of fp16"
+        )
+
+    def _tokens_per_step(self) -> int:
+        train = self.train_config
+        length = self.config.data.max_seq_length
+        return train.batch_size * train.gradient_accumulation_steps * self.accelerator.num_processes * length
+
+    def _log(self, split: str, metrics: dict[str, float]) -> None:
+        if self.accelerator.is_main_process:
+            ckpt.append_metrics(self.run_dir, {"step": self.step, "split": split, **metrics})
+        self.accelerator.log({f"{split}/{name}": value for name, value in metrics.items()}, step=self.step)
+
+    def unwrapped_student(self) -> PreTrainedModel:
+        """The student ``*ForMaskedLM`` model, outside any distributed wrapper."""
+        return self.accelerator.unwrap_model(self.student).model
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and normalisation weights."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def flat_scalars(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> {"section.field": scalar}."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flat_scalars(value, f"{name}."))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[name] = value
+    return flat
+

@@ -1,0 +1,137 @@
+"""The ``distill`` stage end to end: check every input, load, build, train, save the student.
+
+``run_distillation`` is what ``monodistill distill`` runs; the training loop itself is
+``monodistill.distill.Distiller``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate.utils import set_seed
+from transformers import PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from monodistill import checkpoint as ckpt
+from monodistill.card import build_model_card
+from monodistill.config import DistillConfig, config_to_dict, save_config
+from monodistill.data.blocks import build_blocks
+from monodistill.distill import Distiller, flat_scalars
+from monodistill.errors import MonodistillError
+from monodistill.student import StudentShape, build_student, resolve_shape
+from monodistill.teacher import load_teacher, max_positions, parameter_counts
+
+
+def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
+    """The ``distill`` stage end to end: validate, load, build, train, save the student.
+
+    Every input check runs before training starts. A finished run is not redone: with ``resume``
+    it returns the saved student.
+
+    Returns:
+        The folder of the saved student (``RUN/student``).
+    """
+    if not config.output_dir:
+        raise MonodistillError("no output folder: pass --output DIR or set output_dir")
+    run_dir = Path(config.output_dir)
+    _check_run_folder(config, run_dir, resume)
+    student_dir = run_dir / ckpt.STUDENT_DIR
+    final = ckpt.latest_checkpoint(run_dir)
+    if resume and final is not None and ckpt.read_state(final).get("complete") and student_dir.is_dir():
+        print(f"{run_dir} is already complete; the student is in {student_dir}")
+        return student_dir
+    if not config.data.corpus:
+        raise MonodistillError("no corpus given: pass --corpus PATH_OR_HUB_ID or set data.corpus")
+    shape = resolve_shape(config.student)  # an unknown preset fails before anything is loaded
+    set_seed(config.train.seed)
+
+    teacher, teacher_tokenizer = load_teacher(config.teacher)
+    _check_compatible(config, teacher, shape)
+    tokenizer, vocab_ids = resolve_vocabulary(config, teacher_tokenizer, run_dir)
+    blocks = build_blocks(config.data, tokenizer, config.train.seed)
+    student = build_student(config.student, teacher, vocab_ids, seed=config.train.seed)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path)})
+    distiller = Distiller(
+        config,
+        run_dir,
+        teacher,
+        student,
+        special_ids=tokenizer.all_special_ids,
+        mask_token_id=tokenizer.mask_token_id,
+        blocks=blocks,
+        vocab_ids=vocab_ids,
+    )
+    print(
+        f"distilling {parameter_counts(student)['total']:,}-parameter student from {config.teacher.name_or_path} "
+        f"on {len(blocks.train):,} blocks of {config.data.max_seq_length} tokens for {distiller.total_steps:,} steps"
+    )
+    metrics = distiller.fit(resume=resume)
+    if distiller.accelerator.is_main_process:
+        card = build_model_card(config, metrics, parameter_counts(student), parameter_counts(teacher), len(blocks.train))
+        save_student(student_dir, distiller.unwrapped_student(), tokenizer, card)
+    distiller.accelerator.wait_for_everyone()
+    return student_dir
+
+
+def resolve_vocabulary(
+    config: DistillConfig, teacher_tokenizer: PreTrainedTokenizerBase, run_dir: Path
+) -> tuple[PreTrainedTokenizerBase, torch.Tensor | None]:
+    """The student's tokenizer, and its ids in the teacher's vocabulary when trimmed."""
+    if not config.vocab.active:
+        return teacher_tokenizer, None
+    from monodistill.vocab import load_trimmed_vocab, run_vocab
+
+    path = Path(config.vocab.path) if config.vocab.path else run_dir / "vocab"
+    if config.vocab.path is None and not (path / "id_map.json").is_file():
+        run_vocab(config, path)
+    if not path.is_dir():
+        raise MonodistillError(f"vocab.path {path} does not exist; build it with `monodistill vocab`")
+    tokenizer, id_map = load_trimmed_vocab(path, teacher_tokenizer)
+    return tokenizer, torch.tensor(id_map, dtype=torch.long)
+
+
+def save_student(path: Path, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: str) -> None:
+    """Write the student, its tokenizer and model card atomically, loadable with ``from_pretrained``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with ckpt.atomic_dir(path) as staging:
+        student.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "README.md").write_text(card)
+
+
+def _check_run_folder(config: DistillConfig, run_dir: Path, resume: bool) -> None:
+    saved = run_dir / "config.yaml"
+    if not resume:
+        if ckpt.list_checkpoints(run_dir) or (run_dir / ckpt.STUDENT_DIR).exists():
+            raise MonodistillError(
+                f"{run_dir} already holds a run; pass --resume to continue it or choose another --output"
+            )
+        return
+    if saved.is_file():
+        before = flat_scalars(yaml.safe_load(saved.read_text()))
+        after = flat_scalars(config_to_dict(config))
+        # Cadence and length may change on resume; anything that changes the trajectory may not.
+        free = {"train.max_steps", "train.epochs", "train.save_interval", "train.log_interval", "train.eval_interval"}
+        changed = sorted(key for key in before.keys() | after.keys() if key not in free and before.get(key) != after.get(key))
+        if changed:
+            raise MonodistillError(
+                f"cannot resume {run_dir}: the config differs from the saved one in {', '.join(changed)}"
+            )
+
+
+def _check_compatible(config: DistillConfig, teacher: PreTrainedModel, shape: StudentShape) -> None:
+    limit = max_positions(teacher.config)
+    if config.data.max_seq_length > limit:
+        raise MonodistillError(
+            f"data.max_seq_length={config.data.max_seq_length} is beyond the teacher's {limit} positions"
+        )
+    if config.loss.alpha_cosine > 0 and shape.hidden_size != teacher.config.hidden_size:
+        raise MonodistillError(
+            f"loss.alpha_cosine needs equal hidden sizes; the student has {shape.hidden_size}, "
+            f"the teacher {teacher.config.hidden_size}"
+        )
