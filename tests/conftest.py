@@ -1,0 +1,114 @@
+"""Shared fixtures: tiny tokenizers, teachers and corpora built on the spot, never downloaded."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    DebertaV2Config,
+    DebertaV2ForMaskedLM,
+    PreTrainedTokenizerFast,
+    XLMRobertaConfig,
+    XLMRobertaForMaskedLM,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SYLLABLES = ["ka", "ma", "ta", "pa", "la", "sa", "na", "ba", "ga", "ng", "bi", "ko", "mu", "ri", "yo", "an", "in"]
+
+
+def shared_dir() -> Path:
+    """The shared data folder: $MONODISTILL_SHARED, else ../shared beside the repository."""
+    return Path(os.environ.get("MONODISTILL_SHARED", REPO_ROOT.parent / "shared"))
+
+
+def require_shared(*parts: str) -> Path:
+    """A path under the shared folder, or skip the test saying what is missing."""
+    path = shared_dir().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data {path} is absent (set MONODISTILL_SHARED to its folder)")
+    return path
+
+
+def make_lines(count: int, seed: int = 0) -> list[str]:
+    """Pseudo-Tagalog lines from a small syllable inventory: repetitive enough to be learnable."""
+    rng = random.Random(seed)
+    words = ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 3))) for _ in range(120)]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(5, 14))) + "." for _ in range(count)]
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(make_lines(400)) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokenizerFast:
+    """A WordPiece tokenizer trained on the fixture text, with BERT's special tokens."""
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(make_lines(600, seed=1), trainers.WordPieceTrainer(vocab_size=300, special_tokens=SPECIALS))
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def build_tiny_teacher(family: str, vocab_size: int, pad_token_id: int):  # type: ignore[no-untyped-def]
+    """A random 2-layer masked LM of a family, small enough for a CPU test."""
+    common = {
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 66 if family == "xlm-roberta" else 64,
+        "pad_token_id": pad_token_id,
+    }
+    torch.manual_seed(0)
+    if family == "bert":
+        return BertForMaskedLM(BertConfig(**common))
+    if family == "xlm-roberta":
+        return XLMRobertaForMaskedLM(XLMRobertaConfig(**common))
+    if family == "deberta-v2":
+        return DebertaV2ForMaskedLM(DebertaV2Config(**common, relative_attention=True, position_biased_input=False))
+    raise ValueError(family)
+
+
+def save_teacher(family: str, tokenizer: PreTrainedTokenizerFast, path: Path) -> Path:
+    model = build_tiny_teacher(family, len(tokenizer), tokenizer.pad_token_id)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: PreTrainedTokenizerFast) -> Path:
+    return save_teacher("bert", tiny_tokenizer, tmp_path_factory.mktemp("teacher") / "bert")
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"

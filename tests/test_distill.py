@@ -1,0 +1,213 @@
+"""End-to-end distillation on CPU: outputs, metrics, resume after SIGTERM and SIGKILL, NaN, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM, pipeline
+
+from monodistill import distill as distill_module
+from monodistill.checkpoint import list_checkpoints, read_metrics
+from monodistill.cli import main
+
+from .conftest import REPO_ROOT
+
+STUDENT = [
+    "student.preset=custom",
+    "student.num_layers=2",
+    "student.hidden_size=16",
+    "student.intermediate_size=32",
+    "student.num_heads=2",
+    "data.max_seq_length=32",
+    "train.batch_size=4",
+    "train.log_interval=2",
+    "train.eval_interval=4",
+    "data.max_validation_blocks=8",
+]
+
+
+def args(teacher: Path, corpus: Path, run: Path, cache: Path, steps: int, *extra: str, save: int = 4) -> list[str]:
+    return [
+        "distill",
+        "--teacher", str(teacher),
+        "--corpus", str(corpus),
+        "--output", str(run),
+        "--max-steps", str(steps),
+        "--save-steps", str(save),
+        *STUDENT,
+        f"data.cache_dir={cache}",
+        *extra,
+    ]  # fmt: skip
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "student" / "model.safetensors"))
+
+
+def assert_same_weights(first: Path, second: Path) -> None:
+    a, b = weights(first), weights(second)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs"
+
+
+def test_distill_end_to_end(tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path) -> None:
+    run = tmp_path / "run"
+    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 8, "train.learning_rate=3e-3")) == 0
+
+    student = AutoModelForMaskedLM.from_pretrained(run / "student")
+    assert student.config.num_hidden_layers == 2 and student.config.hidden_size == 16
+    fill = pipeline("fill-mask", model=str(run / "student"))
+    assert len(fill("ka [MASK] ta.")) == 5
+
+    records = read_metrics(run)
+    train = [r for r in records if r["split"] == "train"]
+    validation = [r for r in records if r["split"] == "validation"]
+    assert [r["step"] for r in train] == [2, 4, 6, 8]
+    assert [r["step"] for r in validation] == [4, 8]
+    for part in ("loss", "kl", "mlm", "learning_rate", "grad_norm", "tokens_per_second"):
+        assert all(part in r for r in train), part
+    for part in ("mlm_loss", "kl_to_teacher", "teacher_agreement", "student_accuracy", "teacher_accuracy"):
+        assert 0 <= validation[-1][part] < 50, part
+    assert train[-1]["loss"] < train[0]["loss"]  # it learns
+
+    assert "loss:" in (run / "config.yaml").read_text()
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["versions"]["torch"] and "git_sha" in environment
+    card = (run / "student" / "README.md").read_text()
+    assert "pipeline_tag: fill-mask" in card and str(tiny_teacher_dir) in card and "non-embedding" in card
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000004", "step-00000008"]
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+
+    # A finished run is not redone, and a new run does not overwrite it.
+    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 8, "train.learning_rate=3e-3") + ["--resume"]) == 0
+    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 8)) == 2
+
+
+def test_sigterm_then_resume_ends_with_the_same_weights(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common = (tiny_teacher_dir, corpus_file)
+    assert main(args(*common, tmp_path / "straight", cache_dir, 10, "data.whole_word_mask=true")) == 0
+
+    original = distill_module.Distiller.train_step
+
+    def stop_at_step_five(self: distill_module.Distiller) -> dict[str, float]:
+        if self.step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would; the loop saves and stops
+        return original(self)
+
+    monkeypatch.setattr(distill_module.Distiller, "train_step", stop_at_step_five)
+    resumed = tmp_path / "resumed"
+    assert main(args(*common, resumed, cache_dir, 10, "data.whole_word_mask=true")) == 2
+    assert [p.name for p in list_checkpoints(resumed)][-1] == "step-00000006"
+    monkeypatch.setattr(distill_module.Distiller, "train_step", original)
+    assert main([*args(*common, resumed, cache_dir, 10, "data.whole_word_mask=true"), "--resume"]) == 0
+    assert_same_weights(tmp_path / "straight", resumed)
+    steps = [r["step"] for r in read_metrics(resumed) if r["split"] == "train"]
+    assert steps == sorted(set(steps))  # metrics after the checkpoint were not logged twice
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_ends_with_the_same_weights(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    steps, common = 150, (tiny_teacher_dir, corpus_file)
+    extra = ("train.eval_interval=50", "train.log_interval=10")
+    assert main(args(*common, tmp_path / "straight", cache_dir, steps, *extra, save=5)) == 0
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "monodistill.cli", *args(*common, killed, cache_dir, steps, *extra, save=5)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+        int(p.name.split("-")[1]) >= 15 for p in list_checkpoints(killed)
+    ):
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    last = list_checkpoints(killed)[-1]
+    assert int(last.name.split("-")[1]) < steps, "killed too late to test anything"
+    assert not (killed / "student").exists()
+
+    assert main([*args(*common, killed, cache_dir, steps, *extra, save=5), "--resume"]) == 0
+    assert_same_weights(tmp_path / "straight", killed)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls = {"count": 0}
+    real_loss = distill_module.distillation_loss
+
+    def poisoned(*a: object, **k: object) -> dict[str, torch.Tensor]:
+        parts = real_loss(*a, **k)  # type: ignore[arg-type]
+        calls["count"] += 1
+        if calls["count"] == 5:
+            parts["loss"] = parts["loss"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(distill_module, "distillation_loss", poisoned)
+    run = tmp_path / "run"
+    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 10, save=2)) == 2
+    error = capsys.readouterr().err
+    assert "non-finite loss at step 5" in error and "step-00000004" in error
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000002", "step-00000004"]
+    assert not (run / "student").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"teacher": "missing-folder/x/y"}, "teacher path missing-folder/x/y does not exist"),
+        ({"teacher": "nobody/offline-model"}, "--local-dir"),
+        ({"corpus": "EMPTY"}, "is empty"),
+        ({"corpus": "BLANK"}, "no usable line"),
+        ({"extra": "data.max_seq_length=128"}, "beyond the teacher's 64 positions"),
+        ({"extra": "loss.alpha_kl=0 loss.alpha_mlm=0"}, "both zero"),
+        ({"extra": "loss.temperature=0"}, "loss.temperature must be > 0"),
+        ({"extra": "student.preset=dbert-mega"}, "unknown student preset"),
+        ({"extra": "loss.alpha_cosine=1"}, "needs equal hidden sizes"),
+    ],
+)
+def test_bad_input_gets_one_clear_error_before_training(
+    change: dict[str, str],
+    message: str,
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    corpus = {"EMPTY": "", "BLANK": "\n \n\t\n"}
+    corpus_path = corpus_file
+    if change.get("corpus") in corpus:
+        corpus_path = tmp_path / "bad.txt"
+        corpus_path.write_text(corpus[change["corpus"]])
+    teacher = Path(change.get("teacher", tiny_teacher_dir))
+    argv = args(teacher, corpus_path, tmp_path / "run", cache_dir, 2)
+    # The overrides replace the student shape's preset where a test asks for another one.
+    extra = change.get("extra", "").split()
+    if any(item.startswith("student.preset") for item in extra):
+        argv = [item for item in argv if not item.startswith("student.preset")]
+    assert main(argv + extra) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "Traceback" not in captured.err
+    assert not list_checkpoints(tmp_path / "run")

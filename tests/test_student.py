@@ -1,0 +1,108 @@
+"""Student presets, shapes and the three init modes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, PreTrainedTokenizerFast
+
+from monodistill.config import StudentConfig
+from monodistill.errors import MonodistillError
+from monodistill.student import PRESETS, build_student, resolve_shape, student_model_config, teacher_layer_indices
+from monodistill.teacher import parameter_counts
+
+from .conftest import build_tiny_teacher
+
+MBERT = BertConfig(vocab_size=119_547, hidden_size=768, num_hidden_layers=12, intermediate_size=3072)
+
+
+def test_paper_presets() -> None:
+    assert PRESETS["dbert-base"] == resolve_shape(StudentConfig(preset="dbert-base"))
+    assert (6, 768, 3072, 12) == tuple(vars(PRESETS["dbert-base"]).values())
+    assert (4, 312, 1200, 12) == tuple(vars(PRESETS["dbert-tiny"]).values())
+
+
+def test_dbert_tiny_on_mbert_has_about_42m_parameters_mostly_embeddings() -> None:
+    # The paper's figure: ~42M parameters, ~37M of them the 119,547-token embedding matrix.
+    from transformers import AutoModelForMaskedLM
+
+    config = student_model_config(MBERT, PRESETS["dbert-tiny"], MBERT.vocab_size)
+    with torch.device("meta"):
+        model = AutoModelForMaskedLM.from_config(config)
+    counts = parameter_counts(model)
+    assert 41e6 < counts["total"] < 43e6
+    assert counts["embedding"] > 37e6
+
+
+def test_explicit_fields_override_the_preset_and_custom_needs_all() -> None:
+    assert resolve_shape(StudentConfig(preset="dbert-tiny", num_layers=2)).num_layers == 2
+    with pytest.raises(MonodistillError, match="needs student.num_layers"):
+        resolve_shape(StudentConfig(preset="custom", hidden_size=64))
+    with pytest.raises(MonodistillError, match="unknown student preset 'dbert-huge'"):
+        resolve_shape(StudentConfig(preset="dbert-huge"))
+    with pytest.raises(MonodistillError, match="not divisible"):
+        resolve_shape(StudentConfig(preset="custom", num_layers=1, hidden_size=30, intermediate_size=8, num_heads=4))
+
+
+def test_teacher_layer_indices_match_distilbert() -> None:
+    assert teacher_layer_indices(12, 6) == [0, 2, 4, 7, 9, 11]
+    assert teacher_layer_indices(4, 2) == [0, 3]
+    with pytest.raises(MonodistillError):
+        teacher_layer_indices(2, 4)
+
+
+def small(init: str, hidden: int = 32, layers: int = 2) -> StudentConfig:
+    return StudentConfig(preset="custom", num_layers=layers, hidden_size=hidden, intermediate_size=64, num_heads=4, init=init)
+
+
+@pytest.mark.parametrize("family", ["bert", "xlm-roberta", "deberta-v2"])
+def test_student_keeps_the_teacher_family_and_vocabulary(family: str, tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    teacher = build_tiny_teacher(family, len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    student = build_student(small("random", hidden=16, layers=1), teacher)
+    assert type(student) is type(teacher)
+    assert student.config.vocab_size == teacher.config.vocab_size
+    assert student.config.num_hidden_layers == 1 and student.config.hidden_size == 16
+    assert student.training and next(student.parameters()).dtype == torch.float32
+
+
+def test_teacher_embeddings_copies_rows_and_stays_tied(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    teacher = build_tiny_teacher("bert", len(tiny_tokenizer), 0)
+    kept = torch.tensor([0, 1, 2, 3, 4, 10, 20, 30])
+    student = build_student(small("teacher-embeddings"), teacher, vocab_ids=kept)
+    embeddings = student.get_input_embeddings().weight
+    assert torch.equal(embeddings, teacher.get_input_embeddings().weight[kept])
+    assert student.get_output_embeddings().weight.data_ptr() == embeddings.data_ptr()
+
+
+def test_teacher_embeddings_project_onto_principal_components_when_narrower(
+    tiny_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    teacher = build_tiny_teacher("bert", len(tiny_tokenizer), 0)
+    # Teacher embeddings of rank 8: an 8-dim PCA projection keeps every distance up to one scale.
+    generator = torch.Generator().manual_seed(0)
+    low_rank = torch.randn(len(tiny_tokenizer), 8, generator=generator) @ torch.randn(8, 32, generator=generator)
+    with torch.no_grad():
+        teacher.get_input_embeddings().weight.copy_(low_rank)
+    student = build_student(small("teacher-embeddings", hidden=8), teacher)
+    projected = student.get_input_embeddings().weight.detach()
+    source_distances = torch.pdist(low_rank)
+    projected_distances = torch.pdist(projected)
+    correlation = torch.corrcoef(torch.stack([source_distances, projected_distances]))[0, 1]
+    assert correlation > 0.999
+    random_student = build_student(small("random", hidden=8), teacher)
+    assert abs(projected.std() - random_student.get_input_embeddings().weight.std()) < 0.01
+    with pytest.raises(MonodistillError, match="larger than the teacher"):
+        build_student(small("teacher-embeddings", hidden=64), teacher)
+
+
+def test_teacher_layers_copies_evenly_spaced_layers(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    teacher = build_tiny_teacher("bert", len(tiny_tokenizer), 0)  # 4 layers, hidden 32
+    student = build_student(small("teacher-layers"), teacher)  # 2 layers -> teacher layers 0 and 3
+    for student_layer, teacher_layer in enumerate([0, 3]):
+        assert torch.equal(
+            student.bert.encoder.layer[student_layer].attention.self.query.weight,
+            teacher.bert.encoder.layer[teacher_layer].attention.self.query.weight,
+        )
+    assert torch.equal(student.cls.predictions.transform.dense.weight, teacher.cls.predictions.transform.dense.weight)
+    with pytest.raises(MonodistillError, match="needs the teacher's hidden_size"):
+        build_student(small("teacher-layers", hidden=16), teacher)
