@@ -25,7 +25,25 @@ torch.set_num_threads(2)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-SYLLABLES = ["ka", "ma", "ta", "pa", "la", "sa", "na", "ba", "ga", "ng", "bi", "ko", "mu", "ri", "yo", "an", "in"]
+SYLLABLES = [
+    "ka",
+    "ma",
+    "ta",
+    "pa",
+    "la",
+    "sa",
+    "na",
+    "ba",
+    "ga",
+    "ng",
+    "bi",
+    "ko",
+    "mu",
+    "ri",
+    "yo",
+    "an",
+    "in",
+]
 
 
 def shared_dir() -> Path:
@@ -61,10 +79,14 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokeni
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(make_lines(600, seed=1), trainers.WordPieceTrainer(vocab_size=300, special_tokens=SPECIALS))
+    tokenizer.train_from_iterator(
+        make_lines(600, seed=1), trainers.WordPieceTrainer(vocab_size=300, special_tokens=SPECIALS)
+    )
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,

@@ -16,7 +16,10 @@ def test_precedence_defaults_file_flags_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("loss:\n  temperature: 2.0\ntrain:\n  max_steps: 10\n  seed: 7\n")
     config = load_config(
-        DistillConfig, path, ["train.max_steps=30", "loss.alpha_kl=0.9"], {"train": {"max_steps": 20, "seed": None}}
+        DistillConfig,
+        path,
+        ["train.max_steps=30", "loss.alpha_kl=0.9"],
+        {"train": {"max_steps": 20, "seed": None}},
     )
     assert config.loss.temperature == 2.0  # file beats default
     assert config.train.seed == 7  # a None flag does not erase the file

@@ -94,7 +94,11 @@ def test_distill_end_to_end(tiny_teacher_dir: Path, corpus_file: Path, tmp_path:
 
 
 def test_sigterm_then_resume_ends_with_the_same_weights(
-    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     common = (tiny_teacher_dir, corpus_file)
     assert main(args(*common, tmp_path / "straight", cache_dir, 10, "data.whole_word_mask=true")) == 0
@@ -126,13 +130,20 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_weights(
     assert main(args(*common, tmp_path / "straight", cache_dir, steps, *extra, save=5)) == 0
 
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "monodistill.cli", *args(*common, killed, cache_dir, steps, *extra, save=5)]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    command = [
+        sys.executable,
+        "-m",
+        "monodistill.cli",
+        *args(*common, killed, cache_dir, steps, *extra, save=5),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT / "src"),
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+    }
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(
-        int(p.name.split("-")[1]) >= 15 for p in list_checkpoints(killed)
-    ):
+    while time.monotonic() < deadline and not any(int(p.name.split("-")[1]) >= 15 for p in list_checkpoints(killed)):
         assert process.poll() is None, "the run ended before it could be killed"
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)

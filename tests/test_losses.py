@@ -54,7 +54,9 @@ def test_kl_gradient_is_softmax_difference_scaled_by_t(seed: int, temperature: f
 def test_kl_is_invariant_to_adding_a_constant_per_row(seed: int) -> None:
     student, teacher = logits(seed), logits(seed + 3)
     shift = torch.randn(6, 1) * 10
-    assert torch.isclose(kl_divergence(student + shift, teacher - shift, 2.0), kl_divergence(student, teacher, 2.0), atol=1e-4)
+    assert torch.isclose(
+        kl_divergence(student + shift, teacher - shift, 2.0), kl_divergence(student, teacher, 2.0), atol=1e-4
+    )
 
 
 def test_mlm_loss_is_cross_entropy_and_near_zero_for_confident_right_answers() -> None:
@@ -73,7 +75,9 @@ def test_cosine_loss_zero_for_parallel_and_two_for_opposite() -> None:
 
 @settings(max_examples=20, deadline=None)
 @given(seed=seeds, alpha_kl=st.floats(0, 5), alpha_mlm=st.floats(0.1, 5), alpha_cosine=st.floats(0, 2))
-def test_total_is_the_weighted_sum_of_logged_parts(seed: int, alpha_kl: float, alpha_mlm: float, alpha_cosine: float) -> None:
+def test_total_is_the_weighted_sum_of_logged_parts(
+    seed: int, alpha_kl: float, alpha_mlm: float, alpha_cosine: float
+) -> None:
     config = LossConfig(alpha_kl=alpha_kl, alpha_mlm=alpha_mlm, alpha_cosine=alpha_cosine, temperature=3.0)
     student, teacher = logits(seed), logits(seed + 1)
     labels = torch.arange(6) % 11

@@ -37,7 +37,7 @@ def test_special_tokens_are_never_selected() -> None:
 
 def test_masks_are_a_function_of_seed_step_and_rank() -> None:
     ids, special = batch()
-    draw = lambda seed, step, rank: mask_tokens(  # noqa: E731
+    draw = lambda seed, step, rank: mask_tokens(
         ids, special, MASK_ID, VOCAB, 0.15, step_generator(seed, step, rank, ids.device)
     )
     assert torch.equal(draw(1, 5, 0)[1], draw(1, 5, 0)[1])

@@ -8,7 +8,13 @@ from transformers import BertConfig, PreTrainedTokenizerFast
 
 from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
-from monodistill.student import PRESETS, build_student, resolve_shape, student_model_config, teacher_layer_indices
+from monodistill.student import (
+    PRESETS,
+    build_student,
+    resolve_shape,
+    student_model_config,
+    teacher_layer_indices,
+)
 from monodistill.teacher import parameter_counts
 
 from .conftest import build_tiny_teacher
@@ -18,8 +24,8 @@ MBERT = BertConfig(vocab_size=119_547, hidden_size=768, num_hidden_layers=12, in
 
 def test_paper_presets() -> None:
     assert PRESETS["dbert-base"] == resolve_shape(StudentConfig(preset="dbert-base"))
-    assert (6, 768, 3072, 12) == tuple(vars(PRESETS["dbert-base"]).values())
-    assert (4, 312, 1200, 12) == tuple(vars(PRESETS["dbert-tiny"]).values())
+    assert tuple(vars(PRESETS["dbert-base"]).values()) == (6, 768, 3072, 12)
+    assert tuple(vars(PRESETS["dbert-tiny"]).values()) == (4, 312, 1200, 12)
 
 
 def test_dbert_tiny_on_mbert_has_about_42m_parameters_mostly_embeddings() -> None:
@@ -52,7 +58,9 @@ def test_teacher_layer_indices_match_distilbert() -> None:
 
 
 def small(init: str, hidden: int = 32, layers: int = 2) -> StudentConfig:
-    return StudentConfig(preset="custom", num_layers=layers, hidden_size=hidden, intermediate_size=64, num_heads=4, init=init)
+    return StudentConfig(
+        preset="custom", num_layers=layers, hidden_size=hidden, intermediate_size=64, num_heads=4, init=init
+    )
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "deberta-v2"])

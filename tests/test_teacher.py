@@ -67,8 +67,15 @@ def test_offline_hub_id_says_how_to_use_a_local_copy(monkeypatch: pytest.MonkeyP
 
 
 def test_bare_encoder_without_mlm_head_is_refused(tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path) -> None:
-    BertModel(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    BertModel(
+        BertConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(tmp_path)
     tiny_tokenizer.save_pretrained(tmp_path)
     with pytest.raises(MonodistillError, match="not a masked language model"):
         load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
@@ -78,8 +85,13 @@ def test_bare_encoder_with_a_masked_lm_label_is_still_refused(
     tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
 ) -> None:
     # The config claims *ForMaskedLM but no head weights are stored: a random head would be silently wrong.
-    config = BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     BertModel(config).save_pretrained(tmp_path)
     tiny_tokenizer.save_pretrained(tmp_path)
     config_file = tmp_path / "config.json"
@@ -89,7 +101,9 @@ def test_bare_encoder_with_a_masked_lm_label_is_still_refused(
 
 
 def test_causal_lm_is_refused(tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path) -> None:
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=32, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=32, n_layer=1, n_head=2)).save_pretrained(
+        tmp_path
+    )
     tiny_tokenizer.save_pretrained(tmp_path)
     with pytest.raises(MonodistillError, match="'gpt2' model"):
         load_teacher(TeacherConfig(name_or_path=str(tmp_path)))

@@ -20,6 +20,7 @@ def build_model_card(
     data = config.data
     vocabulary = "trimmed to the target-language corpus" if config.vocab.active else "the teacher's, unchanged"
     rows = "\n".join(f"| {key.replace('_', ' ')} | {value:.4f} |" for key, value in metrics.items())
+    cosine = f"+ {loss.alpha_cosine} x hidden-state cosine " if loss.alpha_cosine else ""
     ratio = teacher_counts["total"] / max(student_counts["total"], 1)
     return f"""---
 library_name: transformers
@@ -50,7 +51,7 @@ initialisation `{config.student.init}`.
 ## Distillation
 
 - Loss: {loss.alpha_kl} x T^2 x KL(teacher_T || student_T) + {loss.alpha_mlm} x masked-LM cross-entropy
-  {f"+ {loss.alpha_cosine} x hidden-state cosine " if loss.alpha_cosine else ""}at masked positions, T = {loss.temperature}.
+  {cosine}at masked positions, T = {loss.temperature}.
 - Data: `{data.corpus}`{f" ({data.hub_config})" if data.hub_config else ""}, {data.data_fraction:.0%} of the
   documents, {num_blocks:,} training blocks of {data.max_seq_length} tokens, {data.mlm_probability:.0%} masking
   (80/10/10{", whole words" if data.whole_word_mask else ""}).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from monodistill.config import DistillConfig, EvaluateConfig, load_config
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
-    handlers = {"distill": distill, "vocab": vocab, "evaluate": evaluate}
+    handlers: dict[str, Callable[..., Path]] = {"distill": distill, "vocab": vocab, "evaluate": evaluate}
     try:
         result = handlers[command](**args)
     except MonodistillError as error:

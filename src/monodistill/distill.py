@@ -9,9 +9,9 @@ state, so a resumed run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -198,7 +198,9 @@ class Distiller:
         for micro in range(accumulation):
             index = self.step * accumulation + micro
             batch = self.micro_batch(index)
-            generator = step_generator(self.train_config.seed, index, self.accelerator.process_index, self.accelerator.device)
+            generator = step_generator(
+                self.train_config.seed, index, self.accelerator.process_index, self.accelerator.device
+            )
             with self.accelerator.no_sync(self.student) if micro < accumulation - 1 else nullcontext():
                 parts = self.loss_step(batch, generator)
                 loss = parts["loss"]
@@ -233,7 +235,12 @@ class Distiller:
         teacher_logits, teacher_hidden = self.teacher_forward(masked_ids, positions, with_hidden)
         student_logits, student_hidden = self.student(masked_ids, positions, return_hidden=with_hidden)
         return distillation_loss(
-            self.config.loss, student_logits, teacher_logits, labels[positions], student_hidden, teacher_hidden
+            self.config.loss,
+            student_logits,
+            teacher_logits,
+            labels[positions],
+            student_hidden,
+            teacher_hidden,
         )
 
     def teacher_forward(
@@ -319,7 +326,11 @@ class Distiller:
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(staging), safe_serialization=False)
         if self.accelerator.is_main_process:
-            state = {"step": self.step, "total_steps": self.total_steps, "complete": self.step >= self.total_steps}
+            state = {
+                "step": self.step,
+                "total_steps": self.total_steps,
+                "complete": self.step >= self.total_steps,
+            }
             ckpt.publish_checkpoint(staging, path, state)
             ckpt.prune_checkpoints(self.run_dir, self.train_config.keep_checkpoints)
         self.accelerator.wait_for_everyone()
@@ -368,7 +379,8 @@ class Distiller:
 
 def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: no weight decay on biases and normalisation weights."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
@@ -386,4 +398,3 @@ def flat_scalars(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif isinstance(value, (int, float, str, bool)):
             flat[name] = value
     return flat
-

@@ -72,7 +72,9 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
     )
     metrics = distiller.fit(resume=resume)
     if distiller.accelerator.is_main_process:
-        card = build_model_card(config, metrics, parameter_counts(student), parameter_counts(teacher), len(blocks.train))
+        card = build_model_card(
+            config, metrics, parameter_counts(student), parameter_counts(teacher), len(blocks.train)
+        )
         save_student(student_dir, distiller.unwrapped_student(), tokenizer, card)
     distiller.accelerator.wait_for_everyone()
     return student_dir
@@ -116,8 +118,16 @@ def _check_run_folder(config: DistillConfig, run_dir: Path, resume: bool) -> Non
         before = flat_scalars(yaml.safe_load(saved.read_text()))
         after = flat_scalars(config_to_dict(config))
         # Cadence and length may change on resume; anything that changes the trajectory may not.
-        free = {"train.max_steps", "train.epochs", "train.save_interval", "train.log_interval", "train.eval_interval"}
-        changed = sorted(key for key in before.keys() | after.keys() if key not in free and before.get(key) != after.get(key))
+        free = {
+            "train.max_steps",
+            "train.epochs",
+            "train.save_interval",
+            "train.log_interval",
+            "train.eval_interval",
+        }
+        changed = sorted(
+            key for key in before.keys() | after.keys() if key not in free and before.get(key) != after.get(key)
+        )
         if changed:
             raise MonodistillError(
                 f"cannot resume {run_dir}: the config differs from the saved one in {', '.join(changed)}"

@@ -58,7 +58,9 @@ def resolve_shape(config: StudentConfig) -> StudentShape:
         base = PRESETS[config.preset]
     else:
         raise MonodistillError(f"unknown student preset {config.preset!r}; choose one of {[*PRESETS, 'custom']}")
-    shape = StudentShape(**{name: value if value is not None else getattr(base, name) for name, value in explicit.items()})
+    shape = StudentShape(
+        **{name: value if value is not None else getattr(base, name) for name, value in explicit.items()}
+    )
     if shape.hidden_size % shape.num_heads:
         raise MonodistillError(
             f"student hidden size {shape.hidden_size} is not divisible by its {shape.num_heads} attention heads"
@@ -115,10 +117,10 @@ def build_student(
 
 def copy_teacher_embeddings(student: PreTrainedModel, teacher: PreTrainedModel, vocab_ids: torch.Tensor | None) -> None:
     """Copy the teacher's word embeddings (kept rows only), projecting them when the student is narrower."""
-    source = teacher.get_input_embeddings().weight.detach().float()  # (V_teacher, H_teacher)
+    source = _embedding_weight(teacher).detach().float()  # (V_teacher, H_teacher)
     if vocab_ids is not None:
         source = source[vocab_ids]  # (V_student, H_teacher)
-    target = student.get_input_embeddings().weight
+    target = _embedding_weight(student)
     if source.shape[1] < target.shape[1]:
         raise MonodistillError(
             f"student.init=teacher-embeddings: the student hidden size {target.shape[1]} is larger than the "
@@ -128,6 +130,12 @@ def copy_teacher_embeddings(student: PreTrainedModel, teacher: PreTrainedModel, 
         source = project_embeddings(source, target.shape[1], target_std=float(target.detach().std()))
     with torch.no_grad():
         target.copy_(source)
+
+
+def _embedding_weight(model: PreTrainedModel) -> torch.Tensor:
+    embeddings = model.get_input_embeddings()
+    assert isinstance(embeddings, nn.Embedding)
+    return embeddings.weight
 
 
 def project_embeddings(embeddings: torch.Tensor, dim: int, target_std: float) -> torch.Tensor:
@@ -161,7 +169,9 @@ def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, voca
             )
     teacher_state = {key: value.detach().float() for key, value in teacher.state_dict().items()}
     student_state = student.state_dict()
-    layer_map = dict(enumerate(teacher_layer_indices(teacher.config.num_hidden_layers, student.config.num_hidden_layers)))
+    layer_map = dict(
+        enumerate(teacher_layer_indices(teacher.config.num_hidden_layers, student.config.num_hidden_layers))
+    )
     vocab_size = student.config.vocab_size
     copied: dict[str, torch.Tensor] = {}
     for key, value in student_state.items():
@@ -187,7 +197,3 @@ def _teacher_key(student_key: str, layer_map: dict[int, int]) -> str:
             break
     return ".".join(parts)
 
-
-def count_trainable(model: nn.Module) -> int:
-    """Trainable parameter count."""
-    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)

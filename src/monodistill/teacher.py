@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -152,8 +151,9 @@ class MaskedLMHead:
         return MaskedLMHead(self.transform, self.weight[rows].contiguous(), bias)
 
 
-def mlm_head(model: PreTrainedModel) -> MaskedLMHead:
+def mlm_head(masked_lm: PreTrainedModel) -> MaskedLMHead:
     """Split a ``*ForMaskedLM`` model's head; the parameters stay shared (and trainable) with the model."""
+    model: Any = masked_lm  # head modules differ per family; attributes are looked up per layout
     family = model.config.model_type
     if family in ("bert",) or (family == "deberta-v2" and getattr(model, "legacy", True)):
         predictions = model.cls.predictions
@@ -201,4 +201,3 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     embeddings = model.get_input_embeddings()  # type: ignore[operator]
     embedding_count = sum(parameter.numel() for parameter in embeddings.parameters())
     return {"total": total, "embedding": embedding_count, "non_embedding": total - embedding_count}
-

@@ -14,7 +14,9 @@ from monodistill.data.blocks import build_blocks
 from monodistill.errors import MonodistillError
 
 
-def test_blocks_are_full_framed_and_split(corpus_file: Path, tiny_tokenizer: PreTrainedTokenizerFast, cache_dir: Path) -> None:
+def test_blocks_are_full_framed_and_split(
+    corpus_file: Path, tiny_tokenizer: PreTrainedTokenizerFast, cache_dir: Path
+) -> None:
     config = DataConfig(corpus=str(corpus_file), max_seq_length=32, validation_fraction=0.1, cache_dir=str(cache_dir))
     blocks = build_blocks(config, tiny_tokenizer, seed=0)
     train = blocks.train[:]["input_ids"]
@@ -23,7 +25,10 @@ def test_blocks_are_full_framed_and_split(corpus_file: Path, tiny_tokenizer: Pre
     assert (train[:, -1] == tiny_tokenizer.sep_token_id).all()
     assert not (train == tiny_tokenizer.pad_token_id).any()  # no padding waste
     # Every corpus token lands in some block (up to the dropped remainder of each packing batch).
-    corpus_tokens = sum(len(ids) + 1 for ids in tiny_tokenizer(corpus_file.read_text().splitlines(), add_special_tokens=False)["input_ids"])
+    corpus_tokens = sum(
+        len(ids) + 1
+        for ids in tiny_tokenizer(corpus_file.read_text().splitlines(), add_special_tokens=False)["input_ids"]
+    )
     packed = (len(blocks.train) + len(blocks.validation)) * 30
     assert corpus_tokens - 30 <= packed <= corpus_tokens
     validation_rows = {tuple(row.tolist()) for row in blocks.validation[:]["input_ids"]}
@@ -31,7 +36,10 @@ def test_blocks_are_full_framed_and_split(corpus_file: Path, tiny_tokenizer: Pre
 
 
 def test_cache_is_reused(
-    corpus_file: Path, tiny_tokenizer: PreTrainedTokenizerFast, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    corpus_file: Path,
+    tiny_tokenizer: PreTrainedTokenizerFast,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = DataConfig(corpus=str(corpus_file), max_seq_length=32, cache_dir=str(cache_dir))
     first = build_blocks(config, tiny_tokenizer, seed=0)
@@ -44,7 +52,11 @@ def test_cache_is_reused(
     assert second.cache_path == first.cache_path
     assert torch.equal(second.train[:]["input_ids"], first.train[:]["input_ids"])
     with pytest.raises(AssertionError, match="read again"):  # a different setting is a different key
-        build_blocks(DataConfig(corpus=str(corpus_file), max_seq_length=16, cache_dir=str(cache_dir)), tiny_tokenizer, 0)
+        build_blocks(
+            DataConfig(corpus=str(corpus_file), max_seq_length=16, cache_dir=str(cache_dir)),
+            tiny_tokenizer,
+            0,
+        )
 
 
 def test_whole_word_starts_follow_wordpiece_continuations(

@@ -45,7 +45,7 @@ def test_a_folder_reads_every_file(tmp_path: Path) -> None:
 
 def test_data_fraction_is_deterministic_under_the_seed(tmp_path: Path) -> None:
     path = write(tmp_path / "c.txt", "txt")
-    half = lambda seed: load_corpus(DataConfig(corpus=str(path), data_fraction=0.5), seed=seed)["text"]  # noqa: E731
+    half = lambda seed: load_corpus(DataConfig(corpus=str(path), data_fraction=0.5), seed=seed)["text"]
     assert len(half(0)) == 25
     assert half(0) == half(0)
     assert half(0) != half(1)

@@ -118,7 +118,10 @@ def _build_and_save(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed
         )
     blocks = blocks.shuffle(seed=seed)
     num_validation = min(config.max_validation_blocks, max(1, round(len(blocks) * config.validation_fraction)))
-    split = {"validation": blocks.select(range(num_validation)), "train": blocks.select(range(num_validation, len(blocks)))}
+    split = {
+        "validation": blocks.select(range(num_validation)),
+        "train": blocks.select(range(num_validation, len(blocks))),
+    }
     # Write to a temporary folder and rename it: a killed run never leaves a half-written cache.
     staging = path.with_name(path.name + f".tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)

@@ -19,7 +19,14 @@ from monodistill.config import DataConfig
 from monodistill.errors import MonodistillError
 from monodistill.teacher import hub_error, is_local_reference
 
-BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+BUILDERS = {
+    ".txt": "text",
+    ".text": "text",
+    ".jsonl": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
 
 
 def corpus_files(corpus: str) -> list[Path]:
@@ -60,10 +67,7 @@ def load_corpus(config: DataConfig, seed: int) -> datasets.Dataset:
     """
     if not config.corpus:
         raise MonodistillError("no corpus given: pass --corpus PATH_OR_HUB_ID or set data.corpus")
-    if is_local_reference(config.corpus):
-        dataset = _load_local(config)
-    else:
-        dataset = _load_hub(config)
+    dataset = _load_local(config) if is_local_reference(config.corpus) else _load_hub(config)
     if config.text_column not in dataset.column_names:
         raise MonodistillError(
             f"corpus {config.corpus} has no column {config.text_column!r} (columns: {dataset.column_names}); "
