@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint types pytest distill-local
+.PHONY: setup test lint types pytest distill-local distill-paper
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,5 +28,8 @@ pytest: setup
 test: lint types pytest
 
 # The whole pipeline on the stand-in teacher and corpus in ../shared, on CPU, in minutes.
+distill-paper: setup
+	$(VENV)/bin/monodistill distill --config configs/dbert-base-mbert-tl.yaml --output runs/dbert-base
+
 distill-local: setup
 	$(VENV)/bin/monodistill distill --config configs/local-mmt-mini.yaml --output runs/local-mmt-mini

@@ -111,6 +111,8 @@ class DataConfig:
     """Hub dataset configuration name, e.g. the language subset."""
     split: str = "train"
     """Hub dataset split to read."""
+    revision: str | None = None
+    """Hub dataset revision, e.g. refs/convert/parquet for a script-based dataset's Parquet copy."""
     text_column: str = "text"
     """Column holding the text (JSONL, CSV, Parquet and Hub datasets)."""
     streaming: bool = False

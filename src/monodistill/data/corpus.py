@@ -51,7 +51,7 @@ def corpus_files(corpus: str) -> list[Path]:
 def corpus_fingerprint(config: DataConfig, seed: int) -> str:
     """A key that changes whenever the documents `load_corpus` returns would change."""
     assert config.corpus is not None
-    parts: list[Any] = [config.corpus, config.hub_config, config.split, config.text_column]
+    parts: list[Any] = [config.corpus, config.hub_config, config.split, config.revision, config.text_column]
     parts += [config.max_documents, config.data_fraction, seed]
     if is_local_reference(config.corpus):
         parts += [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in corpus_files(config.corpus)]
@@ -109,10 +109,12 @@ def _load_hub(config: DataConfig) -> datasets.Dataset:
     try:
         if config.streaming:
             assert config.max_documents is not None  # enforced by DataConfig
-            stream = datasets.load_dataset(config.corpus, config.hub_config, split=config.split, streaming=True)
+            stream = datasets.load_dataset(
+                config.corpus, config.hub_config, split=config.split, revision=config.revision, streaming=True
+            )
             rows = list(itertools.islice(stream, config.max_documents))
             return datasets.Dataset.from_list([{config.text_column: row.get(config.text_column)} for row in rows])
-        dataset = datasets.load_dataset(config.corpus, config.hub_config, split=config.split)
+        dataset = datasets.load_dataset(config.corpus, config.hub_config, split=config.split, revision=config.revision)
     except (OSError, ValueError, ConnectionError) as error:
         raise hub_error("corpus", config.corpus, error) from None
     except Exception as error:
