@@ -27,9 +27,10 @@ pytest: setup
 # Sets up, then runs lint, types and the test suite.
 test: lint types pytest
 
-# The whole pipeline on the stand-in teacher and corpus in ../shared, on CPU, in minutes.
+# The paper's dBERT-Base from mBERT on OSCAR Tagalog (Hub and GPU).
 distill-paper: setup
 	$(VENV)/bin/monodistill distill --config configs/dbert-base-mbert-tl.yaml --output runs/dbert-base
 
+# The whole pipeline on the stand-in teacher and corpus in ../shared, on CPU, in minutes.
 distill-local: setup
 	$(VENV)/bin/monodistill distill --config configs/local-mmt-mini.yaml --output runs/local-mmt-mini
