@@ -104,7 +104,9 @@ def main() -> None:
         _synchronize(device)
         elapsed = time.perf_counter() - started
         results[name] = tokens * args.steps / elapsed
-        memory = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device.type == "cuda" else ""
+        memory = (
+            f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device.type == "cuda" else ""
+        )
         print(f"{name:>24}: {results[name]:,.0f} tokens/s ({elapsed / args.steps * 1000:.0f} ms/step){memory}")
     print(f"ratio: {results['masked positions only'] / results['all positions (naive)']:.2f}")
 
