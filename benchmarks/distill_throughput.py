@@ -107,7 +107,8 @@ def main() -> None:
         memory = (
             f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device.type == "cuda" else ""
         )
-        print(f"{name:>24}: {results[name]:,.0f} tokens/s ({elapsed / args.steps * 1000:.0f} ms/step){memory}")
+        per_step = elapsed / args.steps * 1000
+        print(f"{name:>24}: {results[name]:,.0f} tokens/s ({per_step:.0f} ms/step){memory}")
     print(f"ratio: {results['masked positions only'] / results['all positions (naive)']:.2f}")
 
 
