@@ -196,4 +196,3 @@ def _teacher_key(student_key: str, layer_map: dict[int, int]) -> str:
             parts[position + 1] = str(layer_map[int(parts[position + 1])])
             break
     return ".".join(parts)
-
