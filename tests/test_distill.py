@@ -60,7 +60,9 @@ def assert_same_weights(first: Path, second: Path) -> None:
         assert torch.equal(a[name], b[name]), f"{name} differs"
 
 
-def test_distill_end_to_end(tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_distill_end_to_end(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
     assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 8, "train.learning_rate=3e-3")) == 0
 
@@ -91,6 +93,9 @@ def test_distill_end_to_end(tiny_teacher_dir: Path, corpus_file: Path, tmp_path:
     # A finished run is not redone, and a new run does not overwrite it.
     assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 8, "train.learning_rate=3e-3") + ["--resume"]) == 0
     assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 8)) == 2
+    # Resuming with a setting that changes the trajectory is refused, naming the setting.
+    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 8, "loss.temperature=2") + ["--resume"]) == 2
+    assert "loss.temperature" in capsys.readouterr().err
 
 
 def test_sigterm_then_resume_ends_with_the_same_weights(
