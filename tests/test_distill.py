@@ -200,6 +200,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         ({"extra": "loss.temperature=0"}, "loss.temperature must be > 0"),
         ({"extra": "student.preset=dbert-mega"}, "unknown student preset"),
         ({"extra": "loss.alpha_cosine=1"}, "needs equal hidden sizes"),
+        ({"extra": "train.mixed_precision=fp16"}, "fp16 needs a CUDA GPU"),
     ],
 )
 def test_bad_input_gets_one_clear_error_before_training(

@@ -351,6 +351,8 @@ class Distiller:
     # ------------------------------------------------------------------------------------ helpers
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_signal is not None:
+            raise KeyboardInterrupt  # a second signal: stop now, without waiting for the checkpoint
         self._stop_signal = signum
 
     def _fail_non_finite(self, parts: dict[str, torch.Tensor]) -> None:

@@ -140,6 +140,8 @@ def _check_compatible(config: DistillConfig, teacher: PreTrainedModel, shape: St
         raise MonodistillError(
             f"data.max_seq_length={config.data.max_seq_length} is beyond the teacher's {limit} positions"
         )
+    if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise MonodistillError("train.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
     if config.loss.alpha_cosine > 0 and shape.hidden_size != teacher.config.hidden_size:
         raise MonodistillError(
             f"loss.alpha_cosine needs equal hidden sizes; the student has {shape.hidden_size}, "
