@@ -228,3 +228,27 @@ def test_bad_input_gets_one_clear_error_before_training(
     assert message in captured.err
     assert "Traceback" not in captured.err
     assert not list_checkpoints(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_work_with_no_code_change(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    # torchrun with gloo on CPU exercises the same DDP path as `accelerate launch` on GPUs.
+    run = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "monodistill.cli",
+        *args(tiny_teacher_dir, corpus_file, run, cache_dir, 4),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = list_checkpoints(run)[-1]
+    assert (last / "random_states_0.pkl").is_file() and (last / "random_states_1.pkl").is_file()
+    assert AutoModelForMaskedLM.from_pretrained(run / "student").config.num_hidden_layers == 2
+    assert [r["step"] for r in read_metrics(run) if r["split"] == "train"] == [2, 4]  # logged once, not per rank

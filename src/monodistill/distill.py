@@ -188,7 +188,6 @@ class Distiller:
             progress.close()
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
-            self.accelerator.end_training()
         return validation or self.evaluate()
 
     def train_step(self) -> dict[str, float]:
@@ -260,7 +259,10 @@ class Distiller:
         """Validation on the held-out blocks with fixed masks: student MLM loss and accuracy, KL to the
         teacher at T=1, top-1 agreement with the teacher and, for a trimmed vocabulary, the teacher
         probability mass outside the kept tokens."""
-        self.student.eval()
+        # The unwrapped module: DDP's forward broadcasts buffers, a collective that would deadlock
+        # when ranks hold different numbers of validation batches.
+        student = self.accelerator.unwrap_model(self.student)
+        student.eval()
         rank, processes = self.accelerator.process_index, self.accelerator.num_processes
         generator = step_generator(self.train_config.seed + 1, 0, rank, self.accelerator.device)
         sums = torch.zeros(7, dtype=torch.float64, device=self.accelerator.device)
@@ -282,7 +284,7 @@ class Distiller:
                 teacher_ids = self.vocab_ids[masked_ids] if self.vocab_ids is not None else masked_ids
                 teacher_hidden = self.teacher_encoder(input_ids=teacher_ids).last_hidden_state[positions]
                 teacher_logits = self.teacher_head.logits(teacher_hidden).float()
-                student_logits, _ = self.student(masked_ids, positions)
+                student_logits, _ = student(masked_ids, positions)
                 student_logits = student_logits.float()
                 count = targets.numel()
                 kept_mass = 1.0
@@ -314,7 +316,7 @@ class Distiller:
         if self.vocab_ids is not None:
             metrics["teacher_mass_outside_vocab"] = sums[5].item() / count
         self._log("validation", metrics)
-        self.student.train()
+        student.train()
         return metrics
 
     # -------------------------------------------------------------------------------- checkpoints
@@ -325,6 +327,8 @@ class Distiller:
         staging = ckpt.staging_path(path)
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(staging), safe_serialization=False)
+        # Every process writes its own RNG state into the staging folder before it is published.
+        self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             state = {
                 "step": self.step,

@@ -70,13 +70,16 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
         f"distilling {parameter_counts(student)['total']:,}-parameter student from {config.teacher.name_or_path} "
         f"on {len(blocks.train):,} blocks of {config.data.max_seq_length} tokens for {distiller.total_steps:,} steps"
     )
-    metrics = distiller.fit(resume=resume)
-    if distiller.accelerator.is_main_process:
-        card = build_model_card(
-            config, metrics, parameter_counts(student), parameter_counts(teacher), len(blocks.train)
-        )
-        save_student(student_dir, distiller.unwrapped_student(), tokenizer, card)
-    distiller.accelerator.wait_for_everyone()
+    try:
+        metrics = distiller.fit(resume=resume)
+        if distiller.accelerator.is_main_process:
+            counts = parameter_counts(student), parameter_counts(teacher)
+            card = build_model_card(config, metrics, *counts, len(blocks.train))
+            save_student(student_dir, distiller.unwrapped_student(), tokenizer, card)
+        distiller.accelerator.wait_for_everyone()
+    finally:
+        # Closes the trackers and, under `accelerate launch`/torchrun, the process group.
+        distiller.accelerator.end_training()
     return student_dir
 
 
