@@ -79,7 +79,7 @@ def _fsync_tree(folder: Path) -> None:
 
 def write_environment(run_dir: Path, extra: dict[str, Any] | None = None) -> None:
     """Record package versions, git SHA, command line and devices beside the run."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in PACKAGES:
         try:
             versions[package] = importlib.metadata.version(package)

@@ -105,6 +105,10 @@ def build_student(
     shape = resolve_shape(config)
     vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
     model_config = student_model_config(teacher.config, shape, vocab_size)
+    if vocab_ids is not None:
+        from monodistill.vocab import remap_special_ids
+
+        remap_special_ids(model_config, vocab_ids.tolist())
     torch.manual_seed(seed)
     student = AutoModelForMaskedLM.from_config(model_config)
     if config.init == "teacher-embeddings":
