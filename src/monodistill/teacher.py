@@ -65,7 +65,7 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, kind: str = "
         if os.path.isdir(name_or_path):
             raise MonodistillError(f"{kind} folder {name_or_path} holds no usable tokenizer: {error}") from None
         raise hub_error(f"{kind} tokenizer", name_or_path, error) from None
-    if tokenizer.mask_token is None:
+    if kind == "teacher" and tokenizer.mask_token is None:
         raise MonodistillError(f"the tokenizer of {kind} {name_or_path} has no mask token: it is not for masked LM")
     return tokenizer
 

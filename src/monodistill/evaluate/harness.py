@@ -1,0 +1,159 @@
+"""``monodistill evaluate``: every model on every task and seed, under identical settings, in one run.
+
+Layout of the output folder::
+
+    OUT/config.yaml                               resolved EvaluateConfig
+    OUT/results/<model>/<task>/seed-<n>.json      one fine-tuning run: metrics, timing, sizes
+    OUT/summary.json                              mean/std per model and task, cost and ratios
+    OUT/summary.md                                the same as tables
+
+A finished (model, task, seed) result is never redone, so an interrupted evaluation resumes.
+Speed ratios are against the first model (the teacher), measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+from monodistill import checkpoint as ckpt
+from monodistill.config import EvaluateConfig, save_config
+from monodistill.errors import MonodistillError
+from monodistill.evaluate.finetune import finetune
+from monodistill.evaluate.metrics import main_metric
+from monodistill.evaluate.tasks import Task, load_task
+from monodistill.teacher import is_local_reference, load_tokenizer
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def run_evaluation(config: EvaluateConfig) -> Path:
+    """Validate every model and task first, then fine-tune and score; returns the output folder."""
+    if not config.models:
+        raise MonodistillError("no model to evaluate: pass --model PATH_OR_HUB_ID (the teacher first)")
+    if not config.tasks:
+        raise MonodistillError("no task: pass --task NAME_OR_YAML")
+    if not config.output_dir:
+        raise MonodistillError("no output folder: pass --output DIR")
+    output = Path(config.output_dir)
+    labels = model_labels(config.models)
+    tokenizers = {model: load_tokenizer(model, kind="model") for model in config.models}
+    for model in config.models:
+        if is_local_reference(model) and not (Path(model) / "config.json").is_file():
+            raise MonodistillError(f"model folder {model} holds no config.json")
+    tasks = [load_task(reference) for reference in config.tasks]
+    output.mkdir(parents=True, exist_ok=True)
+    save_config(config, output / "config.yaml")
+
+    for model, label in zip(config.models, labels, strict=True):
+        for task in tasks:
+            for seed in range(config.seed, config.seed + config.seeds):
+                path = output / "results" / label / task.name / f"seed-{seed}.json"
+                if path.is_file():
+                    continue
+                print(f"fine-tuning {label} on {task.name} (seed {seed})")
+                result = finetune(model, tokenizers[model], task, config, seed)
+                result.update(model=model, label=label, task=task.name, seed=seed, metric=task.metric)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ckpt.atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    summary = summarise(output, config.models, labels, tasks)
+    ckpt.atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+    table = format_summary(summary)
+    ckpt.atomic_write_text(output / "summary.md", table)
+    print(table)
+    return output
+
+
+def model_labels(models: list[str]) -> list[str]:
+    """Short, unique, filesystem-safe names: the last path part, with its parent where needed."""
+    labels = [Path(model.rstrip("/")).name or model for model in models]
+    if len(set(labels)) < len(labels):
+        labels = ["__".join(Path(model.rstrip("/")).parts[-2:]) for model in models]
+    if len(set(labels)) < len(labels):
+        labels = [f"{index}-{label}" for index, label in enumerate(labels)]
+    return [label.replace(os.sep, "_") for label in labels]
+
+
+def disk_size_mb(model: str) -> float | None:
+    """Size of a local model's weight files in MB; None for Hub ids."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return None
+    return sum(file.stat().st_size for file in folder.iterdir() if file.suffix in WEIGHT_SUFFIXES) / 1e6
+
+
+def summarise(output: Path, models: list[str], labels: list[str], tasks: list[Task]) -> dict[str, Any]:
+    """Mean and std of every metric and cost figure per model and task, with speed ratios to the first model."""
+    results: dict[str, Any] = {}
+    for model, label in zip(models, labels, strict=True):
+        per_task: dict[str, Any] = {}
+        parameters: dict[str, int] = {}
+        for task in tasks:
+            runs = [json.loads(p.read_text()) for p in sorted((output / "results" / label / task.name).glob("*.json"))]
+            if not runs:
+                continue
+            fields = {**{f"metric.{k}": [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}}
+            for key in ("finetune_seconds", "train_samples_per_second", "inference_samples_per_second"):
+                fields[key] = [r[key] for r in runs]
+            per_task[task.name] = {
+                "main_metric": main_metric(task.metric),
+                "seeds": [r["seed"] for r in runs],
+                **{key: _mean_std(values) for key, values in fields.items()},
+            }
+            parameters = runs[0]["parameters"]
+        results[label] = {"model": model, "disk_mb": disk_size_mb(model), "parameters": parameters, "tasks": per_task}
+    baseline = results[labels[0]]["tasks"]
+    for label in labels:
+        for name, entry in results[label]["tasks"].items():
+            base = baseline.get(name)
+            if base:
+                entry["finetune_speedup"] = base["finetune_seconds"]["mean"] / entry["finetune_seconds"]["mean"]
+                entry["inference_speedup"] = (
+                    entry["inference_samples_per_second"]["mean"] / base["inference_samples_per_second"]["mean"]
+                )
+    return {"baseline": labels[0], "tasks": [task.name for task in tasks], "models": results}
+
+
+def _mean_std(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Markdown tables: quality (mean ± std over seeds) and cost (with ratios to the baseline)."""
+    tasks = summary["tasks"]
+    lines = ["| model | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for label, entry in summary["models"].items():
+        cells = []
+        for task in tasks:
+            result = entry["tasks"].get(task)
+            if result is None:
+                cells.append("-")
+                continue
+            metric = result[f"metric.{result['main_metric']}"]
+            cells.append(f"{metric['mean'] * 100:.2f} ± {metric['std'] * 100:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Cost (speedups against {summary['baseline']}, same run, same machine):",
+        "",
+        "| model | parameters | non-embedding | disk MB | task | fine-tune s | fine-tune speedup | "
+        "inference samples/s | inference speedup |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, entry in summary["models"].items():
+        parameters, disk = entry["parameters"], entry["disk_mb"]
+        for task, result in entry["tasks"].items():
+            lines.append(
+                f"| {label} | {parameters['total'] / 1e6:.1f}M | {parameters['non_embedding'] / 1e6:.1f}M | "
+                f"{'-' if disk is None else f'{disk:.0f}'} | {task} | {result['finetune_seconds']['mean']:.1f} | "
+                f"{result.get('finetune_speedup', float('nan')):.2f}x | "
+                f"{result['inference_samples_per_second']['mean']:.1f} | {result.get('inference_speedup', float('nan')):.2f}x |"
+            )
+    return "\n".join(lines) + "\n"
