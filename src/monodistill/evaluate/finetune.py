@@ -2,7 +2,8 @@
 
 Token tasks put each word's label on its first sub-token (-100 elsewhere). Inputs are truncated to
 ``max_length`` (never beyond the model's positions); words cut off by truncation are scored as
-predicted with the "O" label (the first label for tag sets without one), so a model is never rewarded for dropping hard words.
+predicted with the "O" label (the first label for tag sets without one),
+so a model is never rewarded for dropping hard words.
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ def tokenize_task(task: Task, tokenizer: PreTrainedTokenizerBase, max_length: in
 
     def words(batch: dict[str, list[Any]]) -> Any:
         encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
-        encoded["labels"] = [
-            align_labels(encoded.word_ids(index), tags) for index, tags in enumerate(batch["tags"])
-        ]
+        encoded["labels"] = [align_labels(encoded.word_ids(index), tags) for index, tags in enumerate(batch["tags"])]
         return encoded
 
     function = words if task.is_token_task else sequences
@@ -69,7 +68,10 @@ def finetune(
     seed: int,
 ) -> dict[str, Any]:
     """Fine-tune ``model_path`` on ``task`` with ``seed``; returns metrics, timings and sizes."""
-    label_maps = {"id2label": dict(enumerate(task.labels)), "label2id": {l: i for i, l in enumerate(task.labels)}}
+    label_maps = {
+        "id2label": dict(enumerate(task.labels)),
+        "label2id": {label: index for index, label in enumerate(task.labels)},
+    }
     model_class = AutoModelForTokenClassification if task.is_token_task else AutoModelForSequenceClassification
     torch.manual_seed(seed)  # the new classification head's initialisation
     model = model_class.from_pretrained(model_path, num_labels=len(task.labels), **label_maps)
@@ -92,7 +94,7 @@ def finetune(
             per_device_eval_batch_size=config.eval_batch_size,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             weight_decay=config.weight_decay,
-            warmup_ratio=config.warmup_ratio,
+            warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
             seed=seed,
             bf16=config.mixed_precision == "bf16",
             fp16=config.mixed_precision == "fp16" and use_cuda,
@@ -108,7 +110,8 @@ def finetune(
         )
         training = trainer.train()
         prediction = trainer.predict(data["test"])
-    scores = score(task, prediction.predictions, prediction.label_ids, gold)
+    assert prediction.label_ids is not None and prediction.metrics is not None
+    scores = score(task, prediction.predictions, np.asarray(prediction.label_ids), gold)
     counts = parameter_counts(model)
     return {
         "metrics": scores,

@@ -154,6 +154,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"| {label} | {parameters['total'] / 1e6:.1f}M | {parameters['non_embedding'] / 1e6:.1f}M | "
                 f"{'-' if disk is None else f'{disk:.0f}'} | {task} | {result['finetune_seconds']['mean']:.1f} | "
                 f"{result.get('finetune_speedup', float('nan')):.2f}x | "
-                f"{result['inference_samples_per_second']['mean']:.1f} | {result.get('inference_speedup', float('nan')):.2f}x |"
+                f"{result['inference_samples_per_second']['mean']:.1f} | "
+                f"{result.get('inference_speedup', float('nan')):.2f}x |"
             )
     return "\n".join(lines) + "\n"

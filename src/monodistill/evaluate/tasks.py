@@ -75,9 +75,7 @@ def load_task(reference: str) -> Task:
         language = reference.split(":", 1)[1]
         preset = HubPreset("unimelb-nlp/wikiann", "token-classification", "tokens", "ner_tags", config=language)
         return load_hub_task(reference, preset)
-    raise MonodistillError(
-        f"unknown task {reference!r}: use a task YAML file or one of {[*PRESETS, 'wikiann:LANG']}"
-    )
+    raise MonodistillError(f"unknown task {reference!r}: use a task YAML file or one of {[*PRESETS, 'wikiann:LANG']}")
 
 
 def load_hub_task(name: str, preset: HubPreset) -> Task:
@@ -96,6 +94,7 @@ def load_hub_task(name: str, preset: HubPreset) -> Task:
     names = getattr(getattr(feature, "feature", feature), "names", None)
     if preset.kind == "token-classification":
         labels = list(names) if names else sorted({tag for tags in train[preset.label_column] for tag in tags})
+
         def convert(split: datasets.Dataset) -> datasets.Dataset:
             rows = {"tokens": split[preset.text_column], "tags": split[preset.label_column]}
             return datasets.Dataset.from_dict(rows)
@@ -143,13 +142,16 @@ def load_local_task(path: Path) -> Task:
     for file in files.values():
         if not file.is_file():
             raise MonodistillError(f"task file {path}: data file {file} does not exist")
+    rows: dict[str, list[Any]]
     if kind == "token-classification":
         rows = {split: read_token_file(file, spec["label_column"]) for split, file in files.items()}
-        values = {split: [tag for row in split_rows for tag in row[1]] for split, split_rows in rows.items()}
+        values: dict[str, list[str]] = {
+            split: [tag for row in split_rows for tag in row[2]] for split, split_rows in rows.items()
+        }
     else:
         columns = [spec["text_column"], spec.get("text_pair_column"), spec["label_column"]]
         rows = {split: read_table(file, [c for c in columns if c]) for split, file in files.items()}
-        values = {split: [row[-1] for row in split_rows] for split, split_rows in rows.items()}
+        values = {split: [str(row[-1]) for row in split_rows] for split, split_rows in rows.items()}
     labels = [str(label) for label in spec["labels"]] if spec.get("labels") else sorted(set(values["train"]))
     for split, file in files.items():
         _check_labels(rows[split], labels, file, kind)
@@ -223,7 +225,9 @@ def read_token_file(path: Path, label_column: str) -> list[tuple[int, list[str],
         fields = line.split("\t")
         if conllu:
             if len(fields) != 10:
-                raise MonodistillError(f"{path}:{line_number}: a CoNLL-U line needs 10 tab-separated fields, got {len(fields)}")
+                raise MonodistillError(
+                    f"{path}:{line_number}: a CoNLL-U line needs 10 tab-separated fields, got {len(fields)}"
+                )
             if "-" in fields[0] or "." in fields[0]:
                 continue  # multiword-token ranges and empty nodes carry no tag of their own
             word, tag = fields[1], fields[CONLLU_COLUMNS.index(label_column)]

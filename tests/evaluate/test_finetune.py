@@ -1,0 +1,102 @@
+"""Fine-tuning: label alignment, metrics on hand-made cases, a learnable task, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import PreTrainedTokenizerFast
+
+from monodistill.cli import main
+from monodistill.evaluate.finetune import align_labels
+from monodistill.evaluate.metrics import classification_metrics, token_metrics
+
+from ..conftest import make_lines, save_teacher
+
+
+def test_labels_go_on_first_sub_tokens_only() -> None:
+    # [CLS] Ma ##ynila ay lungsod [SEP] -> words 0, 0, 1, 2
+    assert align_labels([None, 0, 0, 1, 2, None], [5, 0, 0]) == [-100, 5, -100, 0, 0, -100]
+
+
+def test_seqeval_entity_f1_on_a_hand_made_case() -> None:
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    predicted = [["B-PER", "I-PER", "O", "O"], ["B-ORG", "O"]]
+    scores = token_metrics(predicted, gold, "entity-f1")
+    # 3 gold entities, 2 predicted, both right: precision 1, recall 2/3, F1 0.8.
+    assert scores["entity_precision"] == 1.0
+    assert scores["entity_recall"] == pytest.approx(2 / 3)
+    assert scores["entity_f1"] == pytest.approx(0.8)
+    assert scores["accuracy"] == pytest.approx(5 / 6)
+
+
+def test_macro_f1_weighs_classes_equally() -> None:
+    import numpy as np
+
+    scores = classification_metrics(np.array([0, 0, 0, 0]), np.array([0, 0, 0, 1]))
+    assert scores["accuracy"] == 0.75
+    assert scores["macro_f1"] == pytest.approx((6 / 7 + 0) / 2)
+
+
+def keyword_task(folder: Path) -> Path:
+    """Label 1 iff the line contains "ng": a keyword any encoder can learn."""
+    lines = make_lines(300, seed=5)
+    rows = [f"{line},{int(' ng' in ' ' + line)}" for line in lines]
+    (folder / "train.csv").write_text("text,label\n" + "\n".join(rows[:240]) + "\n")
+    (folder / "test.csv").write_text("text,label\n" + "\n".join(rows[240:]) + "\n")
+    spec = "name: keyword\nkind: classification\ntrain: train.csv\ntest: test.csv\n"
+    spec += "text_column: text\nlabel_column: label\n"
+    (folder / "task.yaml").write_text(spec)
+    return folder / "task.yaml"
+
+
+def test_evaluate_two_models_two_seeds_end_to_end(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    big = save_teacher("bert", tiny_tokenizer, tmp_path / "teacher")
+    small = save_teacher("bert", tiny_tokenizer, tmp_path / "student")
+    task = keyword_task(tmp_path)
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", str(big), "--model", str(small), "--task", str(task), "--output", str(out)]
+    argv += ["--seeds", "2", "epochs=8", "learning_rate=3e-3", "batch_size=16", "gradient_accumulation_steps=1"]
+    argv += ["max_length=32"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    entry = summary["models"]["teacher"]["tasks"]["keyword"]
+    assert entry["seeds"] == [42, 43]
+    assert entry["metric.accuracy"]["mean"] > 0.9  # the keyword is learned
+    assert entry["finetune_speedup"] == pytest.approx(1.0)
+    student = summary["models"]["student"]
+    assert student["parameters"]["total"] > student["parameters"]["non_embedding"] > 0
+    assert student["disk_mb"] > 0 and "inference_speedup" in student["tasks"]["keyword"]
+    assert (out / "results" / "student" / "keyword" / "seed-43.json").is_file()
+    assert "± " in capsys.readouterr().out
+
+    # A finished result is not redone: a second run only re-summarises.
+    stamp = (out / "results" / "teacher" / "keyword" / "seed-42.json").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert (out / "results" / "teacher" / "keyword" / "seed-42.json").stat().st_mtime_ns == stamp
+
+
+def test_token_task_end_to_end_and_bad_models(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = save_teacher("xlm-roberta", tiny_tokenizer, tmp_path / "model")
+    lines = make_lines(80, seed=7)
+    sentences = ["\n".join(f"{w}\t{'B-LOC' if w.startswith('ka') else 'O'}" for w in line.split()) for line in lines]
+    (tmp_path / "a.iob").write_text("\n\n".join(sentences) + "\n")
+    spec = "name: ner\nkind: token-classification\ntrain: a.iob\ntest: a.iob\nlabel_column: tag\n"
+    (tmp_path / "ner.yaml").write_text(spec)
+    out = tmp_path / "out"
+    base = ["evaluate", "--task", str(tmp_path / "ner.yaml"), "--output", str(out), "epochs=1", "max_length=16"]
+    assert main([*base, "--model", str(model)]) == 0
+    result = json.loads((out / "results" / "model" / "ner" / "seed-42.json").read_text())
+    assert set(result["metrics"]) == {"accuracy", "entity_f1", "entity_precision", "entity_recall"}
+    assert result["max_length"] == 16  # long sentences were truncated, not a crash
+
+    assert main([*base, "--model", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*base, "--model", str(tmp_path / "empty")]) == 2
+    assert "no usable tokenizer" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""Task readers: formats, label checks, and errors naming file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monodistill.errors import MonodistillError
+from monodistill.evaluate.tasks import load_task
+
+from ..conftest import REPO_ROOT, require_shared
+
+
+def write_task(folder: Path, spec: str, files: dict[str, str]) -> Path:
+    for name, content in files.items():
+        (folder / name).write_text(content)
+    path = folder / "task.yaml"
+    path.write_text(spec)
+    return path
+
+
+CLASSIFICATION = (
+    "name: t\nkind: classification\ntrain: train.csv\ntest: test.csv\ntext_column: text\nlabel_column: label\n"
+)
+
+
+def test_csv_classification_with_inferred_labels(tmp_path: Path) -> None:
+    files = {"train.csv": "text,label\nmaganda,pos\npangit,neg\n", "test.csv": "text,label\nmaganda ito,pos\n"}
+    task = load_task(str(write_task(tmp_path, CLASSIFICATION, files)))
+    assert task.labels == ["neg", "pos"] and task.metric == "accuracy"
+    assert task.train["label"] == [1, 0] and task.test["text"] == ["maganda ito"]
+
+
+def test_jsonl_pairs_and_conllu_and_iob(tmp_path: Path) -> None:
+    pairs = '{"p": "a", "h": "b", "y": "entailment"}\n{"p": "c", "h": "d", "y": "neutral"}\n'
+    spec = "name: n\nkind: pair-classification\ntrain: t.jsonl\ntest: t.jsonl\ntext_column: p\n"
+    spec += "text_pair_column: h\nlabel_column: y\n"
+    task = load_task(str(write_task(tmp_path, spec, {"t.jsonl": pairs})))
+    assert task.train["text_pair"] == ["b", "d"]
+
+    conllu = "# sent_id = 1\n1-2\tsa'yo\t_\t_\t_\t_\t_\t_\t_\t_\n1\tsa\tsa\tADP\t_\t_\t0\tcase\t_\t_\n"
+    conllu += "2\tiyo\tikaw\tPRON\t_\t_\t0\troot\t_\t_\n2.1\tx\tx\tX\t_\t_\t_\t_\t_\t_\n\n"
+    spec = "name: pos\nkind: token-classification\ntrain: a.conllu\ntest: a.conllu\nlabel_column: upos\n"
+    task = load_task(str(write_task(tmp_path, spec, {"a.conllu": conllu})))
+    assert task.train["tokens"] == [["sa", "iyo"]] and task.metric == "accuracy"
+    assert [task.labels[i] for i in task.train["tags"][0]] == ["ADP", "PRON"]
+
+    iob = "Si\tO\nJose\tB-PER\nRizal\tI-PER\n\nSa\tO\nManila\tB-LOC\n"
+    spec = "name: ner\nkind: token-classification\ntrain: a.iob\ntest: a.iob\nlabel_column: tag\n"
+    task = load_task(str(write_task(tmp_path, spec, {"a.iob": iob})))
+    assert len(task.train) == 2 and task.metric == "entity-f1"
+
+
+@pytest.mark.parametrize(
+    ("files", "spec", "message"),
+    [
+        ({"train.csv": "text,y\na,1\n", "test.csv": "text,y\na,1\n"}, CLASSIFICATION, "train.csv:1: no column 'label'"),
+        (
+            {"train.csv": "text,label\na,1\n\n", "test.csv": "text,label\n"},
+            CLASSIFICATION,
+            "test.csv: the split is empty",
+        ),
+        (
+            {"train.csv": "text,label\na,1\nb,0\n", "test.csv": "text,label\na,1\nb,2\n"},
+            CLASSIFICATION,
+            "test.csv:3: label '2' is not in the label set",
+        ),
+        (
+            {"a.conllu": "1\tsa\tsa\tADP\t_\t_\n"},
+            "name: p\nkind: token-classification\ntrain: a.conllu\ntest: a.conllu\nlabel_column: upos\n",
+            "a.conllu:1: a CoNLL-U line needs 10 tab-separated fields, got 6",
+        ),
+        (
+            {"a.iob": "Si\tO\nJose B-PER\n"},
+            "name: n\nkind: token-classification\ntrain: a.iob\ntest: a.iob\nlabel_column: tag\n",
+            "a.iob:2: expected token<TAB>tag",
+        ),
+        ({}, "name: n\nkind: regression\ntrain: x\ntest: x\ntext_column: t\nlabel_column: l\n", "kind must be one of"),
+        ({}, "name: n\nkind: classification\n", "lacks train, label_column, text_column"),
+    ],
+)
+def test_bad_task_files_name_the_file_and_line(files: dict[str, str], spec: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(MonodistillError, match=message.replace("(", r"\(")):
+        load_task(str(write_task(tmp_path, spec, files)))
+
+
+def test_unknown_task_lists_the_builtins() -> None:
+    with pytest.raises(MonodistillError, match="unknown task 'sentiment-klingon'.*hatespeech-filipino"):
+        load_task("sentiment-klingon")
+
+
+def test_hub_task_offline_says_how_to_use_a_local_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
+    with pytest.raises(MonodistillError, match="Hugging Face Hub"):
+        load_task("hatespeech-filipino")
+
+
+@pytest.mark.parametrize(
+    ("name", "train", "test"),
+    [
+        ("hatespeech-filipino-local", 10_000, 4_232),
+        ("ud-tagalog-pos", 1_561, 1_563),
+        ("wikiann-tl-ner", 656, 164),
+        ("nli-tagalog-health", 954, 248),
+    ],
+)
+def test_shipped_task_files_read_the_shared_data(name: str, train: int, test: int) -> None:
+    require_shared("data", "tasks")
+    task = load_task(str(REPO_ROOT / "configs" / "tasks" / f"{name}.yaml"))
+    assert (len(task.train), len(task.test)) == (train, test)
