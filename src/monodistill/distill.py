@@ -219,17 +219,8 @@ class Distiller:
 
     def loss_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Mask a micro-batch, run teacher and student at the masked positions, and return the loss parts."""
-        input_ids = batch["input_ids"]  # (B, T)
-        masked_ids, labels = mask_tokens(
-            input_ids,
-            torch.isin(input_ids, self.special_ids),
-            self.mask_token_id,
-            self.vocab_size,
-            self.config.data.mlm_probability,
-            generator,
-            word_starts=batch["word_starts"].bool() if "word_starts" in batch else None,
-        )
-        positions = labels != IGNORE_INDEX  # (B, T)
+        word_starts = batch["word_starts"].bool() if "word_starts" in batch else None
+        masked_ids, labels, positions = self.mask(batch["input_ids"], generator, word_starts)
         with_hidden = self.config.loss.alpha_cosine > 0
         teacher_logits, teacher_hidden = self.teacher_forward(masked_ids, positions, with_hidden)
         student_logits, student_hidden = self.student(masked_ids, positions, return_hidden=with_hidden)
@@ -241,6 +232,21 @@ class Distiller:
             student_hidden,
             teacher_hidden,
         )
+
+    def mask(
+        self, input_ids: torch.Tensor, generator: torch.Generator, word_starts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T) ids -> masked ids, labels (IGNORE_INDEX where not selected) and (B, T) bool positions."""
+        masked_ids, labels = mask_tokens(
+            input_ids,
+            torch.isin(input_ids, self.special_ids),
+            self.mask_token_id,
+            self.vocab_size,
+            self.config.data.mlm_probability,
+            generator,
+            word_starts=word_starts,
+        )
+        return masked_ids, labels, labels != IGNORE_INDEX
 
     def teacher_forward(
         self, masked_ids: torch.Tensor, positions: torch.Tensor, with_hidden: bool = False
@@ -270,15 +276,7 @@ class Distiller:
         size = self.train_config.batch_size
         for start in range(rank * size, len(validation), size * processes):
             input_ids = validation[start : start + size]["input_ids"].to(self.accelerator.device)
-            masked_ids, labels = mask_tokens(
-                input_ids,
-                torch.isin(input_ids, self.special_ids),
-                self.mask_token_id,
-                self.vocab_size,
-                self.config.data.mlm_probability,
-                generator,
-            )
-            positions = labels != IGNORE_INDEX
+            masked_ids, labels, positions = self.mask(input_ids, generator)
             targets = labels[positions]
             with torch.inference_mode():
                 teacher_ids = self.vocab_ids[masked_ids] if self.vocab_ids is not None else masked_ids
