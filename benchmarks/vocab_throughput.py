@@ -24,13 +24,13 @@ from pathlib import Path
 
 import datasets
 import torch
-from monodistill.vocab import trim_vocabulary
 
 from monodistill.config import DistillConfig, load_config
 from monodistill.data.blocks import Blocks
 from monodistill.distill import Distiller
 from monodistill.student import build_student
 from monodistill.teacher import load_teacher, parameter_counts
+from monodistill.vocab import trim_vocabulary
 
 SHARED = Path(os.environ.get("MONODISTILL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
