@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from monodistill.config import DistillConfig
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import AutoConfig, AutoModelForMaskedLM
+
+from monodistill import checkpoint as ckpt
+from monodistill.config import DistillConfig, load_config
+from monodistill.errors import MonodistillError
 from monodistill.student import resolve_shape
+from monodistill.teacher import parameter_counts
 
 
 def build_model_card(
@@ -12,8 +23,12 @@ def build_model_card(
     student_counts: dict[str, int],
     teacher_counts: dict[str, int],
     num_blocks: int,
+    results: str = "",
 ) -> str:
-    """A Hugging Face README.md for the student folder, with YAML front matter."""
+    """A Hugging Face README.md for the student folder, with YAML front matter.
+
+    ``results`` is a Markdown section of downstream results (from ``evaluation_section``), if any.
+    """
     shape = resolve_shape(config.student)
     name = config.student.name or config.student.preset
     loss = config.loss
@@ -66,7 +81,7 @@ Held-out blocks of the same corpus, fixed masks.
 |---|---|
 {rows}
 
-## Use
+{results}## Use
 
 ```python
 from transformers import pipeline
@@ -82,3 +97,56 @@ The student knows only what the teacher showed it on this corpus: its quality on
 languages is not measured here. It inherits the teacher's biases and the corpus's. Validation numbers
 above are masked-token agreement, not downstream quality: evaluate it on your task.
 """
+
+
+def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:
+    """Downstream results of this student beside the baseline's, from an evaluation ``summary.json``."""
+    entries = summary["models"]
+    mine = next((entry for entry in entries.values() if Path(entry["model"]).resolve() == student_dir.resolve()), None)
+    if mine is None:
+        return ""
+    baseline_label = summary["baseline"]
+    baseline = entries[baseline_label]
+    lines = [
+        "## Downstream results",
+        "",
+        f"Fine-tuned with identical settings; mean ± std over seeds; baseline: `{baseline['model']}`.",
+        "",
+        "| task | metric | this model | baseline | fine-tuning speedup |",
+        "|---|---|---|---|---|",
+    ]
+    for task, result in mine["tasks"].items():
+        key = f"metric.{result['main_metric']}"
+        base = baseline["tasks"].get(task, {}).get(key)
+        base_text = f"{100 * base['mean']:.2f} ± {100 * base['std']:.2f}" if base else "-"
+        lines.append(
+            f"| {task} | {result['main_metric']} | {100 * result[key]['mean']:.2f} ± {100 * result[key]['std']:.2f} "
+            f"| {base_text} | {result.get('finetune_speedup', float('nan')):.2f}x |"
+        )
+    return "\n".join(lines) + "\n\n"
+
+
+def write_card(run_dir: Path, summary_path: Path | None = None) -> Path:
+    """``monodistill card RUN_DIR``: (re)write RUN/student/README.md from what the run folder holds.
+
+    Adds downstream results when ``summary_path`` (or ``RUN/../../evaluate/summary.json``, where
+    ``monodistill run`` puts it) holds an evaluation of this student.
+    """
+    student_dir = run_dir / ckpt.STUDENT_DIR
+    if not (run_dir / "config.yaml").is_file() or not student_dir.is_dir():
+        raise MonodistillError(f"{run_dir} is not a finished distillation run (no config.yaml or student/)")
+    config = load_config(DistillConfig, updates=yaml.safe_load((run_dir / "config.yaml").read_text()))
+    validations = [r for r in ckpt.read_metrics(run_dir) if r.get("split") == "validation"]
+    metrics = {k: v for k, v in (validations[-1] if validations else {}).items() if k not in ("step", "split")}
+    student_counts = parameter_counts(AutoModelForMaskedLM.from_pretrained(student_dir))
+    with torch.device("meta"):
+        teacher_config = AutoConfig.from_pretrained(config.teacher.name_or_path, revision=config.teacher.revision)
+        teacher_counts = parameter_counts(AutoModelForMaskedLM.from_config(teacher_config))
+    environment = json.loads((run_dir / "environment.json").read_text())
+    summary_path = summary_path or run_dir.parent.parent / "evaluate" / "summary.json"
+    results = evaluation_section(json.loads(summary_path.read_text()), student_dir) if summary_path.is_file() else ""
+    card = build_model_card(
+        config, metrics, student_counts, teacher_counts, int(environment.get("train_blocks", 0)), results
+    )
+    ckpt.atomic_write_text(student_dir / "README.md", card)
+    return student_dir / "README.md"

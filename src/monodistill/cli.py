@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from monodistill.config import DistillConfig, EvaluateConfig, load_config
+from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, load_config
 from monodistill.errors import MonodistillError
 
 
@@ -91,6 +91,29 @@ def evaluate(
     return run_evaluation(cfg)
 
 
+def run(*, config: str | None = None, output: str | None = None, overrides: list[str] | None = None) -> Path:
+    """The whole experiment: vocab (optional) -> distil students -> evaluate -> report; returns the report."""
+    from monodistill.pipeline import run_experiment
+
+    if config is None:
+        raise MonodistillError("run needs --config FILE (see configs/ for the paper's experiments)")
+    return run_experiment(load_config(ExperimentConfig, config, overrides, {"output_dir": output}))
+
+
+def report(*, runs: list[str], output: str) -> Path:
+    """Tables, CSV/JSON and PNG plots from experiment, distillation or evaluation folders; returns report.md."""
+    from monodistill.report import write_report
+
+    return write_report([Path(run_dir) for run_dir in runs], Path(output))
+
+
+def card(*, run: str, results: str | None = None) -> Path:
+    """(Re)write the model card of a distilled student; returns its path."""
+    from monodistill.card import write_card
+
+    return write_card(Path(run), Path(results) if results else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="monodistill", description=__doc__.splitlines()[0])
@@ -125,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, help="fine-tuning runs per model and task")
     p.add_argument("--config", help="YAML config file")
     p.add_argument("overrides", nargs="*", metavar="field=value")
+
+    p = commands.add_parser("run", help="the whole experiment: vocab, distil, evaluate, report (resumable)")
+    p.add_argument("--config", help="experiment YAML (configs/paper-*.yaml, configs/local-*.yaml)")
+    p.add_argument("--output", help="experiment folder")
+    p.add_argument("overrides", nargs="*", metavar="section.field=value")
+
+    p = commands.add_parser("report", help="tables and plots from run folders")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--output", required=True, help="folder for report.md, results.csv/json and PNGs")
+
+    p = commands.add_parser("card", help="write the model card of a distilled student")
+    p.add_argument("run", metavar="RUN_DIR", help="a distillation run folder (holding student/)")
+    p.add_argument("--results", help="an evaluation summary.json to take downstream results from")
     return parser
 
 
@@ -132,7 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
-    handlers: dict[str, Callable[..., Path]] = {"distill": distill, "vocab": vocab, "evaluate": evaluate}
+    handlers: dict[str, Callable[..., Path]] = {
+        "distill": distill,
+        "vocab": vocab,
+        "evaluate": evaluate,
+        "run": run,
+        "report": report,
+        "card": card,
+    }
     try:
         result = handlers[command](**args)
     except MonodistillError as error:

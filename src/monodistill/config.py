@@ -93,6 +93,8 @@ class StudentConfig:
     """random (the paper), teacher-embeddings (the paper's "teacher conditioning") or teacher-layers."""
     name: str | None = None
     """Label for this student in reports; defaults to the preset name."""
+    overrides: list[str] = field(default_factory=list)
+    """For ``monodistill run``: dotted overrides of the shared settings for this student only."""
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "intermediate_size", "num_heads"):
@@ -310,6 +312,35 @@ class EvaluateConfig:
             self.mixed_precision in MIXED_PRECISIONS,
             f"evaluate.mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}",
         )
+
+
+@dataclass
+class ExperimentConfig:
+    """``monodistill run``: vocab (optional) -> distil each student -> evaluate teacher and students -> report."""
+
+    name: str = "experiment"
+    """Experiment name, used in the report."""
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    """The frozen teacher, shared by every student."""
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    """Vocabulary trimming shared by every student (a student may override it)."""
+    students: list[StudentConfig] = field(default_factory=lambda: [StudentConfig(preset="dbert-tiny")])
+    """The students to distil; each may override shared settings with ``overrides``."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The distillation corpus."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Loss weights and temperature."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Distillation optimisation."""
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    """Fine-tuning settings and tasks; models are filled in (teacher first, then each student)."""
+    output_dir: str | None = None
+    """Experiment folder: students/, evaluate/ and report/."""
+
+    def __post_init__(self) -> None:
+        names = [student.name or student.preset for student in self.students]
+        _require(bool(names), "students must list at least one student")
+        _require(len(set(names)) == len(names), f"students need distinct names, got {names}")
 
 
 ConfigT = TypeVar("ConfigT")

@@ -55,7 +55,7 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path)})
+    ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
     distiller = Distiller(
         config,
         run_dir,

@@ -1,0 +1,85 @@
+"""``monodistill run``: the whole experiment, stage by stage, resumable.
+
+    EXP/vocab/                      trimmed vocabulary (when vocab.enabled), built once for all students
+    EXP/students/<name>/            one distillation run folder per student
+    EXP/evaluate/                   teacher and students fine-tuned on every task
+    EXP/report/                     report.md, results.csv/json, PNG figures
+
+Every stage is resumable: a finished distillation is returned as it is, an interrupted one resumes
+from its last checkpoint, and evaluation skips (model, task, seed) results already written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from monodistill.card import write_card
+from monodistill.config import DistillConfig, ExperimentConfig, StudentConfig, config_to_dict, load_config, save_config
+from monodistill.errors import MonodistillError
+from monodistill.evaluate import run_evaluation
+from monodistill.recipe import run_distillation
+from monodistill.report import write_report
+
+
+def student_config(experiment: ExperimentConfig, student: StudentConfig, vocab_path: Path | None) -> DistillConfig:
+    """The distillation config of one student: shared settings, then the student's own overrides."""
+    name = student.name or student.preset
+    shared: dict[str, Any] = {
+        "teacher": config_to_dict(experiment.teacher),
+        "vocab": config_to_dict(experiment.vocab),
+        "student": {**config_to_dict(student), "name": name, "overrides": []},
+        "data": config_to_dict(experiment.data),
+        "loss": config_to_dict(experiment.loss),
+        "train": config_to_dict(experiment.train),
+        "output_dir": str(Path(experiment.output_dir or ".") / "students" / name),
+    }
+    if vocab_path is not None:
+        shared["vocab"]["path"] = str(vocab_path)
+    try:
+        return load_config(DistillConfig, updates=shared, overrides=student.overrides)
+    except MonodistillError as error:
+        raise MonodistillError(f"student {name!r}: {error}") from None
+
+
+def run_experiment(config: ExperimentConfig) -> Path:
+    """Run every stage; returns the report file."""
+    if not config.output_dir:
+        raise MonodistillError("no output folder: pass --output DIR or set output_dir")
+    if not config.evaluate.tasks:
+        raise MonodistillError("evaluate.tasks is empty: name at least one task to evaluate the students on")
+    root = Path(config.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    save_config(config, root / "config.yaml")
+    # Check every student's settings before the first long stage starts.
+    students = [student_config(config, student, None) for student in config.students]
+
+    vocab_path = None
+    if config.vocab.enabled and config.vocab.path is None:
+        from monodistill.vocab import run_vocab
+
+        vocab_path = root / "vocab"
+        if not (vocab_path / "id_map.json").is_file():
+            run_vocab(students[0], vocab_path)
+        students = [student_config(config, student, vocab_path) for student in config.students]
+
+    student_dirs = []
+    for distill_config in students:
+        print(f"== distilling {distill_config.student.name} into {distill_config.output_dir}")
+        student_dirs.append(run_distillation(distill_config, resume=True))
+
+    models = [config.teacher.name_or_path]
+    if vocab_path is not None and (vocab_path / "teacher").is_dir():
+        models.append(str(vocab_path / "teacher"))  # the "Load What You Need" baseline
+    models += [str(path) for path in student_dirs]
+    evaluation = replace(config.evaluate, models=models, output_dir=str(root / "evaluate"))
+    print(f"== evaluating {len(models)} models on {len(evaluation.tasks)} tasks")
+    run_evaluation(evaluation)
+
+    summary = root / "evaluate" / "summary.json"
+    for student_dir in student_dirs:
+        write_card(student_dir.parent, summary)
+    report = write_report([root], root / "report")
+    print(f"== report: {report}")
+    return report

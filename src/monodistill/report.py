@@ -1,0 +1,159 @@
+"""``monodistill report``: tables and plots from experiment, distillation and evaluation folders.
+
+Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation curves,
+``summary.json`` for evaluation) and writes, into one folder:
+
+- ``report.md``: the paper-style quality table (model x task, mean ± std over seeds), the size and
+  speed table with ratios to the teacher, and the figures;
+- ``results.csv`` and ``results.json``: the same numbers;
+- ``distillation.png`` (loss parts and agreement with the teacher per student) and
+  ``quality.png`` (main metric per task and model, with std error bars).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt
+
+from monodistill import checkpoint as ckpt
+from monodistill.errors import MonodistillError
+from monodistill.evaluate.harness import format_summary
+
+CURVES = (("train", "loss"), ("train", "kl"), ("train", "mlm"), ("validation", "teacher_agreement"))
+
+
+def find_inputs(run_dirs: list[Path]) -> tuple[dict[str, Path], list[Path]]:
+    """Distillation runs (label -> folder) and evaluation summaries found in the given folders."""
+    distillations: dict[str, Path] = {}
+    summaries: list[Path] = []
+    for folder in run_dirs:
+        if not folder.is_dir():
+            raise MonodistillError(f"report input {folder} does not exist")
+        for metrics in sorted(folder.rglob(ckpt.METRICS_FILE)):
+            run = metrics.parent
+            label = run.name if run.name not in distillations else f"{run.parent.name}/{run.name}"
+            distillations[label] = run
+        summaries += sorted(folder.rglob("summary.json"))
+    if not distillations and not summaries:
+        raise MonodistillError(f"no distillation runs (metrics.jsonl) or evaluations (summary.json) in {run_dirs}")
+    return distillations, summaries
+
+
+def write_report(run_dirs: list[Path], output: Path) -> Path:
+    """Write report.md, results.csv/json and PNG figures for the given folders; returns report.md."""
+    distillations, summaries = find_inputs(run_dirs)
+    output.mkdir(parents=True, exist_ok=True)
+    sections = ["# monodistill report", ""]
+    rows: list[dict[str, Any]] = []
+    for summary_path in summaries:
+        summary = json.loads(summary_path.read_text())
+        sections += [f"## Evaluation: {summary_path.parent}", "", format_summary(summary)]
+        rows += result_rows(summary, str(summary_path.parent))
+    if summaries:
+        plot_quality(rows, output / "quality.png")
+        sections += ["![quality](quality.png)", ""]
+    if distillations:
+        sections += ["## Distillation", "", distillation_table(distillations), ""]
+        plot_distillation(distillations, output / "distillation.png")
+        sections += ["![distillation curves](distillation.png)", ""]
+    ckpt.atomic_write_text(output / "results.json", json.dumps(rows, indent=2) + "\n")
+    write_csv(rows, output / "results.csv")
+    report = output / "report.md"
+    ckpt.atomic_write_text(report, "\n".join(sections) + "\n")
+    return report
+
+
+def result_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """One flat row per model and task: every metric's mean and std, cost and ratios."""
+    rows = []
+    for label, entry in summary["models"].items():
+        for task, result in entry["tasks"].items():
+            row: dict[str, Any] = {"source": source, "model": label, "task": task, "main_metric": result["main_metric"]}
+            for key, value in result.items():
+                if isinstance(value, dict) and "mean" in value:
+                    row[f"{key}.mean"], row[f"{key}.std"] = value["mean"], value["std"]
+            row["parameters"] = entry["parameters"].get("total")
+            row["non_embedding_parameters"] = entry["parameters"].get("non_embedding")
+            row["disk_mb"] = entry["disk_mb"]
+            row["finetune_speedup"] = result.get("finetune_speedup")
+            row["inference_speedup"] = result.get("inference_speedup")
+            row["seeds"] = len(result["seeds"])
+            rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """Rows as CSV, with the union of their columns."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def distillation_table(distillations: dict[str, Path]) -> str:
+    """Last validation of each distillation run."""
+    lines = [
+        "| student | steps | MLM loss | KL to teacher | agreement with teacher | student accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, run in distillations.items():
+        validations = [r for r in ckpt.read_metrics(run) if r.get("split") == "validation"]
+        if not validations:
+            continue
+        last = validations[-1]
+        lines.append(
+            f"| {label} | {last['step']} | {last['mlm_loss']:.3f} | {last['kl_to_teacher']:.3f} | "
+            f"{last['teacher_agreement']:.3f} | {last['student_accuracy']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_distillation(distillations: dict[str, Path], path: Path) -> None:
+    """Loss parts and top-1 agreement with the teacher against the step, one line per student."""
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
+    for label, run in distillations.items():
+        records = ckpt.read_metrics(run)
+        for axis, (split, key) in zip(axes, CURVES, strict=True):
+            points = [(r["step"], r[key]) for r in records if r.get("split") == split and key in r]
+            if points:
+                axis.plot(*zip(*points, strict=True), marker="." if split == "validation" else None, label=label)
+    for axis, (split, key) in zip(axes, CURVES, strict=True):
+        axis.set_title(f"{split} {key}")
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
+    """Grouped bars: main metric per task (groups) and model (bars), with std error bars."""
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    width = 0.8 / max(len(models), 1)
+    figure, axis = plt.subplots(figsize=(max(5, 1.8 * len(tasks) * max(len(models), 1) / 2), 3.5))
+    for index, model in enumerate(models):
+        heights, errors = [], []
+        for task in tasks:
+            row = next((r for r in rows if r["model"] == model and r["task"] == task), None)
+            key = f"metric.{row['main_metric']}" if row else ""
+            heights.append(100 * row[f"{key}.mean"] if row else 0.0)
+            errors.append(100 * row[f"{key}.std"] if row else 0.0)
+        positions = [task_index + (index - (len(models) - 1) / 2) * width for task_index in range(len(tasks))]
+        axis.bar(positions, heights, width, yerr=errors, capsize=3, label=model)
+    axis.set_xticks(range(len(tasks)), tasks, rotation=15)
+    axis.set_ylabel("score (accuracy or entity F1, %)")
+    axis.legend(fontsize="small")
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,96 @@
+"""`monodistill run` end to end on tiny models, then `report` and `card` on what it wrote."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from transformers import PreTrainedTokenizerFast
+
+from monodistill.cli import main
+
+from .conftest import make_lines
+
+
+def keyword_task(folder: Path) -> Path:
+    lines = make_lines(120, seed=5)
+    rows = [f"{line},{int(' ng' in ' ' + line)}" for line in lines]
+    (folder / "train.csv").write_text("text,label\n" + "\n".join(rows[:90]) + "\n")
+    (folder / "test.csv").write_text("text,label\n" + "\n".join(rows[90:]) + "\n")
+    spec = "name: keyword\nkind: classification\ntrain: train.csv\ntest: test.csv\n"
+    (folder / "task.yaml").write_text(spec + "text_column: text\nlabel_column: label\n")
+    return folder / "task.yaml"
+
+
+def test_run_distils_evaluates_reports_and_resumes(
+    tiny_teacher_dir: Path, tiny_tokenizer: PreTrainedTokenizerFast, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    shape = "preset: custom\n    num_layers: 1\n    hidden_size: 16\n    intermediate_size: 32\n    num_heads: 2"
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(
+        f"""# A tiny experiment: monodistill run --config experiment.yaml --output OUT
+name: tiny
+teacher:
+  name_or_path: {tiny_teacher_dir}
+vocab:
+  enabled: true
+  export_teacher: true
+students:
+  - name: full-data
+    {shape}
+  - name: half-data
+    {shape}
+    overrides: [data.data_fraction=0.5]
+data:
+  corpus: {corpus_file}
+  max_seq_length: 32
+  cache_dir: {cache_dir}
+train:
+  max_steps: 4
+  batch_size: 4
+evaluate:
+  tasks: [{keyword_task(tmp_path)}]
+  epochs: 1
+  max_length: 32
+  batch_size: 16
+  gradient_accumulation_steps: 1
+"""
+    )
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(experiment), "--output", str(out)]) == 0
+
+    rows = list(csv.DictReader((out / "report" / "results.csv").open()))
+    # Teacher first, then the trimmed teacher ("Load What You Need" baseline), then the students.
+    assert [row["model"] for row in rows] == [
+        f"{tiny_teacher_dir.parent.name}__bert",
+        "vocab__teacher",
+        "full-data__student",
+        "half-data__student",
+    ]
+    assert {row["task"] for row in rows} == {"keyword"}
+    report = (out / "report" / "report.md").read_text()
+    assert "± " in report and "agreement with teacher" in report and "distillation.png" in report
+    assert (out / "report" / "distillation.png").stat().st_size > 1000
+    assert (out / "report" / "quality.png").stat().st_size > 1000
+    assert (out / "students" / "half-data" / "config.yaml").read_text().count("data_fraction: 0.5") == 1
+    card = (out / "students" / "full-data" / "student" / "README.md").read_text()
+    assert "## Downstream results" in card and "keyword" in card
+
+    # Nothing finished is redone.
+    weights = out / "students" / "full-data" / "student" / "model.safetensors"
+    results = sorted((out / "evaluate" / "results").rglob("seed-*.json"))
+    stamps = [path.stat().st_mtime_ns for path in [weights, *results]]
+    assert main(["run", "--config", str(experiment), "--output", str(out)]) == 0
+    assert [path.stat().st_mtime_ns for path in [weights, *results]] == stamps
+
+    assert main(["report", str(out / "evaluate"), "--output", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "quality.png").is_file()
+    assert main(["card", str(out / "students" / "half-data")]) == 0
+
+
+def test_report_and_card_refuse_folders_without_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path), "--output", str(tmp_path / "r")]) == 2
+    assert "no distillation runs" in capsys.readouterr().err
+    assert main(["card", str(tmp_path)]) == 2
+    assert "not a finished distillation run" in capsys.readouterr().err
