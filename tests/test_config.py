@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monodistill.config import DistillConfig, EvaluateConfig, load_config
+from monodistill.config import DistillConfig, ExperimentConfig, load_config
 from monodistill.errors import MonodistillError
 
 from .conftest import REPO_ROOT
@@ -69,5 +69,5 @@ def test_every_shipped_config_loads_and_says_how_to_run_it(path: Path) -> None:
     text = path.read_text()
     assert text.startswith("#"), f"{path.name} needs a header comment saying how to run it"
     assert "monodistill " in text.split("\n\n")[0] + text[:800]
-    schema = EvaluateConfig if "models:" in text and "teacher:" not in text else DistillConfig
+    schema = ExperimentConfig if "students:" in text else DistillConfig
     load_config(schema, path)
