@@ -66,6 +66,18 @@ def make_lines(count: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(words) for _ in range(rng.randint(5, 14))) + "." for _ in range(count)]
 
 
+def write_keyword_task(folder: Path, count: int = 300) -> Path:
+    """A classification task whose label is 1 iff the line contains "ng": learnable by any encoder."""
+    lines = make_lines(count, seed=5)
+    rows = [f"{line},{int(' ng' in ' ' + line)}" for line in lines]
+    split = count * 4 // 5
+    (folder / "train.csv").write_text("text,label\n" + "\n".join(rows[:split]) + "\n")
+    (folder / "test.csv").write_text("text,label\n" + "\n".join(rows[split:]) + "\n")
+    spec = "name: keyword\nkind: classification\ntrain: train.csv\ntest: test.csv\n"
+    (folder / "task.yaml").write_text(spec + "text_column: text\nlabel_column: label\n")
+    return folder / "task.yaml"
+
+
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"

@@ -10,17 +10,7 @@ from transformers import PreTrainedTokenizerFast
 
 from monodistill.cli import main
 
-from .conftest import make_lines
-
-
-def keyword_task(folder: Path) -> Path:
-    lines = make_lines(120, seed=5)
-    rows = [f"{line},{int(' ng' in ' ' + line)}" for line in lines]
-    (folder / "train.csv").write_text("text,label\n" + "\n".join(rows[:90]) + "\n")
-    (folder / "test.csv").write_text("text,label\n" + "\n".join(rows[90:]) + "\n")
-    spec = "name: keyword\nkind: classification\ntrain: train.csv\ntest: test.csv\n"
-    (folder / "task.yaml").write_text(spec + "text_column: text\nlabel_column: label\n")
-    return folder / "task.yaml"
+from .conftest import write_keyword_task
 
 
 def test_run_distils_evaluates_reports_and_resumes(
@@ -50,7 +40,7 @@ train:
   max_steps: 4
   batch_size: 4
 evaluate:
-  tasks: [{keyword_task(tmp_path)}]
+  tasks: [{write_keyword_task(tmp_path, 120)}]
   epochs: 1
   max_length: 32
   batch_size: 16

@@ -12,7 +12,7 @@ from monodistill.cli import main
 from monodistill.evaluate.finetune import align_labels
 from monodistill.evaluate.metrics import classification_metrics, token_metrics
 
-from ..conftest import make_lines, save_teacher
+from ..conftest import make_lines, save_teacher, write_keyword_task
 
 
 def test_labels_go_on_first_sub_tokens_only() -> None:
@@ -39,24 +39,12 @@ def test_macro_f1_weighs_classes_equally() -> None:
     assert scores["macro_f1"] == pytest.approx((6 / 7 + 0) / 2)
 
 
-def keyword_task(folder: Path) -> Path:
-    """Label 1 iff the line contains "ng": a keyword any encoder can learn."""
-    lines = make_lines(300, seed=5)
-    rows = [f"{line},{int(' ng' in ' ' + line)}" for line in lines]
-    (folder / "train.csv").write_text("text,label\n" + "\n".join(rows[:240]) + "\n")
-    (folder / "test.csv").write_text("text,label\n" + "\n".join(rows[240:]) + "\n")
-    spec = "name: keyword\nkind: classification\ntrain: train.csv\ntest: test.csv\n"
-    spec += "text_column: text\nlabel_column: label\n"
-    (folder / "task.yaml").write_text(spec)
-    return folder / "task.yaml"
-
-
 def test_evaluate_two_models_two_seeds_end_to_end(
     tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     big = save_teacher("bert", tiny_tokenizer, tmp_path / "teacher")
     small = save_teacher("bert", tiny_tokenizer, tmp_path / "student")
-    task = keyword_task(tmp_path)
+    task = write_keyword_task(tmp_path)
     out = tmp_path / "out"
     argv = ["evaluate", "--model", str(big), "--model", str(small), "--task", str(task), "--output", str(out)]
     argv += ["--seeds", "2", "epochs=8", "learning_rate=3e-3", "batch_size=16", "gradient_accumulation_steps=1"]
