@@ -70,8 +70,12 @@ def run_experiment(config: ExperimentConfig) -> Path:
         student_dirs.append(run_distillation(distill_config, resume=True))
 
     models = [config.teacher.name_or_path]
-    if vocab_path is not None and (vocab_path / "teacher").is_dir():
-        models.append(str(vocab_path / "teacher"))  # the "Load What You Need" baseline
+    for distill_config in students:
+        # Trimmed teachers ("Load What You Need" baselines), whether shared or built by one student.
+        vocab = distill_config.vocab
+        folder = Path(vocab.path) if vocab.path else Path(distill_config.output_dir or ".") / "vocab"
+        if vocab.active and (folder / "teacher").is_dir() and str(folder / "teacher") not in models:
+            models.append(str(folder / "teacher"))
     models += [str(path) for path in student_dirs]
     evaluation = replace(config.evaluate, models=models, output_dir=str(root / "evaluate"))
     print(f"== evaluating {len(models)} models on {len(evaluation.tasks)} tasks")
