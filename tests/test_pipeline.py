@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import yaml
 from transformers import PreTrainedTokenizerFast
 
 from monodistill.cli import main
@@ -34,6 +35,7 @@ students:
     overrides: [data.data_fraction=0.5]
 data:
   corpus: {corpus_file}
+  language: tl
   max_seq_length: 32
   cache_dir: {cache_dir}
 train:
@@ -63,9 +65,15 @@ evaluate:
     assert "± " in report and "agreement with teacher" in report and "distillation.png" in report
     assert (out / "report" / "distillation.png").stat().st_size > 1000
     assert (out / "report" / "quality.png").stat().st_size > 1000
+    assert (out / "report" / "cost.png").stat().st_size > 1000 and "cost.png" in report
     assert (out / "students" / "half-data" / "config.yaml").read_text().count("data_fraction: 0.5") == 1
     card = (out / "students" / "full-data" / "student" / "README.md").read_text()
     assert "## Downstream results" in card and "keyword" in card
+    metadata = yaml.safe_load(card.split("---")[1])  # the Hub reads the front matter as YAML
+    assert metadata["language"] == ["tl"] and metadata["pipeline_tag"] == "fill-mask"
+    assert metadata["base_model"] == str(tiny_teacher_dir) and "datasets" not in metadata  # a local corpus
+    for section in ("## Model", "## Distillation", "## Intended use", "## Limitations"):
+        assert section in card
 
     # Nothing finished is redone.
     weights = out / "students" / "full-data" / "student" / "model.safetensors"

@@ -37,12 +37,9 @@ def build_model_card(
     rows = "\n".join(f"| {key.replace('_', ' ')} | {value:.4f} |" for key, value in metrics.items())
     cosine = f"+ {loss.alpha_cosine} x hidden-state cosine " if loss.alpha_cosine else ""
     ratio = teacher_counts["total"] / max(student_counts["total"], 1)
+    language = f"the `{data.language}` language" if data.language else "the corpus language"
     return f"""---
-library_name: transformers
-pipeline_tag: fill-mask
-tags: [monodistill, knowledge-distillation, masked-lm]
-base_model: {config.teacher.name_or_path}
----
+{_front_matter(config)}---
 
 # {name}: distilled from {config.teacher.name_or_path}
 
@@ -81,7 +78,15 @@ Held-out blocks of the same corpus, fixed masks.
 |---|---|
 {rows}
 
-{results}## Use
+{results}## Intended use
+
+A general-purpose encoder for {language}, to fine-tune for sequence classification, sentence-pair
+classification and token tagging (named entities, parts of speech) where the multilingual teacher is
+too large or too slow to serve. It is a masked language model: it fills in masked tokens, it does not
+generate text. Out of scope: other languages (the student saw only the corpus above), and any use
+before you have measured it on your own task and data.
+
+## Use
 
 ```python
 from transformers import pipeline
@@ -95,8 +100,22 @@ Fine-tune it like any encoder (`AutoModelForSequenceClassification`, `AutoModelF
 
 The student knows only what the teacher showed it on this corpus: its quality on other domains and
 languages is not measured here. It inherits the teacher's biases and the corpus's. Validation numbers
-above are masked-token agreement, not downstream quality: evaluate it on your task.
+above are masked-token agreement, not downstream quality: evaluate it on your task. Before publishing,
+add a licence that the teacher's and the corpus's licences allow.
 """
+
+
+def _front_matter(config: DistillConfig) -> str:
+    """Hub metadata: library, task, language, teacher and, for a Hub corpus, the dataset."""
+    from monodistill.teacher import is_local_reference
+
+    lines = ["library_name: transformers", "pipeline_tag: fill-mask"]
+    if config.data.language:
+        lines.append(f"language: [{config.data.language}]")
+    lines += ["tags: [monodistill, knowledge-distillation, masked-lm]", f"base_model: {config.teacher.name_or_path}"]
+    if config.data.corpus and not is_local_reference(config.data.corpus):
+        lines.append(f"datasets: [{config.data.corpus}]")
+    return "".join(line + "\n" for line in lines)
 
 
 def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:

@@ -117,6 +117,8 @@ class DataConfig:
     """Hub dataset revision, e.g. refs/convert/parquet for a script-based dataset's Parquet copy."""
     text_column: str = "text"
     """Column holding the text (JSONL, CSV, Parquet and Hub datasets)."""
+    language: str | None = None
+    """ISO 639 code of the corpus language (e.g. tl); written into the model card's metadata."""
     streaming: bool = False
     """Stream a Hub dataset instead of downloading it whole (for OSCAR-scale corpora)."""
     max_documents: int | None = None

@@ -120,8 +120,9 @@ def _check_run_folder(config: DistillConfig, run_dir: Path, resume: bool) -> Non
     if saved.is_file():
         before = flat_scalars(yaml.safe_load(saved.read_text()))
         after = flat_scalars(config_to_dict(config))
-        # Cadence and length may change on resume; anything that changes the trajectory may not.
+        # Cadence, length and descriptions may change on resume; anything that changes the trajectory may not.
         free = {
+            "data.language",
             "train.max_steps",
             "train.epochs",
             "train.save_interval",

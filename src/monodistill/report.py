@@ -6,14 +6,17 @@ Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation 
 - ``report.md``: the paper-style quality table (model x task, mean ± std over seeds), the size and
   speed table with ratios to the teacher, and the figures;
 - ``results.csv`` and ``results.json``: the same numbers;
-- ``distillation.png`` (loss parts and agreement with the teacher per student) and
-  ``quality.png`` (main metric per task and model, with std error bars).
+- ``distillation.png`` (loss parts and agreement with the teacher per student),
+  ``quality.png`` (main metric per task and model, with std error bars) and ``cost.png``
+  (parameters, fine-tuning and inference speedups against the first model).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +61,8 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         rows += result_rows(summary, str(summary_path.parent))
     if summaries:
         plot_quality(rows, output / "quality.png")
-        sections += ["![quality](quality.png)", ""]
+        plot_cost(rows, output / "cost.png")
+        sections += ["![quality](quality.png)", "", "![size and speed](cost.png)", ""]
     if distillations:
         sections += ["## Distillation", "", distillation_table(distillations), ""]
         plot_distillation(distillations, output / "distillation.png")
@@ -139,21 +143,64 @@ def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
     """Grouped bars: main metric per task (groups) and model (bars), with std error bars."""
     tasks = list(dict.fromkeys(row["task"] for row in rows))
     models = list(dict.fromkeys(row["model"] for row in rows))
-    width = 0.8 / max(len(models), 1)
-    figure, axis = plt.subplots(figsize=(max(5, 1.8 * len(tasks) * max(len(models), 1) / 2), 3.5))
-    for index, model in enumerate(models):
-        heights, errors = [], []
-        for task in tasks:
-            row = next((r for r in rows if r["model"] == model and r["task"] == task), None)
-            key = f"metric.{row['main_metric']}" if row else ""
-            heights.append(100 * row[f"{key}.mean"] if row else 0.0)
-            errors.append(100 * row[f"{key}.std"] if row else 0.0)
-        positions = [task_index + (index - (len(models) - 1) / 2) * width for task_index in range(len(tasks))]
-        axis.bar(positions, heights, width, yerr=errors, capsize=3, label=model)
-    axis.set_xticks(range(len(tasks)), tasks, rotation=15)
+    figure, axis = plt.subplots(figsize=(max(5, 0.9 * len(tasks) * max(len(models), 1)), 3.5))
+
+    def score(row: dict[str, Any], part: str) -> float:
+        return 100 * row[f"metric.{row['main_metric']}.{part}"]
+
+    _grouped_bars(axis, rows, lambda row: score(row, "mean"), lambda row: score(row, "std"))
     axis.set_ylabel("score (accuracy or entity F1, %)")
     axis.legend(fontsize="small")
-    axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_cost(rows: list[dict[str, Any]], path: Path) -> None:
+    """Parameters per model (embedding and the rest) and fine-tuning and inference speedups per task."""
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    first = {model: next(row for row in rows if row["model"] == model) for model in models}
+    figure, axes = plt.subplots(1, 3, figsize=(max(12, 1.2 * len(models) * 3), 3.8))
+    non_embedding = [first[model]["non_embedding_parameters"] / 1e6 for model in models]
+    embedding = [(first[model]["parameters"] - first[model]["non_embedding_parameters"]) / 1e6 for model in models]
+    axes[0].bar(models, non_embedding, label="non-embedding")
+    axes[0].bar(models, embedding, bottom=non_embedding, label="embedding")
+    axes[0].set_ylabel("parameters (M)")
+    axes[0].tick_params(axis="x", rotation=30)
+    axes[0].legend(fontsize="small")
+    axes[0].grid(axis="y", alpha=0.3)
+    for axis, key, title in (
+        (axes[1], "finetune_speedup", "fine-tuning speedup (x, vs the first model)"),
+        (axes[2], "inference_speedup", "inference speedup (x, vs the first model)"),
+    ):
+        _grouped_bars(axis, rows, partial(_speedup, key=key))
+        axis.axhline(1.0, color="black", linewidth=0.8)
+        axis.set_title(title, fontsize="medium")
+    axes[1].legend(fontsize="x-small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _speedup(row: dict[str, Any], key: str) -> float:
+    return float(row[key] or 0.0)
+
+
+def _grouped_bars(
+    axis: Any,
+    rows: list[dict[str, Any]],
+    value: Callable[[dict[str, Any]], float],
+    error: Callable[[dict[str, Any]], float] | None = None,
+) -> None:
+    """One group of bars per task, one bar per model, in the order the rows list them."""
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    width = 0.8 / max(len(models), 1)
+    for index, model in enumerate(models):
+        picked = [next((r for r in rows if r["model"] == model and r["task"] == task), None) for task in tasks]
+        heights = [value(row) if row else 0.0 for row in picked]
+        errors = [error(row) if row else 0.0 for row in picked] if error else None
+        positions = [task_index + (index - (len(models) - 1) / 2) * width for task_index in range(len(tasks))]
+        axis.bar(positions, heights, width, yerr=errors, capsize=3 if errors else 0, label=model)
+    axis.set_xticks(range(len(tasks)), tasks, rotation=15)
+    axis.grid(axis="y", alpha=0.3)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from monodistill.errors import MonodistillError
+from monodistill.evaluate.harness import check_overlap
 from monodistill.evaluate.tasks import load_task
 
 from ..conftest import REPO_ROOT, require_shared
@@ -83,6 +84,20 @@ def test_jsonl_pairs_and_conllu_and_iob(tmp_path: Path) -> None:
 def test_bad_task_files_name_the_file_and_line(files: dict[str, str], spec: str, message: str, tmp_path: Path) -> None:
     with pytest.raises(MonodistillError, match=message.replace("(", r"\(")):
         load_task(str(write_task(tmp_path, spec, files)))
+
+
+def test_a_test_split_copied_from_train_is_refused(tmp_path: Path) -> None:
+    train = "text,label\n" + "".join(f"linya {i},{i % 2}\n" for i in range(8))
+    partial = "text,label\nlinya 0,0\nbago 1,1\nbago 2,0\nbago 3,1\n"
+    (tmp_path / "partial").mkdir()
+    task = load_task(str(write_task(tmp_path / "partial", CLASSIFICATION, {"train.csv": train, "test.csv": partial})))
+    assert task.test_overlap() == 0.25
+    assert check_overlap(task) == 0.25  # a few shared inputs are normal: reported, not refused
+
+    copied = load_task(str(write_task(tmp_path, CLASSIFICATION, {"train.csv": train, "test.csv": train})))
+    assert copied.test_overlap() == 1.0
+    with pytest.raises(MonodistillError, match="t: 100% of the test examples also occur in the training split"):
+        check_overlap(copied)
 
 
 def test_unknown_task_lists_the_builtins() -> None:
