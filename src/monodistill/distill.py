@@ -93,8 +93,8 @@ class Distiller:
         )
 
         self.micro_batches_per_epoch, self.total_steps = self._schedule_length()
-        # The fused kernel updates every parameter in one pass; with a 119k-row embedding matrix that
-        # is 5x faster than the default loop on a CPU (0.21 -> 0.04 s per step, 2-core dev machine).
+        # The fused kernel updates every parameter in one pass instead of a loop of per-tensor kernels,
+        # which matters when a 119k-row embedding matrix is most of the student.
         optimizer = torch.optim.AdamW(
             _parameter_groups(student, config.train.weight_decay),
             lr=config.train.learning_rate,
