@@ -9,7 +9,7 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from monodistill.cli import main
-from monodistill.evaluate.finetune import align_labels
+from monodistill.evaluate.finetune import align_labels, subset
 from monodistill.evaluate.metrics import classification_metrics, token_metrics
 
 from ..conftest import make_lines, save_teacher, write_keyword_task
@@ -18,6 +18,15 @@ from ..conftest import make_lines, save_teacher, write_keyword_task
 def test_labels_go_on_first_sub_tokens_only() -> None:
     # [CLS] Ma ##ynila ay lungsod [SEP] -> words 0, 0, 1, 2
     assert align_labels([None, 0, 0, 1, 2, None], [5, 0, 0]) == [-100, 5, -100, 0, 0, -100]
+
+
+def test_capped_splits_are_the_same_random_subset_for_every_model() -> None:
+    labels = [0] * 500 + [1] * 500  # a file sorted by label
+    kept = subset(len(labels), 100, seed=42)
+    assert kept == subset(len(labels), 100, seed=42) and kept == sorted(set(kept)) and len(kept) == 100
+    assert 30 < sum(labels[i] for i in kept) < 70  # both classes, not the first 100 rows
+    assert kept != subset(len(labels), 100, seed=43)
+    assert subset(5, 100, seed=42) == [0, 1, 2, 3, 4]
 
 
 def test_seqeval_entity_f1_on_a_hand_made_case() -> None:
@@ -51,6 +60,7 @@ def test_evaluate_two_models_two_seeds_end_to_end(
     argv += ["max_length=32"]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
+    assert "git_sha" in json.loads((out / "environment.json").read_text())
     entry = summary["models"]["teacher"]["tasks"]["keyword"]
     assert entry["seeds"] == [42, 43]
     assert entry["metric.accuracy"]["mean"] > 0.9  # the keyword is learned
@@ -73,8 +83,9 @@ def test_token_task_end_to_end_and_bad_models(
     model = save_teacher("xlm-roberta", tiny_tokenizer, tmp_path / "model")
     lines = make_lines(80, seed=7)
     sentences = ["\n".join(f"{w}\t{'B-LOC' if w.startswith('ka') else 'O'}" for w in line.split()) for line in lines]
-    (tmp_path / "a.iob").write_text("\n\n".join(sentences) + "\n")
-    spec = "name: ner\nkind: token-classification\ntrain: a.iob\ntest: a.iob\nlabel_column: tag\n"
+    (tmp_path / "train.iob").write_text("\n\n".join(sentences[:60]) + "\n")
+    (tmp_path / "test.iob").write_text("\n\n".join(sentences[60:]) + "\n")
+    spec = "name: ner\nkind: token-classification\ntrain: train.iob\ntest: test.iob\nlabel_column: tag\n"
     (tmp_path / "ner.yaml").write_text(spec)
     out = tmp_path / "out"
     base = ["evaluate", "--task", str(tmp_path / "ner.yaml"), "--output", str(out), "epochs=1", "max_length=16"]

@@ -77,12 +77,14 @@ def finetune(
     model = model_class.from_pretrained(model_path, num_labels=len(task.labels), **label_maps)
     max_length = min(config.max_length, max_positions(model.config))
     data = tokenize_task(task, tokenizer, max_length)
+    # Capped splits are random subsets drawn with the first seed, so every model and seed sees the same
+    # examples, and a file sorted by label does not hand the model one class.
     if config.max_train_samples:
-        data["train"] = data["train"].select(range(min(config.max_train_samples, len(data["train"]))))
+        data["train"] = data["train"].select(subset(len(data["train"]), config.max_train_samples, config.seed))
     gold = task.test
     if config.max_eval_samples:
-        count = min(config.max_eval_samples, len(data["test"]))
-        data["test"], gold = data["test"].select(range(count)), gold.select(range(count))
+        kept = subset(len(data["test"]), config.max_eval_samples, config.seed)
+        data["test"], gold = data["test"].select(kept), gold.select(kept)
     collator = (DataCollatorForTokenClassification if task.is_token_task else DataCollatorWithPadding)(tokenizer)
     use_cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as scratch:
@@ -126,6 +128,13 @@ def finetune(
     }
 
 
+def subset(size: int, limit: int, seed: int) -> list[int]:
+    """``limit`` of ``range(size)`` chosen at random under ``seed``, in their original order (all when fewer)."""
+    if limit >= size:
+        return list(range(size))
+    return sorted(np.random.default_rng(seed).choice(size, size=limit, replace=False).tolist())
+
+
 def score(task: Task, logits: Any, label_ids: np.ndarray, gold: Any) -> dict[str, float]:
     """Task metrics from the Trainer's predictions; token tasks are scored per word over whole sentences."""
     predictions = np.asarray(logits).argmax(-1)
@@ -136,6 +145,9 @@ def score(task: Task, logits: Any, label_ids: np.ndarray, gold: Any) -> dict[str
     gold_tags: list[list[str]] = []
     for sentence_predictions, sentence_labels, tags in zip(predictions, label_ids, gold["tags"], strict=True):
         first_pieces = sentence_predictions[sentence_labels != -100].tolist()
+        if len(first_pieces) > len(tags):
+            # Gold tags are matched to predictions by position (a length-grouped sampler would reorder them).
+            raise RuntimeError("token predictions are not in test-set order; cannot score them against gold tags")
         # Words lost to truncation get the "O" (else first) label: scored, not skipped.
         first_pieces += [fill] * (len(tags) - len(first_pieces))
         predicted_tags.append([task.labels[i] for i in first_pieces])

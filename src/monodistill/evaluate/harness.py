@@ -3,6 +3,7 @@
 Layout of the output folder::
 
     OUT/config.yaml                               resolved EvaluateConfig
+    OUT/environment.json                          package versions, git SHA, command line, devices
     OUT/results/<model>/<task>/seed-<n>.json      one fine-tuning run: metrics, timing, sizes
     OUT/summary.json                              mean/std per model and task, cost and ratios
     OUT/summary.md                                the same as tables
@@ -50,6 +51,7 @@ def run_evaluation(config: EvaluateConfig) -> Path:
     overlaps = {task.name: check_overlap(task) for task in tasks}
     output.mkdir(parents=True, exist_ok=True)
     save_config(config, output / "config.yaml")
+    ckpt.write_environment(output)
 
     for model, label in zip(config.models, labels, strict=True):
         for task in tasks:
