@@ -14,7 +14,7 @@ from monodistill import checkpoint as ckpt
 from monodistill.config import DistillConfig, load_config
 from monodistill.errors import MonodistillError
 from monodistill.student import resolve_shape
-from monodistill.teacher import parameter_counts
+from monodistill.teacher import is_local_reference, parameter_counts
 
 
 def build_model_card(
@@ -107,8 +107,6 @@ add a licence that the teacher's and the corpus's licences allow.
 
 def _front_matter(config: DistillConfig) -> str:
     """Hub metadata: library, task, language, teacher and, for a Hub corpus, the dataset."""
-    from monodistill.teacher import is_local_reference
-
     lines = ["library_name: transformers", "pipeline_tag: fill-mask"]
     if config.data.language:
         lines.append(f"language: [{config.data.language}]")
