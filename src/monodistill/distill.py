@@ -186,7 +186,8 @@ class Distiller:
                         self.save_checkpoint()
                     raise Interrupted(
                         f"stopped by signal {self._stop_signal} at step {self.step}/{self.total_steps}; "
-                        f"checkpoint saved in {ckpt.latest_checkpoint(self.run_dir)}; continue with --resume"
+                        f"checkpoint saved in {ckpt.latest_checkpoint(self.run_dir)}; to continue, run the same "
+                        "command again (`distill` with --resume; `run` resumes by itself)"
                     )
         finally:
             progress.close()
