@@ -161,7 +161,9 @@ class Distiller:
         )
         validation: dict[str, float] = {}
         try:
+            # Sums since the last log line, and how many steps they hold (fewer right after a resume).
             running: dict[str, float] = {}
+            running_steps = 0
             while self.step < self.total_steps:
                 started = time.perf_counter()
                 parts = self.train_step()
@@ -169,12 +171,12 @@ class Distiller:
                 parts["tokens_per_second"] = self._tokens_per_step() / (time.perf_counter() - started)
                 for name, value in parts.items():
                     running[name] = running.get(name, 0.0) + value
+                running_steps += 1
                 progress.update(1)
                 progress.set_postfix(loss=f"{parts['loss']:.3f}", kl=f"{parts['kl']:.3f}", mlm=f"{parts['mlm']:.3f}")
                 if self.step % self.train_config.log_interval == 0 or self.step == self.total_steps:
-                    count = self.step % self.train_config.log_interval or self.train_config.log_interval
-                    self._log("train", {name: value / count for name, value in running.items()})
-                    running = {}
+                    self._log("train", {name: value / running_steps for name, value in running.items()})
+                    running, running_steps = {}, 0
                 interval = self.train_config.eval_interval
                 if (interval and self.step % interval == 0) or self.step == self.total_steps:
                     validation = self.evaluate()
