@@ -6,7 +6,7 @@ Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation 
 - ``report.md``: the paper-style quality table (model x task, mean ± std over seeds), the size and
   speed table with ratios to the teacher, and the figures;
 - ``results.csv`` and ``results.json``: the same numbers;
-- ``distillation.png`` (loss parts and agreement with the teacher per student),
+- ``distillation.png`` (training loss parts; validation KL, accuracy and agreement with the teacher),
   ``quality.png`` (main metric per task and model, with std error bars) and ``cost.png``
   (parameters, fine-tuning and inference speedups against the first model).
 """
@@ -29,7 +29,16 @@ from monodistill import checkpoint as ckpt
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.harness import format_summary
 
-CURVES = (("train", "loss"), ("train", "kl"), ("train", "mlm"), ("validation", "teacher_agreement"))
+CURVES = (
+    ("train", "loss"),
+    ("train", "kl"),
+    ("train", "mlm"),
+    ("validation", "kl_to_teacher"),
+    ("validation", "student_accuracy"),
+    ("validation", "teacher_agreement"),
+)
+"""Panels of the distillation figure. Validation KL is at T = 1, so students distilled at different
+temperatures compare on it; top-1 agreement alone can mislead when the teacher favours one token."""
 
 
 def find_inputs(run_dirs: list[Path]) -> tuple[dict[str, Path], list[Path]]:
@@ -121,8 +130,12 @@ def distillation_table(distillations: dict[str, Path]) -> str:
 
 
 def plot_distillation(distillations: dict[str, Path], path: Path) -> None:
-    """Loss parts and top-1 agreement with the teacher against the step, one line per student."""
-    figure, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
+    """Training loss parts and validation KL, accuracy and agreement against the step, a line per student."""
+    columns = 3
+    figure, grid = plt.subplots(
+        len(CURVES) // columns, columns, figsize=(4 * columns + 2, 3.2 * len(CURVES) // columns), layout="constrained"
+    )
+    axes = grid.ravel()
     for label, run in distillations.items():
         records = ckpt.read_metrics(run)
         for axis, (split, key) in zip(axes, CURVES, strict=True):
@@ -133,8 +146,7 @@ def plot_distillation(distillations: dict[str, Path], path: Path) -> None:
         axis.set_title(f"{split} {key}")
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
-    figure.tight_layout()
+    figure.legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="outside right upper")
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
@@ -143,15 +155,14 @@ def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
     """Grouped bars: main metric per task (groups) and model (bars), with std error bars."""
     tasks = list(dict.fromkeys(row["task"] for row in rows))
     models = list(dict.fromkeys(row["model"] for row in rows))
-    figure, axis = plt.subplots(figsize=(max(5, 0.9 * len(tasks) * max(len(models), 1)), 3.5))
+    figure, axis = plt.subplots(figsize=(max(5, 0.9 * len(tasks) * max(len(models), 1)), 3.5), layout="constrained")
 
     def score(row: dict[str, Any], part: str) -> float:
         return 100 * row[f"metric.{row['main_metric']}.{part}"]
 
     _grouped_bars(axis, rows, lambda row: score(row, "mean"), lambda row: score(row, "std"))
     axis.set_ylabel("score (accuracy or entity F1, %)")
-    axis.legend(fontsize="small")
-    figure.tight_layout()
+    figure.legend(fontsize="small", loc="outside right upper")  # beside the bars, never over them
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
@@ -160,7 +171,7 @@ def plot_cost(rows: list[dict[str, Any]], path: Path) -> None:
     """Parameters per model (embedding and the rest) and fine-tuning and inference speedups per task."""
     models = list(dict.fromkeys(row["model"] for row in rows))
     first = {model: next(row for row in rows if row["model"] == model) for model in models}
-    figure, axes = plt.subplots(1, 3, figsize=(max(12, 1.2 * len(models) * 3), 3.8))
+    figure, axes = plt.subplots(1, 3, figsize=(max(12, 1.2 * len(models) * 3), 3.8), layout="constrained")
     non_embedding = [first[model]["non_embedding_parameters"] / 1e6 for model in models]
     embedding = [(first[model]["parameters"] - first[model]["non_embedding_parameters"]) / 1e6 for model in models]
     axes[0].bar(models, non_embedding, label="non-embedding")
@@ -176,8 +187,7 @@ def plot_cost(rows: list[dict[str, Any]], path: Path) -> None:
         _grouped_bars(axis, rows, partial(_speedup, key=key))
         axis.axhline(1.0, color="black", linewidth=0.8)
         axis.set_title(title, fontsize="medium")
-    axes[1].legend(fontsize="x-small")
-    figure.tight_layout()
+    figure.legend(*axes[1].get_legend_handles_labels(), fontsize="small", loc="outside right upper")
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
