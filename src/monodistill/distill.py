@@ -366,7 +366,7 @@ class Distiller:
 
     def _fail_non_finite(self, parts: dict[str, torch.Tensor]) -> None:
         latest = ckpt.latest_checkpoint(self.run_dir)
-        values = ", ".join(f"{name}={float(value):.4g}" for name, value in parts.items())
+        values = ", ".join(f"{name}={value.item():.4g}" for name, value in parts.items())
         raise MonodistillError(
             f"non-finite loss at step {self.step + 1} ({values}); stopped without saving. "
             f"Last good checkpoint: {latest or 'none'}. Lower train.learning_rate, raise train.warmup_ratio, "
