@@ -30,15 +30,16 @@ from monodistill.errors import MonodistillError
 from monodistill.evaluate.harness import format_summary
 
 CURVES = (
-    ("train", "loss"),
-    ("train", "kl"),
-    ("train", "mlm"),
-    ("validation", "kl_to_teacher"),
-    ("validation", "student_accuracy"),
-    ("validation", "teacher_agreement"),
+    ("train", "loss", "train loss"),
+    ("train", "kl", "train KL at T, x T^2"),
+    ("train", "mlm", "train MLM loss"),
+    ("validation", "kl_to_teacher", "validation KL to the teacher (T = 1)"),
+    ("validation", "student_accuracy", "validation masked-token accuracy"),
+    ("validation", "teacher_agreement", "validation top-1 agreement with the teacher"),
 )
-"""Panels of the distillation figure. Validation KL is at T = 1, so students distilled at different
-temperatures compare on it; top-1 agreement alone can mislead when the teacher favours one token."""
+"""Panels of the distillation figure: (split, metric, title). Validation KL is at T = 1, so students
+distilled at different temperatures compare on it; top-1 agreement alone can mislead when the teacher
+favours one token."""
 
 
 def find_inputs(run_dirs: list[Path]) -> tuple[dict[str, Path], list[Path]]:
@@ -138,12 +139,12 @@ def plot_distillation(distillations: dict[str, Path], path: Path) -> None:
     axes = grid.ravel()
     for label, run in distillations.items():
         records = ckpt.read_metrics(run)
-        for axis, (split, key) in zip(axes, CURVES, strict=True):
+        for axis, (split, key, _) in zip(axes, CURVES, strict=True):
             points = [(r["step"], r[key]) for r in records if r.get("split") == split and key in r]
             if points:
                 axis.plot(*zip(*points, strict=True), marker="." if split == "validation" else None, label=label)
-    for axis, (split, key) in zip(axes, CURVES, strict=True):
-        axis.set_title(f"{split} {key}")
+    for axis, (_, _, title) in zip(axes, CURVES, strict=True):
+        axis.set_title(title, fontsize="medium")
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
     figure.legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="outside right upper")
