@@ -74,8 +74,9 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         plot_cost(rows, output / "cost.png")
         sections += ["![quality](quality.png)", "", "![size and speed](cost.png)", ""]
     if distillations:
-        sections += ["## Distillation", "", distillation_table(distillations), ""]
-        plot_distillation(distillations, output / "distillation.png")
+        records = {label: ckpt.read_metrics(run) for label, run in distillations.items()}
+        sections += ["## Distillation", "", distillation_table(records), ""]
+        plot_distillation(records, output / "distillation.png")
         sections += ["![distillation curves](distillation.png)", ""]
     ckpt.atomic_write_text(output / "results.json", json.dumps(rows, indent=2) + "\n")
     write_csv(rows, output / "results.csv")
@@ -112,14 +113,14 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def distillation_table(distillations: dict[str, Path]) -> str:
-    """Last validation of each distillation run."""
+def distillation_table(records: dict[str, list[dict[str, Any]]]) -> str:
+    """Last validation of each distillation run (label -> its metrics records)."""
     lines = [
         "| student | steps | MLM loss | KL to teacher | agreement with teacher | student accuracy |",
         "|---|---|---|---|---|---|",
     ]
-    for label, run in distillations.items():
-        validations = [r for r in ckpt.read_metrics(run) if r.get("split") == "validation"]
+    for label, run_records in records.items():
+        validations = [r for r in run_records if r.get("split") == "validation"]
         if not validations:
             continue
         last = validations[-1]
@@ -130,26 +131,23 @@ def distillation_table(distillations: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def plot_distillation(distillations: dict[str, Path], path: Path) -> None:
+def plot_distillation(records: dict[str, list[dict[str, Any]]], path: Path) -> None:
     """Training loss parts and validation KL, accuracy and agreement against the step, a line per student."""
     columns = 3
     figure, grid = plt.subplots(
         len(CURVES) // columns, columns, figsize=(4 * columns + 2, 3.2 * len(CURVES) // columns), layout="constrained"
     )
     axes = grid.ravel()
-    for label, run in distillations.items():
-        records = ckpt.read_metrics(run)
+    for label, run_records in records.items():
         for axis, (split, key, _) in zip(axes, CURVES, strict=True):
-            points = [(r["step"], r[key]) for r in records if r.get("split") == split and key in r]
+            points = [(r["step"], r[key]) for r in run_records if r.get("split") == split and key in r]
             if points:
                 axis.plot(*zip(*points, strict=True), marker="." if split == "validation" else None, label=label)
     for axis, (_, _, title) in zip(axes, CURVES, strict=True):
         axis.set_title(title, fontsize="medium")
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
-    figure.legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="outside right upper")
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axes[0], path)
 
 
 def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
@@ -163,9 +161,7 @@ def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
 
     _grouped_bars(axis, rows, lambda row: score(row, "mean"), lambda row: score(row, "std"))
     axis.set_ylabel("score (accuracy or entity F1, %)")
-    figure.legend(fontsize="small", loc="outside right upper")  # beside the bars, never over them
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axis, path)
 
 
 def plot_cost(rows: list[dict[str, Any]], path: Path) -> None:
@@ -188,7 +184,12 @@ def plot_cost(rows: list[dict[str, Any]], path: Path) -> None:
         _grouped_bars(axis, rows, partial(_speedup, key=key))
         axis.axhline(1.0, color="black", linewidth=0.8)
         axis.set_title(title, fontsize="medium")
-    figure.legend(*axes[1].get_legend_handles_labels(), fontsize="small", loc="outside right upper")
+    _save(figure, axes[1], path)
+
+
+def _save(figure: Any, legend_axis: Any, path: Path) -> None:
+    """Write a constrained-layout figure as PNG with ``legend_axis``'s legend beside the plots, never over them."""
+    figure.legend(*legend_axis.get_legend_handles_labels(), fontsize="small", loc="outside right upper")
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
