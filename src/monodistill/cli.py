@@ -184,8 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"monodistill {command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
     print(result)
     return 0
+
+
+def _close_process_group() -> None:
+    """Under torchrun/accelerate launch, leave the process group cleanly (whatever the outcome)."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from monodistill.checkpoint import atomic_write_text
 from monodistill.errors import MonodistillError
 
 TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -213,6 +214,8 @@ class TrainConfig:
     """Gradient clipping norm; 0 disables clipping."""
     mixed_precision: str = "no"
     """Student autocast: no, bf16 or fp16 (through Accelerate)."""
+    compile: bool = False
+    """Compile the teacher and student encoders with ``torch.compile`` (worth it on GPUs, for long runs)."""
     seed: int = 42
     """Seeds initialisation, data order, data_fraction and masking."""
     log_interval: int = 10
@@ -394,8 +397,8 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def save_config(config: Any, path: Path) -> None:
-    """Write the resolved config as YAML."""
-    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """Write the resolved config as YAML, atomically: a crash never leaves a half-written one."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -4,6 +4,11 @@ Both LM heads run only at masked positions, so no (B, T, V) tensor is ever built
 frozen where it is loaded and called under ``torch.inference_mode()``. Data order and masks are pure
 functions of (seed, step), and Accelerate checkpoints hold model, optimizer, scheduler and RNG
 state, so a resumed run ends with the same weights as an uninterrupted one.
+
+Under several processes every decision that ends or interrupts training is taken by all ranks
+together: a non-finite loss on any rank (checked before the backward pass, whose gradient
+all-reduce the other ranks would otherwise wait in forever) and a stop signal delivered to any rank
+are reduced across ranks, so every rank saves and stops at the same step.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
@@ -74,6 +80,10 @@ class Distiller:
         self.train_config = config.train
         self.run_dir = run_dir
         self.blocks = blocks
+        # The Accelerator's settings are a process-wide singleton, but one process may distil several
+        # students (`monodistill run`), each with its own precision: start them afresh, keeping the
+        # process group (Accelerate offers no public call for this).
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(
             mixed_precision=config.train.mixed_precision, log_with="tensorboard", project_dir=str(run_dir)
         )
@@ -86,6 +96,10 @@ class Distiller:
 
         self.teacher = teacher.to(device)
         self.teacher_encoder = encoder(teacher)
+        if config.train.compile:
+            # In place: parameter names, checkpoints and the saved student stay those of the plain model.
+            self.teacher_encoder.compile()
+            encoder(student).compile()
         self.teacher_full_head = mlm_head(teacher)
         # Sliced once: the teacher's distribution over the kept vocabulary, renormalised by softmax.
         self.teacher_head: MaskedLMHead = (
@@ -169,6 +183,7 @@ class Distiller:
                 parts = self.train_step()
                 self.step += 1
                 parts["tokens_per_second"] = self._tokens_per_step() / (time.perf_counter() - started)
+                parts, stop = self._agree_on_step(parts)
                 for name, value in parts.items():
                     running[name] = running.get(name, 0.0) + value
                 running_steps += 1
@@ -183,11 +198,12 @@ class Distiller:
                     progress.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
                 if self.step % self.train_config.save_interval == 0 or self.step == self.total_steps:
                     self.save_checkpoint()
-                if self._stop_signal is not None:
-                    if self.step % self.train_config.save_interval:
+                if stop and self.step < self.total_steps:
+                    if self.step % self.train_config.save_interval and self.step != self.total_steps:
                         self.save_checkpoint()
+                    received = f"signal {self._stop_signal}" if self._stop_signal else "a signal sent to another rank"
                     raise Interrupted(
-                        f"stopped by signal {self._stop_signal} at step {self.step}/{self.total_steps}; "
+                        f"stopped by {received} at step {self.step}/{self.total_steps}; "
                         f"checkpoint saved in {ckpt.latest_checkpoint(self.run_dir)}; to continue, run the same "
                         "command again (`distill` with --resume; `run` resumes by itself)"
                     )
@@ -210,8 +226,9 @@ class Distiller:
             with self.accelerator.no_sync(self.student) if micro < accumulation - 1 else nullcontext():
                 parts = self.loss_step(batch, generator)
                 loss = parts["loss"]
-                if not torch.isfinite(loss):
-                    self._fail_non_finite(parts)
+                failed_ranks = self._ranks_where(not bool(torch.isfinite(loss)))
+                if failed_ranks:
+                    self._fail_non_finite(parts, failed_ranks)
                 self.accelerator.backward(loss / accumulation)
             for name, value in parts.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) / accumulation
@@ -220,7 +237,10 @@ class Distiller:
             totals["grad_norm"] = float(grad_norm)
         totals["learning_rate"] = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
-        self.scheduler.step()
+        # With fp16 the grad scaler skips steps whose gradients overflowed; the schedule must not advance
+        # on those either (as transformers' Trainer does).
+        if not self.accelerator.optimizer_step_was_skipped:
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return totals
 
@@ -282,8 +302,11 @@ class Distiller:
         validation = self.blocks.validation
         size = self.train_config.batch_size
         for start in range(rank * size, len(validation), size * processes):
-            input_ids = validation[start : start + size]["input_ids"].to(self.accelerator.device)
-            masked_ids, labels, positions = self.mask(input_ids, generator)
+            rows = validation[start : start + size]
+            input_ids = rows["input_ids"].to(self.accelerator.device)
+            # Masked as in training: whole words when the blocks carry word starts.
+            word_starts = rows["word_starts"].to(self.accelerator.device).bool() if "word_starts" in rows else None
+            masked_ids, labels, positions = self.mask(input_ids, generator, word_starts)
             targets = labels[positions]
             with torch.inference_mode():
                 teacher_ids = self.vocab_ids[masked_ids] if self.vocab_ids is not None else masked_ids
@@ -351,11 +374,43 @@ class Distiller:
         if latest is None:
             self.accelerator.print(f"no checkpoint in {self.run_dir}; starting from step 0")
             return
+        self.check_resumable()
+        state = ckpt.read_state(latest)
         self.accelerator.load_state(str(latest))
-        self.step = ckpt.read_state(latest)["step"]
+        self.step = state["step"]
         if self.accelerator.is_main_process:
             ckpt.truncate_metrics(self.run_dir, self.step)
+        if state.get("complete") and self.step < self.total_steps:
+            # A finished run made longer continues on the schedule of the new length: the learning rate
+            # jumps from the old schedule's end to the value the new one has at this step.
+            self._set_learning_rate_for_step()
+            self.accelerator.print(
+                f"extending the finished run {self.run_dir} from {self.step} to {self.total_steps} steps; "
+                f"the learning rate follows the schedule of the new length ({self.scheduler.get_last_lr()[0]:.3g} now)"
+            )
+            return
         self.accelerator.print(f"resumed from {latest} at step {self.step}/{self.total_steps}")
+
+    def check_resumable(self) -> None:
+        """Refuse to resume a run that has already trained past the length its config now gives."""
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        trained = ckpt.read_state(latest)["step"] if latest is not None else 0
+        if trained > self.total_steps:
+            raise MonodistillError(
+                f"{self.run_dir} has already trained {trained} steps, more than the {self.total_steps} "
+                "that train.max_steps/epochs now give; raise them, or start a new run in another --output"
+            )
+
+    def _set_learning_rate_for_step(self) -> None:
+        """Point the optimizer and scheduler at the learning rate the current schedule gives ``self.step``."""
+        scheduler: Any = self.scheduler
+        rates = [
+            base * factor(self.step) for factor, base in zip(scheduler.lr_lambdas, scheduler.base_lrs, strict=True)
+        ]
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        scheduler.last_epoch = self.step
+        scheduler._last_lr = rates
 
     # ------------------------------------------------------------------------------------ helpers
 
@@ -364,11 +419,30 @@ class Distiller:
             raise KeyboardInterrupt  # a second signal: stop now, without waiting for the checkpoint
         self._stop_signal = signum
 
-    def _fail_non_finite(self, parts: dict[str, torch.Tensor]) -> None:
+    def _agree_on_step(self, parts: dict[str, float]) -> tuple[dict[str, float], bool]:
+        """Train metrics averaged over ranks, and whether any rank was asked to stop (one collective)."""
+        values = [*parts.values(), float(self._stop_signal is not None)]
+        summed = self.accelerator.reduce(
+            torch.tensor(values, dtype=torch.float64, device=self.accelerator.device), reduction="sum"
+        ).tolist()
+        processes = self.accelerator.num_processes
+        means = {name: total / processes for name, total in zip(parts, summed, strict=False)}
+        return means, summed[-1] > 0
+
+    def _ranks_where(self, flag: bool) -> list[int]:
+        """The ranks on which ``flag`` holds; every rank gets the same answer."""
+        flags = torch.zeros(self.accelerator.num_processes, device=self.accelerator.device)
+        flags[self.accelerator.process_index] = float(flag)
+        flags = self.accelerator.reduce(flags, reduction="sum")
+        return [rank for rank, value in enumerate(flags.tolist()) if value > 0]
+
+    def _fail_non_finite(self, parts: dict[str, torch.Tensor], failed_ranks: list[int]) -> None:
         latest = ckpt.latest_checkpoint(self.run_dir)
         values = ", ".join(f"{name}={value.item():.4g}" for name, value in parts.items())
+        where = f" on rank {', '.join(map(str, failed_ranks))}" if self.accelerator.num_processes > 1 else ""
+        mine = f" ({values})" if self.accelerator.process_index in failed_ranks else ""
         raise MonodistillError(
-            f"non-finite loss at step {self.step + 1} ({values}); stopped without saving. "
+            f"non-finite loss at step {self.step + 1}{where}{mine}; stopped without saving. "
             f"Last good checkpoint: {latest or 'none'}. Lower train.learning_rate, raise train.warmup_ratio, "
             "or use train.mixed_precision=bf16 instead of fp16"
         )

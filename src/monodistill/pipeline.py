@@ -19,6 +19,7 @@ from monodistill.card import write_card
 from monodistill.config import DistillConfig, ExperimentConfig, StudentConfig, config_to_dict, load_config, save_config
 from monodistill.errors import MonodistillError
 from monodistill.evaluate import run_evaluation
+from monodistill.processes import process_state
 from monodistill.recipe import run_distillation
 from monodistill.report import write_report
 
@@ -60,8 +61,10 @@ def run_experiment(config: ExperimentConfig) -> Path:
         from monodistill.vocab import run_vocab
 
         vocab_path = root / "vocab"
-        if not (vocab_path / "id_map.json").is_file():
-            run_vocab(students[0], vocab_path)
+        # Under several processes the main one builds it while the others wait.
+        with process_state().main_process_first():
+            if not (vocab_path / "id_map.json").is_file():
+                run_vocab(students[0], vocab_path)
         students = [student_config(config, student, vocab_path) for student in config.students]
 
     student_dirs = []

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from monodistill.config import DistillConfig, config_to_dict, save_config
 from monodistill.data.blocks import build_blocks
 from monodistill.distill import Distiller, flat_scalars
 from monodistill.errors import MonodistillError
+from monodistill.processes import process_state
 from monodistill.student import StudentShape, build_student, resolve_shape
 from monodistill.teacher import load_teacher, max_positions, parameter_counts
 
@@ -38,8 +40,7 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
     run_dir = Path(config.output_dir)
     _check_run_folder(config, run_dir, resume)
     student_dir = run_dir / ckpt.STUDENT_DIR
-    final = ckpt.latest_checkpoint(run_dir)
-    if resume and final is not None and ckpt.read_state(final).get("complete") and student_dir.is_dir():
+    if resume and _is_complete(run_dir) and not _length_changed(config, run_dir) and student_dir.is_dir():
         print(f"{run_dir} is already complete; the student is in {student_dir}")
         return student_dir
     if not config.data.corpus:
@@ -49,13 +50,13 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
 
     teacher, teacher_tokenizer = load_teacher(config.teacher)
     _check_compatible(config, teacher, shape)
-    tokenizer, vocab_ids = resolve_vocabulary(config, teacher_tokenizer, run_dir)
+    # Under several processes the main one trims the vocabulary (and tokenises the corpus, inside
+    # build_blocks) while the others wait, then they read what it wrote.
+    with process_state().main_process_first():
+        tokenizer, vocab_ids = resolve_vocabulary(config, teacher_tokenizer, run_dir)
     blocks = build_blocks(config.data, tokenizer, config.train.seed)
-    student = build_student(config.student, teacher, vocab_ids, seed=config.train.seed)
+    student = build_student(config.student, _float32_weights(config, teacher), vocab_ids, seed=config.train.seed)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
     distiller = Distiller(
         config,
         run_dir,
@@ -66,7 +67,13 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
         blocks=blocks,
         vocab_ids=vocab_ids,
     )
-    print(
+    if resume:
+        distiller.check_resumable()  # before the new config replaces the saved one
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if distiller.accelerator.is_main_process:
+        save_config(config, run_dir / "config.yaml")
+        ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
+    distiller.accelerator.print(
         f"distilling {parameter_counts(student)['total']:,}-parameter student from {config.teacher.name_or_path} "
         f"on {len(blocks.train):,} blocks of {config.data.max_seq_length} tokens for {distiller.total_steps:,} steps"
     )
@@ -78,8 +85,10 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
             save_student(student_dir, distiller.unwrapped_student(), tokenizer, card)
         distiller.accelerator.wait_for_everyone()
     finally:
-        # Closes the trackers and, under `accelerate launch`/torchrun, the process group.
-        distiller.accelerator.end_training()
+        # Trackers only: the process group outlives one student (`run` distils several in one process)
+        # and is closed when the command ends.
+        for tracker in distiller.accelerator.trackers:
+            tracker.finish()
     return student_dir
 
 
@@ -100,6 +109,13 @@ def resolve_vocabulary(
     return tokenizer, torch.tensor(id_map, dtype=torch.long)
 
 
+def _float32_weights(config: DistillConfig, teacher: PreTrainedModel) -> PreTrainedModel:
+    """The teacher whose weights a student copies: the stored float32 weights, not a bf16/fp16 runtime copy."""
+    if config.student.init == "random" or teacher.dtype == torch.float32:
+        return teacher
+    return load_teacher(replace(config.teacher, dtype="float32"))[0]
+
+
 def save_student(path: Path, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: str) -> None:
     """Write the student, its tokenizer and model card atomically, loadable with ``from_pretrained``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +123,23 @@ def save_student(path: Path, student: PreTrainedModel, tokenizer: PreTrainedToke
         student.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "README.md").write_text(card)
+
+
+LENGTH_FIELDS = ("train.max_steps", "train.epochs")
+"""Fields that set the run's length: free to change once it is finished (it is then extended)."""
+
+
+def _is_complete(run_dir: Path) -> bool:
+    latest = ckpt.latest_checkpoint(run_dir)
+    return latest is not None and bool(ckpt.read_state(latest).get("complete"))
+
+
+def _length_changed(config: DistillConfig, run_dir: Path) -> bool:
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return False
+    before, after = flat_scalars(yaml.safe_load(saved.read_text()) or {}), flat_scalars(config_to_dict(config))
+    return any(before.get(key) != after.get(key) for key in LENGTH_FIELDS)
 
 
 def _check_run_folder(config: DistillConfig, run_dir: Path, resume: bool) -> None:
@@ -123,18 +156,28 @@ def _check_run_folder(config: DistillConfig, run_dir: Path, resume: bool) -> Non
         # Cadence, length and descriptions may change on resume; anything that changes the trajectory may not.
         free = {
             "data.language",
-            "train.max_steps",
-            "train.epochs",
+            "train.compile",
             "train.save_interval",
             "train.log_interval",
             "train.eval_interval",
         }
+        # The length of an unfinished run sets its learning-rate schedule, so it is fixed until the run
+        # ends; a finished run (or one with no checkpoint yet) may be given a new length.
+        if _is_complete(run_dir) or ckpt.latest_checkpoint(run_dir) is None:
+            free.update(LENGTH_FIELDS)
         changed = sorted(
             key for key in before.keys() | after.keys() if key not in free and before.get(key) != after.get(key)
         )
         if changed:
+            bends = [key for key in changed if key in LENGTH_FIELDS or key == "train.warmup_ratio"]
+            hint = (
+                f"; {', '.join(bends)} set the learning-rate schedule of an unfinished run: let it finish, "
+                "then resume it with the new length"
+                if bends and not _is_complete(run_dir)
+                else ""
+            )
             raise MonodistillError(
-                f"cannot resume {run_dir}: the config differs from the saved one in {', '.join(changed)}"
+                f"cannot resume {run_dir}: the config differs from the saved one in {', '.join(changed)}{hint}"
             )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -302,7 +303,8 @@ def save_trimmed_teacher(
     restricted to the target language's tokens, which separates the gain of trimming from the gain
     of distillation in evaluations.
     """
-    model, _ = load_teacher(teacher)
+    # Loaded in float32 whatever the distillation's runtime dtype: this model is fine-tuned later.
+    model, _ = load_teacher(replace(teacher, dtype="float32"))
     trim_teacher(model, kept_ids)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

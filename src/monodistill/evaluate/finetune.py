@@ -74,7 +74,9 @@ def finetune(
     }
     model_class = AutoModelForTokenClassification if task.is_token_task else AutoModelForSequenceClassification
     torch.manual_seed(seed)  # the new classification head's initialisation
-    model = model_class.from_pretrained(model_path, num_labels=len(task.labels), **label_maps)
+    # Float32 master weights whatever dtype the checkpoint was stored in; evaluate.mixed_precision
+    # only sets the autocast of the fine-tuning and inference passes.
+    model = model_class.from_pretrained(model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
     max_length = min(config.max_length, max_positions(model.config))
     data = tokenize_task(task, tokenizer, max_length)
     # Capped splits are random subsets drawn with the first seed, so every model and seed sees the same
@@ -99,7 +101,7 @@ def finetune(
             warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
             seed=seed,
             bf16=config.mixed_precision == "bf16",
-            fp16=config.mixed_precision == "fp16" and use_cuda,
+            fp16=config.mixed_precision == "fp16",
             save_strategy="no",
             eval_strategy="no",
             report_to=[],
@@ -125,6 +127,8 @@ def finetune(
         "inference_samples_per_second": float(prediction.metrics["test_samples_per_second"]),
         "parameters": counts,
         "max_length": max_length,
+        "mixed_precision": config.mixed_precision,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
     }
 
 

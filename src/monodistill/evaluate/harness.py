@@ -20,6 +20,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from monodistill import checkpoint as ckpt
 from monodistill.config import EvaluateConfig, save_config
 from monodistill.errors import MonodistillError
@@ -41,6 +43,8 @@ def run_evaluation(config: EvaluateConfig) -> Path:
         raise MonodistillError("no task: pass --task NAME_OR_YAML")
     if not config.output_dir:
         raise MonodistillError("no output folder: pass --output DIR")
+    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise MonodistillError("evaluate.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
     output = Path(config.output_dir)
     labels = model_labels(config.models)
     tokenizers = {model: load_tokenizer(model, kind="model") for model in config.models}
@@ -124,6 +128,8 @@ def summarise(output: Path, models: list[str], labels: list[str], tasks: list[Ta
             per_task[task.name] = {
                 "main_metric": main_metric(task.metric),
                 "seeds": [r["seed"] for r in runs],
+                # Cost figures are comparable only between runs at the same precision.
+                "mixed_precision": sorted({r.get("mixed_precision", "no") for r in runs}),
                 **{key: _mean_std(values) for key, values in fields.items()},
             }
             parameters = runs[0]["parameters"]
@@ -137,7 +143,15 @@ def summarise(output: Path, models: list[str], labels: list[str], tasks: list[Ta
                 entry["inference_speedup"] = (
                     entry["inference_samples_per_second"]["mean"] / base["inference_samples_per_second"]["mean"]
                 )
-    return {"baseline": labels[0], "tasks": [task.name for task in tasks], "models": results}
+    precisions = sorted(
+        {p for entry in results.values() for task in entry["tasks"].values() for p in task["mixed_precision"]}
+    )
+    return {
+        "baseline": labels[0],
+        "tasks": [task.name for task in tasks],
+        "mixed_precision": precisions,
+        "models": results,
+    }
 
 
 def _mean_std(values: list[float]) -> dict[str, Any]:
@@ -164,7 +178,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Cost (speedups against {summary['baseline']}, same run, same machine):",
+        f"Cost (speedups against {summary['baseline']}, same run, same machine, "
+        f"mixed precision {'/'.join(summary.get('mixed_precision') or ['no'])}):",
         "",
         "| model | parameters | non-embedding | disk MB | task | fine-tune s | fine-tune speedup | "
         "inference samples/s | inference speedup |",

@@ -1,0 +1,80 @@
+"""Resuming with another length: a finished run is extended on the new schedule; an unfinished one is not bent."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from monodistill.checkpoint import list_checkpoints, read_metrics
+from monodistill.cli import main
+
+from .test_distill import args, weights
+
+LOG_EVERY_STEP = ("train.log_interval=1", "train.warmup_ratio=0")
+
+
+def learning_rates(run: Path) -> dict[int, float]:
+    return {r["step"]: r["learning_rate"] for r in read_metrics(run) if r["split"] == "train"}
+
+
+def test_a_finished_run_given_more_steps_continues_on_the_schedule_of_the_new_length(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, common = tmp_path / "run", (tiny_teacher_dir, corpus_file)
+    assert main(args(*common, run, cache_dir, 4, *LOG_EVERY_STEP)) == 0
+    first = weights(run)
+    assert main([*args(*common, run, cache_dir, 8, *LOG_EVERY_STEP), "--resume"]) == 0
+    assert "extending the finished run" in capsys.readouterr().out
+    assert list_checkpoints(run)[-1].name == "step-00000008"
+    assert any(not (first[name] == tensor).all() for name, tensor in weights(run).items())  # it trained on
+    rates = learning_rates(run)
+    assert sorted(rates) == list(range(1, 9))
+    # Linear decay without warmup: step s (1-based) trains at lr * (1 - (s - 1) / total).
+    peak = rates[1]
+    assert [rates[s] / peak for s in (1, 2, 3, 4)] == pytest.approx([1, 0.75, 0.5, 0.25])
+    assert [rates[s] / peak for s in (5, 6, 7, 8)] == pytest.approx([0.5, 0.375, 0.25, 0.125])
+
+    # Shorter than what it has already trained: refused, nothing touched.
+    assert main([*args(*common, run, cache_dir, 6, *LOG_EVERY_STEP), "--resume"]) == 2
+    assert "already trained 8 steps, more than the 6" in capsys.readouterr().err
+    assert list_checkpoints(run)[-1].name == "step-00000008"
+
+    # The same length again: nothing to do.
+    assert main([*args(*common, run, cache_dir, 8, *LOG_EVERY_STEP), "--resume"]) == 0
+    assert "already complete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ("train.max_steps=12", "train.max_steps"),
+        ("train.warmup_ratio=0.5", "train.warmup_ratio"),
+        ("train.epochs=2", "train.epochs"),
+    ],
+)
+def test_an_unfinished_run_refuses_a_change_that_bends_its_schedule(
+    change: str,
+    field: str,
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run, common = tmp_path / "run", (tiny_teacher_dir, corpus_file)
+    extra = (*LOG_EVERY_STEP, "train.keep_checkpoints=8")
+    assert main(args(*common, run, cache_dir, 8, *extra, save=2)) == 0
+    # Make it a run stopped at step 4: later checkpoints and the student go.
+    for path in list_checkpoints(run)[2:]:
+        shutil.rmtree(path)
+    shutil.rmtree(run / "student")
+    steps = 12 if field == "train.max_steps" else 8
+    argv = args(*common, run, cache_dir, steps, *extra, save=2)
+    if field != "train.max_steps":
+        argv.append(change)
+    assert main([*argv, "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert field in error and "learning-rate schedule of an unfinished run" in error
+    assert list_checkpoints(run)[-1].name == "step-00000004"
