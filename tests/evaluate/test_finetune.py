@@ -99,3 +99,28 @@ def test_token_task_end_to_end_and_bad_models(
     (tmp_path / "empty").mkdir()
     assert main([*base, "--model", str(tmp_path / "empty")]) == 2
     assert "no usable tokenizer" in capsys.readouterr().err
+
+
+def test_a_bf16_checkpoint_is_fine_tuned_from_float32_weights_under_the_chosen_autocast(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    folder = save_teacher("bert", tiny_tokenizer, tmp_path / "half")
+    AutoModelForMaskedLM.from_pretrained(folder, dtype=torch.bfloat16).save_pretrained(folder)  # stored in bf16
+    task = write_keyword_task(tmp_path)
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", str(folder), "--task", str(task), "--output", str(out), "epochs=1"]
+    argv += ["max_length=16", "max_train_samples=32", "max_eval_samples=16"]
+    assert main([*argv, "mixed_precision=bf16"]) == 0
+    result = json.loads((out / "results" / "half" / "keyword" / "seed-42.json").read_text())
+    assert result["dtype"] == "float32" and result["mixed_precision"] == "bf16"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mixed_precision"] == ["bf16"]
+    assert "mixed precision bf16" in (out / "summary.md").read_text()
+
+    # fp16 autocast needs CUDA: refused with one line instead of silently running in float32.
+    if not torch.cuda.is_available():
+        assert main([*argv, f"output_dir={tmp_path / 'fp16'}", "mixed_precision=fp16"]) == 2
+        assert "evaluate.mixed_precision=fp16 needs a CUDA GPU" in capsys.readouterr().err
