@@ -12,11 +12,15 @@ A run folder looks like::
 
 Every write that a later run trusts is atomic: written under a temporary name, then renamed.
 A checkpoint counts only once its folder has its final name, so a run killed mid-save resumes from
-the previous one.
+the previous one. Each checkpoint also carries a manifest (every file's size and SHA-256), written
+last before the rename; resuming verifies it, so a checkpoint damaged later (a truncated or deleted
+file) is skipped for the previous intact one instead of loading wrong state.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -33,6 +37,7 @@ import torch
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
+MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.jsonl"
 STUDENT_DIR = "student"
 PACKAGES = ("monodistill", "torch", "transformers", "tokenizers", "datasets", "accelerate")
@@ -63,11 +68,15 @@ def atomic_dir(path: Path) -> Iterator[Path]:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file under a temporary name and rename it into place."""
     staging = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with open(staging, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
+    try:
+        with open(staging, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)  # a full disk must not leave half-written files behind
+        raise
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -139,18 +148,84 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return run_dir / CHECKPOINTS / f"step-{step:08d}"
 
 
-def staging_path(path: Path) -> Path:
-    """Where a checkpoint is written before it is published under its final name."""
-    return path.with_name(f".tmp-{path.name}")
+def staging_path(path: Path, job_id: int) -> Path:
+    """Where a checkpoint is written before it is published under its final name, unique to one job."""
+    return path.with_name(f".tmp-{path.name}-{job_id}")
 
 
 def publish_checkpoint(staging: Path, path: Path, state: dict[str, Any]) -> None:
-    """Add the trainer state to a fully written staging folder, then give it its final name."""
+    """Add the trainer state and the manifest to a fully written staging folder, then give it its final name."""
     atomic_write_text(staging / STATE_FILE, json.dumps(state) + "\n")
+    write_manifest(staging)
     _fsync_tree(staging)
     if path.exists():
         shutil.rmtree(path)
     os.replace(staging, path)
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and SHA-256 of every file in ``folder`` (written last: it vouches for the rest)."""
+    files = {
+        str(file.relative_to(folder)): {"bytes": file.stat().st_size, "sha256": _sha256(file)}
+        for file in sorted(folder.rglob("*"))
+        if file.is_file() and file.name != MANIFEST_FILE
+    }
+    atomic_write_text(folder / MANIFEST_FILE, json.dumps({"files": files}, indent=1) + "\n")
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be trusted (a missing, resized or altered file), or None when it is intact.
+
+    Checkpoints written before manifests existed are trusted as they are.
+    """
+    manifest = checkpoint / MANIFEST_FILE
+    if not manifest.is_file():
+        return None if (checkpoint / STATE_FILE).is_file() else f"{STATE_FILE} is missing"
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError):
+        return f"{MANIFEST_FILE} is unreadable"
+    for name, expected in files.items():
+        file = checkpoint / name
+        if not file.is_file():
+            return f"{name} is missing"
+        size = file.stat().st_size
+        if size != expected["bytes"]:
+            return f"{name} has {size:,} of its {expected['bytes']:,} bytes"
+        if _sha256(file) != expected["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def latest_intact_checkpoint(run_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint that passes its manifest, and the newer ones skipped with the reason."""
+    skipped: list[tuple[Path, str]] = []
+    for checkpoint in reversed(list_checkpoints(run_dir)):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint, skipped
+        skipped.append((checkpoint, problem))
+    return None, skipped
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the file system holding ``path`` (or its nearest existing parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an error means the file system ran out of space (or quota)."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -158,7 +233,9 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     folder = run_dir / CHECKPOINTS
     if not folder.is_dir():
         return []
-    complete = [path for path in folder.glob("step-*") if (path / STATE_FILE).is_file()]
+    complete = [
+        path for path in folder.glob("step-*") if (path / STATE_FILE).is_file() or (path / MANIFEST_FILE).is_file()
+    ]
     return sorted(complete, key=lambda path: int(path.name.split("-")[1]))
 
 

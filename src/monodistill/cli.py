@@ -7,12 +7,34 @@ and turns a ``MonodistillError`` into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from monodistill import __version__
 from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, load_config
 from monodistill.errors import MonodistillError
+
+DESCRIPTION = """\
+Distil small single-language BERT students out of multilingual masked-LM
+teachers (mBERT, XLM-R, mDeBERTa), fine-tune students and teachers on
+target-language tasks, and report their quality, size and speed."""
+
+EPILOG = """\
+examples:
+  monodistill run --config configs/local-quickstart.yaml --output runs/quickstart
+  monodistill distill --teacher bert-base-multilingual-cased --corpus corpus.txt \\
+      --student dbert-tiny --output runs/tiny
+  monodistill evaluate --model bert-base-multilingual-cased --model runs/tiny/student \\
+      --task newsph-nli --output runs/eval
+  monodistill COMMAND --help        the flags of one command
+
+Settings: built-in defaults, then a YAML file (--config), then flags, then
+section.field=value overrides (evaluate takes field=value or evaluate.field=value).
+Bad input is refused before anything trains, in one line on stderr (exit status 2).
+Ctrl-C saves a checkpoint and exits with 130; the same command resumes the run
+(distill: add --resume)."""
 
 
 def distill(
@@ -25,6 +47,7 @@ def distill(
     max_steps: int | None = None,
     save_steps: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     overrides: list[str] | None = None,
 ) -> Path:
     """Distil a student from a teacher on a corpus; returns the folder holding the saved student."""
@@ -38,7 +61,7 @@ def distill(
         "output_dir": output,
     }
     cfg = load_config(DistillConfig, config, overrides, updates)
-    return run_distillation(cfg, resume=resume)
+    return run_distillation(cfg, resume=resume, overwrite=overwrite)
 
 
 def vocab(
@@ -87,17 +110,21 @@ def evaluate(
     from monodistill.evaluate import run_evaluation
 
     updates = {"models": models or None, "tasks": tasks or None, "seeds": seeds, "output_dir": output}
+    # `run` spells these settings evaluate.FIELD; the same spelling works here.
+    overrides = [item.removeprefix("evaluate.") for item in overrides or []]
     cfg = load_config(EvaluateConfig, config, overrides, updates)
     return run_evaluation(cfg)
 
 
-def run(*, config: str | None = None, output: str | None = None, overrides: list[str] | None = None) -> Path:
+def run(
+    *, config: str | None = None, output: str | None = None, overwrite: bool = False, overrides: list[str] | None = None
+) -> Path:
     """The whole experiment: vocab (optional) -> distil students -> evaluate -> report; returns the report."""
     from monodistill.pipeline import run_experiment
 
     if config is None:
         raise MonodistillError("run needs --config FILE (see configs/ for the paper's experiments)")
-    return run_experiment(load_config(ExperimentConfig, config, overrides, {"output_dir": output}))
+    return run_experiment(load_config(ExperimentConfig, config, overrides, {"output_dir": output}), overwrite=overwrite)
 
 
 def report(*, runs: list[str], output: str) -> Path:
@@ -116,8 +143,14 @@ def card(*, run: str, results: str | None = None) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(prog="monodistill", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="monodistill",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
     p = commands.add_parser("distill", help="distil a single-language student from a multilingual teacher")
     p.add_argument("--teacher", help="Hub id or local folder of the masked-LM teacher")
@@ -127,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--save-steps", type=int, help="checkpoint every N optimizer steps")
-    p.add_argument("--resume", action="store_true", help="continue from the last good checkpoint")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the last good checkpoint")
+    group.add_argument("--overwrite", action="store_true", help="clear a previous run out of --output first")
     p.add_argument("overrides", nargs="*", metavar="section.field=value")
 
     p = commands.add_parser("vocab", help="trim the teacher's vocabulary to the target language")
@@ -147,11 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="results folder")
     p.add_argument("--seeds", type=int, help="fine-tuning runs per model and task")
     p.add_argument("--config", help="YAML config file")
-    p.add_argument("overrides", nargs="*", metavar="field=value")
+    p.add_argument("overrides", nargs="*", metavar="[evaluate.]field=value")
 
     p = commands.add_parser("run", help="the whole experiment: vocab, distil, evaluate, report (resumable)")
     p.add_argument("--config", help="experiment YAML (configs/paper-*.yaml, configs/local-*.yaml)")
     p.add_argument("--output", help="experiment folder")
+    p.add_argument("--overwrite", action="store_true", help="clear a previous experiment out of --output first")
     p.add_argument("overrides", nargs="*", metavar="section.field=value")
 
     p = commands.add_parser("report", help="tables and plots from run folders")
@@ -180,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         result = handlers[command](**args)
     except MonodistillError as error:
         print(f"monodistill {command}: error: {error}", file=sys.stderr)
-        return 2
+        return _exit_status(error)
     except KeyboardInterrupt:
         print(f"monodistill {command}: interrupted", file=sys.stderr)
         return 130
@@ -188,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         _close_process_group()
     print(result)
     return 0
+
+
+def _exit_status(error: MonodistillError) -> int:
+    """2 for bad input; 128 + 2 for a run that Ctrl-C (SIGINT) stopped after saving, as a shell reports it."""
+    # distill.Interrupted carries the signal; importing it here would load torch for every command.
+    stopped_by = getattr(error, "signal", None)
+    return 128 + signal.SIGINT if stopped_by == signal.SIGINT else 2
 
 
 def _close_process_group() -> None:

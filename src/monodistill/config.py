@@ -7,7 +7,13 @@ The dataclass defaults below are the only defaults. YAML files hold only the dif
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
+import difflib
 import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -350,6 +356,48 @@ class ExperimentConfig:
 
 ConfigT = TypeVar("ConfigT")
 
+# What YAML reads as null; an optional text field given one of these on the command line is unset.
+YAML_NULLS = ("", "~", "null", "Null", "NULL")
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only true/false, never yes/no/on/off.
+
+    YAML 1.1 reads ``no`` as False, which turns a documented value such as ``mixed_precision: no``
+    into a boolean. Boolean fields still accept yes/no: OmegaConf converts the text by the schema.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_text(path: Path) -> str:
+    """The text of a UTF-8 file, whatever the platform's locale, without a leading byte-order mark.
+
+    Args:
+        path: The file to read.
+
+    Returns:
+        Its text, line endings as stored.
+
+    Raises:
+        MonodistillError: ``PATH is not UTF-8 (byte 0x.. at offset N)``, naming the first bad byte.
+    """
+    data = path.read_bytes()
+    # Editors on Windows write a BOM; it is not part of the text (and would stick to the first column name).
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = start + error.start
+        raise MonodistillError(f"{path} is not UTF-8 (byte 0x{data[offset]:02x} at offset {offset})") from None
+
 
 def load_config(
     schema: type[ConfigT],
@@ -362,32 +410,35 @@ def load_config(
     Args:
         schema: The config dataclass, e.g. ``DistillConfig``.
         path: Optional YAML file holding differences from the defaults.
-        overrides: ``section.field=value`` strings, values parsed as YAML scalars.
+        overrides: ``section.field=value`` strings. A text field takes the value as typed (``no`` stays
+            ``"no"``; surrounding quotes are removed); other fields read it as a YAML scalar.
         updates: Nested dict applied after the file (the CLI's explicit flags); ``None`` values are skipped.
 
     Returns:
         An instance of ``schema``.
 
     Raises:
-        MonodistillError: naming the file, the field and the problem.
+        MonodistillError: naming where the bad setting came from (the file or the override), the field
+            and the problem; an unknown field comes with the nearest known one.
     """
-    layers: list[Any] = [OmegaConf.structured(schema)]
+    merged = OmegaConf.structured(schema)
+    file_data: dict[str, Any] = {}
     if path is not None:
-        layers.append(OmegaConf.create(_read_yaml(Path(path))))
-    if updates:
-        layers.append(OmegaConf.create(_drop_none(updates)))
+        file_data = _read_yaml(Path(path))
+        _check_keys(schema, file_data, f"invalid config in {path}")
+        merged = _merge(merged, file_data, f"invalid config in {path}")
+    flags = _drop_none(updates or {})
+    if flags:
+        merged = _merge(merged, flags, "invalid config")
     for item in overrides or []:
-        if "=" not in item or item.startswith("="):
-            raise MonodistillError(f"override {item!r} is not of the form section.field=value")
-        key, value = item.split("=", 1)
-        layers.append(OmegaConf.from_dotlist([f"{key}={value}"]))
+        merged = _merge(merged, _override_layer(schema, item), f"override {item!r}")
     try:
-        merged = OmegaConf.merge(*layers)
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
-        raise MonodistillError(f"invalid config{_where(path)}: {_omegaconf_message(error)}") from None
-    except ValueError as error:
-        raise MonodistillError(f"invalid config{_where(path)}: {error}") from None
+        raise MonodistillError(f"invalid config: {_omegaconf_message(error)}") from None
+    except ValueError as error:  # a section's __post_init__, naming the field
+        where = _setter(str(error), path, file_data, flags, overrides or [])
+        raise MonodistillError(f"{where}: {error}") from None
     return config  # type: ignore[return-value]
 
 
@@ -405,7 +456,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MonodistillError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(read_text(path), Loader=_Yaml12Loader)
     except yaml.YAMLError as error:
         raise MonodistillError(f"config file {path} is not valid YAML: {error}") from None
     if data is None:
@@ -413,6 +464,111 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MonodistillError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def _merge(merged: Any, layer: Any, where: str) -> Any:
+    try:
+        return OmegaConf.merge(merged, layer)
+    except OmegaConfBaseException as error:
+        raise MonodistillError(f"{where}: {_omegaconf_message(error)}") from None
+
+
+def _override_layer(schema: type, item: str) -> Any:
+    """``section.field=value`` as a config layer; a text field keeps the value as typed."""
+    if "=" not in item or item.startswith("="):
+        raise MonodistillError(f"override {item!r} is not of the form section.field=value")
+    key, text = item.split("=", 1)
+    parts = key.split(".")
+    declared = _field_type(schema, parts, f"override {item!r}")
+    if declared is None or _without_none(declared) is not str:
+        return OmegaConf.from_dotlist([item])  # numbers, booleans, lists: parsed as YAML scalars
+    layer: Any = _text_value(text, optional=declared is not str)
+    for part in reversed(parts):
+        layer = {part: layer}
+    return layer
+
+
+def _text_value(text: str, optional: bool) -> str | None:
+    if optional and text in YAML_NULLS:
+        return None
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        try:
+            unquoted = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+        if isinstance(unquoted, str):
+            return unquoted
+    return text
+
+
+def _field_type(schema: type, parts: list[str], where: str) -> Any:
+    """The declared type of the field at ``parts``, or None past what the schema declares.
+
+    Raises:
+        MonodistillError: for a field the schema does not have, naming the nearest one.
+    """
+    current: Any = schema
+    for depth, part in enumerate(parts):
+        current = _without_none(current)
+        if dataclasses.is_dataclass(current) and isinstance(current, type):
+            hints = typing.get_type_hints(current)
+            if part not in hints:
+                prefix = ".".join(parts[:depth])
+                close = difflib.get_close_matches(part, list(hints), n=1)
+                hint = f"did you mean {'.'.join([*parts[:depth], close[0]])!r}?" if close else f"fields: {list(hints)}"
+                raise MonodistillError(f"{where}: {prefix or 'the config'} has no field {part!r} ({hint})")
+            current = hints[part]
+        elif typing.get_origin(current) is list and part.isdigit():
+            current = typing.get_args(current)[0]
+        else:
+            return None
+    return current
+
+
+def _check_keys(schema: type, data: dict[str, Any], where: str, prefix: tuple[str, ...] = ()) -> None:
+    for key, value in data.items():
+        parts = [*prefix, str(key)]
+        declared = _without_none(_field_type(schema, parts, where))
+        if isinstance(value, dict):
+            _check_keys(schema, value, where, tuple(parts))
+        elif isinstance(value, list) and typing.get_origin(declared) is list:
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    _check_keys(schema, item, where, (*parts, str(index)))
+
+
+def _without_none(declared: Any) -> Any:
+    """``X`` for ``X | None``; anything else unchanged."""
+    arguments = [argument for argument in typing.get_args(declared) if argument is not type(None)]
+    if isinstance(declared, types.UnionType) and len(arguments) == 1:
+        return arguments[0]
+    return declared
+
+
+def _setter(
+    message: str, path: str | Path | None, file_data: dict[str, Any], flags: dict[str, Any], overrides: list[str]
+) -> str:
+    """Where the value that a validation message names was set: the last override, the flags, then the file."""
+
+    def named(key: str) -> bool:
+        # A bare evaluate override (`epochs=0`) is named in the message with its section (`evaluate.epochs`).
+        return re.search(rf"(?<!\w){re.escape(key)}(?!\w)", message) is not None
+
+    for item in reversed(overrides):
+        if named(item.split("=", 1)[0]):
+            return f"override {item!r}"
+    set_by_flags = any(named(key) for key in _dotted_keys(flags))
+    if path is not None and not set_by_flags and any(named(key) for key in _dotted_keys(file_data)):
+        return f"invalid config in {path}"
+    return "invalid config"
+
+
+def _dotted_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        keys.extend(_dotted_keys(value, f"{dotted}.") if isinstance(value, dict) else [dotted])
+    return keys
 
 
 def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
@@ -425,10 +581,6 @@ def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
         elif value is not None:
             cleaned[key] = value
     return cleaned
-
-
-def _where(path: str | Path | None) -> str:
-    return f" in {path}" if path is not None else ""
 
 
 def _omegaconf_message(error: OmegaConfBaseException) -> str:

@@ -14,6 +14,8 @@ are reduced across ranks, so every rank saves and stops at the same step.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import signal
 import time
 from contextlib import nullcontext
@@ -24,6 +26,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from accelerate.utils import broadcast_object_list
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
@@ -38,7 +41,15 @@ from monodistill.teacher import MaskedLMHead, encoder, mlm_head
 
 
 class Interrupted(MonodistillError):
-    """The run was stopped by a signal after saving a checkpoint."""
+    """The run was stopped by a signal after saving a checkpoint.
+
+    ``signal`` is the number of the signal this process received, or ``None`` when another rank
+    received it; the CLI exits with 130 for SIGINT, as a shell does for Ctrl-C.
+    """
+
+    def __init__(self, message: str, signal: int | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal
 
 
 class StudentWithHead(nn.Module):
@@ -120,6 +131,10 @@ class Distiller:
         self.student, self.optimizer = self.accelerator.prepare(StudentWithHead(student), optimizer)
         self.accelerator.register_for_checkpointing(self.scheduler)
         self.step = 0
+        self.state_extras: dict[str, Any] = {}
+        """Saved with every checkpoint's step (e.g. the corpus fingerprint, checked on resume)."""
+        # One name for the staging folder of every rank of this job, unlike any other job's.
+        self._job_id = broadcast_object_list([os.getpid()])[0]
         self._epoch_orders: dict[int, torch.Tensor] = {}
         self._stop_signal: int | None = None
 
@@ -159,10 +174,15 @@ class Distiller:
 
     # ----------------------------------------------------------------------------------- training
 
-    def fit(self, resume: bool = False) -> dict[str, float]:
-        """Train to ``total_steps``, validating, logging and checkpointing; returns the final validation metrics."""
-        if resume:
-            self._resume()
+    def fit(self, resume_from: Path | None = None) -> dict[str, float]:
+        """Train to ``total_steps``, validating, logging and checkpointing; returns the final validation metrics.
+
+        Args:
+            resume_from: A verified checkpoint of this run to continue from
+                (``checkpoint.latest_intact_checkpoint``).
+        """
+        if resume_from is not None:
+            self._resume(resume_from)
         self.accelerator.init_trackers("tensorboard", config=flat_scalars(config_to_dict(self.config)))
         previous_handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         progress = tqdm(
@@ -195,7 +215,8 @@ class Distiller:
                 interval = self.train_config.eval_interval
                 if (interval and self.step % interval == 0) or self.step == self.total_steps:
                     validation = self.evaluate()
-                    progress.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
+                    if self.accelerator.is_main_process:
+                        progress.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
                 if self.step % self.train_config.save_interval == 0 or self.step == self.total_steps:
                     self.save_checkpoint()
                 if stop and self.step < self.total_steps:
@@ -205,7 +226,8 @@ class Distiller:
                     raise Interrupted(
                         f"stopped by {received} at step {self.step}/{self.total_steps}; "
                         f"checkpoint saved in {ckpt.latest_checkpoint(self.run_dir)}; to continue, run the same "
-                        "command again (`distill` with --resume; `run` resumes by itself)"
+                        "command again (`distill` with --resume; `run` resumes by itself)",
+                        signal=self._stop_signal,
                     )
         finally:
             progress.close()
@@ -350,31 +372,67 @@ class Distiller:
     # -------------------------------------------------------------------------------- checkpoints
 
     def save_checkpoint(self) -> Path:
-        """Save model, optimizer, scheduler, RNG and step atomically; prune old checkpoints."""
+        """Save model, optimizer, scheduler, RNG and step atomically; prune old checkpoints.
+
+        Raises:
+            MonodistillError: on every rank when any rank could not write (a full disk above all), after
+                removing the partial save; the previous checkpoints are untouched.
+        """
         path = ckpt.checkpoint_path(self.run_dir, self.step)
-        staging = ckpt.staging_path(path)
+        staging = ckpt.staging_path(path, self._job_id)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(staging), safe_serialization=False)
+        try:
+            self.accelerator.save_state(str(staging), safe_serialization=False)
+            error = None
+        except (OSError, RuntimeError) as failure:  # torch's writer reports a full disk as a RuntimeError
+            error = failure
         # Every process writes its own RNG state into the staging folder before it is published.
-        self.accelerator.wait_for_everyone()
+        self._raise_if_save_failed(error, staging)
         if self.accelerator.is_main_process:
             state = {
                 "step": self.step,
                 "total_steps": self.total_steps,
                 "complete": self.step >= self.total_steps,
+                **self.state_extras,
             }
-            ckpt.publish_checkpoint(staging, path, state)
-            ckpt.prune_checkpoints(self.run_dir, self.train_config.keep_checkpoints)
-        self.accelerator.wait_for_everyone()
+            try:
+                ckpt.publish_checkpoint(staging, path, state)
+                ckpt.prune_checkpoints(self.run_dir, self.train_config.keep_checkpoints)
+            except (OSError, RuntimeError) as failure:
+                error = failure
+        self._raise_if_save_failed(error, staging)
         return path
 
-    def _resume(self) -> None:
-        ckpt.clean_staging(self.run_dir)
-        latest = ckpt.latest_checkpoint(self.run_dir)
-        if latest is None:
-            self.accelerator.print(f"no checkpoint in {self.run_dir}; starting from step 0")
+    def _raise_if_save_failed(self, error: Exception | None, staging: Path) -> None:
+        failed_ranks = self._ranks_where(error is not None)  # also the barrier between save and publish
+        if not failed_ranks:
             return
-        self.check_resumable()
+        if self.accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        if error is None:
+            raise MonodistillError(f"saving checkpoint step {self.step} failed on rank {failed_ranks[0]}")
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        needed = self._checkpoint_bytes()
+        if ckpt.is_disk_full(error) or ckpt.free_bytes(staging.parent) < needed:
+            reason = f"no space left on device (needs about {needed / 1e6:,.1f} MB in {staging.parent})"
+        elif isinstance(error, OSError):
+            reason = f"{error.strerror or error} ({error.filename or staging.parent})"
+        else:
+            reason = str(error).splitlines()[0]
+        raise MonodistillError(
+            f"could not save the checkpoint of step {self.step}: {reason}; the partial save was removed. "
+            f"Last good checkpoint: {latest or 'none'}; make room, then run the same command again to resume"
+        )
+
+    def _checkpoint_bytes(self) -> int:
+        """About how much one checkpoint takes: the last one's size, else weights plus two AdamW moments."""
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        if latest is not None:
+            return sum(file.stat().st_size for file in latest.rglob("*") if file.is_file())
+        return 3 * sum(p.numel() * p.element_size() for p in self.student.parameters())
+
+    def _resume(self, latest: Path) -> None:
+        self.check_resumable(latest)
         state = ckpt.read_state(latest)
         self.accelerator.load_state(str(latest))
         self.step = state["step"]
@@ -391,10 +449,9 @@ class Distiller:
             return
         self.accelerator.print(f"resumed from {latest} at step {self.step}/{self.total_steps}")
 
-    def check_resumable(self) -> None:
+    def check_resumable(self, latest: Path) -> None:
         """Refuse to resume a run that has already trained past the length its config now gives."""
-        latest = ckpt.latest_checkpoint(self.run_dir)
-        trained = ckpt.read_state(latest)["step"] if latest is not None else 0
+        trained = ckpt.read_state(latest)["step"]
         if trained > self.total_steps:
             raise MonodistillError(
                 f"{self.run_dir} has already trained {trained} steps, more than the {self.total_steps} "

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from monodistill import runfolder
 from monodistill.card import write_card
 from monodistill.config import DistillConfig, ExperimentConfig, StudentConfig, config_to_dict, load_config, save_config
 from monodistill.errors import MonodistillError
@@ -44,15 +45,27 @@ def student_config(experiment: ExperimentConfig, student: StudentConfig, vocab_p
         raise MonodistillError(f"student {name!r}: {error}") from None
 
 
-def run_experiment(config: ExperimentConfig) -> Path:
-    """Run every stage; returns the report file."""
+EXPERIMENT_ENTRIES = ("config.yaml", "vocab", "students", "evaluate", "report")
+"""What ``run`` writes into the experiment folder (cleared by ``--overwrite``)."""
+
+
+def run_experiment(config: ExperimentConfig, overwrite: bool = False) -> Path:
+    """Run every stage, holding the experiment folder exclusively; returns the report file."""
     if not config.output_dir:
         raise MonodistillError("no output folder: pass --output DIR or set output_dir")
     if not config.evaluate.tasks:
         raise MonodistillError("evaluate.tasks is empty: name at least one task to evaluate the students on")
     root = Path(config.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    save_config(config, root / "config.yaml")
+    with runfolder.claim(root):
+        if overwrite and process_state().is_main_process:
+            runfolder.clear_run(root, EXPERIMENT_ENTRIES)
+        process_state().wait_for_everyone()
+        return _run_stages(config, root)
+
+
+def _run_stages(config: ExperimentConfig, root: Path) -> Path:
+    if process_state().is_main_process:
+        save_config(config, root / "config.yaml")
     # Check every student's settings before the first long stage starts.
     students = [student_config(config, student, None) for student in config.students]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -16,21 +17,39 @@ from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill import checkpoint as ckpt
+from monodistill import runfolder
 from monodistill.card import build_model_card
 from monodistill.config import DistillConfig, config_to_dict, save_config
-from monodistill.data.blocks import build_blocks
+from monodistill.data.blocks import build_blocks, tokenizer_fingerprint
+from monodistill.data.corpus import corpus_digest
 from monodistill.distill import Distiller, flat_scalars
 from monodistill.errors import MonodistillError
 from monodistill.processes import process_state
 from monodistill.student import StudentShape, build_student, resolve_shape
 from monodistill.teacher import load_teacher, max_positions, parameter_counts
 
+RUN_ENTRIES = (
+    "config.yaml",
+    "environment.json",
+    ckpt.METRICS_FILE,
+    ckpt.CHECKPOINTS,
+    ckpt.STUDENT_DIR,
+    "tensorboard",
+    "vocab",
+)
+"""What a distillation run writes into its folder: a folder holding any of them holds a run."""
 
-def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
+
+def run_distillation(config: DistillConfig, resume: bool = False, overwrite: bool = False) -> Path:
     """The ``distill`` stage end to end: validate, load, build, train, save the student.
 
-    Every input check runs before training starts. A finished run is not redone: with ``resume``
-    it returns the saved student.
+    The run folder is held exclusively for the whole stage. Every input check runs before training
+    starts. A finished run is not redone: with ``resume`` it returns the saved student.
+
+    Args:
+        config: The resolved distillation config.
+        resume: Continue the run in ``config.output_dir`` from its newest intact checkpoint.
+        overwrite: Clear a previous run out of ``config.output_dir`` first.
 
     Returns:
         The folder of the saved student (``RUN/student``).
@@ -38,9 +57,15 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
     if not config.output_dir:
         raise MonodistillError("no output folder: pass --output DIR or set output_dir")
     run_dir = Path(config.output_dir)
-    _check_run_folder(config, run_dir, resume)
+    with runfolder.claim(run_dir):
+        latest = _prepare_run_folder(config, run_dir, resume, overwrite)
+        return _distill(config, run_dir, latest)
+
+
+def _distill(config: DistillConfig, run_dir: Path, latest: Path | None) -> Path:
     student_dir = run_dir / ckpt.STUDENT_DIR
-    if resume and _is_complete(run_dir) and not _length_changed(config, run_dir) and student_dir.is_dir():
+    finished = latest is not None and ckpt.read_state(latest).get("complete")
+    if finished and not _length_changed(config, run_dir) and student_dir.is_dir():
         print(f"{run_dir} is already complete; the student is in {student_dir}")
         return student_dir
     if not config.data.corpus:
@@ -55,6 +80,9 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
     with process_state().main_process_first():
         tokenizer, vocab_ids = resolve_vocabulary(config, teacher_tokenizer, run_dir)
     blocks = build_blocks(config.data, tokenizer, config.train.seed)
+    fingerprints = {"corpus": corpus_digest(config.data), "tokenizer": tokenizer_fingerprint(tokenizer)}
+    if latest is not None:
+        _check_same_data(config, latest, fingerprints)
     student = build_student(config.student, _float32_weights(config, teacher), vocab_ids, seed=config.train.seed)
 
     distiller = Distiller(
@@ -67,9 +95,9 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
         blocks=blocks,
         vocab_ids=vocab_ids,
     )
-    if resume:
-        distiller.check_resumable()  # before the new config replaces the saved one
-    run_dir.mkdir(parents=True, exist_ok=True)
+    distiller.state_extras = fingerprints
+    if latest is not None:
+        distiller.check_resumable(latest)  # before the new config replaces the saved one
     if distiller.accelerator.is_main_process:
         save_config(config, run_dir / "config.yaml")
         ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
@@ -78,7 +106,7 @@ def run_distillation(config: DistillConfig, resume: bool = False) -> Path:
         f"on {len(blocks.train):,} blocks of {config.data.max_seq_length} tokens for {distiller.total_steps:,} steps"
     )
     try:
-        metrics = distiller.fit(resume=resume)
+        metrics = distiller.fit(resume_from=latest)
         if distiller.accelerator.is_main_process:
             counts = parameter_counts(student), parameter_counts(teacher)
             card = build_model_card(config, metrics, *counts, len(blocks.train))
@@ -129,55 +157,107 @@ LENGTH_FIELDS = ("train.max_steps", "train.epochs")
 """Fields that set the run's length: free to change once it is finished (it is then extended)."""
 
 
-def _is_complete(run_dir: Path) -> bool:
-    latest = ckpt.latest_checkpoint(run_dir)
-    return latest is not None and bool(ckpt.read_state(latest).get("complete"))
+def _prepare_run_folder(config: DistillConfig, run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Clear (``overwrite``), refuse (a run there without ``resume``) or check the folder for resuming.
+
+    Returns:
+        The verified checkpoint to resume from, if any.
+    """
+    state = process_state()
+    if overwrite or not resume:
+        found = runfolder.holds_run(run_dir, RUN_ENTRIES)
+        if found and not overwrite:
+            raise MonodistillError(
+                f"{run_dir} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+                "--overwrite to replace it, or choose another --output"
+            )
+        if state.is_main_process:
+            runfolder.clear_run(run_dir, RUN_ENTRIES)
+        state.wait_for_everyone()
+        return None
+    # Leftovers of saves that failed (a full disk, a kill) go before anything else is written.
+    if state.is_main_process:
+        ckpt.clean_staging(run_dir)
+    state.wait_for_everyone()
+    latest, skipped = ckpt.latest_intact_checkpoint(run_dir)
+    if skipped and latest is None:
+        problems = "; ".join(f"{path.name}: {problem}" for path, problem in skipped)
+        raise MonodistillError(
+            f"no intact checkpoint to resume {run_dir} from ({problems}); start it again with --overwrite"
+        )
+    for path, problem in skipped:
+        state.print(f"skipping damaged checkpoint {path}: {problem}")
+    _check_resumed_config(config, run_dir, latest)
+    if latest is None:
+        # Killed before its first checkpoint: it starts again from step 0, without the old records.
+        if state.is_main_process:
+            runfolder.clear_run(run_dir, (ckpt.METRICS_FILE, "tensorboard"))
+        state.wait_for_everyone()
+        state.print(f"no checkpoint in {run_dir}; starting from step 0")
+    return latest
+
+
+LENGTH_FIELDS = ("train.max_steps", "train.epochs")
+"""Fields that set the run's length: free to change once it is finished (it is then extended)."""
+FREE_FIELDS = ("output_dir", "vocab.path", "data.language", "train.compile") + tuple(
+    f"train.{name}" for name in ("save_interval", "log_interval", "eval_interval")
+)
+"""Fields a resumed run may change: where things are, cadence, descriptions. Data and vocabulary
+are compared by content (``_check_same_data``), so a moved folder still resumes."""
+
+
+def _saved_settings(saved: Path) -> dict[str, Any] | None:
+    """The flat settings of a run's saved config.yaml, or None when there is none worth comparing."""
+    try:
+        data = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return flat_scalars(data) if isinstance(data, dict) and data else None
 
 
 def _length_changed(config: DistillConfig, run_dir: Path) -> bool:
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        return False
-    before, after = flat_scalars(yaml.safe_load(saved.read_text()) or {}), flat_scalars(config_to_dict(config))
-    return any(before.get(key) != after.get(key) for key in LENGTH_FIELDS)
+    before = _saved_settings(run_dir / "config.yaml")
+    after = flat_scalars(config_to_dict(config))
+    return before is not None and any(before.get(key) != after.get(key) for key in LENGTH_FIELDS)
 
 
-def _check_run_folder(config: DistillConfig, run_dir: Path, resume: bool) -> None:
+def _check_resumed_config(config: DistillConfig, run_dir: Path, latest: Path | None) -> None:
     saved = run_dir / "config.yaml"
-    if not resume:
-        if ckpt.list_checkpoints(run_dir) or (run_dir / ckpt.STUDENT_DIR).exists():
-            raise MonodistillError(
-                f"{run_dir} already holds a run; pass --resume to continue it or choose another --output"
-            )
+    before = _saved_settings(saved)
+    if before is None:
+        if saved.exists():
+            print(f"{saved} is empty or unreadable; resuming with the settings given now")
         return
-    if saved.is_file():
-        before = flat_scalars(yaml.safe_load(saved.read_text()))
-        after = flat_scalars(config_to_dict(config))
-        # Cadence, length and descriptions may change on resume; anything that changes the trajectory may not.
-        free = {
-            "data.language",
-            "train.compile",
-            "train.save_interval",
-            "train.log_interval",
-            "train.eval_interval",
-        }
-        # The length of an unfinished run sets its learning-rate schedule, so it is fixed until the run
-        # ends; a finished run (or one with no checkpoint yet) may be given a new length.
-        if _is_complete(run_dir) or ckpt.latest_checkpoint(run_dir) is None:
-            free.update(LENGTH_FIELDS)
-        changed = sorted(
-            key for key in before.keys() | after.keys() if key not in free and before.get(key) != after.get(key)
+    after = flat_scalars(config_to_dict(config))
+    # The length of an unfinished run sets its learning-rate schedule, so it is fixed until the run
+    # ends; a finished run (or one with no checkpoint yet) may be given a new length.
+    unfinished = latest is not None and not ckpt.read_state(latest).get("complete")
+    free = set(FREE_FIELDS) if unfinished else {*FREE_FIELDS, *LENGTH_FIELDS}
+    changed = sorted(
+        key for key in before.keys() | after.keys() if key not in free and before.get(key) != after.get(key)
+    )
+    if changed:
+        bends = [key for key in changed if key in (*LENGTH_FIELDS, "train.warmup_ratio")]
+        hint = (
+            f"; {', '.join(bends)} set the learning-rate schedule of an unfinished run: let it finish, "
+            "then resume it with the new length"
+            if bends and unfinished
+            else ""
         )
-        if changed:
-            bends = [key for key in changed if key in LENGTH_FIELDS or key == "train.warmup_ratio"]
-            hint = (
-                f"; {', '.join(bends)} set the learning-rate schedule of an unfinished run: let it finish, "
-                "then resume it with the new length"
-                if bends and not _is_complete(run_dir)
-                else ""
-            )
+        raise MonodistillError(
+            f"cannot resume {run_dir}: the config differs from the saved one in {', '.join(changed)}{hint}"
+        )
+
+
+def _check_same_data(config: DistillConfig, latest: Path, fingerprints: dict[str, str]) -> None:
+    """Refuse to resume on a corpus or vocabulary other than the one the checkpoint was trained on."""
+    saved = ckpt.read_state(latest)
+    what = {"corpus": f"the corpus {config.data.corpus}", "tokenizer": "the student's tokenizer (vocabulary)"}
+    for key, value in fingerprints.items():
+        if saved.get(key) not in (None, value):
             raise MonodistillError(
-                f"cannot resume {run_dir}: the config differs from the saved one in {', '.join(changed)}{hint}"
+                f"{what[key]} changed since {latest} was saved (fingerprint {saved[key]} then, {value} now); "
+                "resume on the data it was trained on, or start a new run in another --output"
             )
 
 

@@ -26,6 +26,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt
 
 from monodistill import checkpoint as ckpt
+from monodistill import runfolder
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.harness import format_summary
 
@@ -61,6 +62,7 @@ def find_inputs(run_dirs: list[Path]) -> tuple[dict[str, Path], list[Path]]:
 
 def write_report(run_dirs: list[Path], output: Path) -> Path:
     """Write report.md, results.csv/json and PNG figures for the given folders; returns report.md."""
+    runfolder.check_output_path(output)
     distillations, summaries = find_inputs(run_dirs)
     output.mkdir(parents=True, exist_ok=True)
     sections = ["# monodistill report", ""]

@@ -15,6 +15,12 @@ from monodistill.evaluate.metrics import classification_metrics, token_metrics
 from ..conftest import make_lines, save_teacher, write_keyword_task
 
 
+def result_file(out: Path, label: str, task: str, name: str) -> Path:
+    """A stored result: under the model's short name plus the hash of where it is."""
+    (folder,) = (out / "results").glob(f"{label}-*")
+    return folder / task / name
+
+
 def test_labels_go_on_first_sub_tokens_only() -> None:
     # [CLS] Ma ##ynila ay lungsod [SEP] -> words 0, 0, 1, 2
     assert align_labels([None, 0, 0, 1, 2, None], [5, 0, 0]) == [-100, 5, -100, 0, 0, -100]
@@ -68,13 +74,13 @@ def test_evaluate_two_models_two_seeds_end_to_end(
     student = summary["models"]["student"]
     assert student["parameters"]["total"] > student["parameters"]["non_embedding"] > 0
     assert student["disk_mb"] > 0 and "inference_speedup" in student["tasks"]["keyword"]
-    assert (out / "results" / "student" / "keyword" / "seed-43.json").is_file()
+    assert result_file(out, "student", "keyword", "seed-43.json").is_file()
     assert "± " in capsys.readouterr().out
 
     # A finished result is not redone: a second run only re-summarises.
-    stamp = (out / "results" / "teacher" / "keyword" / "seed-42.json").stat().st_mtime_ns
+    stamp = result_file(out, "teacher", "keyword", "seed-42.json").stat().st_mtime_ns
     assert main(argv) == 0
-    assert (out / "results" / "teacher" / "keyword" / "seed-42.json").stat().st_mtime_ns == stamp
+    assert result_file(out, "teacher", "keyword", "seed-42.json").stat().st_mtime_ns == stamp
 
 
 def test_token_task_end_to_end_and_bad_models(
@@ -90,7 +96,7 @@ def test_token_task_end_to_end_and_bad_models(
     out = tmp_path / "out"
     base = ["evaluate", "--task", str(tmp_path / "ner.yaml"), "--output", str(out), "epochs=1", "max_length=16"]
     assert main([*base, "--model", str(model)]) == 0
-    result = json.loads((out / "results" / "model" / "ner" / "seed-42.json").read_text())
+    result = json.loads(result_file(out, "model", "ner", "seed-42.json").read_text())
     assert set(result["metrics"]) == {"accuracy", "entity_f1", "entity_precision", "entity_recall"}
     assert result["max_length"] == 16  # long sentences were truncated, not a crash
 
@@ -114,7 +120,7 @@ def test_a_bf16_checkpoint_is_fine_tuned_from_float32_weights_under_the_chosen_a
     argv = ["evaluate", "--model", str(folder), "--task", str(task), "--output", str(out), "epochs=1"]
     argv += ["max_length=16", "max_train_samples=32", "max_eval_samples=16"]
     assert main([*argv, "mixed_precision=bf16"]) == 0
-    result = json.loads((out / "results" / "half" / "keyword" / "seed-42.json").read_text())
+    result = json.loads(result_file(out, "half", "keyword", "seed-42.json").read_text())
     assert result["dtype"] == "float32" and result["mixed_precision"] == "bf16"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mixed_precision"] == ["bf16"]

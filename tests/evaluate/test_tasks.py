@@ -125,3 +125,70 @@ def test_shipped_task_files_read_the_shared_data(name: str, train: int, test: in
     require_shared("data", "tasks")
     task = load_task(str(REPO_ROOT / "configs" / "tasks" / f"{name}.yaml"))
     assert (len(task.train), len(task.test)) == (train, test)
+
+
+TSV_PAIRS = (
+    "name: t\nkind: pair-classification\ntrain: train.tsv\ntest: test.tsv\n"
+    "text_column: premise\ntext_pair_column: hypothesis\nlabel_column: label\n"
+)
+
+
+def test_tsv_is_one_record_a_line_and_a_quote_is_text(tmp_path: Path) -> None:
+    # A premise that opens with a quote once swallowed the tabs and lines after it: 30 rows read as 27.
+    rows = [f'"Sabi niya {i}\tisang "pahayag" {i}\too' if i % 10 == 0 else f"p {i}\th {i}\too" for i in range(30)]
+    files = {
+        "train.tsv": "premise\thypothesis\tlabel\n" + "\n".join(rows) + "\n",
+        "test.tsv": "premise\thypothesis\tlabel\np\th\too\n",
+    }
+    task = load_task(str(write_task(tmp_path, TSV_PAIRS, files)))
+    assert len(task.train) == 30
+    assert task.train["text"][10] == '"Sabi niya 10' and task.train["text_pair"][10] == 'isang "pahayag" 10'
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        # The quote on line 2 must not hide where the problem is: the label on line 4.
+        ("test.tsv", 'premise\thypothesis\tlabel\n"a\tb\too\nc\td\too\ne\tf\tmaybe\n', "test.tsv:4: label 'maybe'"),
+        ("test.tsv", 'premise\thypothesis\tlabel\n"a\tb\too\nc\td\too\textra\n', "test.tsv:3: expected 3 fields"),
+        # In CSV a quote does open a field, which may span lines; an unclosed one names the line it opens on.
+        ("test.csv", 'premise,hypothesis,label\na,b,oo\n"c,d,oo\ne,f,oo\n', "test.csv:3: not valid CSV"),
+    ],
+)
+def test_delimited_errors_name_the_offending_line(name: str, content: str, message: str, tmp_path: Path) -> None:
+    spec = TSV_PAIRS.replace("test.tsv", name)
+    files = {"train.tsv": "premise\thypothesis\tlabel\na\tb\too\nc\td\thindi\n", name: content}
+    with pytest.raises(MonodistillError, match=message):
+        load_task(str(write_task(tmp_path, spec, files)))
+
+
+def test_task_yaml_keeps_labels_as_typed_and_refuses_unknown_keys(tmp_path: Path) -> None:
+    files = {"train.csv": "text,label\noo nga,yes\nhindi,no\n", "test.csv": "text,label\noo,yes\n"}
+    # YAML 1.1 reads no/yes as booleans: the labels became "False"/"True" and matched no row.
+    task = load_task(str(write_task(tmp_path, CLASSIFICATION + "labels: [no, yes, 1.0]\n", files)))
+    assert task.labels == ["no", "yes", "1.0"] and task.train["label"] == [1, 0]
+    with pytest.raises(MonodistillError, match=r"unknown key 'lables' \(did you mean 'labels'\?\)"):
+        load_task(str(write_task(tmp_path, CLASSIFICATION + "lables: [no, yes]\n", files)))
+    with pytest.raises(MonodistillError, match="labels must be a list"):
+        load_task(str(write_task(tmp_path, CLASSIFICATION + "labels: no\n", files)))
+
+
+@pytest.mark.parametrize("name", ["test.csv", "test.tsv", "test.jsonl"])
+def test_an_empty_split_file_says_empty(name: str, tmp_path: Path) -> None:
+    spec = CLASSIFICATION.replace("test.csv", name)
+    files = {"train.csv": "text,label\na,1\n", name: ""}
+    with pytest.raises(MonodistillError, match=f"{name}: the split is empty"):
+        load_task(str(write_task(tmp_path, spec, files)))
+
+
+def test_files_are_utf8_with_a_bom_tolerated(tmp_path: Path) -> None:
+    bom = "\ufeff"
+    (tmp_path / "train.csv").write_text(bom + "text,label\nmagandá,pos\npangit,neg\n", encoding="utf-8")
+    (tmp_path / "test.jsonl").write_text(bom + '{"text": "ñ", "label": "pos"}\n', encoding="utf-8")
+    (tmp_path / "task.yaml").write_text(bom + CLASSIFICATION.replace("test.csv", "test.jsonl"), encoding="utf-8")
+    task = load_task(str(tmp_path / "task.yaml"))
+    assert task.train["text"] == ["magandá", "pangit"] and task.test["text"] == ["ñ"]
+
+    (tmp_path / "test.jsonl").write_bytes(b'{"text": "ma' + "gandá".encode("latin-1") + b'", "label": "pos"}\n')
+    with pytest.raises(MonodistillError, match=r"test\.jsonl is not UTF-8 \(byte 0xe1 at offset 16\)"):
+        load_task(str(tmp_path / "task.yaml"))

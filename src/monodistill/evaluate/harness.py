@@ -4,16 +4,21 @@ Layout of the output folder::
 
     OUT/config.yaml                               resolved EvaluateConfig
     OUT/environment.json                          package versions, git SHA, command line, devices
-    OUT/results/<model>/<task>/seed-<n>.json      one fine-tuning run: metrics, timing, sizes
+    OUT/results/<model>-<id>/<task>/seed-<n>.json one fine-tuning run: metrics, timing, sizes, and
+                                                  what it was made from (model, weights, task, settings)
     OUT/summary.json                              mean/std per model and task, cost and ratios
     OUT/summary.md                                the same as tables
 
-A finished (model, task, seed) result is never redone, so an interrupted evaluation resumes.
+Results are filed under the model's short name plus a hash of where it is (two models both named
+``student`` never share results). A stored result is reused only when it was made from the same
+weights, task data, seed and fine-tuning settings; otherwise it is recomputed, saying why. So an
+interrupted evaluation resumes, and a changed setting or retrained model is never scored from old runs.
 Speed ratios are against the first model (the teacher), measured in the same run on the same machine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -23,7 +28,8 @@ from typing import Any
 import torch
 
 from monodistill import checkpoint as ckpt
-from monodistill.config import EvaluateConfig, save_config
+from monodistill import runfolder
+from monodistill.config import EvaluateConfig, config_to_dict, save_config
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.finetune import finetune
 from monodistill.evaluate.metrics import main_metric
@@ -46,6 +52,7 @@ def run_evaluation(config: EvaluateConfig) -> Path:
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise MonodistillError("evaluate.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
     output = Path(config.output_dir)
+    runfolder.check_output_path(output)
     labels = model_labels(config.models)
     tokenizers = {model: load_tokenizer(model, kind="model") for model in config.models}
     for model in config.models:
@@ -53,28 +60,84 @@ def run_evaluation(config: EvaluateConfig) -> Path:
             raise MonodistillError(f"model folder {model} holds no config.json")
     tasks = [load_task(reference) for reference in config.tasks]
     overlaps = {task.name: check_overlap(task) for task in tasks}
-    output.mkdir(parents=True, exist_ok=True)
-    save_config(config, output / "config.yaml")
-    ckpt.write_environment(output)
-
-    for model, label in zip(config.models, labels, strict=True):
-        for task in tasks:
-            for seed in range(config.seed, config.seed + config.seeds):
-                path = output / "results" / label / task.name / f"seed-{seed}.json"
-                if path.is_file():
-                    continue
-                print(f"fine-tuning {label} on {task.name} (seed {seed})")
-                result = finetune(model, tokenizers[model], task, config, seed)
-                result.update(model=model, label=label, task=task.name, seed=seed, metric=task.metric)
-                result["test_overlap"] = overlaps[task.name]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                ckpt.atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    summary = summarise(output, config.models, labels, tasks)
-    ckpt.atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
-    table = format_summary(summary)
-    ckpt.atomic_write_text(output / "summary.md", table)
+    with runfolder.claim(output):
+        ckpt.write_environment(output)
+        folders = [result_folder(output, label, model) for model, label in zip(config.models, labels, strict=True)]
+        for model, label, folder in zip(config.models, labels, folders, strict=True):
+            identity = model_identity(model)
+            for task in tasks:
+                made_from = {**identity, "task": task_digest(task), "settings": finetune_settings(config)}
+                for seed in range(config.seed, config.seed + config.seeds):
+                    path = folder / task.name / f"seed-{seed}.json"
+                    stale = _stale_reason(path, made_from)
+                    if stale is None:
+                        continue
+                    print(f"fine-tuning {label} on {task.name} (seed {seed}){stale}")
+                    result = finetune(model, tokenizers[model], task, config, seed)
+                    result.update(model=model, label=label, task=task.name, seed=seed, metric=task.metric)
+                    result.update(test_overlap=overlaps[task.name], made_from=made_from)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    ckpt.atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+        seeds = list(range(config.seed, config.seed + config.seeds))
+        summary = summarise(folders, config.models, labels, tasks, seeds)
+        # Written with the summary, so the folder's config is the one its results were made with.
+        save_config(config, output / "config.yaml")
+        ckpt.atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+        table = format_summary(summary)
+        ckpt.atomic_write_text(output / "summary.md", table)
     print(table)
     return output
+
+
+def result_folder(output: Path, label: str, model: str) -> Path:
+    """Where a model's results live: its short name plus a hash of where it is."""
+    where = str(Path(model).resolve()) if is_local_reference(model) else model
+    return output / "results" / f"{label}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+
+
+def model_identity(model: str) -> dict[str, Any]:
+    """Where a model is and a digest of its weight files (None for a Hub id: the Hub pins its files)."""
+    if not is_local_reference(model):
+        return {"model": model, "weights": None}
+    folder = Path(model).resolve()
+    digest = hashlib.sha256()
+    for file in sorted(f for f in folder.iterdir() if f.suffix in WEIGHT_SUFFIXES):
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return {"model": str(folder), "weights": digest.hexdigest()[:16]}
+
+
+def task_digest(task: Task) -> str:
+    """A digest of a task's labels and data, so an edited task file is not scored from old results."""
+    content = [task.name, task.kind, task.labels, task.train.to_dict(), task.test.to_dict()]
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def finetune_settings(config: EvaluateConfig) -> dict[str, Any]:
+    """Every setting that changes a fine-tuning run's result or cost (models, tasks and paths aside)."""
+    settings = config_to_dict(config)
+    for name in ("models", "tasks", "seeds", "output_dir"):
+        settings.pop(name, None)
+    return settings
+
+
+def _stale_reason(path: Path, made_from: dict[str, Any]) -> str | None:
+    """None when the stored result can be reused; otherwise a note saying why it is (re)computed."""
+    if not path.is_file():
+        return ""
+    try:
+        stored = json.loads(path.read_text()).get("made_from") or {}
+    except ValueError:
+        return ": the stored result is unreadable, recomputing"
+    changed = [key for key in made_from if stored.get(key) != made_from[key]]
+    if not changed:
+        return None
+    if "settings" in changed and isinstance(stored.get("settings"), dict):
+        fields = [key for key in made_from["settings"] if stored["settings"].get(key) != made_from["settings"][key]]
+        changed = [key for key in changed if key != "settings"] + [f"evaluate.{key}" for key in fields]
+    return f": the stored result was made with other {', '.join(changed)}; recomputing"
 
 
 def check_overlap(task: Task) -> float:
@@ -112,14 +175,20 @@ def disk_size_mb(model: str) -> float | None:
     return sum(file.stat().st_size for file in folder.iterdir() if file.suffix in WEIGHT_SUFFIXES) / 1e6
 
 
-def summarise(output: Path, models: list[str], labels: list[str], tasks: list[Task]) -> dict[str, Any]:
-    """Mean and std of every metric and cost figure per model and task, with speed ratios to the first model."""
+def summarise(
+    folders: list[Path], models: list[str], labels: list[str], tasks: list[Task], seeds: list[int]
+) -> dict[str, Any]:
+    """Mean and std of every metric and cost figure per model and task, with speed ratios to the first model.
+
+    Only this evaluation's seeds are read: results of other seeds left in the folder by earlier runs are not.
+    """
     results: dict[str, Any] = {}
-    for model, label in zip(models, labels, strict=True):
+    for model, label, folder in zip(models, labels, folders, strict=True):
         per_task: dict[str, Any] = {}
         parameters: dict[str, int] = {}
         for task in tasks:
-            runs = [json.loads(p.read_text()) for p in sorted((output / "results" / label / task.name).glob("*.json"))]
+            files = [folder / task.name / f"seed-{seed}.json" for seed in seeds]
+            runs = [json.loads(p.read_text()) for p in files if p.is_file()]
             if not runs:
                 continue
             fields = {**{f"metric.{k}": [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}}

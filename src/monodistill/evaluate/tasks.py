@@ -10,7 +10,10 @@ Local readers check every row and name the file and line of the first problem.
 from __future__ import annotations
 
 import csv
+import difflib
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +21,24 @@ from typing import Any
 import datasets
 import yaml
 
+from monodistill.config import read_text
 from monodistill.errors import MonodistillError
 
 KINDS = ("classification", "pair-classification", "token-classification")
 METRICS = ("accuracy", "entity-f1")
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+TASK_KEYS = (
+    "name",
+    "kind",
+    "train",
+    "test",
+    "validation",
+    "text_column",
+    "text_pair_column",
+    "label_column",
+    "labels",
+    "metric",
+)
 
 
 @dataclass
@@ -132,15 +148,12 @@ def load_hub_task(name: str, preset: HubPreset) -> Task:
 
 
 def load_local_task(path: Path) -> Task:
-    """Read a task described by a small YAML file; data paths are relative to it."""
-    if not path.is_file():
-        raise MonodistillError(f"task file {path} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise MonodistillError(f"task file {path} is not valid YAML: {error}") from None
-    if not isinstance(spec, dict):
-        raise MonodistillError(f"task file {path} must be a mapping")
+    """Read a task described by a small YAML file; data paths are relative to it.
+
+    Every value is read as the text typed: ``labels: [no, yes]`` are the labels "no" and "yes", not
+    booleans. Unknown keys are refused, naming the nearest known one.
+    """
+    spec = _read_task_spec(path)
     missing = [key for key in ("name", "kind", "train", "label_column") if key not in spec]
     if spec.get("kind") != "token-classification" and "text_column" not in spec:
         missing.append("text_column")
@@ -154,7 +167,7 @@ def load_local_task(path: Path) -> Task:
     test_key = "test" if "test" in spec else "validation"
     if test_key not in spec:
         raise MonodistillError(f"task file {path} needs a test (or validation) split")
-    files = {split: path.parent / str(spec[key]) for split, key in (("train", "train"), ("test", test_key))}
+    files = {split: path.parent / spec[key] for split, key in (("train", "train"), ("test", test_key))}
     for file in files.values():
         if not file.is_file():
             raise MonodistillError(f"task file {path}: data file {file} does not exist")
@@ -168,7 +181,7 @@ def load_local_task(path: Path) -> Task:
         columns = [spec["text_column"], spec.get("text_pair_column"), spec["label_column"]]
         rows = {split: read_table(file, [c for c in columns if c]) for split, file in files.items()}
         values = {split: [str(row[-1]) for row in split_rows] for split, split_rows in rows.items()}
-    labels = [str(label) for label in spec["labels"]] if spec.get("labels") else sorted(set(values["train"]))
+    labels = spec.get("labels") or sorted(set(values["train"]))
     for split, file in files.items():
         _check_labels(rows[split], labels, file, kind)
     index = {label: position for position, label in enumerate(labels)}
@@ -176,36 +189,94 @@ def load_local_task(path: Path) -> Task:
     metric = spec.get("metric") or ("entity-f1" if kind == "token-classification" and _is_bio(labels) else "accuracy")
     if metric not in METRICS:
         raise MonodistillError(f"task file {path}: metric must be one of {METRICS}, got {metric!r}")
-    return Task(str(spec["name"]), kind, labels, metric, splits["train"], splits["test"])
+    return Task(spec["name"], kind, labels, metric, splits["train"], splits["test"])
+
+
+def _read_task_spec(path: Path) -> dict[str, Any]:
+    """The task file as text values: ``labels`` a list of strings, every other key a string."""
+    if not path.is_file():
+        raise MonodistillError(f"task file {path} does not exist")
+    try:
+        # BaseLoader resolves no scalar types: YAML 1.1 would read the label `no` as False and `1.0` as 1.0.
+        spec = yaml.load(read_text(path), Loader=yaml.BaseLoader) or {}
+    except yaml.YAMLError as error:
+        raise MonodistillError(f"task file {path} is not valid YAML: {error}") from None
+    if not isinstance(spec, dict):
+        raise MonodistillError(f"task file {path} must be a mapping")
+    spec = {key: value for key, value in spec.items() if value != ""}  # `metric:` left empty means unset
+    for key, value in spec.items():
+        if key not in TASK_KEYS:
+            close = difflib.get_close_matches(key, TASK_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(TASK_KEYS)}"
+            raise MonodistillError(f"task file {path}: unknown key {key!r} ({hint})")
+        if key == "labels":
+            if not isinstance(value, list) or not all(isinstance(label, str) for label in value):
+                raise MonodistillError(f"task file {path}: labels must be a list of label names, got {value!r}")
+            duplicates = sorted({label for label in value if value.count(label) > 1})
+            if duplicates:
+                raise MonodistillError(f"task file {path}: labels lists {duplicates} more than once")
+        elif not isinstance(value, str):
+            raise MonodistillError(f"task file {path}: {key} must be a single value, got {value!r}")
+    return spec
 
 
 def read_table(path: Path, columns: list[str]) -> list[tuple[Any, ...]]:
-    """Rows of the named columns from CSV, TSV or JSONL, each with its line number last but one.
+    """Rows of the named columns from CSV, TSV or JSONL, each with its line number first.
 
-    Returns tuples ``(line, *values)``; the label is the last value, as a string.
+    Returns tuples ``(line, *values)``; the label is the last value, as a string. ``.tsv`` files are
+    tab-separated with no quoting: one record per line, and a ``"`` is an ordinary character.
+    ``.csv`` files follow RFC 4180: a quoted field may hold commas, quotes and line breaks.
     """
+    text = read_text(path)
     rows: list[tuple[Any, ...]] = []
     if path.suffix.lower() in (".jsonl", ".json"):
-        for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        for line_number, line in enumerate(_lines(text), start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise MonodistillError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise MonodistillError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
             rows.append(_pick(record, columns, path, line_number))
     else:
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            absent = [column for column in columns if column not in (reader.fieldnames or [])]
-            if absent:
-                raise MonodistillError(f"{path}:1: no column {absent[0]!r} (columns: {reader.fieldnames})")
-            for record in reader:
-                rows.append(_pick(record, columns, path, reader.line_num))
+        header: list[str] | None = None
+        for line_number, fields in _delimited_records(path, text):
+            if header is None:
+                header = fields
+                absent = [column for column in columns if column not in header]
+                if absent:
+                    raise MonodistillError(f"{path}:{line_number}: no column {absent[0]!r} (columns: {header})")
+            elif len(fields) != len(header):
+                raise MonodistillError(
+                    f"{path}:{line_number}: expected {len(header)} fields like the header, got {len(fields)}"
+                )
+            else:
+                rows.append(_pick(dict(zip(header, fields, strict=True)), columns, path, line_number))
     if not rows:
         raise MonodistillError(f"{path}: the split is empty")
     return rows
+
+
+def _delimited_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank records of a CSV or TSV text, each with the line it starts on."""
+    stream = io.StringIO(text, newline="")
+    if path.suffix.lower() == ".tsv":
+        reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(stream, strict=True)
+    start = 1  # a quoted CSV field may span lines: errors point at the line where the record starts
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise MonodistillError(f"{path}:{start}: not valid CSV ({error})") from None
+        line_number, start = start, reader.line_num + 1
+        if fields:
+            yield line_number, fields
 
 
 def _pick(record: dict[str, Any], columns: list[str], path: Path, line: int) -> tuple[Any, ...]:
@@ -229,8 +300,7 @@ def read_token_file(path: Path, label_column: str) -> list[tuple[int, list[str],
     words: list[str] = []
     tags: list[str] = []
     start = 1
-    for line_number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.rstrip("\n")
+    for line_number, line in enumerate(_lines(read_text(path)), start=1):
         if not line.strip():
             if words:
                 sentences.append((start, words, tags))
@@ -260,6 +330,12 @@ def read_token_file(path: Path, label_column: str) -> list[tuple[int, list[str],
     if not sentences:
         raise MonodistillError(f"{path}: the split is empty")
     return sentences
+
+
+def _lines(text: str) -> list[str]:
+    # Only \n and \r\n end a line: str.splitlines() also splits at U+2028, U+0085 and form feeds,
+    # which occur inside real text and would shift every line number after them.
+    return text.replace("\r\n", "\n").split("\n")
 
 
 def _check_labels(rows: list[Any], labels: list[str], path: Path, kind: str) -> None:

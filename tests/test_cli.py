@@ -1,0 +1,133 @@
+"""The console script's manners: --version, --help for users, one-line errors, Ctrl-C, overrides."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monodistill import __version__
+from monodistill.cli import main
+from monodistill.config import DistillConfig, EvaluateConfig
+from monodistill.distill import Interrupted
+
+from .conftest import REPO_ROOT
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    """The single stderr line of a refused command (no traceback, nothing else)."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"monodistill {command}: error: ")
+    return lines[0]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"monodistill {__version__}\n"
+
+
+def test_top_level_help_is_written_for_users(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "Distil small single-language BERT students" in text
+    assert "monodistill run --config configs/local-quickstart.yaml" in text  # an example to start from
+    assert "exits with 130" in text and "exit status 2" in text
+    assert "dispatch" not in text  # the module docstring, meant for developers, once stood here
+
+
+CLASSIFICATION = (
+    "name: t\nkind: classification\ntrain: train.{0}\ntest: test.{0}\ntext_column: text\nlabel_column: label\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("extension", "test_file", "extra", "message"),
+    [
+        # A leading quote once swallowed the lines after it; now the error points at the bad line.
+        ("tsv", b'text\tlabel\n"sabi niya\tpos\nok\tpos\nbad\tmaybe\n', "", "test.tsv:4: label 'maybe' is not"),
+        ("csv", b"text,label\nok,pos\n", "lables: [pos, neg]\n", "unknown key 'lables' (did you mean 'labels'?)"),
+        ("csv", b"", "", "test.csv: the split is empty"),
+        ("csv", b"text,label\ncaf\xe9,pos\n", "", "test.csv is not UTF-8 (byte 0xe9 at offset 14)"),
+    ],
+)
+def test_bad_task_files_are_refused_in_one_line(
+    extension: str,
+    test_file: bytes,
+    extra: str,
+    message: str,
+    tiny_teacher_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    separator = "\t" if extension == "tsv" else ","
+    (tmp_path / f"train.{extension}").write_text(f"text{separator}label\nmaganda{separator}pos\npangit{separator}neg\n")
+    (tmp_path / f"test.{extension}").write_bytes(test_file)
+    (tmp_path / "task.yaml").write_text(CLASSIFICATION.format(extension) + extra)
+    argv = ["evaluate", "--model", str(tiny_teacher_dir), "--task", str(tmp_path / "task.yaml")]
+    assert main([*argv, "--output", str(tmp_path / "out")]) == 2
+    assert message in one_line_error(capsys, "evaluate")
+
+
+def test_an_override_typo_in_run_names_the_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = REPO_ROOT / "configs" / "local-quickstart.yaml"
+    argv = ["run", "--config", str(config), "--output", str(tmp_path / "run"), "train.max_stepz=3"]
+    assert main(argv) == 2
+    line = one_line_error(capsys, "run")
+    assert "override 'train.max_stepz=3'" in line and "did you mean 'train.max_steps'?" in line
+    assert "local-quickstart.yaml" not in line  # the file is fine; blaming it sent users looking there
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_takes_overrides_bare_and_with_the_section_prefix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[EvaluateConfig] = []
+
+    def record(config: EvaluateConfig) -> Path:
+        seen.append(config)
+        return tmp_path
+
+    monkeypatch.setattr("monodistill.evaluate.run_evaluation", record)
+    argv = ["evaluate", "--model", "m", "--task", "t", "--output", str(tmp_path)]
+    assert main([*argv, "epochs=1", "evaluate.learning_rate=1e-4", "evaluate.mixed_precision=no"]) == 0
+    assert (seen[0].epochs, seen[0].learning_rate, seen[0].mixed_precision) == (1.0, 1e-4, "no")
+
+
+def test_documented_text_values_are_taken_as_typed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[DistillConfig] = []
+
+    def record(config: DistillConfig, **_: Any) -> Path:
+        seen.append(config)
+        return tmp_path
+
+    monkeypatch.setattr("monodistill.recipe.run_distillation", record)
+    # `no` was read as the boolean False and refused: "must be one of ('no', 'bf16', 'fp16'), got 'False'".
+    assert main(["distill", "--output", str(tmp_path), "train.mixed_precision=no"]) == 0
+    assert seen[0].train.mixed_precision == "no"
+
+
+@pytest.mark.parametrize(
+    ("received", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 2), (None, 2)],  # None: another rank received the signal
+)
+def test_a_run_stopped_by_ctrl_c_exits_130_after_saving(
+    received: int | None,
+    status: int,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def stopped(config: DistillConfig, **_: Any) -> Path:
+        # What Distiller.fit raises once the checkpoint of the interrupted step is saved.
+        raise Interrupted("stopped by a signal at step 6/10; checkpoint saved in RUN", signal=received)
+
+    monkeypatch.setattr("monodistill.recipe.run_distillation", stopped)
+    assert main(["distill", "--output", str(tmp_path)]) == status
+    assert "checkpoint saved in RUN" in one_line_error(capsys, "distill")
