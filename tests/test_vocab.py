@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,9 +33,9 @@ from monodistill.vocab import (
     load_trimmed_vocab,
     run_vocab,
     select_ids,
+    trim_teacher,
     trim_vocabulary,
 )
-from monodistill.vocab_export import trim_teacher
 
 from .conftest import build_tiny_teacher, make_lines, require_shared
 
@@ -44,6 +45,32 @@ UNIGRAM_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 def mapped_ids(tokenizer: PreTrainedTokenizerFast, kept: list[int], texts: list[str]) -> list[list[int]]:
     """The student's ids for ``texts`` (special tokens included), translated into teacher ids."""
     return [[kept[i] for i in ids] for ids in tokenizer(texts)["input_ids"]]
+
+
+def lines_split_differently(
+    teacher: PreTrainedTokenizerFast, student: PreTrainedTokenizerFast, kept: list[int], lines: list[str]
+) -> list[int]:
+    """Indices of the lines whose student ids (special tokens included), mapped to teacher ids, differ."""
+    full = unpadded(teacher).encode_batch_fast(lines)
+    small = unpadded(student).encode_batch_fast(lines)
+    return [index for index, (a, b) in enumerate(zip(full, small, strict=True)) if [kept[i] for i in b.ids] != a.ids]
+
+
+def unpadded(tokenizer: PreTrainedTokenizerFast) -> Tokenizer:
+    """A copy of the backend without padding or truncation, which a wrapper call may leave on a shared one."""
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
+def run_vocab_on(teacher: Path, corpus: Path, output: Path, *overrides: str) -> dict[str, Any]:
+    """``monodistill vocab`` with default settings; returns its ``vocab_stats.json``."""
+    config = load_config(
+        DistillConfig, overrides=[f"teacher.name_or_path={teacher}", f"data.corpus={corpus}", *overrides]
+    )
+    run_vocab(config, output)
+    return dict(json.loads((output / "vocab_stats.json").read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +134,20 @@ def test_mbert_with_a_size_limit_spells_words_out_instead_of_adding_unknowns(
     # Every character of the corpus keeps its "x" and "##x" tokens: no word becomes UNK that was not already.
     assert stats.trimmed_unk_rate * stats.trimmed_tokens == pytest.approx(stats.teacher_unk_rate * stats.teacher_tokens)
     assert stats.identical_documents < 1.0 and stats.trimmed_tokens > stats.teacher_tokens
+
+
+@pytest.mark.slow
+def test_vocabulary_built_on_the_shared_tagalog_corpus_splits_every_line_as_mbert(tmp_path: Path) -> None:
+    tokenizer_dir = require_shared("data", "tokenizers", "bert-base-multilingual-cased")
+    corpus = require_shared("data", "tl", "corpus.txt")
+    stats = run_vocab_on(tokenizer_dir, corpus, tmp_path / "vocab")
+    teacher = AutoTokenizer.from_pretrained(tokenizer_dir)
+    student, kept = load_trimmed_vocab(tmp_path / "vocab", teacher)
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    assert lines_split_differently(teacher, student, kept, lines) == []
+    assert stats["counted_documents"] == len([line for line in lines if line.strip()])
+    # The held-out measurement still uses a vocabulary built without those lines, so it sees new words.
+    assert stats["held_out"]["kept_size"] < stats["kept_size"] and stats["held_out"]["identical_documents"] < 1.0
 
 
 # --- tiny tokenizers trained here: WordPiece (conftest) and Unigram ---
@@ -336,10 +377,30 @@ def test_cli_vocab_writes_tokenizer_id_map_stats_and_teacher(
     exported = AutoModelForMaskedLM.from_pretrained(out / "teacher")
     assert exported.config.vocab_size == 60
 
-    # Without a limit the held-out text and the counted text are both split exactly as the teacher does.
+    # Without a limit the corpus is split exactly as the teacher does.
     assert main([*argv[:-1], str(tmp_path / "all")]) == 0
     stats = json.loads((tmp_path / "all" / "vocab_stats.json").read_text())
     assert stats["coverage"] == 1.0 and stats["corpus_check"]["identical_documents"] == 1.0
+
+
+def test_vocabulary_covers_every_line_including_the_held_out_ones(
+    tiny_teacher_dir: Path, tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    # The last 2% (8 of 400 lines) come from another word list: tokens the first 392 lines never use.
+    lines = make_lines(392) + make_lines(8, seed=7)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    seen_first = {i for ids in tiny_tokenizer(lines[:392])["input_ids"] for i in ids}
+    assert {i for ids in tiny_tokenizer(lines[392:])["input_ids"] for i in ids} - seen_first
+    stats = run_vocab_on(tiny_teacher_dir, corpus, tmp_path / "vocab")
+    student, kept = load_trimmed_vocab(tmp_path / "vocab", tiny_tokenizer)
+    assert lines_split_differently(tiny_tokenizer, student, kept, lines) == []
+    assert stats["counted_documents"] == 400 and stats["coverage"] == 1.0 and stats["kept_size"] == len(kept)
+    # Held-out statistics come from a vocabulary built without the last 8 lines, which splits them differently.
+    held = stats["held_out"]
+    assert held["documents"] == 8 and held["kept_size"] < len(kept)
+    assert held["coverage"] < 1.0 and held["identical_documents"] < 1.0
+    assert held["trimmed_tokens"] > held["teacher_tokens"]
 
 
 def test_cli_reports_bad_inputs_on_stderr(
