@@ -256,3 +256,25 @@ def test_two_processes_share_the_work_with_no_code_change(
     assert (last / "random_states_0.pkl").is_file() and (last / "random_states_1.pkl").is_file()
     assert AutoModelForMaskedLM.from_pretrained(run / "student").config.num_hidden_layers == 2
     assert [r["step"] for r in read_metrics(run) if r["split"] == "train"] == [2, 4]  # logged once, not per rank
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    original = distill_module.Distiller.train_step
+
+    def interrupt_at_step_three(self: distill_module.Distiller) -> dict[str, float]:
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C in a terminal does
+        return original(self)
+
+    monkeypatch.setattr(distill_module.Distiller, "train_step", interrupt_at_step_three)
+    run = tmp_path / "run"
+    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 10)) == 130
+    assert "stopped by signal 2 at step 4/10" in capsys.readouterr().err
+    assert [p.name for p in list_checkpoints(run)][-1] == "step-00000004"
