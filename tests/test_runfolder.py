@@ -330,7 +330,7 @@ def test_a_real_full_disk_on_a_small_tmpfs(
         assert main([*argv, "--resume"]) == 0
         assert list_checkpoints(run)[-1].name == "step-00000040"
     finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)  # even if a writer still holds a file
 
 
 # --- 8. stale evaluation results ---
