@@ -12,9 +12,17 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import (
     BertConfig,
     BertForMaskedLM,
+    CamembertConfig,
+    CamembertForMaskedLM,
     DebertaV2Config,
     DebertaV2ForMaskedLM,
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    ElectraConfig,
+    ElectraForMaskedLM,
     PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaForMaskedLM,
     XLMRobertaConfig,
     XLMRobertaForMaskedLM,
 )
@@ -111,14 +119,14 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokeni
 
 
 def build_tiny_teacher(family: str, vocab_size: int, pad_token_id: int):  # type: ignore[no-untyped-def]
-    """A random 2-layer masked LM of a family, small enough for a CPU test."""
+    """A random 4-layer masked LM of a family (hidden 32, 4 heads, FFN 64), small enough for a CPU test."""
     common = {
         "vocab_size": vocab_size,
         "hidden_size": 32,
         "num_hidden_layers": 4,
         "num_attention_heads": 4,
         "intermediate_size": 64,
-        "max_position_embeddings": 66 if family == "xlm-roberta" else 64,
+        "max_position_embeddings": 66 if family in ("xlm-roberta", "roberta", "camembert") else 64,
         "pad_token_id": pad_token_id,
     }
     torch.manual_seed(0)
@@ -128,6 +136,19 @@ def build_tiny_teacher(family: str, vocab_size: int, pad_token_id: int):  # type
         return XLMRobertaForMaskedLM(XLMRobertaConfig(**common))
     if family == "deberta-v2":
         return DebertaV2ForMaskedLM(DebertaV2Config(**common, relative_attention=True, position_biased_input=False))
+    if family == "roberta":
+        return RobertaForMaskedLM(RobertaConfig(**common))
+    if family == "camembert":
+        return CamembertForMaskedLM(CamembertConfig(**common))
+    if family == "electra":
+        # A generator as ELECTRA ships them: a factorised embedding size apart from the hidden size.
+        return ElectraForMaskedLM(ElectraConfig(**common, embedding_size=16))
+    if family == "distilbert":
+        # DistilBERT's own field names for the same shape.
+        distilbert = {"dim": 32, "n_layers": 4, "n_heads": 4, "hidden_dim": 64}
+        return DistilBertForMaskedLM(
+            DistilBertConfig(vocab_size=vocab_size, max_position_embeddings=64, pad_token_id=pad_token_id, **distilbert)
+        )
     raise ValueError(family)
 
 

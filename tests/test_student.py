@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import re
+from dataclasses import replace
+
 import pytest
 import torch
-from transformers import BertConfig, PreTrainedTokenizerFast
+from transformers import BertConfig, DebertaV2ForMaskedLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
@@ -20,6 +24,18 @@ from monodistill.teacher import parameter_counts
 from .conftest import build_tiny_teacher
 
 MBERT = BertConfig(vocab_size=119_547, hidden_size=768, num_hidden_layers=12, intermediate_size=3072)
+FAMILIES = ["bert", "xlm-roberta", "roberta", "camembert", "deberta-v2", "distilbert", "electra"]
+# DeBERTa-v2 with its head in the `lm_predictions` layout (config.legacy=False), as mdeberta-v3-base loads.
+TEACHERS = [*FAMILIES, "deberta-v2-lm_predictions"]
+
+
+def tiny_teacher(name: str, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    if name == "deberta-v2-lm_predictions":
+        config = copy.deepcopy(build_tiny_teacher("deberta-v2", len(tokenizer), tokenizer.pad_token_id).config)
+        config.legacy = False
+        torch.manual_seed(0)
+        return DebertaV2ForMaskedLM(config)
+    return build_tiny_teacher(name, len(tokenizer), tokenizer.pad_token_id)
 
 
 def test_paper_presets() -> None:
@@ -63,11 +79,12 @@ def small(init: str, hidden: int = 32, layers: int = 2) -> StudentConfig:
     )
 
 
-@pytest.mark.parametrize("family", ["bert", "xlm-roberta", "deberta-v2"])
-def test_student_keeps_the_teacher_family_and_vocabulary(family: str, tiny_tokenizer: PreTrainedTokenizerFast) -> None:
-    teacher = build_tiny_teacher(family, len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+@pytest.mark.parametrize("name", TEACHERS)
+def test_student_keeps_the_teacher_family_and_vocabulary(name: str, tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    teacher = tiny_teacher(name, tiny_tokenizer)
     student = build_student(small("random", hidden=16, layers=1), teacher)
     assert type(student) is type(teacher)
+    assert getattr(student.config, "legacy", None) == getattr(teacher.config, "legacy", None)
     assert student.config.vocab_size == teacher.config.vocab_size
     assert student.config.num_hidden_layers == 1 and student.config.hidden_size == 16
     assert student.training and next(student.parameters()).dtype == torch.float32
@@ -114,3 +131,56 @@ def test_teacher_layers_copies_evenly_spaced_layers(tiny_tokenizer: PreTrainedTo
     assert torch.equal(student.cls.predictions.transform.dense.weight, teacher.cls.predictions.transform.dense.weight)
     with pytest.raises(MonodistillError, match="needs the teacher's hidden_size"):
         build_student(small("teacher-layers", hidden=16), teacher)
+
+
+def test_distilbert_student_has_the_requested_shape_in_distilberts_fields(
+    tiny_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    # DistilBERT names its sizes n_layers, dim, hidden_dim and n_heads; hidden_dim has no alias.
+    teacher = build_tiny_teacher("distilbert", len(tiny_tokenizer), 0)
+    shape = StudentConfig(preset="custom", num_layers=2, hidden_size=16, intermediate_size=48, num_heads=2)
+    student = build_student(shape, teacher)
+    config = student.config
+    assert (config.n_layers, config.dim, config.hidden_dim, config.n_heads) == (2, 16, 48, 2)
+    assert "intermediate_size" not in config.to_dict()
+    layers = student.distilbert.transformer.layer
+    assert len(layers) == 2
+    assert layers[0].attention.q_lin.weight.shape == (16, 16)
+    assert layers[0].ffn.lin1.weight.shape == (48, 16)
+    assert teacher.config.hidden_dim == 64  # the teacher's config is copied, not changed
+    with pytest.raises(MonodistillError, match=r"needs the teacher's intermediate_size \(64\), the student has 48"):
+        build_student(replace(shape, hidden_size=32, num_heads=4, init="teacher-layers"), teacher)
+
+
+@pytest.mark.parametrize("trimmed", [False, True], ids=["full-vocab", "trimmed-vocab"])
+@pytest.mark.parametrize("name", TEACHERS)
+def test_teacher_layers_copies_every_weight_from_evenly_spaced_layers(
+    name: str, trimmed: bool, tiny_tokenizer: PreTrainedTokenizerFast
+) -> None:
+    teacher = tiny_teacher(name, tiny_tokenizer)  # 4 layers
+    kept = torch.tensor([0, 1, 2, 3, 4, 10, 20, 30]) if trimmed else None
+    student = build_student(small("teacher-layers"), teacher, vocab_ids=kept)  # 2 layers: teacher's 0 and 3
+    teacher_state = teacher.state_dict()
+    layer_weights = 0
+    for key, value in student.state_dict().items():
+        source_key = re.sub(r"\.layer\.1\.", ".layer.3.", key)
+        layer_weights += ".layer.0." in key or source_key != key
+        source = teacher_state[source_key]
+        if kept is not None and source.shape[0] == teacher.config.vocab_size:
+            source = source[kept]  # word embeddings, output projection and bias: kept rows only
+        assert torch.equal(value, source), key
+    assert layer_weights > 0
+    assert student.config.vocab_size == (len(kept) if kept is not None else len(tiny_tokenizer))
+
+
+def test_electra_student_keeps_the_factorised_embedding_size_only_for_teacher_layers(
+    tiny_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    teacher = build_tiny_teacher("electra", len(tiny_tokenizer), 0)  # hidden 32, embedding size 16
+    copied = build_student(small("teacher-layers"), teacher)
+    assert copied.config.embedding_size == 16 and copied.config.hidden_size == 32
+    assert torch.equal(copied.electra.embeddings_project.weight, teacher.electra.embeddings_project.weight)
+    blank = build_student(small("random", hidden=16), teacher)
+    assert blank.config.embedding_size == 16 and not hasattr(blank.electra, "embeddings_project")
+    narrow = build_student(small("random", hidden=8), teacher)
+    assert narrow.config.embedding_size == 8

@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import (
+    BertConfig,
+    BertModel,
+    CamembertConfig,
+    DebertaV2Config,
+    DebertaV2Model,
+    ElectraConfig,
+    ElectraForPreTraining,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+)
+from transformers.utils import logging as transformers_logging
 
 from monodistill.config import TeacherConfig
 from monodistill.errors import MonodistillError
-from monodistill.teacher import encoder, load_teacher, max_positions, mlm_head
+from monodistill.teacher import SUPPORTED_FAMILIES, encoder, load_teacher, max_positions, mlm_head
 
 from .conftest import save_teacher
 
-FAMILIES = ["bert", "xlm-roberta", "deberta-v2"]
+FAMILIES = ["bert", "xlm-roberta", "roberta", "camembert", "deberta-v2", "distilbert", "electra"]
+
+
+def test_every_supported_family_is_tested() -> None:
+    assert sorted(FAMILIES) == sorted(SUPPORTED_FAMILIES)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -52,6 +71,7 @@ def test_roberta_positions_exclude_the_padding_offset() -> None:
     from transformers import XLMRobertaConfig
 
     assert max_positions(XLMRobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
+    assert max_positions(CamembertConfig(max_position_embeddings=514, pad_token_id=1)) == 512
     assert max_positions(BertConfig(max_position_embeddings=512)) == 512
 
 
@@ -117,4 +137,129 @@ def test_tokenizer_larger_than_the_embedding_matrix_is_refused(
     build_tiny_teacher("bert", len(tiny_tokenizer) - 50, 0).save_pretrained(tmp_path)
     tiny_tokenizer.save_pretrained(tmp_path)
     with pytest.raises(MonodistillError, match="tokenizer and model do not match"):
+        load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
+
+
+# DeBERTa-v2 keeps its MLM head in one of two layouts; the config's `legacy` flag picks the one
+# transformers builds. The original microsoft checkpoints (mdeberta-v3-base) store the second and
+# leave the flag unset, which means `legacy=True`.
+DEBERTA_HEAD = {
+    "cls.predictions": {
+        "dense": "cls.predictions.transform.dense",
+        "norm": "cls.predictions.transform.LayerNorm",
+        "bias": "cls.predictions.bias",
+    },
+    "lm_predictions": {
+        "dense": "lm_predictions.lm_head.dense",
+        "norm": "lm_predictions.lm_head.LayerNorm",
+        "bias": "lm_predictions.lm_head.bias",
+    },
+}
+
+
+def save_deberta(
+    tokenizer: PreTrainedTokenizerFast, path: Path, layout: str, legacy: bool | None, drop: str | None = None
+) -> Path:
+    """A tiny DeBERTa-v2 masked LM whose head is stored in ``layout``, ``legacy`` written as given.
+
+    transformers saves the ``cls.predictions`` layout; the other is that state dict with renamed keys.
+    ``drop`` names a head tensor ("dense", "norm", "bias") to leave out of the file.
+    """
+    save_teacher("deberta-v2", tokenizer, path)
+    saved_names = DEBERTA_HEAD["cls.predictions"]
+    renamed = {}
+    for key, value in load_file(path / "model.safetensors").items():
+        part = next((part for part, name in saved_names.items() if key.startswith(name)), None)
+        if part is None:
+            renamed[key] = value
+        elif part != drop:
+            renamed[DEBERTA_HEAD[layout][part] + key.removeprefix(saved_names[part])] = value
+    if layout == "lm_predictions":
+        # The replaced-token-detection head that microsoft's checkpoints carry beside it; never used.
+        renamed["mask_predictions.classifier.weight"] = torch.zeros(1, 32)
+    save_file(renamed, path / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((path / "config.json").read_text())
+    config.pop("legacy", None)
+    if legacy is not None:
+        config["legacy"] = legacy
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize("legacy", [None, True, False], ids=["legacy-unset", "legacy-true", "legacy-false"])
+@pytest.mark.parametrize("layout", list(DEBERTA_HEAD))
+def test_deberta_head_in_either_layout_loads_trained_and_scores_as_its_weights(
+    layout: str, legacy: bool | None, tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    path = save_deberta(tiny_tokenizer, tmp_path, layout, legacy)
+    verbosity = transformers_logging.get_verbosity()
+    model, _ = load_teacher(TeacherConfig(name_or_path=str(path)))
+    assert transformers_logging.get_verbosity() == verbosity
+    assert model.config.legacy == (layout == "cls.predictions")
+
+    # Fill-mask logits by hand from the stored tensors: LayerNorm(gelu(dense(h))) @ E^T + bias.
+    stored = load_file(path / "model.safetensors")
+    names = DEBERTA_HEAD[layout]
+    ids = torch.randint(5, len(tiny_tokenizer), (2, 12), generator=torch.Generator().manual_seed(0))
+    ids[:, 4] = tiny_tokenizer.mask_token_id
+    with torch.inference_mode():
+        hidden = encoder(model)(input_ids=ids).last_hidden_state  # (B, T, H)
+        transformed = F.layer_norm(
+            F.gelu(F.linear(hidden, stored[f"{names['dense']}.weight"], stored[f"{names['dense']}.bias"])),
+            (hidden.shape[-1],),
+            stored[f"{names['norm']}.weight"],
+            stored[f"{names['norm']}.bias"],
+            eps=model.config.layer_norm_eps,
+        )
+        by_hand = transformed @ stored["deberta.embeddings.word_embeddings.weight"].T + stored[names["bias"]]
+        assert torch.allclose(mlm_head(model).logits(hidden), by_hand, atol=1e-5)
+        assert torch.allclose(model(input_ids=ids).logits, by_hand, atol=1e-5)
+
+
+@pytest.mark.parametrize("drop", ["dense", "norm", "bias"])
+@pytest.mark.parametrize("layout", list(DEBERTA_HEAD))
+def test_deberta_head_missing_a_tensor_is_refused_in_either_layout(
+    layout: str, drop: str, tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    path = save_deberta(tiny_tokenizer, tmp_path, layout, legacy=None, drop=drop)
+    with pytest.raises(MonodistillError, match=rf"no trained masked-LM head \(missing \['{layout}"):
+        load_teacher(TeacherConfig(name_or_path=str(path)))
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_deberta_encoder_without_any_head_is_refused(
+    legacy: bool, tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    config = DebertaV2Config(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        legacy=legacy,
+    )
+    DebertaV2Model(config).save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config_file.read_text().replace('"DebertaV2Model"', '"DebertaV2ForMaskedLM"'))
+    with pytest.raises(MonodistillError, match="no trained masked-LM head"):
+        load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
+
+
+def test_electra_discriminator_is_refused_with_a_pointer_to_generators(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    config = ElectraConfig(
+        vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    ElectraForPreTraining(config).save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(MonodistillError, match="ELECTRA discriminator.*ElectraForMaskedLM"):
+        load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
+    # Without architectures in its config, the missing generator head gives it away.
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config_file.read_text().replace('"ElectraForPreTraining"', '"ElectraForMaskedLM"'))
+    with pytest.raises(
+        MonodistillError, match=r"no trained masked-LM head \(missing \['generator_.*generator checkpoint"
+    ):
         load_teacher(TeacherConfig(name_or_path=str(tmp_path)))

@@ -7,15 +7,17 @@ Init modes:
   smaller than the teacher's, the rows are projected onto their top principal components and
   rescaled to the student's initialisation scale: the closest linear fit that keeps the geometry of
   the teacher's token space. A larger student hidden size is an error: there is nothing to project.
-- ``teacher-layers``: DistilBERT-style. Embeddings, the MLM-head transform and evenly spaced teacher
-  layers (first and last included: 12 -> 6 takes 0, 2, 4, 7, 9, 11) are copied. Needs the hidden,
-  intermediate and head sizes of the teacher.
+- ``teacher-layers``: DistilBERT-style. Embeddings, the MLM head and evenly spaced teacher layers
+  (first and last included: 12 -> 6 takes 0, 2, 4, 7, 9, 11) are copied: every student weight comes
+  from the teacher. Needs the hidden, intermediate and head sizes of the teacher; a factorised
+  embedding size (ELECTRA's) is kept as the teacher has it.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,21 +70,38 @@ def resolve_shape(config: StudentConfig) -> StudentShape:
     return shape
 
 
-def student_model_config(teacher_config: object, shape: StudentShape, vocab_size: int) -> object:
-    """The teacher's config (same family, positions, activation, tokenizer ids) at the student's shape."""
+def student_model_config(
+    teacher_config: Any, shape: StudentShape, vocab_size: int, keep_embedding_size: bool = False
+) -> Any:
+    """The teacher's config (same family, positions, activation, tokenizer ids) at the student's shape.
+
+    Args:
+        teacher_config: The teacher's transformers config.
+        shape: The student's shape.
+        vocab_size: The student's vocabulary size.
+        keep_embedding_size: Keep a factorised embedding size (ELECTRA's ``embedding_size``) as the
+            teacher has it, so ``teacher-layers`` can copy the embeddings; otherwise it becomes the
+            student's hidden size.
+    """
     config = copy.deepcopy(teacher_config)
-    config.num_hidden_layers = shape.num_layers  # type: ignore[attr-defined]
-    config.hidden_size = shape.hidden_size  # type: ignore[attr-defined]
-    config.intermediate_size = shape.intermediate_size  # type: ignore[attr-defined]
-    config.num_attention_heads = shape.num_heads  # type: ignore[attr-defined]
-    config.vocab_size = vocab_size  # type: ignore[attr-defined]
-    config.architectures = None  # type: ignore[attr-defined]
-    config.dtype = torch.float32  # type: ignore[attr-defined]
+    # DistilBERT's config maps these three names onto n_layers, dim and n_heads itself.
+    config.num_hidden_layers = shape.num_layers
+    config.hidden_size = shape.hidden_size
+    config.num_attention_heads = shape.num_heads
+    setattr(config, intermediate_field(config), shape.intermediate_size)
+    config.vocab_size = vocab_size
+    config.architectures = None
+    config.dtype = torch.float32
     if hasattr(config, "pooler_hidden_size"):
         config.pooler_hidden_size = shape.hidden_size
-    if hasattr(config, "embedding_size"):
+    if hasattr(config, "embedding_size") and not keep_embedding_size:
         config.embedding_size = shape.hidden_size
     return config
+
+
+def intermediate_field(model_config: Any) -> str:
+    """The config field of the feed-forward size: DistilBERT's ``hidden_dim`` has no alias."""
+    return "hidden_dim" if model_config.model_type == "distilbert" else "intermediate_size"
 
 
 def build_student(
@@ -104,7 +123,9 @@ def build_student(
     """
     shape = resolve_shape(config)
     vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
-    model_config = student_model_config(teacher.config, shape, vocab_size)
+    model_config = student_model_config(
+        teacher.config, shape, vocab_size, keep_embedding_size=config.init == "teacher-layers"
+    )
     if vocab_ids is not None:
         from monodistill.vocab import remap_special_ids
 
@@ -164,12 +185,13 @@ def teacher_layer_indices(teacher_layers: int, student_layers: int) -> list[int]
 
 
 def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, vocab_ids: torch.Tensor | None) -> None:
-    """DistilBERT-style init: embeddings, MLM-head transform and evenly spaced layers from the teacher."""
+    """DistilBERT-style init: every weight (embeddings, MLM head, evenly spaced layers) from the teacher."""
     for name in ("hidden_size", "intermediate_size", "num_attention_heads"):
-        if getattr(student.config, name) != getattr(teacher.config, name):
+        field = intermediate_field(teacher.config) if name == "intermediate_size" else name
+        if getattr(student.config, field) != getattr(teacher.config, field):
             raise MonodistillError(
-                f"student.init=teacher-layers needs the teacher's {name} ({getattr(teacher.config, name)}), "
-                f"the student has {getattr(student.config, name)}; use teacher-embeddings or random"
+                f"student.init=teacher-layers needs the teacher's {name} ({getattr(teacher.config, field)}), "
+                f"the student has {getattr(student.config, field)}; use teacher-embeddings or random"
             )
     teacher_state = {key: value.detach().float() for key, value in teacher.state_dict().items()}
     student_state = student.state_dict()
@@ -187,7 +209,8 @@ def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, voca
             source = source[vocab_ids]  # word embeddings, decoder weight and bias: kept rows only
         if source.shape == value.shape:
             copied[key] = source
-    missing = [key for key in student_state if key not in copied and "layer" in key]
+    # Every weight comes from the teacher: a silently skipped one (a shape that differs) would stay random.
+    missing = [key for key in student_state if key not in copied]
     if missing:
         raise MonodistillError(f"student.init=teacher-layers could not map student weights {missing[:3]}")
     student.load_state_dict(copied, strict=False)

@@ -8,7 +8,7 @@ vocabulary is trimmed. ``mlm_head`` knows the head layout of each supported fami
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +17,21 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
 
 from monodistill.config import TeacherConfig
 from monodistill.errors import MonodistillError
 
-SUPPORTED_FAMILIES = ("bert", "xlm-roberta", "roberta", "deberta-v2", "distilbert")
+SUPPORTED_FAMILIES = ("bert", "xlm-roberta", "roberta", "camembert", "deberta-v2", "distilbert", "electra")
+# RoBERTa-style families: ``lm_head`` layout, position ids counted from the padding id.
+ROBERTA_FAMILIES = ("xlm-roberta", "roberta", "camembert")
+# Where each family keeps its MLM head weights, as state-dict key prefixes.
+HEAD_PREFIXES = ("cls.", "lm_head.", "lm_predictions.", "vocab_", "generator_")
+# DeBERTa-v2's two head layouts, chosen by the config's ``legacy`` flag (transformers renames neither):
+# True is ``cls.predictions.*`` (transformers' DebertaV2ForMaskedLM), False is ``lm_predictions.lm_head.*``
+# (microsoft's original checkpoints, e.g. mdeberta-v3-base, whose configs leave the flag at True).
+DEBERTA_HEAD_PREFIX = {True: "cls.predictions.", False: "lm_predictions.lm_head."}
+ELECTRA_HINT = "use a generator checkpoint (ElectraForMaskedLM, e.g. google/electra-base-generator)"
 
 
 def is_local_reference(name_or_path: str) -> bool:
@@ -94,27 +104,18 @@ def load_teacher(config: TeacherConfig) -> tuple[PreTrainedModel, PreTrainedToke
             f"monodistill distils masked-LM families {SUPPORTED_FAMILIES}"
         )
     architectures = getattr(model_config, "architectures", None) or []
+    if model_config.model_type == "electra" and architectures and not any("MaskedLM" in name for name in architectures):
+        # ElectraForPreTraining passes the check below, but that is the discriminator: it has no MLM head.
+        raise MonodistillError(
+            f"teacher {config.name_or_path} is an ELECTRA discriminator (architectures: {architectures}); "
+            f"only ELECTRA generators have a masked-LM head: {ELECTRA_HINT}"
+        )
     if architectures and not any("MaskedLM" in name or name.endswith("ForPreTraining") for name in architectures):
         raise MonodistillError(
             f"teacher {config.name_or_path} is not a masked language model (architectures: {architectures}); "
             "use a checkpoint saved from a *ForMaskedLM class"
         )
-    try:
-        model, info = AutoModelForMaskedLM.from_pretrained(
-            config.name_or_path,
-            revision=config.revision,
-            dtype=resolve_dtype(config.dtype),
-            output_loading_info=True,
-        )
-    except (OSError, ValueError) as error:
-        raise MonodistillError(f"could not load teacher weights from {config.name_or_path}: {error}") from None
-    # A checkpoint without MLM head weights loads "fine" with a random head: silently wrong targets.
-    missing_head = [key for key in info["missing_keys"] if _is_head_key(key)]
-    if missing_head:
-        raise MonodistillError(
-            f"teacher {config.name_or_path} has no trained masked-LM head (missing {missing_head[:3]}): "
-            "it is not a masked language model checkpoint"
-        )
+    model = load_masked_lm(config, model_config.model_type)
     model.eval().requires_grad_(False)
     tokenizer = load_tokenizer(config.name_or_path, config.revision)
     if len(tokenizer) > model.config.vocab_size:
@@ -125,8 +126,55 @@ def load_teacher(config: TeacherConfig) -> tuple[PreTrainedModel, PreTrainedToke
     return model, tokenizer
 
 
-def _is_head_key(key: str) -> bool:
-    return key.startswith(("cls.", "lm_head.", "lm_predictions.", "vocab_")) and "decoder.weight" not in key
+def load_masked_lm(config: TeacherConfig, family: str) -> PreTrainedModel:
+    """Load the ``*ForMaskedLM`` weights, refusing a checkpoint whose MLM head would be randomly initialised.
+
+    A DeBERTa-v2 checkpoint whose head is stored in the other layout than its ``legacy`` flag says is
+    loaded again with the flag flipped, so both layouts come with their trained head.
+    """
+    # The first DeBERTa-v2 try may report the whole head missing only because of the flag: keep it quiet.
+    model, info = _from_pretrained(config, quiet=family == "deberta-v2")
+    if family == "deberta-v2":
+        legacy = bool(model.config.legacy)
+        stored_other = any(key.startswith(DEBERTA_HEAD_PREFIX[not legacy]) for key in info["unexpected_keys"])
+        if stored_other and untrained_head_keys(model, info["missing_keys"]):
+            del model
+            model, info = _from_pretrained(config, legacy=not legacy)
+    # A checkpoint without MLM head weights loads "fine" with a random head: silently wrong targets.
+    missing_head = untrained_head_keys(model, info["missing_keys"])
+    if missing_head:
+        raise MonodistillError(
+            f"teacher {config.name_or_path} has no trained masked-LM head (missing {missing_head[:3]}): "
+            + (ELECTRA_HINT if family == "electra" else "it is not a masked language model checkpoint")
+        )
+    return model
+
+
+def _from_pretrained(config: TeacherConfig, quiet: bool = False, **overrides: Any) -> tuple[PreTrainedModel, Any]:
+    verbosity = transformers_logging.get_verbosity()
+    if quiet:
+        transformers_logging.set_verbosity_error()
+    try:
+        return AutoModelForMaskedLM.from_pretrained(
+            config.name_or_path,
+            revision=config.revision,
+            dtype=resolve_dtype(config.dtype),
+            output_loading_info=True,
+            **overrides,
+        )
+    except (OSError, ValueError) as error:
+        raise MonodistillError(f"could not load teacher weights from {config.name_or_path}: {error}") from None
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
+def untrained_head_keys(model: PreTrainedModel, missing_keys: Iterable[str]) -> list[str]:
+    """The MLM head weights a checkpoint did not hold, except a projection tied to the word embeddings."""
+    word_embeddings = model.get_input_embeddings().weight
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    return sorted(
+        key for key in missing_keys if key.startswith(HEAD_PREFIXES) and parameters.get(key) is not word_embeddings
+    )
 
 
 @dataclass
@@ -155,10 +203,10 @@ def mlm_head(masked_lm: PreTrainedModel) -> MaskedLMHead:
     """Split a ``*ForMaskedLM`` model's head; the parameters stay shared (and trainable) with the model."""
     model: Any = masked_lm  # head modules differ per family; attributes are looked up per layout
     family = model.config.model_type
-    if family in ("bert",) or (family == "deberta-v2" and getattr(model, "legacy", True)):
+    if family == "bert" or (family == "deberta-v2" and getattr(model, "legacy", True)):
         predictions = model.cls.predictions
         return MaskedLMHead(predictions.transform, predictions.decoder.weight, predictions.bias)
-    if family in ("xlm-roberta", "roberta"):
+    if family in ROBERTA_FAMILIES:
         head = model.lm_head
 
         def roberta_transform(hidden: torch.Tensor) -> torch.Tensor:
@@ -178,6 +226,10 @@ def mlm_head(masked_lm: PreTrainedModel) -> MaskedLMHead:
             return model.vocab_layer_norm(model.activation(model.vocab_transform(hidden)))
 
         return MaskedLMHead(distilbert_transform, model.vocab_projector.weight, model.vocab_projector.bias)
+    if family == "electra":
+        # The generator's head: dense -> gelu -> LayerNorm into the embedding size, then the tied projection.
+        projection = model.generator_lm_head
+        return MaskedLMHead(model.generator_predictions, projection.weight, projection.bias)
     raise MonodistillError(f"no masked-LM head layout known for model type {family!r}")
 
 
@@ -189,7 +241,7 @@ def encoder(model: PreTrainedModel) -> nn.Module:
 def max_positions(model_config: Any) -> int:
     """The longest input the model's position embeddings allow."""
     positions = int(getattr(model_config, "max_position_embeddings", 512))
-    if model_config.model_type in ("xlm-roberta", "roberta"):
+    if model_config.model_type in ROBERTA_FAMILIES:
         # RoBERTa-style position ids start after the padding index.
         positions -= int(model_config.pad_token_id) + 1
     return positions

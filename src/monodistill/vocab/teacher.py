@@ -18,7 +18,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.config import TeacherConfig
 from monodistill.errors import MonodistillError
-from monodistill.teacher import load_teacher, mlm_head
+from monodistill.teacher import ROBERTA_FAMILIES, load_teacher, mlm_head
 
 # Config fields holding token ids; remapped so that the exported teacher's config stays truthful.
 CONFIG_TOKEN_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id")
@@ -40,7 +40,7 @@ def trim_teacher(model: PreTrainedModel, kept_ids: list[int]) -> PreTrainedModel
     config: Any = model.config
     rows = torch.tensor(kept_ids, dtype=torch.long)
     new_id = {old: new for new, old in enumerate(kept_ids)}
-    if config.model_type in ("roberta", "xlm-roberta") and new_id.get(config.pad_token_id) != config.pad_token_id:
+    if config.model_type in ROBERTA_FAMILIES and new_id.get(config.pad_token_id) != config.pad_token_id:
         raise MonodistillError(
             f"{config.model_type} counts position ids from its padding id {config.pad_token_id}; "
             "the kept ids must keep every id up to it so that it does not move"
@@ -66,7 +66,7 @@ def _trim_head(masked_lm: PreTrainedModel, rows: torch.Tensor) -> None:
     family = model.config.model_type
     if family == "bert" or (family == "deberta-v2" and getattr(model, "legacy", True)):
         _trim_linear_head(model.cls.predictions, rows)
-    elif family in ("roberta", "xlm-roberta"):
+    elif family in ROBERTA_FAMILIES:
         _trim_linear_head(model.lm_head, rows)
     elif family == "deberta-v2":
         # The projection is the word embeddings themselves; only the bias lives in the head.
@@ -74,6 +74,11 @@ def _trim_head(masked_lm: PreTrainedModel, rows: torch.Tensor) -> None:
         head.bias = nn.Parameter(head.bias.detach()[rows].clone())
     elif family == "distilbert":
         model.vocab_projector = _sliced_linear(model.vocab_projector, rows)
+    elif family == "electra":
+        model.generator_lm_head = _sliced_linear(model.generator_lm_head, rows)
+    else:
+        # Left alone, tie_weights() would cut the bias to its first rows: wrong logits, no error.
+        raise MonodistillError(f"no trimmed-teacher export for model type {family!r}")
 
 
 def _trim_linear_head(head: Any, rows: torch.Tensor) -> None:
