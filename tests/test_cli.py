@@ -51,7 +51,13 @@ CLASSIFICATION = (
     ("extension", "test_file", "extra", "message"),
     [
         # A leading quote once swallowed the lines after it; now the error points at the bad line.
-        ("tsv", b'text\tlabel\n"sabi niya\tpos\nok\tpos\nbad\tmaybe\n', "", "test.tsv:4: label 'maybe' is not"),
+        # (The labels are declared: inferred from one-valued training data the task would be refused.)
+        (
+            "tsv",
+            b'text\tlabel\n"sabi niya\tpos\nok\tpos\nbad\tmaybe\n',
+            "labels: [pos, neg]\n",
+            "test.tsv:4: label 'maybe' is not",
+        ),
         ("csv", b"text,label\nok,pos\n", "lables: [pos, neg]\n", "unknown key 'lables' (did you mean 'labels'?)"),
         ("csv", b"", "", "test.csv: the split is empty"),
         ("csv", b"text,label\ncaf\xe9,pos\n", "", "test.csv is not UTF-8 (byte 0xe9 at offset 14)"),

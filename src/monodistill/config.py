@@ -232,6 +232,8 @@ class TrainConfig:
     """Optimizer steps between checkpoints (CLI: --save-steps)."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep."""
+    share_teacher: bool = True
+    """`run`: distil compatible students together, one teacher forward per batch for all of them."""
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
@@ -297,6 +299,8 @@ class EvaluateConfig:
     """Accumulation steps (paper: 4, for an effective batch of 32)."""
     max_length: int = 512
     """Tokens per example; longer texts are truncated (paper: 512)."""
+    truncation: str = "head"
+    """What a long text keeps: head (its start), tail (its end) or head+tail (first quarter, last three quarters)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_ratio: float = 0.0
@@ -319,6 +323,10 @@ class EvaluateConfig:
         _require(self.batch_size >= 1, f"evaluate.batch_size must be >= 1, got {self.batch_size}")
         _require(self.gradient_accumulation_steps >= 1, "evaluate.gradient_accumulation_steps must be >= 1")
         _require(self.max_length >= 8, f"evaluate.max_length must be >= 8, got {self.max_length}")
+        _require(
+            self.truncation in ("head", "tail", "head+tail"),
+            f"evaluate.truncation must be head, tail or head+tail, got {self.truncation!r}",
+        )
         _require(
             self.mixed_precision in MIXED_PRECISIONS,
             f"evaluate.mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}",

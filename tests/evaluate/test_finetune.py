@@ -99,6 +99,10 @@ def test_token_task_end_to_end_and_bad_models(
     result = json.loads(result_file(out, "model", "ner", "seed-42.json").read_text())
     assert set(result["metrics"]) == {"accuracy", "entity_f1", "entity_precision", "entity_recall"}
     assert result["max_length"] == 16  # long sentences were truncated, not a crash
+    assert result["truncation"] == "head" and 0 < result["truncated_share"]["test"] <= 1
+    words = result["words"]
+    assert words["scored"] == sum(len(s.split("\n")) for s in sentences[60:]) and words["cut_by_truncation"] > 0
+    assert result["unseen_test_labels"] == 0
 
     assert main([*base, "--model", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err

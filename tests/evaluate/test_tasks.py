@@ -64,8 +64,13 @@ def test_jsonl_pairs_and_conllu_and_iob(tmp_path: Path) -> None:
         ),
         (
             {"train.csv": "text,label\na,1\nb,0\n", "test.csv": "text,label\na,1\nb,2\n"},
-            CLASSIFICATION,
+            CLASSIFICATION + 'labels: ["0", "1"]\n',
             "test.csv:3: label '2' is not in the label set",
+        ),
+        (
+            {"train.csv": "text,label\na,1\nb,0\n", "test.csv": "text,label\na,1\nb,2\n"},
+            CLASSIFICATION + "strict_labels: true\n",
+            "test.csv:3: label '2' never occurs in the training split",
         ),
         (
             {"a.conllu": "1\tsa\tsa\tADP\t_\t_\n"},
@@ -135,7 +140,11 @@ TSV_PAIRS = (
 
 def test_tsv_is_one_record_a_line_and_a_quote_is_text(tmp_path: Path) -> None:
     # A premise that opens with a quote once swallowed the tabs and lines after it: 30 rows read as 27.
-    rows = [f'"Sabi niya {i}\tisang "pahayag" {i}\too' if i % 10 == 0 else f"p {i}\th {i}\too" for i in range(30)]
+    labels = ["oo", "hindi"]  # two values: training labels that take one are refused
+    rows = [
+        f'"Sabi niya {i}\tisang "pahayag" {i}\t{labels[i % 2]}' if i % 10 == 0 else f"p {i}\th {i}\t{labels[i % 2]}"
+        for i in range(30)
+    ]
     files = {
         "train.tsv": "premise\thypothesis\tlabel\n" + "\n".join(rows) + "\n",
         "test.tsv": "premise\thypothesis\tlabel\np\th\too\n",
@@ -156,7 +165,7 @@ def test_tsv_is_one_record_a_line_and_a_quote_is_text(tmp_path: Path) -> None:
     ],
 )
 def test_delimited_errors_name_the_offending_line(name: str, content: str, message: str, tmp_path: Path) -> None:
-    spec = TSV_PAIRS.replace("test.tsv", name)
+    spec = TSV_PAIRS.replace("test.tsv", name) + "strict_labels: true\n"
     files = {"train.tsv": "premise\thypothesis\tlabel\na\tb\too\nc\td\thindi\n", name: content}
     with pytest.raises(MonodistillError, match=message):
         load_task(str(write_task(tmp_path, spec, files)))

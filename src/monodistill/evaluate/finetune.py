@@ -1,9 +1,11 @@
 """Fine-tune one model on one task with transformers' Trainer, and measure its cost.
 
-Token tasks put each word's label on its first sub-token (-100 elsewhere). Inputs are truncated to
-``max_length`` (never beyond the model's positions); words cut off by truncation are scored as
-predicted with the "O" label (the first label for tag sets without one),
-so a model is never rewarded for dropping hard words.
+Token tasks put each word's label on its first piece (-100 elsewhere) and are scored per word
+through the tokenizer's ``word_ids()`` (``encode.py``). Inputs are cut to ``max_length`` (never
+beyond the model's positions), keeping the head, tail or both of a long text (``evaluate.truncation``);
+the share of truncated examples is reported. Words left with no piece, cut off by truncation or
+turned into none by the tokenizer, are scored as predicted with the "O" label (the first label for
+tag sets without one), so a model is never rewarded for dropping hard words; both are counted.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
 from transformers import (
@@ -24,40 +27,42 @@ from transformers import (
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.config import EvaluateConfig
+from monodistill.evaluate.encode import Encoder, align_labels, word_predictions
 from monodistill.evaluate.metrics import classification_metrics, token_metrics
 from monodistill.evaluate.tasks import Task
 from monodistill.teacher import max_positions, parameter_counts
 
+__all__ = ["align_labels", "finetune", "score", "subset", "tokenize_task"]
+BOOKKEEPING = ("truncated", "word_ids", "words_cut", "words_without_pieces")
+"""Columns ``tokenize_task`` adds for scoring and reports; the model never sees them."""
 
-def tokenize_task(task: Task, tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, Any]:
-    """Tokenised train and test splits, with labels aligned for token tasks."""
 
-    def sequences(batch: dict[str, list[Any]]) -> Any:
-        pair = batch.get("text_pair")
-        encoded = tokenizer(batch["text"], pair, truncation=True, max_length=max_length)
-        encoded["labels"] = batch["label"]
-        return encoded
+def tokenize_task(
+    task: Task, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str = "head"
+) -> dict[str, datasets.Dataset]:
+    """Tokenised train and test splits, with labels aligned for token tasks and the bookkeeping columns.
 
-    def words(batch: dict[str, list[Any]]) -> Any:
-        encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
-        encoded["labels"] = [align_labels(encoded.word_ids(index), tags) for index, tags in enumerate(batch["tags"])]
-        return encoded
+    Test labels never seen in training (ids past the model's labels) carry -100: no loss, scored from gold.
+    """
+    encoder = Encoder(tokenizer, max_length, truncation)
+    num_labels = len(task.labels)
+
+    def sequences(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = encoder(batch["text"], batch.get("text_pair"))
+        rows["labels"] = [label if label < num_labels else -100 for label in batch["label"]]
+        return rows
+
+    def words(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = encoder(batch["tokens"], words=True)
+        known = [[tag if tag < num_labels else -100 for tag in tags] for tags in batch["tags"]]
+        rows["labels"] = [align_labels(ids, tags) for ids, tags in zip(rows["word_ids"], known, strict=True)]
+        return rows
 
     function = words if task.is_token_task else sequences
     return {
         name: split.map(function, batched=True, remove_columns=split.column_names, desc=f"tokenising {task.name}")
         for name, split in (("train", task.train), ("test", task.test))
     }
-
-
-def align_labels(word_ids: list[int | None], tags: list[int]) -> list[int]:
-    """One label per sub-token: the word's tag on its first sub-token, -100 on the rest and on specials."""
-    labels = []
-    previous: int | None = None
-    for word_id in word_ids:
-        labels.append(tags[word_id] if word_id is not None and word_id != previous else -100)
-        previous = word_id
-    return labels
 
 
 def finetune(
@@ -78,7 +83,7 @@ def finetune(
     # only sets the autocast of the fine-tuning and inference passes.
     model = model_class.from_pretrained(model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
     max_length = min(config.max_length, max_positions(model.config))
-    data = tokenize_task(task, tokenizer, max_length)
+    data = tokenize_task(task, tokenizer, max_length, config.truncation)
     # Capped splits are random subsets drawn with the first seed, so every model and seed sees the same
     # examples, and a file sorted by label does not hand the model one class.
     if config.max_train_samples:
@@ -87,6 +92,12 @@ def finetune(
     if config.max_eval_samples:
         kept = subset(len(data["test"]), config.max_eval_samples, config.seed)
         data["test"], gold = data["test"].select(kept), gold.select(kept)
+    report = coverage_report(task, data, gold)
+    _print_report(task.name, report)
+    word_ids = list(data["test"]["word_ids"]) if task.is_token_task else None
+    data = {
+        name: split.remove_columns([c for c in BOOKKEEPING if c in split.column_names]) for name, split in data.items()
+    }
     collator = (DataCollatorForTokenClassification if task.is_token_task else DataCollatorWithPadding)(tokenizer)
     use_cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as scratch:
@@ -115,7 +126,8 @@ def finetune(
         training = trainer.train()
         prediction = trainer.predict(data["test"])
     assert prediction.label_ids is not None and prediction.metrics is not None
-    scores = score(task, prediction.predictions, np.asarray(prediction.label_ids), gold)
+    _check_order(np.asarray(prediction.label_ids), data["test"]["labels"])
+    scores = score(task, prediction.predictions, gold, word_ids)
     counts = parameter_counts(model)
     return {
         "metrics": scores,
@@ -127,6 +139,8 @@ def finetune(
         "inference_samples_per_second": float(prediction.metrics["test_samples_per_second"]),
         "parameters": counts,
         "max_length": max_length,
+        "truncation": config.truncation,
+        **report,
         "mixed_precision": config.mixed_precision,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
     }
@@ -139,21 +153,63 @@ def subset(size: int, limit: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(size, size=limit, replace=False).tolist())
 
 
-def score(task: Task, logits: Any, label_ids: np.ndarray, gold: Any) -> dict[str, float]:
-    """Task metrics from the Trainer's predictions; token tasks are scored per word over whole sentences."""
+def score(task: Task, logits: Any, gold: datasets.Dataset, word_ids: list[list[int | None]] | None) -> dict[str, float]:
+    """Task metrics from the Trainer's predictions against the gold split.
+
+    Token tasks are scored per word over whole sentences, each word read at its first piece through
+    ``word_ids`` (one list per sentence, None on special tokens); a word with no piece is predicted as
+    "O" (else the first label). Gold labels never seen in training can never be predicted: errors.
+    """
     predictions = np.asarray(logits).argmax(-1)
+    names = task.label_names
     if not task.is_token_task:
-        return classification_metrics(predictions, np.asarray(label_ids))
+        return classification_metrics(predictions, np.asarray(gold["label"]))
+    assert word_ids is not None
     fill = task.labels.index("O") if "O" in task.labels else 0
     predicted_tags: list[list[str]] = []
     gold_tags: list[list[str]] = []
-    for sentence_predictions, sentence_labels, tags in zip(predictions, label_ids, gold["tags"], strict=True):
-        first_pieces = sentence_predictions[sentence_labels != -100].tolist()
-        if len(first_pieces) > len(tags):
-            # Gold tags are matched to predictions by position (a length-grouped sampler would reorder them).
-            raise RuntimeError("token predictions are not in test-set order; cannot score them against gold tags")
-        # Words lost to truncation get the "O" (else first) label: scored, not skipped.
-        first_pieces += [fill] * (len(tags) - len(first_pieces))
-        predicted_tags.append([task.labels[i] for i in first_pieces])
-        gold_tags.append([task.labels[i] for i in tags])
+    for sentence_predictions, sentence_word_ids, tags in zip(predictions, word_ids, gold["tags"], strict=True):
+        predicted = word_predictions(sentence_predictions, sentence_word_ids, len(tags), fill)
+        predicted_tags.append([names[i] for i in predicted])
+        gold_tags.append([names[i] for i in tags])
     return token_metrics(predicted_tags, gold_tags, task.metric)
+
+
+def coverage_report(task: Task, data: dict[str, datasets.Dataset], gold: datasets.Dataset) -> dict[str, Any]:
+    """What the scores cover: shares of truncated examples, test words with no piece left, unseen test labels."""
+    report: dict[str, Any] = {
+        "truncated_share": {
+            name: float(np.mean(split["truncated"])) if len(split) else 0.0 for name, split in data.items()
+        }
+    }
+    if task.is_token_task:
+        report["words"] = {
+            "scored": sum(len(tags) for tags in gold["tags"]),
+            "cut_by_truncation": int(sum(data["test"]["words_cut"])),
+            "without_pieces": int(sum(data["test"]["words_without_pieces"])),
+        }
+        golds = [tag for tags in gold["tags"] for tag in tags]
+    else:
+        golds = list(gold["label"])
+    report["unseen_test_labels"] = sum(label >= len(task.labels) for label in golds)
+    return report
+
+
+def _check_order(label_ids: np.ndarray, expected: list[list[int]] | list[int]) -> None:
+    """Predictions are matched to gold by position: make sure the Trainer kept the test split's order."""
+    for row, labels in zip(label_ids, expected, strict=True):
+        labels_array = np.atleast_1d(np.asarray(labels))
+        if not np.array_equal(np.atleast_1d(row)[: len(labels_array)], labels_array):
+            raise RuntimeError("predictions are not in test-set order; cannot score them against gold labels")
+
+
+def _print_report(name: str, report: dict[str, Any]) -> None:
+    shares = report["truncated_share"]
+    if any(shares.values()):
+        print(f"{name}: truncated {shares['train']:.1%} of training and {shares['test']:.1%} of test examples")
+    words = report.get("words", {})
+    if words.get("cut_by_truncation") or words.get("without_pieces"):
+        print(
+            f"{name}: {words['cut_by_truncation']} test words cut by truncation and {words['without_pieces']} "
+            "turned into no piece by the tokenizer are scored with the fill label"
+        )

@@ -111,7 +111,8 @@ def model_identity(model: str) -> dict[str, Any]:
 
 def task_digest(task: Task) -> str:
     """A digest of a task's labels and data, so an edited task file is not scored from old results."""
-    content = [task.name, task.kind, task.labels, task.train.to_dict(), task.test.to_dict()]
+    content = [task.name, task.kind, task.labels, task.unseen_labels, task.metric]
+    content += [task.train.to_dict(), task.test.to_dict()]
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

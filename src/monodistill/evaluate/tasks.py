@@ -4,17 +4,20 @@ A task becomes two ``datasets.Dataset`` splits with integer labels:
 - sequence tasks (``classification``, ``pair-classification``): columns ``text`` (and ``text_pair``), ``label``;
 - ``token-classification``: columns ``tokens`` (list of words) and ``tags`` (list of label ids).
 
-Local readers check every row and name the file and line of the first problem.
+Local readers check every row and name the file and line of the first problem. A task that cannot
+measure anything is refused: training labels that take one value (a CoNLL-U file that leaves UPOS as
+``_`` and keeps its tags in XPOS). Test labels never seen in training are scored as errors, with a
+warning that counts them (``strict_labels: true`` refuses them instead).
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,17 @@ import yaml
 
 from monodistill.config import read_text
 from monodistill.errors import MonodistillError
+from monodistill.evaluate.formats import (
+    FORMATS,
+    UPOS_TAGS,
+    TokenFileSpec,
+    read_table,
+    read_token_file,
+    varying_table_columns,
+)
 
 KINDS = ("classification", "pair-classification", "token-classification")
 METRICS = ("accuracy", "entity-f1")
-CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 TASK_KEYS = (
     "name",
     "kind",
@@ -38,7 +48,12 @@ TASK_KEYS = (
     "label_column",
     "labels",
     "metric",
+    "format",
+    "token_column",
+    "language_prefix",
+    "strict_labels",
 )
+TOKEN_FILE_KEYS = ("format", "token_column", "language_prefix")
 
 
 @dataclass
@@ -51,6 +66,13 @@ class Task:
     metric: str
     train: datasets.Dataset
     test: datasets.Dataset
+    unseen_labels: list[str] = field(default_factory=list)
+    """Test labels never seen in training, ids ``len(labels)`` on: the model has no output for them."""
+
+    @property
+    def label_names(self) -> list[str]:
+        """Names of every gold label id: the model's labels, then the unseen test labels."""
+        return [*self.labels, *self.unseen_labels]
 
     @property
     def is_token_task(self) -> bool:
@@ -122,6 +144,15 @@ def load_hub_task(name: str, preset: HubPreset) -> Task:
     except Exception as error:  # datasets raises several types for offline/missing repositories
         raise hub_error("task dataset", preset.dataset, error) from None
     train, test = splits[preset.train_split], splits[preset.test_split]
+    column = train[preset.label_column]
+    values = [str(tag) for tags in column for tag in tags] if preset.kind == "token-classification" else column
+    inputs = (preset.text_column, preset.text_pair_column, preset.label_column)
+    refuse_one_value(
+        [str(value) for value in values],
+        preset.label_column,
+        f"{preset.dataset} ({preset.train_split} split)",
+        lambda: [c for c in train.column_names if c not in inputs and len({str(v) for v in train[c]}) > 1],
+    )
     feature = train.features[preset.label_column]
     names = getattr(getattr(feature, "feature", feature), "names", None)
     if preset.kind == "token-classification":
@@ -151,19 +182,13 @@ def load_local_task(path: Path) -> Task:
     """Read a task described by a small YAML file; data paths are relative to it.
 
     Every value is read as the text typed: ``labels: [no, yes]`` are the labels "no" and "yes", not
-    booleans. Unknown keys are refused, naming the nearest known one.
+    booleans. Unknown keys are refused, naming the nearest known one. Token files are read in the
+    ``format`` named, or the one their content shows (see ``formats.py``).
     """
     spec = _read_task_spec(path)
-    missing = [key for key in ("name", "kind", "train", "label_column") if key not in spec]
-    if spec.get("kind") != "token-classification" and "text_column" not in spec:
-        missing.append("text_column")
-    if missing:
-        raise MonodistillError(f"task file {path} lacks {', '.join(missing)}")
+    _check_spec(spec, path)
     kind = spec["kind"]
-    if kind not in KINDS:
-        raise MonodistillError(f"task file {path}: kind must be one of {KINDS}, got {kind!r}")
-    if kind == "pair-classification" and "text_pair_column" not in spec:
-        raise MonodistillError(f"task file {path}: pair-classification needs text_pair_column")
+    token_task = kind == "token-classification"
     test_key = "test" if "test" in spec else "validation"
     if test_key not in spec:
         raise MonodistillError(f"task file {path} needs a test (or validation) split")
@@ -172,24 +197,108 @@ def load_local_task(path: Path) -> Task:
         if not file.is_file():
             raise MonodistillError(f"task file {path}: data file {file} does not exist")
     rows: dict[str, list[Any]]
-    if kind == "token-classification":
-        rows = {split: read_token_file(file, spec["label_column"]) for split, file in files.items()}
-        values: dict[str, list[str]] = {
-            split: [tag for row in split_rows for tag in row[2]] for split, split_rows in rows.items()
-        }
+    varying: Callable[[], list[str]]
+    if token_task:
+        keys = ("format", "token_column", "label_column", "language_prefix")
+        token_spec = TokenFileSpec(**{key: spec.get(key) for key in keys})
+        read = {split: read_token_file(file, token_spec) for split, file in files.items()}
+        rows = {split: file.sentences for split, file in read.items()}
+        values = {split: [tag for row in split_rows for tag in row[2]] for split, split_rows in rows.items()}
+        column = read["train"].label_column
+        universal = read["train"].format == "conllu" and column == "upos"
+        varying = lambda: read["train"].varying_columns
     else:
         columns = [spec["text_column"], spec.get("text_pair_column"), spec["label_column"]]
         rows = {split: read_table(file, [c for c in columns if c]) for split, file in files.items()}
         values = {split: [str(row[-1]) for row in split_rows] for split, split_rows in rows.items()}
-    labels = spec.get("labels") or sorted(set(values["train"]))
+        column, universal = spec["label_column"], False
+        varying = lambda: varying_table_columns(files["train"], [c for c in columns if c])
+    refuse_one_value(values["train"], column, files["train"], varying)
+    declared = spec.get("labels") or (list(UPOS_TAGS) if universal else None)
+    labels = declared or sorted(set(values["train"]))
     for split, file in files.items():
-        _check_labels(rows[split], labels, file, kind)
-    index = {label: position for position, label in enumerate(labels)}
+        if declared or split == "train":
+            _check_labels(rows[split], labels, file, kind)
+    strict = spec.get("strict_labels") == "true"
+    unseen = count_unseen_labels(set(values["train"]), rows["test"], files["test"], kind, strict)
+    if unseen:
+        _warn_unseen(unseen, files["test"], "words" if token_task else "examples", has_output=bool(declared))
+    extra = [label for label in sorted(unseen) if label not in labels]
+    index = {label: position for position, label in enumerate([*labels, *extra])}
     splits = {split: _to_dataset(split_rows, index, kind) for split, split_rows in rows.items()}
-    metric = spec.get("metric") or ("entity-f1" if kind == "token-classification" and _is_bio(labels) else "accuracy")
+    metric = spec.get("metric") or ("entity-f1" if token_task and _is_bio(labels) else "accuracy")
     if metric not in METRICS:
         raise MonodistillError(f"task file {path}: metric must be one of {METRICS}, got {metric!r}")
-    return Task(spec["name"], kind, labels, metric, splits["train"], splits["test"])
+    return Task(spec["name"], kind, labels, metric, splits["train"], splits["test"], extra)
+
+
+def _check_spec(spec: dict[str, Any], path: Path) -> None:
+    """Refuse a task YAML that lacks a key, names an unknown kind or format, or mixes keys of two kinds."""
+    token_task = spec.get("kind") == "token-classification"
+    required = ("name", "kind", "train") if token_task else ("name", "kind", "train", "label_column", "text_column")
+    missing = [key for key in required if key not in spec]
+    if missing:
+        raise MonodistillError(f"task file {path} lacks {', '.join(missing)}")
+    if spec["kind"] not in KINDS:
+        raise MonodistillError(f"task file {path}: kind must be one of {KINDS}, got {spec['kind']!r}")
+    if spec["kind"] == "pair-classification" and "text_pair_column" not in spec:
+        raise MonodistillError(f"task file {path}: pair-classification needs text_pair_column")
+    misplaced = [key for key in TOKEN_FILE_KEYS if key in spec and not token_task]
+    if misplaced:
+        raise MonodistillError(f"task file {path}: {', '.join(misplaced)} only apply to token-classification files")
+    if "format" in spec and spec["format"] not in FORMATS:
+        raise MonodistillError(f"task file {path}: format must be one of {list(FORMATS)}, got {spec['format']!r}")
+    if spec.get("strict_labels", "false") not in ("true", "false"):
+        raise MonodistillError(f"task file {path}: strict_labels must be true or false, got {spec['strict_labels']!r}")
+
+
+def refuse_one_value(values: list[str], column: str, file: Path | str, varying: Callable[[], list[str]]) -> None:
+    """Refuse training labels that take one value: every model would learn the one answer and score alike.
+
+    Raises:
+        MonodistillError: naming the label column, its value, and the columns of the file that do vary.
+    """
+    distinct = set(values)
+    if len(distinct) > 1:
+        return
+    others = varying()
+    hint = f"columns that vary: {', '.join(others)}" if others else "no other column varies"
+    raise MonodistillError(
+        f"{file}: the label column {column!r} takes one value ({next(iter(distinct), '')!r}) in every training "
+        f"row, so there is nothing to learn and every model would score alike; {hint}"
+    )
+
+
+def count_unseen_labels(seen: set[str], rows: list[Any], file: Path, kind: str, strict: bool) -> Counter[str]:
+    """How often each test label never seen in training occurs; with ``strict``, the first is refused.
+
+    Raises:
+        MonodistillError: with ``strict``, naming the file and line of the first unseen label.
+    """
+    unseen: Counter[str] = Counter()
+    for row in rows:
+        for line, value in _row_labels(row, kind):
+            if value not in seen:
+                if strict:
+                    raise MonodistillError(
+                        f"{file}:{line}: label {value!r} never occurs in the training split (strict_labels: true)"
+                    )
+                unseen[value] += 1
+    return unseen
+
+
+def _warn_unseen(unseen: Counter[str], file: Path, units: str, has_output: bool) -> None:
+    """Say how many test labels training never showed, and how they are scored."""
+    counts = ", ".join(f"{label}: {count}" for label, count in unseen.most_common())
+    if has_output:
+        note = "the model has an output for each that training never taught"
+    else:
+        note = "the model has no output for them, so each is scored as an error"
+    print(
+        f"warning: {file}: {sum(unseen.values())} test {units} carry labels never seen in training ({counts}); "
+        f"{note} (strict_labels: true refuses such a test split)",
+        file=sys.stderr,
+    )
 
 
 def _read_task_spec(path: Path) -> dict[str, Any]:
@@ -220,131 +329,17 @@ def _read_task_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
-def read_table(path: Path, columns: list[str]) -> list[tuple[Any, ...]]:
-    """Rows of the named columns from CSV, TSV or JSONL, each with its line number first.
-
-    Returns tuples ``(line, *values)``; the label is the last value, as a string. ``.tsv`` files are
-    tab-separated with no quoting: one record per line, and a ``"`` is an ordinary character.
-    ``.csv`` files follow RFC 4180: a quoted field may hold commas, quotes and line breaks.
-    """
-    text = read_text(path)
-    rows: list[tuple[Any, ...]] = []
-    if path.suffix.lower() in (".jsonl", ".json"):
-        for line_number, line in enumerate(_lines(text), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise MonodistillError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise MonodistillError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
-            rows.append(_pick(record, columns, path, line_number))
-    else:
-        header: list[str] | None = None
-        for line_number, fields in _delimited_records(path, text):
-            if header is None:
-                header = fields
-                absent = [column for column in columns if column not in header]
-                if absent:
-                    raise MonodistillError(f"{path}:{line_number}: no column {absent[0]!r} (columns: {header})")
-            elif len(fields) != len(header):
-                raise MonodistillError(
-                    f"{path}:{line_number}: expected {len(header)} fields like the header, got {len(fields)}"
-                )
-            else:
-                rows.append(_pick(dict(zip(header, fields, strict=True)), columns, path, line_number))
-    if not rows:
-        raise MonodistillError(f"{path}: the split is empty")
-    return rows
-
-
-def _delimited_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
-    """Non-blank records of a CSV or TSV text, each with the line it starts on."""
-    stream = io.StringIO(text, newline="")
-    if path.suffix.lower() == ".tsv":
-        reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(stream, strict=True)
-    start = 1  # a quoted CSV field may span lines: errors point at the line where the record starts
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            raise MonodistillError(f"{path}:{start}: not valid CSV ({error})") from None
-        line_number, start = start, reader.line_num + 1
-        if fields:
-            yield line_number, fields
-
-
-def _pick(record: dict[str, Any], columns: list[str], path: Path, line: int) -> tuple[Any, ...]:
-    values = []
-    for column in columns:
-        if column not in record:
-            raise MonodistillError(f"{path}:{line}: no column {column!r}")
-        if record[column] is None or str(record[column]).strip() == "":
-            raise MonodistillError(f"{path}:{line}: empty {column!r}")
-        values.append(record[column])
-    values[-1] = str(values[-1])
-    return (line, *values)
-
-
-def read_token_file(path: Path, label_column: str) -> list[tuple[int, list[str], list[str]]]:
-    """Sentences ``(first line, words, tags)`` from CoNLL-U (tagging ``label_column``) or ``token<TAB>tag`` files."""
-    conllu = path.suffix.lower() == ".conllu"
-    if conllu and label_column not in CONLLU_COLUMNS:
-        raise MonodistillError(f"{path}: label_column {label_column!r} is not a CoNLL-U column {CONLLU_COLUMNS}")
-    sentences: list[tuple[int, list[str], list[str]]] = []
-    words: list[str] = []
-    tags: list[str] = []
-    start = 1
-    for line_number, line in enumerate(_lines(read_text(path)), start=1):
-        if not line.strip():
-            if words:
-                sentences.append((start, words, tags))
-            words, tags, start = [], [], line_number + 1
-            continue
-        if conllu and line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if conllu:
-            if len(fields) != 10:
-                raise MonodistillError(
-                    f"{path}:{line_number}: a CoNLL-U line needs 10 tab-separated fields, got {len(fields)}"
-                )
-            if "-" in fields[0] or "." in fields[0]:
-                continue  # multiword-token ranges and empty nodes carry no tag of their own
-            word, tag = fields[1], fields[CONLLU_COLUMNS.index(label_column)]
-        else:
-            if len(fields) != 2:
-                raise MonodistillError(f"{path}:{line_number}: expected token<TAB>tag, got {len(fields)} fields")
-            word, tag = fields
-        if not words:
-            start = line_number
-        words.append(word)
-        tags.append(tag)
-    if words:
-        sentences.append((start, words, tags))
-    if not sentences:
-        raise MonodistillError(f"{path}: the split is empty")
-    return sentences
-
-
-def _lines(text: str) -> list[str]:
-    # Only \n and \r\n end a line: str.splitlines() also splits at U+2028, U+0085 and form feeds,
-    # which occur inside real text and would shift every line number after them.
-    return text.replace("\r\n", "\n").split("\n")
+def _row_labels(row: tuple[Any, ...], kind: str) -> list[tuple[int, str]]:
+    """Each label of a row with its line: a sentence's tags, or a table row's label."""
+    return list(zip(row[3], row[2], strict=True)) if kind == "token-classification" else [(row[0], row[-1])]
 
 
 def _check_labels(rows: list[Any], labels: list[str], path: Path, kind: str) -> None:
     allowed = set(labels)
     for row in rows:
-        values = row[2] if kind == "token-classification" else [row[-1]]
-        for value in values:
+        for line, value in _row_labels(row, kind):
             if value not in allowed:
-                raise MonodistillError(f"{path}:{row[0]}: label {value!r} is not in the label set {labels}")
+                raise MonodistillError(f"{path}:{line}: label {value!r} is not in the label set {labels}")
 
 
 def _to_dataset(rows: list[Any], index: dict[str, int], kind: str) -> datasets.Dataset:

@@ -1,0 +1,153 @@
+"""Examples to model inputs, truncated as asked, and predictions mapped back to words.
+
+Texts are split into pieces without special tokens, cut to fit ``max_length`` together with the
+model's special tokens, then given them. A pair shares the budget as transformers' ``longest_first``
+does: the longer text gives up pieces first. A text that must shrink keeps its ``head`` (its first
+pieces: what transformers' truncation keeps), its ``tail``, or ``head+tail``: the first quarter and
+the last three quarters of its budget (128 + 382 of 510 pieces, which Sun et al. 2019 found best on
+long news for classification).
+
+Word tasks map pieces to words through the tokenizer's ``word_ids()`` only. A word is predicted at
+its first piece; a word with no piece (a zero-width space, which mBERT's normaliser deletes) or
+whose pieces were all cut off gets the fill label, and the words after it keep their own.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from tokenizers import Encoding, Tokenizer
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from monodistill.errors import MonodistillError
+
+TRUNCATIONS = ("head", "tail", "head+tail")
+INPUT_FIELDS = {"input_ids": "ids", "token_type_ids": "type_ids", "attention_mask": "attention_mask"}
+"""Model input names and the ``tokenizers.Encoding`` attribute each is read from."""
+
+
+class Encoder:
+    """Encodes batches of texts, text pairs or word lists for one tokenizer, length and truncation."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str = "head") -> None:
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if not isinstance(backend, Tokenizer):
+            raise MonodistillError(
+                f"evaluation needs a fast tokenizer (backed by the tokenizers library), got {type(tokenizer).__name__}"
+            )
+        unknown = [name for name in tokenizer.model_input_names if name not in INPUT_FIELDS]
+        if unknown:
+            raise MonodistillError(f"the tokenizer asks for model inputs {unknown} that evaluation cannot build")
+        # A copy: a wrapper call may leave padding or truncation set on the shared backend.
+        self.backend = copy.deepcopy(backend)
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        self.input_names = list(tokenizer.model_input_names)
+        self.special_tokens = {pair: tokenizer.num_special_tokens_to_add(pair=pair) for pair in (False, True)}
+        self.max_length = max_length
+        self.truncation = truncation
+
+    def __call__(
+        self, first: Sequence[Any], second: Sequence[str] | None = None, words: bool = False
+    ) -> dict[str, list[Any]]:
+        """Model inputs for a batch, with bookkeeping columns.
+
+        Args:
+            first: Texts, or (with ``words``) lists of words.
+            second: The second text of each pair, if any.
+            words: Whether ``first`` holds lists of words (token tasks).
+
+        Returns:
+            The tokenizer's model inputs per example; ``truncated`` (whether pieces were cut); with
+            ``words`` also ``word_ids`` (None on special tokens), ``words_cut`` (words whose every piece
+            was cut) and ``words_without_pieces`` (words the tokenizer turns into no piece at all).
+        """
+        if words and second is not None:
+            raise ValueError("word lists come one per example, not in pairs")
+        firsts = self.backend.encode_batch(list(first), is_pretokenized=words, add_special_tokens=False)
+        seconds: list[Encoding | None] = [None] * len(firsts)
+        if second is not None:
+            seconds = list(self.backend.encode_batch(list(second), add_special_tokens=False))
+        budget = self.max_length - self.special_tokens[second is not None]
+        rows: dict[str, list[Any]] = {name: [] for name in [*self.input_names, "truncated"]}
+        if words:
+            rows.update(word_ids=[], words_cut=[], words_without_pieces=[])
+        for encoding, pair, example in zip(firsts, seconds, first, strict=True):
+            lengths = (len(encoding), None if pair is None else len(pair))
+            kept = share_budget(*lengths, budget)
+            present = {word for word in encoding.word_ids if word is not None}
+            cut_first = cut(encoding, kept[0], self.truncation)
+            cut_pair = None if pair is None or kept[1] is None else cut(pair, kept[1], self.truncation)
+            merged = self.backend.post_process(cut_first, cut_pair, add_special_tokens=True)
+            for name in self.input_names:
+                rows[name].append(getattr(merged, INPUT_FIELDS[name]))
+            rows["truncated"].append(kept != lengths)
+            if words:
+                word_ids = merged.word_ids
+                rows["word_ids"].append(word_ids)
+                rows["words_cut"].append(len(present - set(word_ids)))
+                rows["words_without_pieces"].append(len(example) - len(present))
+        return rows
+
+
+def share_budget(first: int, second: int | None, budget: int) -> tuple[int, int | None]:
+    """Pieces each text keeps within ``budget``: the longer text gives up pieces first (``longest_first``).
+
+    The same arithmetic as the tokenizers library's, so ``head`` truncation matches transformers'.
+    """
+    if second is None:
+        return min(first, budget), None
+    if first + second <= budget:
+        return first, second
+    short = min(first, second)
+    long_kept = short if short > budget else max(short, budget - short)
+    short_kept = short
+    if short + long_kept > budget:
+        short_kept, long_kept = budget // 2, budget // 2 + budget % 2
+    return (short_kept, long_kept) if first <= second else (long_kept, short_kept)
+
+
+def cut(encoding: Encoding, length: int, truncation: str) -> Encoding:
+    """``encoding`` cut to ``length`` pieces, keeping its head, its tail, or both (it is changed in place)."""
+    if len(encoding) <= length:
+        return encoding
+    if truncation == "head":
+        encoding.truncate(length, direction="right")
+        return encoding
+    if truncation == "tail":
+        encoding.truncate(length, direction="left")
+        return encoding
+    head, tail = copy.deepcopy(encoding), encoding
+    head_length = round(length / 4)
+    head.truncate(head_length, direction="right")
+    tail.truncate(length - head_length, direction="left")
+    return Encoding.merge([head, tail], growing_offsets=False)
+
+
+def align_labels(word_ids: Sequence[int | None], tags: Sequence[int]) -> list[int]:
+    """One label per piece: the word's tag on its first piece, -100 on the rest and on specials."""
+    labels = []
+    seen: set[int] = set()
+    for word_id in word_ids:
+        # A set, not "differs from the previous piece": head+tail may put a word's pieces on both sides of the seam.
+        labels.append(tags[word_id] if word_id is not None and word_id not in seen else -100)
+        if word_id is not None:
+            seen.add(word_id)
+    return labels
+
+
+def word_predictions(
+    piece_predictions: Sequence[int], word_ids: Sequence[int | None], num_words: int, fill: int
+) -> list[int]:
+    """Each word's prediction: the one at its first piece, ``fill`` for a word with no piece left."""
+    predicted = [fill] * num_words
+    seen: set[int] = set()
+    for position, word_id in enumerate(word_ids):
+        if word_id is not None and word_id not in seen:
+            predicted[word_id] = int(piece_predictions[position])
+            seen.add(word_id)
+    return predicted
