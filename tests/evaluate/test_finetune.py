@@ -134,3 +134,59 @@ def test_a_bf16_checkpoint_is_fine_tuned_from_float32_weights_under_the_chosen_a
     if not torch.cuda.is_available():
         assert main([*argv, f"output_dir={tmp_path / 'fp16'}", "mixed_precision=fp16"]) == 2
         assert "evaluate.mixed_precision=fp16 needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_models_sharing_a_tokenizer_tokenise_each_task_once_and_are_ranked(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monodistill.evaluate import finetune as finetune_module
+
+    calls: list[str] = []
+    tokenize_task = finetune_module.tokenize_task
+
+    def counted(task: object, *args: object, **kwargs: object) -> object:
+        calls.append(getattr(task, "name"))  # noqa: B009
+        return tokenize_task(task, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(finetune_module, "tokenize_task", counted)
+    first = save_teacher("bert", tiny_tokenizer, tmp_path / "first")
+    second = save_teacher("bert", tiny_tokenizer, tmp_path / "second")
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", str(first), "--model", str(second), "--task", str(write_keyword_task(tmp_path))]
+    argv += ["--output", str(out), "--seeds", "2", "epochs=1", "max_length=16", "max_train_samples=16"]
+    assert main(argv) == 0
+    assert calls == ["keyword"]  # 2 models x 2 seeds, one tokenizer: tokenised once
+    summary = json.loads((out / "summary.json").read_text())
+    ranks = sorted(entry["tasks"]["keyword"]["rank"] for entry in summary["models"].values())
+    assert ranks in ([1, 2], [1, 1])  # tied means share a rank
+
+
+def test_ranks_and_welch_marks_against_the_first_model() -> None:
+    from monodistill.evaluate.harness import _rank_and_compare, format_summary
+
+    def entry(values: list[float]) -> dict[str, object]:
+        mean = sum(values) / len(values)
+        metric = {"mean": mean, "std": 0.01, "values": values}
+        cost = {"mean": 1.0, "std": 0.0, "values": [1.0]}
+        return {
+            "main_metric": "accuracy",
+            "metric.accuracy": metric,
+            "finetune_seconds": cost,
+            "inference_samples_per_second": cost,
+        }
+
+    teacher, worse, same = entry([0.90, 0.91, 0.92]), entry([0.50, 0.52, 0.51]), entry([0.91, 0.90, 0.92])
+    _rank_and_compare([teacher, worse, same])
+    assert (teacher["rank"], same["rank"], worse["rank"]) == (1, 1, 3)
+    assert worse["welch_p"] < 0.01 and same["welch_p"] > 0.5  # type: ignore[operator]
+    parameters = {"total": 1, "non_embedding": 1}
+    summary = {
+        "baseline": "teacher",
+        "tasks": ["t"],
+        "models": {
+            name: {"parameters": parameters, "disk_mb": None, "tasks": {"t": value}}
+            for name, value in (("teacher", teacher), ("worse", worse), ("same", same))
+        },
+    }
+    table = format_summary(summary)
+    assert "| worse | 51.00 ± 1.00** (3) |" in table and "| same | 91.00 ± 1.00 (1) |" in table

@@ -27,6 +27,7 @@ from transformers import (
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.config import EvaluateConfig
+from monodistill.data.blocks import tokenizer_fingerprint
 from monodistill.evaluate.encode import Encoder, align_labels, word_predictions
 from monodistill.evaluate.metrics import classification_metrics, token_metrics
 from monodistill.evaluate.tasks import Task
@@ -71,8 +72,13 @@ def finetune(
     task: Task,
     config: EvaluateConfig,
     seed: int,
+    tokenized: dict[tuple[Any, ...], dict[str, datasets.Dataset]] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``model_path`` on ``task`` with ``seed``; returns metrics, timings and sizes."""
+    """Fine-tune ``model_path`` on ``task`` with ``seed``; returns metrics, timings and sizes.
+
+    ``tokenized`` caches tokenised tasks across calls: models that share a tokenizer (students of one
+    teacher, every seed) tokenise each task once.
+    """
     label_maps = {
         "id2label": dict(enumerate(task.labels)),
         "label2id": {label: index for index, label in enumerate(task.labels)},
@@ -83,7 +89,11 @@ def finetune(
     # only sets the autocast of the fine-tuning and inference passes.
     model = model_class.from_pretrained(model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
     max_length = min(config.max_length, max_positions(model.config))
-    data = tokenize_task(task, tokenizer, max_length, config.truncation)
+    key = (task.name, id(task), tokenizer_fingerprint(tokenizer), max_length, config.truncation)
+    cache = tokenized if tokenized is not None else {}
+    if key not in cache:
+        cache[key] = tokenize_task(task, tokenizer, max_length, config.truncation)
+    data = dict(cache[key])  # a copy: the subsets selected below must not change the cached splits
     # Capped splits are random subsets drawn with the first seed, so every model and seed sees the same
     # examples, and a file sorted by label does not hand the model one class.
     if config.max_train_samples:

@@ -25,6 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import scipy.stats
 import torch
 
 from monodistill import checkpoint as ckpt
@@ -63,6 +64,7 @@ def run_evaluation(config: EvaluateConfig) -> Path:
     with runfolder.claim(output):
         ckpt.write_environment(output)
         folders = [result_folder(output, label, model) for model, label in zip(config.models, labels, strict=True)]
+        tokenized: dict[tuple[Any, ...], Any] = {}  # tokenised tasks, shared by models with one tokenizer
         for model, label, folder in zip(config.models, labels, folders, strict=True):
             identity = model_identity(model)
             for task in tasks:
@@ -73,7 +75,7 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                     if stale is None:
                         continue
                     print(f"fine-tuning {label} on {task.name} (seed {seed}){stale}")
-                    result = finetune(model, tokenizers[model], task, config, seed)
+                    result = finetune(model, tokenizers[model], task, config, seed, tokenized)
                     result.update(model=model, label=label, task=task.name, seed=seed, metric=task.metric)
                     result.update(test_overlap=overlaps[task.name], made_from=made_from)
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +207,8 @@ def summarise(
             parameters = runs[0]["parameters"]
         results[label] = {"model": model, "disk_mb": disk_size_mb(model), "parameters": parameters, "tasks": per_task}
     baseline = results[labels[0]]["tasks"]
+    for task in tasks:
+        _rank_and_compare([results[label]["tasks"].get(task.name) for label in labels])
     for label in labels:
         for name, entry in results[label]["tasks"].items():
             base = baseline.get(name)
@@ -224,6 +228,37 @@ def summarise(
     }
 
 
+SIGNIFICANCE_LEVELS = ((0.01, "**"), (0.05, "*"))
+"""p-value thresholds of the marks beside a score: Welch's t-test over seeds against the first model."""
+
+
+def _rank_and_compare(entries: list[dict[str, Any] | None]) -> None:
+    """Add each model's rank on a task (1 = best mean) and Welch's t-test over seeds against the first.
+
+    Welch's test compares the seeds' scores without assuming equal variances; it needs at least two
+    seeds per model, and fine-tuning seeds are the variation a reader can rerun. A paired bootstrap over
+    test examples would need every prediction stored; seeds are what the results hold.
+    """
+    present = [entry for entry in entries if entry is not None]
+    if not present:
+        return
+    key = f"metric.{present[0]['main_metric']}"
+    order = sorted(present, key=lambda entry: -entry[key]["mean"])
+    for entry in present:
+        entry["rank"] = 1 + sum(other[key]["mean"] > entry[key]["mean"] for other in order)
+    base = entries[0]
+    for entry in present[1:] if base is present[0] else []:
+        first, other = base[key]["values"], entry[key]["values"]  # type: ignore[index]
+        if len(first) < 2 or len(other) < 2 or statistics.pstdev(first + other) == 0:
+            continue
+        entry["welch_p"] = float(scipy.stats.ttest_ind(other, first, equal_var=False).pvalue)
+
+
+def _mark(result: dict[str, Any]) -> str:
+    p = result.get("welch_p")
+    return next((mark for level, mark in SIGNIFICANCE_LEVELS if p is not None and p < level), "")
+
+
 def _mean_std(values: list[float]) -> dict[str, Any]:
     return {
         "mean": statistics.fmean(values),
@@ -233,9 +268,15 @@ def _mean_std(values: list[float]) -> dict[str, Any]:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """Markdown tables: quality (mean ± std over seeds) and cost (with ratios to the baseline)."""
+    """Markdown tables: quality (mean ± std over seeds, rank, significance) and cost (ratios to the baseline)."""
     tasks = summary["tasks"]
-    lines = ["| model | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    lines = [
+        f"Scores: mean ± std over seeds, (rank among the models); * p < 0.05, ** p < 0.01 against "
+        f"{summary['baseline']} (Welch's t-test over seeds; needs 2 or more seeds).",
+        "",
+        "| model | " + " | ".join(tasks) + " |",
+        "|---" * (len(tasks) + 1) + "|",
+    ]
     for label, entry in summary["models"].items():
         cells = []
         for task in tasks:
@@ -244,7 +285,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                 cells.append("-")
                 continue
             metric = result[f"metric.{result['main_metric']}"]
-            cells.append(f"{metric['mean'] * 100:.2f} ± {metric['std'] * 100:.2f}")
+            rank = f" ({result['rank']})" if "rank" in result else ""
+            cells.append(f"{metric['mean'] * 100:.2f} ± {metric['std'] * 100:.2f}{_mark(result)}{rank}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
