@@ -13,6 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+	@# Headless Chromium for the HTML report's browser test, where apt-get can install it (else that test skips).
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed"; fi
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -54,18 +54,14 @@ evaluate:
 
     rows = list(csv.DictReader((out / "report" / "results.csv").open()))
     # Teacher first, then the trimmed teacher ("Load What You Need" baseline), then the students.
-    assert [row["model"] for row in rows] == [
-        f"{tiny_teacher_dir.parent.name}__bert",
-        "vocab__teacher",
-        "full-data__student",
-        "half-data__student",
-    ]
+    assert [row["model"] for row in rows] == ["teacher", "teacher-trimmed", "full-data", "half-data"]
     assert {row["task"] for row in rows} == {"keyword"}
     report = (out / "report" / "report.md").read_text()
     assert "± " in report and "agreement with teacher" in report and "distillation.png" in report
     assert (out / "report" / "distillation.png").stat().st_size > 1000
     assert (out / "report" / "quality.png").stat().st_size > 1000
     assert (out / "report" / "cost.png").stat().st_size > 1000 and "cost.png" in report
+    assert "Model card: full-data" in (out / "report" / "report.html").read_text()
     assert (out / "students" / "half-data" / "config.yaml").read_text().count("data_fraction: 0.5") == 1
     card = (out / "students" / "full-data" / "student" / "README.md").read_text()
     assert "## Downstream results" in card and "keyword" in card

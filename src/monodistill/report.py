@@ -5,16 +5,25 @@ Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation 
 
 - ``report.md``: the paper-style quality table (model x task, mean ± std over seeds), the size and
   speed table with ratios to the teacher, and the figures;
+- ``report.html``: the same as one self-contained page (figures inlined as data URIs) with the
+  students' model-card summaries and the run settings; it opens from disk, no server;
 - ``results.csv`` and ``results.json``: the same numbers;
 - ``distillation.png`` (training loss parts; validation KL, accuracy and agreement with the teacher),
-  ``quality.png`` (main metric per task and model, with std error bars) and ``cost.png``
+  ``quality.png`` (a panel per task: main metric per model, with std error bars) and ``cost.png``
   (parameters, fine-tuning and inference speedups against the first model).
+
+Models are named as a reader knows them: ``teacher`` (the first model of an evaluation),
+``teacher-trimmed`` (the teacher on the trimmed vocabulary) and each student by its run's name.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import json
+import math
+import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -24,6 +33,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt
+import yaml
 
 from monodistill import checkpoint as ckpt
 from monodistill import runfolder
@@ -61,16 +71,23 @@ def find_inputs(run_dirs: list[Path]) -> tuple[dict[str, Path], list[Path]]:
 
 
 def write_report(run_dirs: list[Path], output: Path) -> Path:
-    """Write report.md, results.csv/json and PNG figures for the given folders; returns report.md."""
+    """Write report.md, report.html, results.csv/json and PNG figures for the given folders; returns report.md."""
     runfolder.check_output_path(output)
     distillations, summaries = find_inputs(run_dirs)
     output.mkdir(parents=True, exist_ok=True)
     sections = ["# monodistill report", ""]
     rows: list[dict[str, Any]] = []
+    cards: dict[str, Path] = {}
     for summary_path in summaries:
-        summary = json.loads(summary_path.read_text())
+        summary = with_display_names(json.loads(summary_path.read_text()))
         sections += [f"## Evaluation: {summary_path.parent}", "", format_summary(summary)]
-        rows += result_rows(summary, str(summary_path.parent))
+        summary_rows = result_rows(summary, str(summary_path.parent))
+        if len(summaries) > 1:  # the figures pool every evaluation: say which one each model comes from
+            folder = summary_path.parent
+            experiment = folder.parent.name if folder.name == "evaluate" else folder.name
+            summary_rows = [{**row, "model": f"{experiment}/{row['model']}"} for row in summary_rows]
+        rows += summary_rows
+        cards |= {name: Path(entry["model"]) / "README.md" for name, entry in summary["models"].items()}
     if summaries:
         plot_quality(rows, output / "quality.png")
         plot_cost(rows, output / "cost.png")
@@ -84,7 +101,37 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     write_csv(rows, output / "results.csv")
     report = output / "report.md"
     ckpt.atomic_write_text(report, "\n".join(sections) + "\n")
+    settings = [path for folder in run_dirs if (path := folder / "config.yaml").is_file()]
+    settings += [path for summary in summaries if (path := summary.parent / "config.yaml").is_file()]
+    page = render_html(sections, output, card_summaries(cards), list(dict.fromkeys(settings)))
+    ckpt.atomic_write_text(output / "report.html", page)
     return report
+
+
+def with_display_names(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with its models keyed by display names (``teacher``, ``teacher-trimmed``, a student's
+    run name) instead of result-folder labels; a name that would clash keeps the label."""
+    labels = list(summary["models"])
+    names = [display_name(summary["models"][label]["model"], index) for index, label in enumerate(labels)]
+    names = [name if names.count(name) == 1 else label for name, label in zip(names, labels, strict=True)]
+    renamed = dict(zip(labels, names, strict=True))
+    models = {renamed[label]: {**entry, "label": label} for label, entry in summary["models"].items()}
+    return {**summary, "baseline": renamed.get(summary["baseline"], summary["baseline"]), "models": models}
+
+
+def display_name(model: str, index: int) -> str:
+    """How a reader knows a model: the first is the teacher, a student goes by its run's name."""
+    path = Path(model.rstrip("/"))
+    if index == 0:
+        return "teacher"
+    if path.name == "teacher" and path.parent.name == "vocab":
+        return "teacher-trimmed"
+    if path.name == ckpt.STUDENT_DIR:
+        config = path.parent / "config.yaml"
+        settings = yaml.safe_load(config.read_text()) if config.is_file() else None
+        student = settings.get("student") if isinstance(settings, dict) else None
+        return str((student or {}).get("name") or path.parent.name)
+    return path.name or model
 
 
 def result_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
@@ -93,6 +140,7 @@ def result_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
     for label, entry in summary["models"].items():
         for task, result in entry["tasks"].items():
             row: dict[str, Any] = {"source": source, "model": label, "task": task, "main_metric": result["main_metric"]}
+            row["label"] = entry.get("label", label)
             for key, value in result.items():
                 if isinstance(value, dict) and "mean" in value:
                     row[f"{key}.mean"], row[f"{key}.std"] = value["mean"], value["std"]
@@ -153,30 +201,50 @@ def plot_distillation(records: dict[str, list[dict[str, Any]]], path: Path) -> N
 
 
 def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
-    """Grouped bars: main metric per task (groups) and model (bars), with std error bars."""
+    """A grid of panels, one per task: main metric per model, with std error bars."""
     tasks = list(dict.fromkeys(row["task"] for row in rows))
     models = list(dict.fromkeys(row["model"] for row in rows))
-    figure, axis = plt.subplots(figsize=(max(5, 0.9 * len(tasks) * max(len(models), 1)), 3.5), layout="constrained")
-
-    def score(row: dict[str, Any], part: str) -> float:
-        return 100 * row[f"metric.{row['main_metric']}.{part}"]
-
-    _grouped_bars(axis, rows, lambda row: score(row, "mean"), lambda row: score(row, "std"))
-    axis.set_ylabel("score (accuracy or entity F1, %)")
-    _save(figure, axis, path)
+    columns = len(tasks) if len(tasks) <= 3 else min(3, math.ceil(math.sqrt(len(tasks))))  # 4 tasks: 2 x 2
+    panel_width = max(3.5, 0.45 * len(models) + 1)
+    figure, grid = plt.subplots(
+        math.ceil(len(tasks) / columns),
+        columns,
+        figsize=(panel_width * columns, 3.2 * math.ceil(len(tasks) / columns)),
+        layout="constrained",
+        squeeze=False,
+    )
+    colors = {model: f"C{index % 10}" for index, model in enumerate(models)}
+    for axis, task in zip(grid.ravel(), tasks, strict=False):
+        picked = [row for row in rows if row["task"] == task]
+        metric = picked[0]["main_metric"]
+        axis.bar(
+            [row["model"] for row in picked],
+            [100 * row[f"metric.{metric}.mean"] for row in picked],
+            yerr=[100 * row[f"metric.{metric}.std"] for row in picked],
+            capsize=3,
+            color=[colors[row["model"]] for row in picked],
+        )
+        axis.set_title(task, fontsize="medium")
+        axis.set_ylabel(f"{metric} (%)")
+        plt.setp(axis.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor", fontsize="small")
+        axis.grid(axis="y", alpha=0.3)
+    for axis in grid.ravel()[len(tasks) :]:
+        axis.set_visible(False)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def plot_cost(rows: list[dict[str, Any]], path: Path) -> None:
     """Parameters per model (embedding and the rest) and fine-tuning and inference speedups per task."""
     models = list(dict.fromkeys(row["model"] for row in rows))
     first = {model: next(row for row in rows if row["model"] == model) for model in models}
-    figure, axes = plt.subplots(1, 3, figsize=(max(12, 1.2 * len(models) * 3), 3.8), layout="constrained")
+    figure, axes = plt.subplots(1, 3, figsize=(min(18, max(12, 1.2 * len(models) * 3)), 3.8), layout="constrained")
     non_embedding = [first[model]["non_embedding_parameters"] / 1e6 for model in models]
     embedding = [(first[model]["parameters"] - first[model]["non_embedding_parameters"]) / 1e6 for model in models]
     axes[0].bar(models, non_embedding, label="non-embedding")
     axes[0].bar(models, embedding, bottom=non_embedding, label="embedding")
     axes[0].set_ylabel("parameters (M)")
-    axes[0].tick_params(axis="x", rotation=30)
+    plt.setp(axes[0].get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
     axes[0].legend(fontsize="small")
     axes[0].grid(axis="y", alpha=0.3)
     for axis, key, title in (
@@ -218,3 +286,84 @@ def _grouped_bars(
         axis.bar(positions, heights, width, yerr=errors, capsize=3 if errors else 0, label=model)
     axis.set_xticks(range(len(tasks)), tasks, rotation=15)
     axis.grid(axis="y", alpha=0.3)
+
+
+CARD_SECTIONS = ("Model", "Downstream results")
+"""Sections of a student's model card that the HTML report shows (its title line too)."""
+PAGE_STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:0.3em 0.6em}
+th{background:#f2f2f2}td{text-align:right}td:first-child{text-align:left}img{max-width:100%;display:block}
+pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:0.85em}details{margin:0.5em 0}"""
+
+
+def card_summaries(cards: dict[str, Path]) -> dict[str, str]:
+    """Model name -> the title, model and downstream-results sections of its monodistill model card."""
+    summaries = {}
+    for name, path in cards.items():
+        if not path.is_file() or "monodistill" not in (text := path.read_text()):
+            continue
+        body = text.split("---", 2)[2] if text.startswith("---") else text  # drop the Hub front matter
+        title = next((line for line in body.splitlines() if line.startswith("# ")), f"# {name}")
+        parts = re.split(r"^## ", body, flags=re.MULTILINE)[1:]
+        kept = [f"### {part.strip()}" for part in parts if part.split("\n", 1)[0].strip() in CARD_SECTIONS]
+        summaries[name] = "\n\n".join([f"## Model card: {title.removeprefix('# ')}", *kept])
+    return summaries
+
+
+def render_html(sections: list[str], output: Path, cards: dict[str, str], settings: list[Path]) -> str:
+    """The report as one self-contained HTML page: figures inlined from ``output`` as PNG data URIs."""
+    body = [markdown_to_html("\n".join(sections), output)]
+    body += [markdown_to_html(card, output) for card in cards.values()]
+    if settings:
+        body.append("<h2>Run settings</h2>")
+        for path in settings:
+            body.append(
+                f"<details><summary>{html.escape(str(path))}</summary>"
+                f"<pre>{html.escape(path.read_text())}</pre></details>"
+            )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>monodistill report</title>\n'
+        f"<style>{PAGE_STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )
+
+
+def markdown_to_html(text: str, folder: Path) -> str:
+    """HTML for the Markdown this module writes: headings, pipe tables, images (inlined from ``folder``),
+    fenced blocks and paragraphs."""
+    out: list[str] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.startswith("```"):
+            end = next((i for i in range(index + 1, len(lines)) if lines[i].startswith("```")), len(lines))
+            out.append(f"<pre>{html.escape(chr(10).join(lines[index + 1 : end]))}</pre>")
+            index = end + 1
+            continue
+        if line.startswith("|"):
+            end = next((i for i in range(index, len(lines)) if not lines[i].startswith("|")), len(lines))
+            out.append(_table_html(lines[index:end]))
+            index = end
+            continue
+        if heading := re.match(r"^(#{1,6}) (.*)", line):
+            level = len(heading.group(1))
+            out.append(f"<h{level}>{_inline_html(heading.group(2))}</h{level}>")
+        elif image := re.match(r"^!\[(.*)\]\((.*)\)$", line.strip()):
+            data = base64.b64encode((folder / image.group(2)).read_bytes()).decode()
+            out.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(image.group(1))}">')
+        elif line.strip():
+            out.append(f"<p>{_inline_html(line)}</p>")
+        index += 1
+    return "\n".join(out)
+
+
+def _table_html(rows: list[str]) -> str:
+    cells = [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows]
+    body = [row for row in cells[1:] if not all(re.fullmatch(r":?-+:?", cell) for cell in row)]
+    head = "".join(f"<th>{_inline_html(cell)}</th>" for cell in cells[0])
+    lines = ["<tr>" + "".join(f"<td>{_inline_html(cell)}</td>" for cell in row) + "</tr>" for row in body]
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(lines) + "\n</tbody>\n</table>"
+
+
+def _inline_html(text: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))

@@ -10,7 +10,10 @@ tag sets without one), so a model is never rewarded for dropping hard words; bot
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import warnings
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -33,7 +36,7 @@ from monodistill.evaluate.metrics import classification_metrics, token_metrics
 from monodistill.evaluate.tasks import Task
 from monodistill.teacher import max_positions, parameter_counts
 
-__all__ = ["align_labels", "finetune", "score", "subset", "tokenize_task"]
+__all__ = ["align_labels", "finetune", "load_for_task", "score", "subset", "tokenize_task"]
 BOOKKEEPING = ("truncated", "word_ids", "words_cut", "words_without_pieces")
 """Columns ``tokenize_task`` adds for scoring and reports; the model never sees them."""
 
@@ -73,8 +76,11 @@ def finetune(
     config: EvaluateConfig,
     seed: int,
     tokenized: dict[tuple[Any, ...], dict[str, datasets.Dataset]] | None = None,
+    save_to: Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model_path`` on ``task`` with ``seed``; returns metrics, timings and sizes.
+
+    ``save_to``, when given, receives the fine-tuned model and its tokenizer (``save_pretrained``).
 
     ``tokenized`` caches tokenised tasks across calls: models that share a tokenizer (students of one
     teacher, every seed) tokenise each task once.
@@ -87,7 +93,7 @@ def finetune(
     torch.manual_seed(seed)  # the new classification head's initialisation
     # Float32 master weights whatever dtype the checkpoint was stored in; evaluate.mixed_precision
     # only sets the autocast of the fine-tuning and inference passes.
-    model = model_class.from_pretrained(model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
+    model = load_for_task(model_class, model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
     max_length = min(config.max_length, max_positions(model.config))
     key = (task.name, id(task), tokenizer_fingerprint(tokenizer), max_length, config.truncation)
     cache = tokenized if tokenized is not None else {}
@@ -135,6 +141,9 @@ def finetune(
         )
         training = trainer.train()
         prediction = trainer.predict(data["test"])
+    if save_to is not None:
+        model.save_pretrained(save_to)
+        tokenizer.save_pretrained(save_to)
     assert prediction.label_ids is not None and prediction.metrics is not None
     _check_order(np.asarray(prediction.label_ids), data["test"]["labels"])
     scores = score(task, prediction.predictions, gold, word_ids)
@@ -154,6 +163,64 @@ def finetune(
         "mixed_precision": config.mixed_precision,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
     }
+
+
+HEAD_PREFIXES = {
+    "missing": ("classifier.", "pre_classifier.", "pooler."),
+    "unexpected": (
+        "cls.",
+        "lm_head.",
+        "lm_predictions.",
+        "vocab_transform.",
+        "vocab_layer_norm.",
+        "vocab_projector.",
+        "generator_",
+        "pooler.",
+    ),
+}
+"""Weights a masked-LM checkpoint is expected to lack (the new task head; a pooler that masked-LM classes do
+not build) or hold unused (its masked-LM head), matched after the backbone prefix (``bert.``)."""
+_ANNOUNCED: set[tuple[str, str]] = set()  # (model, class): the expected-head line is printed once per model
+
+
+def load_for_task(model_class: Any, model_path: str, **kwargs: Any) -> Any:
+    """``model_class.from_pretrained`` without transformers' load table for the expected head swap.
+
+    A masked-LM checkpoint given a task head drops its ``cls.predictions.*`` weights and starts a new
+    ``classifier.*``: transformers prints that as a table of UNEXPECTED and MISSING keys on every
+    fine-tune. Here it is one line per model; any other missing or unexpected key still warns.
+    """
+    # The table is one warning record on this logger. A filter drops just it: raising the logger's level
+    # would also switch on transformers' tensor-parallel plan check, which warns on every load.
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    report_logger.addFilter(_drop_load_report)
+    try:
+        model, info = model_class.from_pretrained(model_path, output_loading_info=True, **kwargs)
+    finally:
+        report_logger.removeFilter(_drop_load_report)
+    expected: dict[str, list[str]] = {}
+    for kind, prefixes in HEAD_PREFIXES.items():
+        keys = sorted(info.get(f"{kind}_keys") or [])
+        odd = [key for key in keys if not _is_head_key(key, prefixes, model.base_model_prefix)]
+        if odd:
+            shown = ", ".join(odd[:8]) + (f" and {len(odd) - 8} more" if len(odd) > 8 else "")
+            warnings.warn(f"{model_path}: {kind} weights outside the task and masked-LM heads: {shown}", stacklevel=2)
+        base = f"{model.base_model_prefix}."
+        expected[kind] = sorted({key.removeprefix(base).split(".")[0] for key in keys if key not in odd})
+    if (model_path, model_class.__name__) not in _ANNOUNCED:
+        _ANNOUNCED.add((model_path, model_class.__name__))
+        new = ", ".join(f"{group}.*" for group in expected["missing"]) or "none"
+        dropped = ", ".join(f"{group}.*" for group in expected["unexpected"]) or "none"
+        print(f"{model_path}: new task head ({new}), unused masked-LM head ({dropped}), as expected")
+    return model
+
+
+def _drop_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
+def _is_head_key(key: str, prefixes: tuple[str, ...], base_prefix: str) -> bool:
+    return key.removeprefix(f"{base_prefix}.").startswith(prefixes)
 
 
 def subset(size: int, limit: int, seed: int) -> list[int]:
