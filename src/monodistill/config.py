@@ -313,6 +313,8 @@ class EvaluateConfig:
     """Cap the training split (for quick runs)."""
     max_eval_samples: int | None = None
     """Cap the evaluation split (for quick runs)."""
+    save_models: bool = False
+    """Keep each model's fine-tuned classifier (first seed) under results/<model>/<task>/model/, e.g. to export."""
     output_dir: str | None = None
     """Where results are written."""
 

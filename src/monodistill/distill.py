@@ -9,6 +9,13 @@ Under several processes every decision that ends or interrupts training is taken
 together: a non-finite loss on any rank (checked before the backward pass, whose gradient
 all-reduce the other ranks would otherwise wait in forever) and a stop signal delivered to any rank
 are reduced across ranks, so every rank saves and stops at the same step.
+
+Several students that see the same batches can share one teacher pass (``fit_together``): per
+micro-batch the teacher runs once on one set of masked positions, then every student runs its
+forward and backward. Each student stays a ``Distiller`` of its own (optimizer, scheduler,
+checkpoints, metrics, TensorBoard run, folder) and draws dropout from its own random stream,
+swapped in around everything it does and saved in its checkpoints, so a student trained in a group
+ends with the weights it would have had alone.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import os
 import shutil
 import signal
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -50,6 +58,10 @@ class Interrupted(MonodistillError):
     def __init__(self, message: str, signal: int | None = None) -> None:
         super().__init__(message)
         self.signal = signal
+
+
+class NonFiniteLoss(MonodistillError):
+    """A student's loss was NaN or infinite; in a group only that student stops."""
 
 
 class StudentWithHead(nn.Module):
@@ -137,6 +149,12 @@ class Distiller:
         self._job_id = broadcast_object_list([os.getpid()])[0]
         self._epoch_orders: dict[int, torch.Tensor] = {}
         self._stop_signal: int | None = None
+        self.name = config.student.name or run_dir.name
+        self.rng_state: dict[str, torch.Tensor] | None = None
+        """This student's own random stream (dropout) when it trains in a group; None: the global one."""
+        # Train sums since the last log line, and how many steps they hold (fewer right after a resume).
+        self._running: dict[str, float] = {}
+        self._running_steps = 0
 
     # ----------------------------------------------------------------------------------- schedule
 
@@ -183,8 +201,8 @@ class Distiller:
         """
         if resume_from is not None:
             self._resume(resume_from)
-        self.accelerator.init_trackers("tensorboard", config=flat_scalars(config_to_dict(self.config)))
-        previous_handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._init_trackers()
+        previous_handlers = _install_stop_handlers([self])
         progress = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -195,65 +213,97 @@ class Distiller:
         )
         validation: dict[str, float] = {}
         try:
-            # Sums since the last log line, and how many steps they hold (fewer right after a resume).
-            running: dict[str, float] = {}
-            running_steps = 0
             while self.step < self.total_steps:
                 started = time.perf_counter()
                 parts = self.train_step()
                 self.step += 1
                 parts["tokens_per_second"] = self._tokens_per_step() / (time.perf_counter() - started)
                 parts, stop = self._agree_on_step(parts)
-                for name, value in parts.items():
-                    running[name] = running.get(name, 0.0) + value
-                running_steps += 1
                 progress.update(1)
                 progress.set_postfix(loss=f"{parts['loss']:.3f}", kl=f"{parts['kl']:.3f}", mlm=f"{parts['mlm']:.3f}")
-                if self.step % self.train_config.log_interval == 0 or self.step == self.total_steps:
-                    self._log("train", {name: value / running_steps for name, value in running.items()})
-                    running, running_steps = {}, 0
-                interval = self.train_config.eval_interval
-                if (interval and self.step % interval == 0) or self.step == self.total_steps:
-                    validation = self.evaluate()
-                    if self.accelerator.is_main_process:
-                        progress.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
-                if self.step % self.train_config.save_interval == 0 or self.step == self.total_steps:
-                    self.save_checkpoint()
+                validation = self._after_step(parts, progress) or validation
                 if stop and self.step < self.total_steps:
-                    if self.step % self.train_config.save_interval and self.step != self.total_steps:
-                        self.save_checkpoint()
-                    received = f"signal {self._stop_signal}" if self._stop_signal else "a signal sent to another rank"
-                    raise Interrupted(
-                        f"stopped by {received} at step {self.step}/{self.total_steps}; "
-                        f"checkpoint saved in {ckpt.latest_checkpoint(self.run_dir)}; to continue, run the same "
-                        "command again (`distill` with --resume; `run` resumes by itself)",
-                        signal=self._stop_signal,
-                    )
+                    self._save_before_stop()
+                    raise self._interrupted([self])
         finally:
             progress.close()
-            for sig, handler in previous_handlers.items():
-                signal.signal(sig, handler)
+            _restore_handlers(previous_handlers)
         return validation or self.evaluate()
+
+    def _init_trackers(self) -> None:
+        self.accelerator.init_trackers("tensorboard", config=flat_scalars(config_to_dict(self.config)))
+
+    def _after_step(self, parts: dict[str, float], progress: Any, prefix: str = "") -> dict[str, float]:
+        """Log, validate and checkpoint after an optimizer step; returns the validation metrics if it validated."""
+        for name, value in parts.items():
+            self._running[name] = self._running.get(name, 0.0) + value
+        self._running_steps += 1
+        if self.step % self.train_config.log_interval == 0 or self.step == self.total_steps:
+            self._log("train", {name: value / self._running_steps for name, value in self._running.items()})
+            self._running, self._running_steps = {}, 0
+        validation: dict[str, float] = {}
+        interval = self.train_config.eval_interval
+        if (interval and self.step % interval == 0) or self.step == self.total_steps:
+            validation = self.evaluate()
+            if self.accelerator.is_main_process:
+                progress.write(f"{prefix}step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
+        if self.step % self.train_config.save_interval == 0 or self.step == self.total_steps:
+            self.save_checkpoint()
+        return validation
+
+    def _save_before_stop(self) -> None:
+        """Checkpoint the current step before stopping on a signal, unless the cadence just did."""
+        if self.step % self.train_config.save_interval and self.step != self.total_steps:
+            self.save_checkpoint()
+
+    def _interrupted(self, distillers: list[Distiller]) -> Interrupted:
+        received = f"signal {self._stop_signal}" if self._stop_signal else "a signal sent to another rank"
+        if len(distillers) == 1:
+            latest = ckpt.latest_checkpoint(self.run_dir)
+            where = f"at step {self.step}/{self.total_steps}; checkpoint saved in {latest}"
+        else:
+            saved = ", ".join(f"{d.name} step {d.step} in {ckpt.latest_checkpoint(d.run_dir)}" for d in distillers)
+            where = f"with checkpoints saved for {saved}"
+        return Interrupted(
+            f"stopped by {received} {where}; to continue, run the same command again "
+            "(`distill` with --resume; `run` resumes by itself)",
+            signal=self._stop_signal,
+        )
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step over ``gradient_accumulation_steps`` micro-batches; returns averaged loss parts."""
+        result = train_step_together([self])[0]
+        if isinstance(result, MonodistillError):
+            raise result
+        return result
+
+    def student_step(
+        self,
+        masked_ids: torch.Tensor,
+        positions: torch.Tensor,
+        targets: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        teacher_hidden: torch.Tensor | None,
+        last_micro: bool,
+    ) -> dict[str, torch.Tensor]:
+        """This student's forward and backward on one masked micro-batch, given the teacher's outputs.
+
+        Raises:
+            NonFiniteLoss: before the backward pass, on every rank, when any rank's loss is not finite.
+        """
         accumulation = self.train_config.gradient_accumulation_steps
+        with self.accelerator.no_sync(self.student) if not last_micro else nullcontext():
+            parts = self.student_loss(masked_ids, positions, targets, teacher_logits, teacher_hidden)
+            loss = parts["loss"]
+            failed_ranks = self._ranks_where(not bool(torch.isfinite(loss)))
+            if failed_ranks:
+                self._fail_non_finite(parts, failed_ranks)
+            self.accelerator.backward(loss / accumulation)
+        return parts
+
+    def optimizer_step(self) -> dict[str, float]:
+        """Clip, step the optimizer and the schedule, clear gradients; returns grad norm and learning rate."""
         totals: dict[str, float] = {}
-        for micro in range(accumulation):
-            index = self.step * accumulation + micro
-            batch = self.micro_batch(index)
-            generator = step_generator(
-                self.train_config.seed, index, self.accelerator.process_index, self.accelerator.device
-            )
-            with self.accelerator.no_sync(self.student) if micro < accumulation - 1 else nullcontext():
-                parts = self.loss_step(batch, generator)
-                loss = parts["loss"]
-                failed_ranks = self._ranks_where(not bool(torch.isfinite(loss)))
-                if failed_ranks:
-                    self._fail_non_finite(parts, failed_ranks)
-                self.accelerator.backward(loss / accumulation)
-            for name, value in parts.items():
-                totals[name] = totals.get(name, 0.0) + float(value.detach()) / accumulation
         if self.train_config.max_grad_norm > 0:
             grad_norm = self.accelerator.clip_grad_norm_(self.student.parameters(), self.train_config.max_grad_norm)
             totals["grad_norm"] = float(grad_norm)
@@ -270,16 +320,27 @@ class Distiller:
         """Mask a micro-batch, run teacher and student at the masked positions, and return the loss parts."""
         word_starts = batch["word_starts"].bool() if "word_starts" in batch else None
         masked_ids, labels, positions = self.mask(batch["input_ids"], generator, word_starts)
+        teacher_logits, teacher_hidden = self.teacher_forward(masked_ids, positions, self.config.loss.alpha_cosine > 0)
+        return self.student_loss(masked_ids, positions, labels[positions], teacher_logits, teacher_hidden)
+
+    def student_loss(
+        self,
+        masked_ids: torch.Tensor,
+        positions: torch.Tensor,
+        targets: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        teacher_hidden: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """The student at the masked positions against the teacher's (N, V) logits and (N,) targets."""
         with_hidden = self.config.loss.alpha_cosine > 0
-        teacher_logits, teacher_hidden = self.teacher_forward(masked_ids, positions, with_hidden)
         student_logits, student_hidden = self.student(masked_ids, positions, return_hidden=with_hidden)
         return distillation_loss(
             self.config.loss,
             student_logits,
             teacher_logits,
-            labels[positions],
+            targets,
             student_hidden,
-            teacher_hidden,
+            teacher_hidden if with_hidden else None,
         )
 
     def mask(
@@ -498,7 +559,7 @@ class Distiller:
         values = ", ".join(f"{name}={value.item():.4g}" for name, value in parts.items())
         where = f" on rank {', '.join(map(str, failed_ranks))}" if self.accelerator.num_processes > 1 else ""
         mine = f" ({values})" if self.accelerator.process_index in failed_ranks else ""
-        raise MonodistillError(
+        raise NonFiniteLoss(
             f"non-finite loss at step {self.step + 1}{where}{mine}; stopped without saving. "
             f"Last good checkpoint: {latest or 'none'}. Lower train.learning_rate, raise train.warmup_ratio, "
             "or use train.mixed_precision=bf16 instead of fp16"
@@ -517,6 +578,187 @@ class Distiller:
     def unwrapped_student(self) -> PreTrainedModel:
         """The student ``*ForMaskedLM`` model, outside any distributed wrapper."""
         return self.accelerator.unwrap_model(self.student).model
+
+    def keep_own_rng(self) -> None:
+        """From now on draw from a random stream of this student's own, starting from the current global state."""
+        self.rng_state = capture_rng(self.accelerator.device)
+
+    @contextmanager
+    def own_rng(self) -> Iterator[None]:
+        """Swap this student's random stream in for the block (a no-op for a student trained alone).
+
+        Accelerate saves and loads the global random state with a checkpoint, so saves and resumes run
+        inside this block too: the checkpoint then holds the student's own stream.
+        """
+        if self.rng_state is None:
+            yield
+            return
+        device = self.accelerator.device
+        outer = capture_rng(device)
+        _set_rng_state(self.rng_state)
+        try:
+            yield
+        finally:
+            self.rng_state = capture_rng(device)
+            _set_rng_state(outer)
+
+
+def train_step_together(distillers: list[Distiller]) -> list[dict[str, float] | NonFiniteLoss]:
+    """One optimizer step for students at the same step: one teacher pass per micro-batch for all of them.
+
+    Masks and batches are those of the first student; the compatibility rules (``recipe``) make them
+    the same for every student. Returns each student's averaged loss parts, or the error of a student
+    whose loss was not finite (its step is not taken; the others' are).
+    """
+    lead = distillers[0]
+    train = lead.train_config
+    accumulation = train.gradient_accumulation_steps
+    device = lead.accelerator.device
+    with_hidden = any(d.config.loss.alpha_cosine > 0 for d in distillers)
+    totals: list[dict[str, float]] = [{} for _ in distillers]
+    failed: dict[int, NonFiniteLoss] = {}
+    for micro in range(accumulation):
+        index = lead.step * accumulation + micro
+        batch = lead.micro_batch(index)
+        generator = step_generator(train.seed, index, lead.accelerator.process_index, device)
+        word_starts = batch["word_starts"].bool() if "word_starts" in batch else None
+        masked_ids, labels, positions = lead.mask(batch["input_ids"], generator, word_starts)
+        teacher_logits, teacher_hidden = lead.teacher_forward(masked_ids, positions, with_hidden)  # (N, V)
+        targets = labels[positions]  # (N,)
+        for number, distiller in enumerate(distillers):
+            if number in failed:
+                continue
+            try:
+                with distiller.own_rng():
+                    parts = distiller.student_step(
+                        masked_ids, positions, targets, teacher_logits, teacher_hidden, micro == accumulation - 1
+                    )
+            except NonFiniteLoss as error:
+                failed[number] = error
+                continue
+            for name, value in parts.items():
+                totals[number][name] = totals[number].get(name, 0.0) + float(value.detach()) / accumulation
+        if len(failed) == len(distillers):
+            break
+    results: list[dict[str, float] | NonFiniteLoss] = []
+    for number, distiller in enumerate(distillers):
+        if number in failed:
+            distiller.optimizer.zero_grad(set_to_none=True)
+            results.append(failed[number])
+        else:
+            results.append({**totals[number], **distiller.optimizer_step()})
+    return results
+
+
+def fit_together(
+    distillers: list[Distiller], resume_from: list[Path | None]
+) -> list[dict[str, float] | MonodistillError]:
+    """Train several students that see the same batches with one teacher pass per micro-batch.
+
+    Each student logs, validates and checkpoints on its own cadence exactly as ``Distiller.fit`` would.
+    Students resumed from different steps train apart until the lagging ones catch up. A student whose
+    loss is not finite stops alone (its error is returned); the others go on. A stop signal saves every
+    unfinished student, then raises ``Interrupted``.
+
+    Returns:
+        Per student, its final validation metrics or the error that stopped it.
+    """
+    if len(distillers) > 1 and distillers[0].accelerator.num_processes > 1:
+        raise MonodistillError(
+            "students sharing a teacher pass train in one process; launch them without torchrun/accelerate "
+            "launch, or set train.share_teacher=false to distil them one after another"
+        )
+    for distiller, latest in zip(distillers, resume_from, strict=True):
+        if distiller.rng_state is None:
+            distiller.keep_own_rng()
+        with distiller.own_rng():
+            if latest is not None:
+                distiller._resume(latest)
+        distiller._init_trackers()
+    outcomes: dict[int, dict[str, float] | MonodistillError] = {}
+    validations: dict[int, dict[str, float]] = {}
+    main = distillers[0].accelerator.is_main_process
+    total = max(d.total_steps for d in distillers)
+    progress = tqdm(
+        total=total,
+        initial=min(d.step for d in distillers),
+        desc=f"distilling {len(distillers)} students",
+        unit="step",
+        disable=not main,
+        dynamic_ncols=True,
+    )
+    previous_handlers = _install_stop_handlers(distillers)
+    try:
+        while True:
+            for number, distiller in enumerate(distillers):
+                if number not in outcomes and distiller.step >= distiller.total_steps:
+                    with distiller.own_rng():
+                        outcomes[number] = validations.get(number) or distiller.evaluate()
+            active = [number for number in range(len(distillers)) if number not in outcomes]
+            if not active:
+                break
+            low = min(distillers[number].step for number in active)
+            cohort = [number for number in active if distillers[number].step == low]
+            started = time.perf_counter()
+            results = train_step_together([distillers[number] for number in cohort])
+            elapsed = time.perf_counter() - started
+            stop = False
+            for number, result in zip(cohort, results, strict=True):
+                distiller = distillers[number]
+                if isinstance(result, MonodistillError):
+                    outcomes[number] = result
+                    if main:
+                        progress.write(f"student {distiller.name}: {result}; the other students go on")
+                    continue
+                distiller.step += 1
+                # The group's step time: what the sweep pays per step, shared by all its students.
+                result["tokens_per_second"] = distiller._tokens_per_step() / elapsed
+                parts, stopped = distiller._agree_on_step(result)
+                stop = stop or stopped
+                with distiller.own_rng():
+                    validation = distiller._after_step(parts, progress, prefix=f"{distiller.name} ")
+                if validation:
+                    validations[number] = validation
+            progress.update(min(d.step for d in distillers) - progress.n)
+            unfinished = [d for number, d in enumerate(distillers) if number not in outcomes and d.step < d.total_steps]
+            if stop and unfinished:
+                for distiller in unfinished:
+                    with distiller.own_rng():
+                        distiller._save_before_stop()
+                raise unfinished[0]._interrupted(unfinished)
+    finally:
+        progress.close()
+        _restore_handlers(previous_handlers)
+    return [outcomes[number] for number in range(len(distillers))]
+
+
+def _install_stop_handlers(distillers: list[Distiller]) -> dict[int, Any]:
+    """SIGTERM/SIGINT ask every student to save and stop after the current step; a second one stops now."""
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        for distiller in distillers:
+            distiller._request_stop(signum, frame)
+
+    return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_handlers(handlers: dict[int, Any]) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def capture_rng(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global torch random state that dropout draws from: the CPU one, and the GPU's on CUDA."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """``monodistill run``: the whole experiment, stage by stage, resumable.
 
     EXP/vocab/                      trimmed vocabulary (when vocab.enabled), built once for all students
-    EXP/students/<name>/            one distillation run folder per student
+    EXP/students/<name>/            one distillation run folder per student; compatible students are
+                                    distilled together with one teacher pass (``monodistill.sweep``)
     EXP/evaluate/                   teacher and students fine-tuned on every task
     EXP/report/                     report.md, results.csv/json, PNG figures
 
@@ -21,8 +22,8 @@ from monodistill.config import DistillConfig, ExperimentConfig, StudentConfig, c
 from monodistill.errors import MonodistillError
 from monodistill.evaluate import run_evaluation
 from monodistill.processes import process_state
-from monodistill.recipe import run_distillation
 from monodistill.report import write_report
+from monodistill.sweep import run_distillation_group, shared_teacher_groups
 
 
 def student_config(experiment: ExperimentConfig, student: StudentConfig, vocab_path: Path | None) -> DistillConfig:
@@ -80,10 +81,7 @@ def _run_stages(config: ExperimentConfig, root: Path) -> Path:
                 run_vocab(students[0], vocab_path)
         students = [student_config(config, student, vocab_path) for student in config.students]
 
-    student_dirs = []
-    for distill_config in students:
-        print(f"== distilling {distill_config.student.name} into {distill_config.output_dir}")
-        student_dirs.append(run_distillation(distill_config, resume=True))
+    student_dirs = _distil_students(students)
 
     models = [config.teacher.name_or_path]
     for distill_config in students:
@@ -103,3 +101,26 @@ def _run_stages(config: ExperimentConfig, root: Path) -> Path:
     report = write_report([root], root / "report")
     print(f"== report: {report}")
     return report
+
+
+def _distil_students(students: list[DistillConfig]) -> list[Path]:
+    """Distil every student, those that see the same batches together; returns their folders in order."""
+    if process_state().num_processes > 1:
+        # One teacher pass for several students is a single-process feature; under a launcher each
+        # student is distilled on all ranks, one after another.
+        groups = [[number] for number in range(len(students))]
+    else:
+        groups = shared_teacher_groups(students)
+    if len(groups) < len(students):
+        described = " ".join("[" + ", ".join(str(students[n].student.name) for n in group) + "]" for group in groups)
+        print(f"== {len(students)} students in {len(groups)} groups, one teacher pass per group: {described}")
+    folders: dict[int, Path] = {}
+    for group in groups:
+        configs = [students[number] for number in group]
+        if len(configs) == 1:
+            print(f"== distilling {configs[0].student.name} into {configs[0].output_dir}")
+        else:
+            names = ", ".join(str(config.student.name) for config in configs)
+            print(f"== distilling {names} together into {Path(configs[0].output_dir or '.').parent}")
+        folders.update(zip(group, run_distillation_group(configs, resume=True), strict=True))
+    return [folders[number] for number in range(len(students))]

@@ -1,7 +1,8 @@
 """The ``distill`` stage end to end: check every input, load, build, train, save the student.
 
 ``run_distillation`` is what ``monodistill distill`` runs; the training loop itself is
-``monodistill.distill.Distiller``.
+``monodistill.distill.Distiller``. ``run_distillation_group`` distils several compatible students
+(``shared_teacher_groups``) with one teacher pass per batch, each into its own run folder.
 """
 
 from __future__ import annotations
@@ -64,8 +65,7 @@ def run_distillation(config: DistillConfig, resume: bool = False, overwrite: boo
 
 def _distill(config: DistillConfig, run_dir: Path, latest: Path | None) -> Path:
     student_dir = run_dir / ckpt.STUDENT_DIR
-    finished = latest is not None and ckpt.read_state(latest).get("complete")
-    if finished and not _length_changed(config, run_dir) and student_dir.is_dir():
+    if _is_done(config, run_dir, latest):
         print(f"{run_dir} is already complete; the student is in {student_dir}")
         return student_dir
     if not config.data.corpus:
@@ -118,6 +118,11 @@ def _distill(config: DistillConfig, run_dir: Path, latest: Path | None) -> Path:
         for tracker in distiller.accelerator.trackers:
             tracker.finish()
     return student_dir
+
+
+def _is_done(config: DistillConfig, run_dir: Path, latest: Path | None) -> bool:
+    finished = latest is not None and ckpt.read_state(latest).get("complete")
+    return bool(finished) and not _length_changed(config, run_dir) and (run_dir / ckpt.STUDENT_DIR).is_dir()
 
 
 def resolve_vocabulary(
@@ -199,7 +204,7 @@ def _prepare_run_folder(config: DistillConfig, run_dir: Path, resume: bool, over
 
 LENGTH_FIELDS = ("train.max_steps", "train.epochs")
 """Fields that set the run's length: free to change once it is finished (it is then extended)."""
-FREE_FIELDS = ("output_dir", "vocab.path", "data.language", "train.compile") + tuple(
+FREE_FIELDS = ("output_dir", "vocab.path", "data.language", "train.compile", "train.share_teacher") + tuple(
     f"train.{name}" for name in ("save_interval", "log_interval", "eval_interval")
 )
 """Fields a resumed run may change: where things are, cadence, descriptions. Data and vocabulary

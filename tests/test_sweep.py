@@ -1,0 +1,234 @@
+"""Students sharing a teacher pass end exactly as if distilled alone: identity, resume, divergence, memory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from monodistill import distill as distill_module
+from monodistill import sweep
+from monodistill.checkpoint import list_checkpoints, read_metrics
+from monodistill.cli import main
+from monodistill.config import DistillConfig, load_config
+from monodistill.errors import MonodistillError
+from monodistill.sweep import run_distillation_group, shared_teacher_groups
+
+from .conftest import REPO_ROOT
+from .test_distill import STUDENT, args, assert_same_weights
+
+# Three students that differ in shape, temperature and initialisation; the last copies teacher layers.
+STUDENTS = {
+    "deep": ["loss.temperature=2"],
+    "shallow": ["student.num_layers=1", "loss.temperature=4", "train.learning_rate=1e-3"],
+    "wide": [
+        "student.init=teacher-layers",
+        "student.hidden_size=32",
+        "student.num_heads=4",
+        "student.intermediate_size=64",
+        "loss.temperature=1",
+        "loss.alpha_mlm=0.2",
+    ],
+}
+STUDENT_SHAPE = [
+    item for item in args(Path(), Path(), Path(), Path(), 1) if item.startswith(("student.", "data.", "train."))
+]
+COMMON = ("train.gradient_accumulation_steps=2", "train.log_interval=1", "train.eval_interval=3")
+
+
+def student_args(teacher: Path, corpus: Path, run: Path, cache: Path, steps: int, name: str, save: int) -> list[str]:
+    return args(teacher, corpus, run, cache, steps, *COMMON, f"student.name={name}", *STUDENTS[name], save=save)
+
+
+def group_configs(
+    teacher: Path, corpus: Path, root: Path, cache: Path, steps: int, save: int = 2
+) -> list[DistillConfig]:
+    configs = []
+    for name in STUDENTS:
+        argv = student_args(teacher, corpus, root / name, cache, steps, name, save)
+        overrides = [item for item in argv[1:] if "=" in item and not item.startswith("-")]
+        updates = {**group_updates(teacher, corpus, cache, steps, save), "output_dir": str(root / name)}
+        configs.append(load_config(DistillConfig, overrides=overrides, updates=updates))
+    return configs
+
+
+def group_updates(teacher: Path, corpus: Path, cache: Path, steps: int, save: int = 2) -> dict[str, object]:
+    return {
+        "teacher": {"name_or_path": str(teacher)},
+        "data": {"corpus": str(corpus), "cache_dir": str(cache)},
+        "train": {"max_steps": steps, "save_interval": save},
+    }
+
+
+def test_a_group_of_three_ends_bit_identical_to_each_student_alone(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    common = (tiny_teacher_dir, corpus_file)
+    for name in STUDENTS:
+        assert main(student_args(*common, tmp_path / "alone" / name, cache_dir, 6, name, save=2)) == 0
+    configs = group_configs(*common, tmp_path / "group", cache_dir, 6)
+    assert shared_teacher_groups(configs) == [[0, 1, 2]]
+
+    calls = {"teacher": 0}
+    real_forward = distill_module.Distiller.teacher_forward
+
+    def counted(self: distill_module.Distiller, *a: object, **k: object) -> object:
+        calls["teacher"] += 1
+        return real_forward(self, *a, **k)  # type: ignore[arg-type]
+
+    distill_module.Distiller.teacher_forward = counted  # type: ignore[method-assign,assignment]
+    try:
+        run_distillation_group(configs)
+    finally:
+        distill_module.Distiller.teacher_forward = real_forward  # type: ignore[method-assign]
+    assert calls["teacher"] == 6 * 2  # one teacher pass per micro-batch for all three students
+
+    for name in STUDENTS:
+        alone, grouped = tmp_path / "alone" / name, tmp_path / "group" / name
+        assert_same_weights(alone, grouped)
+        # Own metrics, checkpoints and TensorBoard run, as if alone.
+        drop = ("tokens_per_second",)
+        assert [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(alone)] == [
+            {k: v for k, v in r.items() if k not in drop} for r in read_metrics(grouped)
+        ]
+        assert [p.name for p in list_checkpoints(grouped)] == ["step-00000004", "step-00000006"]
+        assert list((grouped / "tensorboard").rglob("events.out.tfevents.*"))
+        assert f"name: {name}" in (grouped / "config.yaml").read_text()
+
+
+def test_a_diverging_student_stops_alone_and_the_others_finish(
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_loss = distill_module.distillation_loss
+
+    def poisoned(config: object, *a: object, **k: object) -> dict[str, torch.Tensor]:
+        parts = real_loss(config, *a, **k)  # type: ignore[arg-type]
+        if getattr(config, "temperature", None) == 4.0:  # the "shallow" student
+            parts["loss"] = parts["loss"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(distill_module, "distillation_loss", poisoned)
+    configs = group_configs(tiny_teacher_dir, corpus_file, tmp_path, cache_dir, 4)
+    with pytest.raises(MonodistillError, match=r"1 of 3 students stopped: shallow: non-finite loss at step 1"):
+        run_distillation_group(configs)
+    assert not (tmp_path / "shallow" / "student").exists()
+    for name in ("deep", "wide"):
+        assert (tmp_path / name / "student" / "model.safetensors").is_file()
+        assert list_checkpoints(tmp_path / name)[-1].name == "step-00000004"
+
+
+def test_a_group_that_does_not_fit_is_refused_before_training_with_a_split(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweep, "available_bytes", lambda device: 200_000)
+    configs = group_configs(tiny_teacher_dir, corpus_file, tmp_path, cache_dir, 4)
+    with pytest.raises(MonodistillError, match=r"split the group, e.g. \[.*\] \+ \[.*\]"):
+        run_distillation_group(configs)
+    assert not any(list_checkpoints(tmp_path / name) for name in STUDENTS)
+
+
+def test_students_that_see_other_batches_are_not_grouped(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    configs = group_configs(tiny_teacher_dir, corpus_file, tmp_path, cache_dir, 4)
+    other_seed = load_config(DistillConfig, overrides=["train.seed=7"], updates={"output_dir": str(tmp_path / "x")})
+    apart = load_config(DistillConfig, overrides=["train.share_teacher=false"], updates={"output_dir": "y"})
+    assert shared_teacher_groups([*configs, other_seed, apart]) == [[0, 1, 2], [3], [4]]
+    with pytest.raises(MonodistillError, match="differ in .*train.seed"):
+        run_distillation_group([configs[0], other_seed])
+
+
+GROUP_SCRIPT = """
+import sys
+from pathlib import Path
+from tests.test_sweep import group_configs
+from monodistill.sweep import run_distillation_group
+teacher, corpus, root, cache, steps = sys.argv[1:]
+configs = group_configs(Path(teacher), Path(corpus), Path(root), Path(cache), int(steps), save=3)
+run_distillation_group(configs, resume=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_group_killed_mid_run_resumes_to_the_same_weights(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    steps, common = 60, (tiny_teacher_dir, corpus_file)
+    run_distillation_group(group_configs(*common, tmp_path / "straight", cache_dir, steps, save=3))
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-c", GROUP_SCRIPT, *map(str, (*common, killed, cache_dir, steps))]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO_ROOT / 'src'}{os.pathsep}{REPO_ROOT}",
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+    }
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    run = killed / "wide"
+    while time.monotonic() < deadline and not any(int(p.name.split("-")[1]) >= 9 for p in list_checkpoints(run)):
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert all(int(list_checkpoints(killed / name)[-1].name.split("-")[1]) < steps for name in STUDENTS)
+    assert not any((killed / name / "student").exists() for name in STUDENTS)
+    # One student behind the others, as when the kill lands between their saves: it catches up alone.
+    behind = list_checkpoints(killed / "deep")
+    if len(behind) > 1:
+        shutil.rmtree(behind[-1])
+
+    run_distillation_group(group_configs(*common, killed, cache_dir, steps, save=3), resume=True)
+    for name in STUDENTS:
+        assert_same_weights(tmp_path / "straight" / name, killed / name)
+
+
+def test_run_groups_compatible_students_and_logs_the_groups(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monodistill.pipeline import _distil_students
+
+    configs = group_configs(tiny_teacher_dir, corpus_file, tmp_path, cache_dir, 2)
+    other_data = load_config(
+        DistillConfig,
+        overrides=["data.data_fraction=0.5", "student.name=half", *STUDENT],
+        updates={**group_updates(tiny_teacher_dir, corpus_file, cache_dir, 2), "output_dir": str(tmp_path / "half")},
+    )
+    folders = _distil_students([*configs, other_data])
+    assert folders == [tmp_path / name / "student" for name in (*STUDENTS, "half")]
+    assert "4 students in 2 groups, one teacher pass per group: [deep, shallow, wide] [half]" in capsys.readouterr().out
+
+
+def test_a_stop_signal_saves_every_student_and_the_group_resumes_exactly(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common = (tiny_teacher_dir, corpus_file)
+    run_distillation_group(group_configs(*common, tmp_path / "straight", cache_dir, 6, save=3))
+
+    original = distill_module.train_step_together
+
+    def stop_during_step_four(distillers: list[distill_module.Distiller]) -> object:
+        if distillers[0].step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(distillers)
+
+    monkeypatch.setattr(distill_module, "train_step_together", stop_during_step_four)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(distill_module.Interrupted, match="stopped by signal 15 with checkpoints saved for deep step 4"):
+        run_distillation_group(group_configs(*common, stopped, cache_dir, 6, save=3))
+    assert all(list_checkpoints(stopped / name)[-1].name == "step-00000004" for name in STUDENTS)
+    monkeypatch.setattr(distill_module, "train_step_together", original)
+    run_distillation_group(group_configs(*common, stopped, cache_dir, 6, save=3), resume=True)
+    for name in STUDENTS:
+        assert_same_weights(tmp_path / "straight" / name, stopped / name)
