@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM
 from monodistill import checkpoint as ckpt
 from monodistill.config import DistillConfig, load_config
 from monodistill.errors import MonodistillError
+from monodistill.evaluate.tasks import PRESETS
 from monodistill.student import resolve_shape
 from monodistill.teacher import is_local_reference, parameter_counts
 
@@ -24,10 +25,14 @@ def build_model_card(
     teacher_counts: dict[str, int],
     num_blocks: int,
     results: str = "",
+    model_index: list[dict[str, Any]] | None = None,
+    license: str | None = None,
 ) -> str:
     """A Hugging Face README.md for the student folder, with YAML front matter.
 
-    ``results`` is a Markdown section of downstream results (from ``evaluation_section``), if any.
+    ``results`` is a Markdown section of downstream results (from ``evaluation_section``), if any;
+    ``model_index`` the same results as Hub ``model-index`` entries (from ``model_index_results``).
+    ``license`` is a Hub licence id; unset, the card says ``unknown`` and ``monodistill publish`` refuses it.
     """
     shape = resolve_shape(config.student)
     name = config.student.name or config.student.preset
@@ -39,7 +44,7 @@ def build_model_card(
     ratio = teacher_counts["total"] / max(student_counts["total"], 1)
     language = f"the `{data.language}` language" if data.language else "the corpus language"
     return f"""---
-{_front_matter(config)}---
+{front_matter(config, model_index, license)}---
 
 # {name}: distilled from {config.teacher.name_or_path}
 
@@ -105,21 +110,86 @@ add a licence that the teacher's and the corpus's licences allow.
 """
 
 
-def _front_matter(config: DistillConfig) -> str:
-    """Hub metadata: library, task, language, teacher and, for a Hub corpus, the dataset."""
-    lines = ["library_name: transformers", "pipeline_tag: fill-mask"]
+UNSET_LICENSE = "unknown"
+"""The card's licence until one is chosen: the Hub accepts it, ``monodistill publish`` does not."""
+HUB_TASK_TYPES = {
+    "classification": "text-classification",
+    "pair-classification": "text-classification",
+    "token-classification": "token-classification",
+}
+
+
+def front_matter(
+    config: DistillConfig, model_index: list[dict[str, Any]] | None = None, license: str | None = None
+) -> str:
+    """Hub metadata: library, task, language, licence, teacher, Hub datasets and downstream results.
+
+    ``datasets`` must be Hub ids, so a local corpus is left out (the card's text names it); a local
+    teacher stays in ``base_model`` for the record, and ``monodistill publish`` drops it from the upload.
+    """
+    metadata: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "fill-mask"}
     if config.data.language:
-        lines.append(f"language: [{config.data.language}]")
-    lines += ["tags: [monodistill, knowledge-distillation, masked-lm]", f"base_model: {config.teacher.name_or_path}"]
+        metadata["language"] = [config.data.language]
+    metadata["license"] = license or UNSET_LICENSE
+    metadata["tags"] = ["monodistill", "knowledge-distillation", "masked-lm"]
+    metadata["base_model"] = config.teacher.name_or_path
     if config.data.corpus and not is_local_reference(config.data.corpus):
-        lines.append(f"datasets: [{config.data.corpus}]")
-    return "".join(line + "\n" for line in lines)
+        metadata["datasets"] = [config.data.corpus]
+    if model_index:
+        name = config.student.name or config.student.preset
+        metadata["model-index"] = [{"name": name, "results": model_index}]
+    return yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
+
+
+def model_index_results(summary: dict[str, Any], student_dir: Path, task_kinds: dict[str, str]) -> list[dict[str, Any]]:
+    """This student's downstream scores as Hub ``model-index`` results (mean over seeds, 0-1 scale).
+
+    ``task_kinds`` maps task names to monodistill kinds (``classification``...); unknown: text-classification.
+    """
+    mine = _summary_entry(summary, student_dir)
+    if mine is None:
+        return []
+    results = []
+    for task, result in mine["tasks"].items():
+        metric = result["main_metric"]
+        hub_id = PRESETS[task].dataset if task in PRESETS else task
+        results.append(
+            {
+                "task": {"type": HUB_TASK_TYPES.get(task_kinds.get(task, ""), "text-classification")},
+                "dataset": {"name": task, "type": hub_id},
+                "metrics": [
+                    {"type": metric, "value": round(result[f"metric.{metric}"]["mean"], 4), "name": f"{metric} (mean)"}
+                ],
+            }
+        )
+    return results
+
+
+def task_kinds(evaluate_config: Path) -> dict[str, str]:
+    """Kinds of the tasks an evaluation folder's ``config.yaml`` names, read from presets and task files."""
+    if not evaluate_config.is_file():
+        return {}
+    kinds = {}
+    for reference in (yaml.safe_load(evaluate_config.read_text()) or {}).get("tasks", []):
+        if reference in PRESETS:
+            kinds[reference] = PRESETS[reference].kind
+        elif reference.startswith("wikiann:"):
+            kinds[reference] = "token-classification"
+        elif Path(reference).is_file():
+            spec = yaml.safe_load(Path(reference).read_text()) or {}
+            kinds[str(spec.get("name"))] = str(spec.get("kind"))
+    return kinds
+
+
+def _summary_entry(summary: dict[str, Any], student_dir: Path) -> dict[str, Any] | None:
+    entries = summary["models"].values()
+    return next((entry for entry in entries if Path(entry["model"]).resolve() == student_dir.resolve()), None)
 
 
 def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:
     """Downstream results of this student beside the baseline's, from an evaluation ``summary.json``."""
     entries = summary["models"]
-    mine = next((entry for entry in entries.values() if Path(entry["model"]).resolve() == student_dir.resolve()), None)
+    mine = _summary_entry(summary, student_dir)
     if mine is None:
         return ""
     baseline_label = summary["baseline"]
@@ -149,6 +219,14 @@ def write_card(run_dir: Path, summary_path: Path | None = None) -> Path:
     Adds downstream results when ``summary_path`` (or ``RUN/../../evaluate/summary.json``, where
     ``monodistill run`` puts it) holds an evaluation of this student.
     """
+    card = render_card(run_dir, summary_path)
+    path = run_dir / ckpt.STUDENT_DIR / "README.md"
+    ckpt.atomic_write_text(path, card)
+    return path
+
+
+def render_card(run_dir: Path, summary_path: Path | None = None, license: str | None = None) -> str:
+    """The model card of a distillation run (see ``write_card``), returned instead of written."""
     student_dir = run_dir / ckpt.STUDENT_DIR
     if not (run_dir / "config.yaml").is_file() or not student_dir.is_dir():
         raise MonodistillError(f"{run_dir} is not a finished distillation run (no config.yaml or student/)")
@@ -161,9 +239,18 @@ def write_card(run_dir: Path, summary_path: Path | None = None) -> Path:
         teacher_counts = parameter_counts(AutoModelForMaskedLM.from_config(teacher_config))
     environment = json.loads((run_dir / "environment.json").read_text())
     summary_path = summary_path or run_dir.parent.parent / "evaluate" / "summary.json"
-    results = evaluation_section(json.loads(summary_path.read_text()), student_dir) if summary_path.is_file() else ""
-    card = build_model_card(
-        config, metrics, student_counts, teacher_counts, int(environment.get("train_blocks", 0)), results
+    results, model_index = "", None
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        results = evaluation_section(summary, student_dir)
+        model_index = model_index_results(summary, student_dir, task_kinds(summary_path.parent / "config.yaml"))
+    return build_model_card(
+        config,
+        metrics,
+        student_counts,
+        teacher_counts,
+        int(environment.get("train_blocks", 0)),
+        results,
+        model_index,
+        license,
     )
-    ckpt.atomic_write_text(student_dir / "README.md", card)
-    return student_dir / "README.md"

@@ -28,6 +28,8 @@ examples:
       --student dbert-tiny --output runs/tiny
   monodistill evaluate --model bert-base-multilingual-cased --model runs/tiny/student \\
       --task newsph-nli --output runs/eval
+  monodistill publish runs/tiny --repo-id USER/NAME --license apache-2.0 --dry-run
+  monodistill export runs/tiny/student --output runs/tiny/onnx --quantize int8
   monodistill COMMAND --help        the flags of one command
 
 Settings: built-in defaults, then a YAML file (--config), then flags, then
@@ -141,6 +143,25 @@ def card(*, run: str, results: str | None = None) -> Path:
     return write_card(Path(run), Path(results) if results else None)
 
 
+def publish(
+    *, run: str, repo_id: str, private: bool = False, dry_run: bool = False, license: str | None = None
+) -> Path:
+    """Upload a distilled student, its card, results and figures to the Hugging Face Hub; returns the run folder.
+
+    ``dry_run`` lists the files and sizes and validates the card's metadata, uploading nothing.
+    """
+    from monodistill.publish import publish_run
+
+    return publish_run(Path(run), repo_id, private=private, dry_run=dry_run, license=license)
+
+
+def export(*, model: str, output: str, quantize: str | None = None) -> Path:
+    """Export a student or a fine-tuned classifier to ONNX (optionally int8); returns the model file."""
+    from monodistill.export import export_model
+
+    return export_model(Path(model), Path(output), quantize)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -197,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("card", help="write the model card of a distilled student")
     p.add_argument("run", metavar="RUN_DIR", help="a distillation run folder (holding student/)")
     p.add_argument("--results", help="an evaluation summary.json to take downstream results from")
+
+    p = commands.add_parser("publish", help="upload a student, its card and results to the Hugging Face Hub")
+    p.add_argument("run", metavar="RUN_DIR", help="a distillation run folder (holding student/)")
+    p.add_argument("--repo-id", required=True, help="USER/NAME of the Hub model repository")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--dry-run", action="store_true", help="list the files and validate the card; upload nothing")
+    p.add_argument("--license", help="Hub licence id for the card (e.g. apache-2.0); the upload needs one")
+
+    p = commands.add_parser("export", help="export a student or fine-tuned classifier to ONNX for CPU inference")
+    p.add_argument("model", metavar="MODEL_DIR", help="student/ folder, or a model kept by evaluate.save_models")
+    p.add_argument("--output", required=True, help="folder for model.onnx, the tokenizer and export.json")
+    p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8, ONNX Runtime)")
     return parser
 
 
@@ -211,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         "run": run,
         "report": report,
         "card": card,
+        "publish": publish,
+        "export": export,
     }
     try:
         result = handlers[command](**args)

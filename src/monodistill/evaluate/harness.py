@@ -6,6 +6,8 @@ Layout of the output folder::
     OUT/environment.json                          package versions, git SHA, command line, devices
     OUT/results/<model>-<id>/<task>/seed-<n>.json one fine-tuning run: metrics, timing, sizes, and
                                                   what it was made from (model, weights, task, settings)
+    OUT/results/<model>-<id>/<task>/model/        with evaluate.save_models: the first seed's fine-tuned
+                                                  classifier and tokenizer (``monodistill export`` takes it)
     OUT/summary.json                              mean/std per model and task, cost and ratios
     OUT/summary.md                                the same as tables
 
@@ -38,6 +40,8 @@ from monodistill.evaluate.tasks import Task, load_task
 from monodistill.teacher import is_local_reference, load_tokenizer
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+SAVED_MODEL_DIR = "model"
+"""Where ``evaluate.save_models`` keeps a fine-tuned classifier, beside its task's seed results."""
 MAX_TEST_OVERLAP = 0.5
 """Real splits share a few percent of their inputs (3% on Hatespeech Filipino); a copied split shares most."""
 
@@ -72,10 +76,13 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                 for seed in range(config.seed, config.seed + config.seeds):
                     path = folder / task.name / f"seed-{seed}.json"
                     stale = _stale_reason(path, made_from)
+                    keep = folder / task.name / SAVED_MODEL_DIR if config.save_models and seed == config.seed else None
+                    if stale is None and keep is not None and not (keep / "config.json").is_file():
+                        stale = ": keeping the fine-tuned model (evaluate.save_models)"
                     if stale is None:
                         continue
                     print(f"fine-tuning {label} on {task.name} (seed {seed}){stale}")
-                    result = finetune(model, tokenizers[model], task, config, seed, tokenized)
+                    result = finetune(model, tokenizers[model], task, config, seed, tokenized, save_to=keep)
                     result.update(model=model, label=label, task=task.name, seed=seed, metric=task.metric)
                     result.update(test_overlap=overlaps[task.name], made_from=made_from)
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +128,8 @@ def task_digest(task: Task) -> str:
 def finetune_settings(config: EvaluateConfig) -> dict[str, Any]:
     """Every setting that changes a fine-tuning run's result or cost (models, tasks and paths aside)."""
     settings = config_to_dict(config)
-    for name in ("models", "tasks", "seeds", "output_dir"):
+    # save_models changes what is kept, not the result: stored results stay valid when it is switched.
+    for name in ("models", "tasks", "seeds", "output_dir", "save_models"):
         settings.pop(name, None)
     return settings
 

@@ -1,0 +1,116 @@
+"""``monodistill export``: ONNX logits match PyTorch; the int8 model runs and keeps the output shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    PreTrainedTokenizerFast,
+)
+
+from monodistill import cli
+from monodistill.cli import main
+from monodistill.errors import MonodistillError
+from monodistill.evaluate.harness import SAVED_MODEL_DIR
+
+from .conftest import save_teacher, write_keyword_task
+
+ort = pytest.importorskip("onnxruntime", reason="export tests need the export extra: pip install '.[export]'")
+pytest.importorskip("onnx", reason="export tests need the export extra: pip install '.[export]'")
+
+TOLERANCE = 1e-4
+"""fp32 ONNX Runtime against PyTorch, largest absolute logit difference (measured: about 1e-8)."""
+WORDS = ["magandang", "umaga", "sa", "inyong", "lahat", "isang", "maikling", "pangungusap", "!", "."]
+
+
+def _tokenizer(folder: Path) -> BertTokenizerFast:
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+
+
+def _tiny(kind: str, folder: Path) -> Path:
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(WORDS) + 5,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3,
+    )
+    model = BertForSequenceClassification(config) if kind == "classifier" else BertForMaskedLM(config)
+    model.save_pretrained(folder)
+    _tokenizer(folder).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["classifier", "student"])
+def test_exported_logits_match_pytorch(tmp_path: Path, kind: str) -> None:
+    model_dir = _tiny(kind, tmp_path / kind)
+    path = cli.export(model=str(model_dir), output=str(tmp_path / "onnx"))
+    assert path == tmp_path / "onnx" / "model.onnx"
+    tokenizer = BertTokenizerFast.from_pretrained(model_dir)
+    # Other batch size and lengths than the export's sample, with padding: the axes are dynamic.
+    texts = ["magandang umaga", "isang maikling pangungusap sa inyong lahat lahat !", "umaga .", "sa"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    model_class = BertForSequenceClassification if kind == "classifier" else BertForMaskedLM
+    with torch.inference_mode():
+        expected = model_class.from_pretrained(model_dir).eval()(**batch).logits.numpy()
+    session = ort.InferenceSession(str(path))
+    got = session.run(["logits"], {name: tensor.numpy() for name, tensor in batch.items()})[0]
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < TOLERANCE
+    record = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert record["max_abs_logit_difference"] < TOLERANCE
+    assert (tmp_path / "onnx" / "tokenizer.json").is_file() and (tmp_path / "onnx" / "config.json").is_file()
+
+
+def test_int8_model_runs(tmp_path: Path) -> None:
+    model_dir = _tiny("classifier", tmp_path / "model")
+    path = cli.export(model=str(model_dir), output=str(tmp_path / "onnx"), quantize="int8")
+    assert path.name == "model.int8.onnx"
+    assert path.stat().st_size < (tmp_path / "onnx" / "model.onnx").stat().st_size
+    ids = np.array([[2, 5, 6, 3]], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    logits = ort.InferenceSession(str(path)).run(["logits"], feed)[0]
+    assert logits.shape == (1, 3) and np.isfinite(logits).all()
+    assert "int8_max_abs_logit_difference" in json.loads((tmp_path / "onnx" / "export.json").read_text())
+
+
+def test_export_refuses_a_folder_without_a_model(tmp_path: Path) -> None:
+    with pytest.raises(MonodistillError, match="no config.json"):
+        cli.export(model=str(tmp_path), output=str(tmp_path / "onnx"))
+
+
+def test_export_refuses_an_unknown_quantization(tmp_path: Path) -> None:
+    with pytest.raises(MonodistillError, match="--quantize"):
+        cli.export(model=str(tmp_path), output=str(tmp_path / "onnx"), quantize="int4")
+
+
+def test_evaluate_keeps_the_fine_tuned_classifier_and_export_takes_it(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    model = save_teacher("bert", tiny_tokenizer, tmp_path / "student")
+    task = write_keyword_task(tmp_path, count=40)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", str(model), "--task", str(task), "--output", str(out), "--seeds", "2"]
+    assert main([*argv, "epochs=1", "max_length=16", "save_models=true"]) == 0
+    kept = [path.parent for path in (out / "results").glob(f"*/keyword/{SAVED_MODEL_DIR}/config.json")]
+    assert len(kept) == 1  # one per model and task: the first seed's
+    onnx_path = cli.export(model=str(kept[0]), output=str(tmp_path / "onnx"))
+    logits = ort.InferenceSession(str(onnx_path)).run(["logits"], _feed(tiny_tokenizer, ["ang bahay"]))[0]
+    assert logits.shape == (1, 2)
+
+
+def _feed(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> dict[str, np.ndarray]:
+    return {name: np.asarray(value) for name, value in tokenizer(texts, return_tensors="np").items()}
