@@ -146,6 +146,8 @@ class DataConfig:
     """Where tokenised corpora are cached; default $MONODISTILL_CACHE or ~/.cache/monodistill."""
     num_proc: int = 1
     """Processes for tokenisation."""
+    skip_bad_documents: bool = False
+    """Skip (and count) JSON/JSONL documents without the text field instead of refusing the corpus."""
 
     def __post_init__(self) -> None:
         _require(0.0 < self.data_fraction <= 1.0, f"data.data_fraction must be in (0, 1], got {self.data_fraction}")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
 import pytest
 
 from monodistill.config import DataConfig
+from monodistill.data import corpus as corpus_module
 from monodistill.data.corpus import load_corpus
 from monodistill.errors import MonodistillError
 
@@ -79,3 +81,47 @@ def test_offline_hub_dataset_says_how_to_use_a_local_copy(monkeypatch: pytest.Mo
     monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
     with pytest.raises(MonodistillError, match="--local-dir"):
         load_corpus(DataConfig(corpus="someone/no-such-corpus"), seed=0)
+
+
+def test_a_streamed_hub_corpus_is_capped_and_written_to_arrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path / "stream.txt", "txt")
+    real_load_dataset = datasets.load_dataset
+    calls: list[dict[str, object]] = []
+
+    def load_stream(name: str, *args: object, **kwargs: object) -> datasets.IterableDataset:
+        calls.append({"name": name, **kwargs})
+        return real_load_dataset("text", data_files=[str(path)], streaming=True, split="train")
+
+    monkeypatch.setattr(corpus_module.datasets, "load_dataset", load_stream)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
+    config = DataConfig(corpus="someone/oscar-tl", streaming=True, max_documents=7)
+    documents = load_corpus(config, seed=0)
+    assert calls[0]["name"] == "someone/oscar-tl" and calls[0]["streaming"] is True
+    assert documents["text"] == LINES[:7]  # the first 7 of the stream's 50, in order
+    files = [Path(file["filename"]) for file in documents.cache_files]
+    assert files and all(file.is_file() and tmp_path / "hf" in file.parents for file in files)  # on disk
+    more = load_corpus(DataConfig(corpus="someone/oscar-tl", streaming=True, max_documents=1000), seed=0)
+    assert more["text"] == LINES  # a cap above the stream's length reads it all (blank lines dropped)
+
+
+def test_json_lines_without_the_text_field_are_refused_naming_the_line_or_skipped(tmp_path: Path) -> None:
+
+    path = tmp_path / "corpus.jsonl"
+    lines = ['{"text": "unang linya"}', '{"text": "ikalawa"}', '{"body": "walang text"}', '{"text": "huli"}']
+    path.write_text("\n".join(lines * 5) + "\n")
+    config = DataConfig(corpus=str(path))
+    with pytest.raises(MonodistillError, match=rf"{path}:3: no 'text' field \(5 of 20 documents lack it\)"):
+        load_corpus(config, seed=0)
+    kept = load_corpus(DataConfig(corpus=str(path), skip_bad_documents=True), seed=0)
+    assert len(kept) == 15 and "walang text" not in kept["text"]
+
+
+def test_corpus_files_are_read_as_utf8_with_a_bom_tolerated(tmp_path: Path) -> None:
+
+    path = tmp_path / "corpus.txt"
+    path.write_bytes("\ufeffunang linya\nikalawa ñ\n".encode())
+    assert load_corpus(DataConfig(corpus=str(path)), seed=0)["text"] == ["unang linya", "ikalawa ñ"]
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("maayos\n".encode() * 3 + "Pi\xf1a\n".encode("latin-1"))
+    with pytest.raises(MonodistillError, match=rf"{latin} is not UTF-8 \(byte 0xf1 at offset 23\)"):
+        load_corpus(DataConfig(corpus=str(latin)), seed=0)

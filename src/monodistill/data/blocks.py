@@ -1,27 +1,48 @@
 """Tokenise the corpus, pack it into fixed-length blocks, hold some out, and cache the result.
 
 Documents are joined with the separator token and cut into blocks of ``max_seq_length`` tokens
-(``[CLS] ... [SEP]``), so no position is padding and every block costs the same. The blocks are
-cached on disk under a key made of everything that changes them; a second run reads the cache.
+(``[CLS] ... [SEP]``), so no position is padding and every block costs the same. Only the final
+remainder of the whole corpus is dropped. The blocks are cached on disk under a key made of
+everything that changes them; a second run, or another rank, reads the cache.
+
+Preparation is safe to share: under ``torchrun``/``accelerate launch`` the main process builds while
+the other ranks wait, and a file lock beside each entry keeps independent runs sharing one cache
+from replacing each other's entries. An entry is built in a staging folder, sealed with a manifest
+(row counts, file sizes) and renamed into place; an entry that fails its manifest is rebuilt.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.utils import tqdm as hf_tqdm
+from filelock import FileLock, Timeout
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.config import DataConfig
 from monodistill.data.corpus import corpus_fingerprint, load_corpus
 from monodistill.errors import MonodistillError
+from monodistill.processes import process_state
 
-CACHE_FORMAT = "blocks-v1"
+CACHE_FORMAT = "blocks-v2"
+SPLITS = ("train", "validation")
+MANIFEST = "manifest.json"
+STAGING = ".tmp-"
+PACK_BATCH_SIZE = 10_000
+"""Documents read per Arrow batch by the packing pass: bounds its memory, not its result."""
 
 
 @dataclass
@@ -33,54 +54,194 @@ class Blocks:
     cache_path: Path
 
 
+class DamagedEntryError(Exception):
+    """A cache entry that cannot be trusted: missing or truncated files, or an unreadable split."""
+
+
 def default_cache_dir() -> Path:
     """$MONODISTILL_CACHE, else ~/.cache/monodistill."""
     return Path(os.environ.get("MONODISTILL_CACHE", Path.home() / ".cache" / "monodistill"))
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """A hash of the tokenizer's full definition (vocabulary, normaliser, special tokens)."""
+    """A hash of the tokenizer's full definition (vocabulary, normaliser, special tokens).
+
+    The backend's padding and truncation settings are left out: calling the tokenizer changes them,
+    so the same tokenizer would hash differently before and after its first use.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is None:
+        text = repr(sorted(tokenizer.get_vocab().items()))
+    else:
+        definition = json.loads(backend.to_str())
+        definition.pop("padding", None)
+        definition.pop("truncation", None)
+        text = json.dumps(definition, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def blocks_cache_key(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> str:
+    """The cache key: everything that changes the blocks (``num_proc`` does not, so it is left out)."""
+    parts = [
+        CACHE_FORMAT,
+        corpus_fingerprint(config, seed),
+        tokenizer_fingerprint(tokenizer),
+        str(config.max_seq_length),
+        str(config.whole_word_mask),
+        str(config.validation_fraction),
+        str(config.max_validation_blocks),
+        str(seed),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
 def build_blocks(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> Blocks:
     """Load packed train/validation blocks from the cache, building them first if needed.
 
+    Safe to call from every rank of a distributed job and from independent runs sharing a cache.
+
     Raises:
         MonodistillError: for a corpus too small to give a training and a validation block.
     """
-    key = hashlib.sha256(
-        "|".join(
-            [
-                CACHE_FORMAT,
-                corpus_fingerprint(config, seed),
-                tokenizer_fingerprint(tokenizer),
-                str(config.max_seq_length),
-                str(config.whole_word_mask),
-                str(config.validation_fraction),
-                str(config.max_validation_blocks),
-                str(seed),
-            ]
-        ).encode()
-    ).hexdigest()[:20]
     cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    path = cache_root / "blocks" / key
-    if not (path / "train").is_dir():
-        _build_and_save(config, tokenizer, seed, path)
-    train = datasets.load_from_disk(str(path / "train")).with_format("torch")
-    validation = datasets.load_from_disk(str(path / "validation")).with_format("torch")
-    return Blocks(train=train, validation=validation, cache_path=path)
+    path = cache_root / "blocks" / blocks_cache_key(config, tokenizer, seed)
+    # The main process builds while the other ranks wait; on one process this is a no-op.
+    with process_state().main_process_first():
+        splits = _load_or_build(config, tokenizer, seed, path)
+    return Blocks(
+        train=splits["train"].with_format("torch"),
+        validation=splits["validation"].with_format("torch"),
+        cache_path=path,
+    )
 
 
-def _build_and_save(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, path: Path) -> None:
-    documents = load_corpus(config, seed)
-    block_length = config.max_seq_length
-    separator = tokenizer.sep_token_id
-    if tokenizer.cls_token_id is None or separator is None:
+def _load_or_build(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, path: Path
+) -> dict[str, datasets.Dataset]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        # Staging folders live only while their builder holds this lock: any seen now are from a killed run.
+        for leftover in path.parent.glob(f"{path.name}{STAGING}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if path.exists():
+            try:
+                return load_entry(path)
+            except DamagedEntryError as damage:
+                print(f"blocks cache {path} is damaged ({damage}); rebuilding")
+                _discard(path)
+        _build_entry(config, tokenizer, seed, path)
+        return load_entry(path)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    lock = FileLock(f"{path}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process to finish blocks cache {path}")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def load_entry(path: Path) -> dict[str, datasets.Dataset]:
+    """Read a sealed cache entry after checking it against its manifest.
+
+    Raises:
+        DamagedEntryError: naming what is wrong, when a file is missing, has the wrong size, or a
+            split cannot be read or has the wrong number of rows.
+    """
+    try:
+        if not (path / MANIFEST).is_file():
+            raise DamagedEntryError(f"{MANIFEST} is missing")
+        manifest = json.loads((path / MANIFEST).read_text())
+        for name, size in manifest["files"].items():
+            file = path / name
+            if not file.is_file():
+                raise DamagedEntryError(f"{name} is missing")
+            if file.stat().st_size != size:
+                raise DamagedEntryError(f"{name} has {file.stat().st_size} bytes, expected {size}")
+        splits = {name: datasets.load_from_disk(str(path / name)) for name in SPLITS}
+        for name, dataset in splits.items():
+            if len(dataset) != manifest["rows"][name]:
+                raise DamagedEntryError(f"{name} has {len(dataset)} rows, expected {manifest['rows'][name]}")
+    except DamagedEntryError:
+        raise
+    except Exception as error:  # any failure to read an entry means it must be rebuilt, whatever raised it
+        raise DamagedEntryError(f"{type(error).__name__}: {error}") from None
+    return splits
+
+
+def _discard(path: Path) -> None:
+    # Rename first, so the entry vanishes at once even if the deletion is interrupted.
+    doomed = path.with_name(f"{path.name}{STAGING}discard-{uuid.uuid4().hex[:8]}")
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, path: Path) -> None:
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise MonodistillError("the tokenizer has no CLS/SEP (or <s>/</s>) tokens to frame blocks with")
-    columns = ["input_ids", "word_starts"] if config.whole_word_mask else ["input_ids"]
+    print(f"building blocks cache {path} from {config.corpus}")
+    staging = path.with_name(f"{path.name}{STAGING}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    work = staging / "work"  # intermediate Arrow files, deleted before the entry is sealed
+    work.mkdir(parents=True)
+    try:
+        total_tokens = _tokenize_and_pack(config, tokenizer, seed, work, path.name)
+        blocks = datasets.Dataset.from_file(str(work / "blocks.arrow"))
+        if len(blocks) < 2:
+            raise MonodistillError(
+                f"corpus {config.corpus} gives {total_tokens} tokens, fewer than two blocks of "
+                f"data.max_seq_length={config.max_seq_length}: one is needed for training and one for validation; "
+                "add text or lower max_seq_length"
+            )
+        blocks = blocks.shuffle(seed=seed)
+        num_validation = min(config.max_validation_blocks, max(1, round(len(blocks) * config.validation_fraction)))
+        split = {
+            "validation": blocks.select(range(num_validation)),
+            "train": blocks.select(range(num_validation, len(blocks))),
+        }
+        for name, dataset in split.items():
+            dataset.save_to_disk(str(staging / name))
+        shutil.rmtree(work)
+        # The manifest is written last: an entry without a complete one is never trusted.
+        manifest = {"format": CACHE_FORMAT, "rows": {name: len(d) for name, d in split.items()}}
+        manifest["files"] = {
+            str(file.relative_to(staging)): file.stat().st_size for file in sorted(staging.rglob("*")) if file.is_file()
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        os.rename(staging, path)  # under the lock, and no entry is there: nothing valid is ever replaced
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _tokenize_and_pack(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, work: Path, fingerprint: str
+) -> int:
+    # A scope of its own: the tokenised corpus is unmapped and deleted once packed, so the pages and
+    # disk it holds are free before the blocks are shuffled and saved.
+    tokens = _tokenize(load_corpus(config, seed), tokenizer, config, work / "tokens.arrow", fingerprint)
+    assert tokenizer.cls_token_id is not None and tokenizer.sep_token_id is not None
+    total_tokens = write_blocks(
+        tokens, work / "blocks.arrow", config.max_seq_length, tokenizer.cls_token_id, tokenizer.sep_token_id
+    )
+    del tokens
+    for file in work.glob("tokens*.arrow"):
+        file.unlink()
+    return total_tokens
+
+
+def _tokenize(
+    documents: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    config: DataConfig,
+    cache_file: Path,
+    fingerprint: str,
+) -> datasets.Dataset:
+    separator = tokenizer.sep_token_id
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[list[int]]]:
         encoded = tokenizer(batch["text"], add_special_tokens=False)
@@ -89,47 +250,87 @@ def _build_and_save(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed
             result["word_starts"] = [_word_starts(encoded.word_ids(i)) + [1] for i in range(len(batch["text"]))]
         return result
 
-    def pack(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
-        # Blocks are [CLS] + body + [SEP]; the remainder of each map batch is dropped.
-        body = block_length - 2
-        packed: dict[str, list[list[int]]] = {}
-        for column in columns:
-            stream = [token for sequence in batch[column] for token in sequence]
-            usable = len(stream) // body * body
-            edge = 1 if column == "word_starts" else None
-            packed[column] = [
-                [edge if edge is not None else tokenizer.cls_token_id]
-                + stream[start : start + body]
-                + [edge if edge is not None else separator]
-                for start in range(0, usable, body)
-            ]
-        return packed
-
-    num_proc = config.num_proc if config.num_proc > 1 else None
-    tokenized = documents.map(
-        tokenize, batched=True, remove_columns=["text"], num_proc=num_proc, desc="tokenising corpus"
+    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
+    if config.whole_word_mask:
+        features["word_starts"] = datasets.Sequence(datasets.Value("int8"))
+    # Row-wise, so the order and the result do not depend on num_proc; packing runs after, in one pass.
+    return documents.map(
+        tokenize,
+        batched=True,
+        remove_columns=["text"],
+        features=features,
+        num_proc=config.num_proc if config.num_proc > 1 else None,
+        cache_file_name=str(cache_file),
+        new_fingerprint=f"{fingerprint}-tokens",
+        desc="tokenising corpus",
     )
-    blocks = tokenized.map(pack, batched=True, batch_size=1000, num_proc=num_proc, desc="packing blocks")
-    if len(blocks) < 2:
-        total_tokens = sum(len(ids) for ids in tokenized["input_ids"])
-        raise MonodistillError(
-            f"corpus {config.corpus} gives {total_tokens} tokens, fewer than two blocks of data.max_seq_length="
-            f"{block_length}: one is needed for training and one for validation; add text or lower max_seq_length"
-        )
-    blocks = blocks.shuffle(seed=seed)
-    num_validation = min(config.max_validation_blocks, max(1, round(len(blocks) * config.validation_fraction)))
-    split = {
-        "validation": blocks.select(range(num_validation)),
-        "train": blocks.select(range(num_validation, len(blocks))),
-    }
-    # Write to a temporary folder and rename it: a killed run never leaves a half-written cache.
-    staging = path.with_name(path.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    for name, dataset in split.items():
-        dataset.flatten_indices().save_to_disk(str(staging / name))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(staging, path)
+
+
+def write_blocks(tokens: datasets.Dataset, file: Path, block_length: int, cls_id: int, sep_id: int) -> int:
+    """Pack tokenised documents into an Arrow file of blocks in one streaming pass.
+
+    Memory stays bounded by ``PACK_BATCH_SIZE`` documents whatever the corpus size.
+
+    Args:
+        tokens: one row per document, ``input_ids`` ending in the separator (and ``word_starts``).
+        file: the Arrow (IPC stream) file to write, one row per block.
+        block_length: tokens per block, framing tokens included.
+        cls_id: the token opening every block.
+        sep_id: the token closing every block.
+
+    Returns:
+        The number of tokens read, remainder included.
+    """
+    columns = [name for name in ("input_ids", "word_starts") if name in tokens.column_names]
+    edges = {"input_ids": (cls_id, sep_id), "word_starts": (1, 1)}  # word_starts: 1 at the framing tokens
+    types = {"input_ids": pa.int32(), "word_starts": pa.int8()}
+    schema = pa.schema([(name, pa.list_(types[name], block_length)) for name in columns])
+    total_tokens = 0
+
+    def flat_batches() -> Iterator[dict[str, np.ndarray]]:
+        nonlocal total_tokens
+        with hf_tqdm(total=len(tokens), unit=" documents", desc="packing blocks") as progress:
+            for table in tokens.with_format("arrow").iter(batch_size=PACK_BATCH_SIZE):
+                flat = {name: pc.list_flatten(table[name]).to_numpy() for name in columns}
+                total_tokens += len(flat["input_ids"])
+                progress.update(len(table))
+                yield flat
+
+    with pa.OSFile(str(file), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for bodies in pack_token_stream(flat_batches(), block_length - 2):
+            framed = [frame_blocks(bodies[name], *edges[name]) for name in columns]
+            arrays = [pa.FixedSizeListArray.from_arrays(blocks.ravel(), block_length) for blocks in framed]
+            writer.write_batch(pa.record_batch(arrays, schema=schema))
+    return total_tokens
+
+
+def pack_token_stream(batches: Iterable[dict[str, np.ndarray]], body_length: int) -> Iterator[dict[str, np.ndarray]]:
+    """Cut consecutive flat token arrays into block bodies, carrying each remainder to the next batch.
+
+    Args:
+        batches: per column, the concatenated tokens of consecutive documents, ``(N,)``; every column
+            of a batch has the same length.
+        body_length: tokens per block body.
+
+    Yields:
+        Per column, the next full bodies, ``(num_blocks, body_length)``. Only the tokens after the last
+        full body of the whole stream are never yielded.
+    """
+    carry: dict[str, np.ndarray] = {}
+    for batch in batches:
+        joined = {
+            name: np.concatenate([carry[name], tokens]) if name in carry else tokens for name, tokens in batch.items()
+        }
+        usable = len(next(iter(joined.values()))) // body_length * body_length
+        if usable:
+            yield {name: tokens[:usable].reshape(-1, body_length) for name, tokens in joined.items()}
+        carry = {name: tokens[usable:] for name, tokens in joined.items()}
+
+
+def frame_blocks(bodies: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Put ``first`` before and ``last`` after every body, keeping its dtype: ``(B, L - 2)`` -> ``(B, L)``."""
+    edge = np.empty((len(bodies), 1), dtype=bodies.dtype)
+    return np.concatenate([np.full_like(edge, first), bodies, np.full_like(edge, last)], axis=1)
 
 
 def _word_starts(word_ids: list[int | None]) -> list[int]:

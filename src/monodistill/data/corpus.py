@@ -6,10 +6,12 @@ subsampled to ``data_fraction`` deterministically from the seed.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import itertools
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ import datasets
 
 from monodistill.config import DataConfig
 from monodistill.errors import MonodistillError
-from monodistill.teacher import hub_error, is_local_reference
+from monodistill.hub import load_hub_dataset
+from monodistill.teacher import is_local_reference
 
 BUILDERS = {
     ".txt": "text",
@@ -95,10 +98,16 @@ def _load_local(config: DataConfig) -> datasets.Dataset:
     if all(p.stat().st_size == 0 for p in files):
         raise MonodistillError(f"corpus {config.corpus} is empty")
     builder = BUILDERS[files[0].suffix.lower()]
+    # Text files are UTF-8 on any platform locale, a leading BOM tolerated.
+    options = {} if builder == "parquet" else {"encoding": "utf-8-sig"}
     try:
-        dataset = datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train")
+        dataset = datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train", **options)
     except Exception as error:  # datasets raises many types for malformed files
+        if builder != "parquet":
+            check_utf8(files)
         raise MonodistillError(f"could not read corpus {config.corpus} as {builder}: {error}") from None
+    if builder == "json" and config.text_column in dataset.column_names:
+        dataset = _documents_with_text(dataset, files, config)
     if config.max_documents is not None and len(dataset) > config.max_documents:
         dataset = dataset.select(range(config.max_documents))
     return dataset
@@ -106,21 +115,110 @@ def _load_local(config: DataConfig) -> datasets.Dataset:
 
 def _load_hub(config: DataConfig) -> datasets.Dataset:
     assert config.corpus is not None
-    try:
-        if config.streaming:
-            assert config.max_documents is not None  # enforced by DataConfig
-            stream = datasets.load_dataset(
-                config.corpus, config.hub_config, split=config.split, revision=config.revision, streaming=True
-            )
-            rows = list(itertools.islice(stream, config.max_documents))
-            return datasets.Dataset.from_list([{config.text_column: row.get(config.text_column)} for row in rows])
-        dataset = datasets.load_dataset(config.corpus, config.hub_config, split=config.split, revision=config.revision)
-    except (OSError, ValueError, ConnectionError) as error:
-        raise hub_error("corpus", config.corpus, error) from None
-    except Exception as error:
-        if type(error).__name__ in ("DatasetNotFoundError", "DataFilesNotFoundError", "HfHubHTTPError"):
-            raise hub_error("corpus", config.corpus, error) from None
-        raise
+    where = (config.corpus, config.hub_config, config.split, config.revision)
+    if config.streaming:
+        return _write_stream(load_hub_dataset("corpus", *where, streaming=True), config)
+    dataset = load_hub_dataset("corpus", *where)
     if config.max_documents is not None and len(dataset) > config.max_documents:
         dataset = dataset.select(range(config.max_documents))
     return dataset
+
+
+def check_utf8(files: list[Path]) -> None:
+    """Raise naming the first file that is not UTF-8, and where, reading each in chunks."""
+    for file in files:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as error:
+                    # The decoder may hold back a few bytes of the previous chunk; count from what it saw.
+                    start = offset - len(decoder.getstate()[0]) + error.start
+                    raise MonodistillError(
+                        f"{file} is not UTF-8 (byte 0x{error.object[error.start]:02x} at offset {max(start, 0)}); "
+                        "convert it, e.g. `iconv -f LATIN1 -t UTF-8`"
+                    ) from None
+                offset += len(chunk)
+
+
+def _documents_with_text(dataset: datasets.Dataset, files: list[Path], config: DataConfig) -> datasets.Dataset:
+    """JSON documents lacking the text field: an error naming the file and line, or skipped and counted."""
+    column = config.text_column
+    has_text = dataset.map(
+        lambda batch: {"_has": [value is not None for value in batch[column]]},
+        batched=True,
+        desc="checking documents",
+    )["_has"]
+    missing = len(has_text) - sum(has_text)
+    if missing == 0:
+        return dataset
+    if config.skip_bad_documents:
+        print(f"corpus {config.corpus}: skipping {missing:,} of {len(has_text):,} documents without {column!r}")
+        return dataset.select([index for index, kept in enumerate(has_text) if kept])
+    raise MonodistillError(
+        f"{_first_line_without(files, column)}: no {column!r} field ({missing:,} of {len(has_text):,} documents "
+        "lack it); fix the file, set data.text_column, or pass data.skip_bad_documents=true to skip them"
+    )
+
+
+def _first_line_without(files: list[Path], column: str) -> str:
+    """FILE:LINE of the first JSON Lines document without ``column`` (FILE alone for a JSON array)."""
+    for file in files:
+        if file.suffix.lower() != ".jsonl":
+            continue
+        with open(file, encoding="utf-8-sig") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    document = json.loads(line)
+                    if not isinstance(document, dict) or document.get(column) is None:
+                        return f"{file}:{number}"
+    return str(files[0]) if len(files) == 1 else f"corpus {files[0].parent}"
+
+
+def _write_stream(stream: datasets.IterableDataset, config: DataConfig) -> datasets.Dataset:
+    """The first ``max_documents`` rows of a stream, written to Arrow as they arrive (OSCAR-sized)."""
+    assert config.max_documents is not None  # enforced by DataConfig
+    column = config.text_column
+    if stream.column_names is not None and column not in stream.column_names:
+        raise MonodistillError(
+            f"corpus {config.corpus} has no column {column!r} (columns: {stream.column_names}); set data.text_column"
+        )
+    # A key of what the stream gives, so a second build (e.g. another max_seq_length) reuses the copy.
+    parts = [config.corpus, config.hub_config, config.split, config.revision, column, config.max_documents]
+    fingerprint = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+    return datasets.Dataset.from_generator(
+        _take_documents,
+        gen_kwargs={"stream": stream, "column": column, "count": config.max_documents},
+        features=datasets.Features({column: datasets.Value("string")}),
+        fingerprint=fingerprint,
+    )
+
+
+def _take_documents(stream: datasets.IterableDataset, column: str, count: int) -> Iterator[dict[str, Any]]:
+    for row in itertools.islice(stream, count):
+        yield {column: row.get(column)}
+
+
+def corpus_digest(config: DataConfig) -> str:
+    """A fingerprint of the corpus's content and of the settings that pick documents from it.
+
+    Unlike the cache key it ignores where the files are and when they were touched, so a corpus that
+    is moved or copied keeps its digest and one whose text changed does not. Hashing reads every
+    local file once (about a second per GB).
+    """
+    assert config.corpus is not None
+    digest = hashlib.sha256()
+    settings = [config.text_column, config.max_documents, config.data_fraction]
+    if is_local_reference(config.corpus):
+        root = Path(os.path.expanduser(config.corpus))
+        for file in corpus_files(config.corpus):
+            digest.update(str(file.relative_to(root) if root.is_dir() else file.name).encode() + b"\0")
+            with open(file, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    else:
+        settings += [config.corpus, config.hub_config, config.split, config.revision]
+    digest.update(json.dumps(settings, default=str).encode())
+    return digest.hexdigest()[:16]
