@@ -122,6 +122,6 @@ def test_corpus_files_are_read_as_utf8_with_a_bom_tolerated(tmp_path: Path) -> N
     path.write_bytes("\ufeffunang linya\nikalawa ñ\n".encode())
     assert load_corpus(DataConfig(corpus=str(path)), seed=0)["text"] == ["unang linya", "ikalawa ñ"]
     latin = tmp_path / "latin.txt"
-    latin.write_bytes("maayos\n".encode() * 3 + "Pi\xf1a\n".encode("latin-1"))
+    latin.write_bytes(b"maayos\n" * 3 + "Pi\xf1a\n".encode("latin-1"))
     with pytest.raises(MonodistillError, match=rf"{latin} is not UTF-8 \(byte 0xf1 at offset 23\)"):
         load_corpus(DataConfig(corpus=str(latin)), seed=0)
