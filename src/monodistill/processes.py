@@ -9,10 +9,14 @@ first construction decides the backend for the whole process, so it must be made
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
+
+PREPARATION_TIMEOUT = timedelta(hours=6)
+"""How long ranks may wait for each other (in the longest case, for corpus preparation on the main rank)."""
 
 
 def process_state() -> PartialState:
@@ -24,4 +28,6 @@ def process_state() -> PartialState:
     """
     launched = int(os.environ.get("LOCAL_RANK", -1)) != -1
     cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (launched and not torch.cuda.is_available())
-    return PartialState(cpu=cpu)
+    # While the main rank packs an OSCAR-size corpus the others wait in a barrier: far longer than
+    # the process group's default timeout (10 minutes with NCCL), so the group is given hours.
+    return PartialState(cpu=cpu, timeout=PREPARATION_TIMEOUT)
