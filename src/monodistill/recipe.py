@@ -21,7 +21,7 @@ from monodistill import checkpoint as ckpt
 from monodistill import runfolder
 from monodistill.card import build_model_card
 from monodistill.config import DistillConfig, config_to_dict, save_config
-from monodistill.data.blocks import build_blocks, tokenizer_fingerprint
+from monodistill.data.blocks import Blocks, build_blocks, tokenizer_fingerprint
 from monodistill.data.corpus import corpus_digest
 from monodistill.distill import Distiller, flat_scalars
 from monodistill.errors import MonodistillError
@@ -85,19 +85,7 @@ def _distill(config: DistillConfig, run_dir: Path, latest: Path | None) -> Path:
         _check_same_data(config, latest, fingerprints)
     student = build_student(config.student, _float32_weights(config, teacher), vocab_ids, seed=config.train.seed)
 
-    distiller = Distiller(
-        config,
-        run_dir,
-        teacher,
-        student,
-        special_ids=tokenizer.all_special_ids,
-        mask_token_id=tokenizer.mask_token_id,
-        blocks=blocks,
-        vocab_ids=vocab_ids,
-    )
-    distiller.state_extras = fingerprints
-    if latest is not None:
-        distiller.check_resumable(latest)  # before the new config replaces the saved one
+    distiller = build_distiller(config, run_dir, teacher, student, tokenizer, blocks, vocab_ids, fingerprints, latest)
     if distiller.accelerator.is_main_process:
         save_config(config, run_dir / "config.yaml")
         ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
@@ -123,6 +111,35 @@ def _distill(config: DistillConfig, run_dir: Path, latest: Path | None) -> Path:
 def _is_done(config: DistillConfig, run_dir: Path, latest: Path | None) -> bool:
     finished = latest is not None and ckpt.read_state(latest).get("complete")
     return bool(finished) and not _length_changed(config, run_dir) and (run_dir / ckpt.STUDENT_DIR).is_dir()
+
+
+def build_distiller(
+    config: DistillConfig,
+    run_dir: Path,
+    teacher: PreTrainedModel,
+    student: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    blocks: Blocks,
+    vocab_ids: torch.Tensor | None,
+    fingerprints: dict[str, str],
+    latest: Path | None,
+) -> Distiller:
+    """One student's Distiller, its checkpoints stamped with the data fingerprints, checked against
+    the checkpoint it resumes from (before the new config replaces the saved one)."""
+    distiller = Distiller(
+        config,
+        run_dir,
+        teacher,
+        student,
+        special_ids=tokenizer.all_special_ids,
+        mask_token_id=tokenizer.mask_token_id,
+        blocks=blocks,
+        vocab_ids=vocab_ids,
+    )
+    distiller.state_extras = fingerprints
+    if latest is not None:
+        distiller.check_resumable(latest)
+    return distiller
 
 
 def resolve_vocabulary(

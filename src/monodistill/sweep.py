@@ -25,7 +25,7 @@ from monodistill.card import build_model_card
 from monodistill.config import DistillConfig, config_to_dict, save_config
 from monodistill.data.blocks import build_blocks, tokenizer_fingerprint
 from monodistill.data.corpus import corpus_digest
-from monodistill.distill import Distiller, capture_rng, fit_together
+from monodistill.distill import capture_rng, fit_together
 from monodistill.errors import MonodistillError
 from monodistill.processes import process_state
 from monodistill.recipe import (
@@ -35,6 +35,7 @@ from monodistill.recipe import (
     _float32_weights,
     _is_done,
     _prepare_run_folder,
+    build_distiller,
     resolve_vocabulary,
     run_distillation,
     save_student,
@@ -186,20 +187,10 @@ def _distill_group(configs: list[DistillConfig], run_dirs: list[Path], latests: 
 
     distillers = []
     for config, run_dir, latest, student, stream in zip(configs, run_dirs, latests, students, streams, strict=True):
-        distiller = Distiller(
-            config,
-            run_dir,
-            teacher,
-            student,
-            special_ids=tokenizer.all_special_ids,
-            mask_token_id=tokenizer.mask_token_id,
-            blocks=blocks,
-            vocab_ids=vocab_ids,
+        distiller = build_distiller(
+            config, run_dir, teacher, student, tokenizer, blocks, vocab_ids, fingerprints, latest
         )
         distiller.rng_state = stream
-        distiller.state_extras = fingerprints
-        if latest is not None:
-            distiller.check_resumable(latest)
         save_config(config, run_dir / "config.yaml")
         ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
         distillers.append(distiller)
