@@ -53,6 +53,19 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "student" / "model.safetensors"))
 
 
+def stop_at(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.SIGTERM) -> None:
+    """Send ``signum`` to the run as it starts the step after ``step`` (as a scheduler or Ctrl-C would):
+    it saves a checkpoint and stops. ``monkeypatch.undo()`` lets the next run go on undisturbed."""
+    original = distill_module.Distiller.train_step
+
+    def signalled(self: distill_module.Distiller) -> dict[str, float]:
+        if self.step == step:
+            os.kill(os.getpid(), signum)
+        return original(self)
+
+    monkeypatch.setattr(distill_module.Distiller, "train_step", signalled)
+
+
 def assert_same_weights(first: Path, second: Path) -> None:
     a, b = weights(first), weights(second)
     assert a.keys() == b.keys()
@@ -109,18 +122,11 @@ def test_sigterm_then_resume_ends_with_the_same_weights(
     extra = ("data.whole_word_mask=true", "train.log_interval=4")
     assert main(args(*common, tmp_path / "straight", cache_dir, 10, *extra)) == 0
 
-    original = distill_module.Distiller.train_step
-
-    def stop_at_step_five(self: distill_module.Distiller) -> dict[str, float]:
-        if self.step == 5:
-            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would; the loop saves and stops
-        return original(self)
-
-    monkeypatch.setattr(distill_module.Distiller, "train_step", stop_at_step_five)
+    stop_at(monkeypatch, 5)
     resumed = tmp_path / "resumed"
     assert main(args(*common, resumed, cache_dir, 10, *extra)) == 2
     assert [p.name for p in list_checkpoints(resumed)][-1] == "step-00000006"
-    monkeypatch.setattr(distill_module.Distiller, "train_step", original)
+    monkeypatch.undo()
     assert main([*args(*common, resumed, cache_dir, 10, *extra), "--resume"]) == 0
     assert_same_weights(tmp_path / "straight", resumed)
     train = {r["step"]: r for r in read_metrics(resumed) if r["split"] == "train"}
@@ -266,14 +272,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    original = distill_module.Distiller.train_step
-
-    def interrupt_at_step_three(self: distill_module.Distiller) -> dict[str, float]:
-        if self.step == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C in a terminal does
-        return original(self)
-
-    monkeypatch.setattr(distill_module.Distiller, "train_step", interrupt_at_step_three)
+    stop_at(monkeypatch, 3, signal.SIGINT)
     run = tmp_path / "run"
     assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 10)) == 130
     assert "stopped by signal 2 at step 4/10" in capsys.readouterr().err

@@ -17,25 +17,12 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerFast
 
-from monodistill import distill as distill_module
 from monodistill import runfolder
 from monodistill.checkpoint import MANIFEST_FILE, list_checkpoints, read_metrics
 from monodistill.cli import main
 
 from .conftest import REPO_ROOT, save_teacher, write_keyword_task
-from .test_distill import args, assert_same_weights
-
-
-def stop_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    """SIGTERM the run as it starts the step after ``step``: it saves a checkpoint and stops."""
-    original = distill_module.Distiller.train_step
-
-    def signalled(self: distill_module.Distiller) -> dict[str, float]:
-        if self.step == step:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self)
-
-    monkeypatch.setattr(distill_module.Distiller, "train_step", signalled)
+from .test_distill import args, assert_same_weights, stop_at
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from monodistill.checkpoint import atomic_write_text
-from monodistill.errors import MonodistillError
+from monodistill.errors import MonodistillError, not_utf8
 
 TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
@@ -408,7 +408,7 @@ def read_text(path: Path) -> str:
         return data[start:].decode("utf-8")
     except UnicodeDecodeError as error:
         offset = start + error.start
-        raise MonodistillError(f"{path} is not UTF-8 (byte 0x{data[offset]:02x} at offset {offset})") from None
+        raise not_utf8(path, data[offset], offset) from None
 
 
 def load_config(

@@ -1,4 +1,4 @@
-"""The distillation loop: ``Distiller.fit -> train_step -> loss_step``, with ``evaluate`` and ``save_checkpoint``.
+"""The distillation loop: ``Distiller.fit -> train_step -> student_step``, with ``evaluate`` and ``save_checkpoint``.
 
 Both LM heads run only at masked positions, so no (B, T, V) tensor is ever built. The teacher is
 frozen where it is loaded and called under ``torch.inference_mode()``. Data order and masks are pure
@@ -316,13 +316,6 @@ class Distiller:
         self.optimizer.zero_grad(set_to_none=True)
         return totals
 
-    def loss_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Mask a micro-batch, run teacher and student at the masked positions, and return the loss parts."""
-        word_starts = batch["word_starts"].bool() if "word_starts" in batch else None
-        masked_ids, labels, positions = self.mask(batch["input_ids"], generator, word_starts)
-        teacher_logits, teacher_hidden = self.teacher_forward(masked_ids, positions, self.config.loss.alpha_cosine > 0)
-        return self.student_loss(masked_ids, positions, labels[positions], teacher_logits, teacher_hidden)
-
     def student_loss(
         self,
         masked_ids: torch.Tensor,
@@ -342,6 +335,15 @@ class Distiller:
             student_hidden,
             teacher_hidden if with_hidden else None,
         )
+
+    def masked_micro_batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ``index``-th micro-batch of this process, masked as a pure function of (seed, index, rank)."""
+        batch = self.micro_batch(index)
+        generator = step_generator(
+            self.train_config.seed, index, self.accelerator.process_index, self.accelerator.device
+        )
+        word_starts = batch["word_starts"].bool() if "word_starts" in batch else None
+        return self.mask(batch["input_ids"], generator, word_starts)
 
     def mask(
         self, input_ids: torch.Tensor, generator: torch.Generator, word_starts: torch.Tensor | None = None
@@ -611,18 +613,12 @@ def train_step_together(distillers: list[Distiller]) -> list[dict[str, float] | 
     whose loss was not finite (its step is not taken; the others' are).
     """
     lead = distillers[0]
-    train = lead.train_config
-    accumulation = train.gradient_accumulation_steps
-    device = lead.accelerator.device
+    accumulation = lead.train_config.gradient_accumulation_steps
     with_hidden = any(d.config.loss.alpha_cosine > 0 for d in distillers)
     totals: list[dict[str, float]] = [{} for _ in distillers]
     failed: dict[int, NonFiniteLoss] = {}
     for micro in range(accumulation):
-        index = lead.step * accumulation + micro
-        batch = lead.micro_batch(index)
-        generator = step_generator(train.seed, index, lead.accelerator.process_index, device)
-        word_starts = batch["word_starts"].bool() if "word_starts" in batch else None
-        masked_ids, labels, positions = lead.mask(batch["input_ids"], generator, word_starts)
+        masked_ids, labels, positions = lead.masked_micro_batch(lead.step * accumulation + micro)
         teacher_logits, teacher_hidden = lead.teacher_forward(masked_ids, positions, with_hidden)  # (N, V)
         targets = labels[positions]  # (N,)
         for number, distiller in enumerate(distillers):

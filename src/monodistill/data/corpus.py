@@ -18,7 +18,7 @@ from typing import Any
 import datasets
 
 from monodistill.config import DataConfig
-from monodistill.errors import MonodistillError
+from monodistill.errors import MonodistillError, not_utf8
 from monodistill.hub import load_hub_dataset
 from monodistill.teacher import is_local_reference
 
@@ -136,10 +136,7 @@ def check_utf8(files: list[Path]) -> None:
                 except UnicodeDecodeError as error:
                     # The decoder may hold back a few bytes of the previous chunk; count from what it saw.
                     start = offset - len(decoder.getstate()[0]) + error.start
-                    raise MonodistillError(
-                        f"{file} is not UTF-8 (byte 0x{error.object[error.start]:02x} at offset {max(start, 0)}); "
-                        "convert it, e.g. `iconv -f LATIN1 -t UTF-8`"
-                    ) from None
+                    raise not_utf8(file, error.object[error.start], max(start, 0)) from None
                 offset += len(chunk)
 
 
