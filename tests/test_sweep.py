@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from monodistill import distill as distill_module
 from monodistill import sweep
@@ -232,3 +233,40 @@ def test_a_stop_signal_saves_every_student_and_the_group_resumes_exactly(
     run_distillation_group(group_configs(*common, stopped, cache_dir, 6, save=3), resume=True)
     for name in STUDENTS:
         assert_same_weights(tmp_path / "straight" / name, stopped / name)
+
+
+def test_distill_takes_a_config_listing_several_students(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`distill --config` with a `students` list distils them in one group, laid out as `run` lays them out,
+    each student bit-identical to `distill` of that student alone."""
+    common = (tiny_teacher_dir, corpus_file)
+    shape = dict(item.removeprefix("student.").split("=") for item in STUDENT if item.startswith("student."))
+    students = [{**shape, "name": name, "overrides": overrides} for name, overrides in STUDENTS.items()]
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        yaml.safe_dump({"teacher": {"name_or_path": str(tiny_teacher_dir)}, "students": students}, sort_keys=False)
+    )
+    out = tmp_path / "sweep"
+    shared = [item for item in STUDENT if not item.startswith("student.")]
+    command = [
+        "distill", "--config", str(sweep_file), "--corpus", str(corpus_file), "--output", str(out),
+        "--max-steps", "4", "--save-steps", "2", *shared, *COMMON, f"data.cache_dir={cache_dir}",
+    ]  # fmt: skip
+    assert main(command) == 0
+    log = capsys.readouterr().out
+    assert "distilling 3 students (deep, shallow, wide) with one teacher pass" in log
+    assert log.strip().endswith(str(out / "students"))
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["config.yaml", "students"]
+
+    alone = tmp_path / "alone"
+    assert main(student_args(*common, alone, cache_dir, 4, "shallow", save=2)) == 0
+    assert_same_weights(alone, out / "students" / "shallow")
+
+    # Accidents: the same command again, --student beside a students list, then --resume.
+    assert main(command) == 2
+    assert "already holds a run (config.yaml, students); pass --resume" in capsys.readouterr().err
+    assert main([*command, "--student", "dbert-tiny"]) == 2
+    assert "lists its students; give one or the other" in capsys.readouterr().err
+    assert main([*command, "--resume"]) == 0
+    assert log.count("already complete") == 0 and capsys.readouterr().out.count("is already complete") == 3

@@ -11,9 +11,10 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from monodistill import __version__
-from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, load_config
+from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, lists_students, load_config
 from monodistill.errors import MonodistillError
 
 DESCRIPTION = """\
@@ -52,17 +53,29 @@ def distill(
     overwrite: bool = False,
     overrides: list[str] | None = None,
 ) -> Path:
-    """Distil a student from a teacher on a corpus; returns the folder holding the saved student."""
-    from monodistill.recipe import run_distillation
+    """Distil a student from a teacher on a corpus; returns the folder holding the saved student.
 
-    updates = {
+    A config listing several ``students`` (as ``run`` takes) distils them all, compatible ones with
+    one teacher pass, each into ``OUTPUT/students/NAME``; returns ``OUTPUT/students``.
+    """
+    updates: dict[str, Any] = {
         "teacher": {"name_or_path": teacher},
         "data": {"corpus": corpus},
-        "student": {"preset": student},
         "train": {"max_steps": max_steps, "save_interval": save_steps},
         "output_dir": output,
     }
-    cfg = load_config(DistillConfig, config, overrides, updates)
+    if lists_students(config):
+        from monodistill.pipeline import distil_experiment
+
+        if student is not None:
+            raise MonodistillError(f"--student {student}: {config} lists its students; give one or the other")
+        sweep = load_config(ExperimentConfig, config, overrides, updates)
+        distil_experiment(sweep, resume=resume, overwrite=overwrite)
+        return Path(sweep.output_dir or ".") / "students"
+
+    from monodistill.recipe import run_distillation
+
+    cfg = load_config(DistillConfig, config, overrides, {**updates, "student": {"preset": student}})
     return run_distillation(cfg, resume=resume, overwrite=overwrite)
 
 
@@ -178,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
     p.add_argument("--student", help="preset: dbert-base, dbert-tiny or custom")
     p.add_argument("--output", help="run folder")
-    p.add_argument("--config", help="YAML config file")
+    p.add_argument("--config", help="YAML config file; one listing several students distils them all")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--save-steps", type=int, help="checkpoint every N optimizer steps")
     group = p.add_mutually_exclusive_group()

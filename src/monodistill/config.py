@@ -464,6 +464,11 @@ def save_config(config: Any, path: Path) -> None:
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
+def lists_students(path: str | Path | None) -> bool:
+    """Whether a config file describes several students (a ``students`` list, as ``run`` takes)."""
+    return path is not None and "students" in _read_yaml(Path(path))
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MonodistillError(f"config file {path} does not exist")

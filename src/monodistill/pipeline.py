@@ -12,6 +12,8 @@ from its last checkpoint, and evaluation skips (model, task, seed) results alrea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,25 +54,52 @@ EXPERIMENT_ENTRIES = ("config.yaml", "vocab", "students", "evaluate", "report")
 
 def run_experiment(config: ExperimentConfig, overwrite: bool = False) -> Path:
     """Run every stage, holding the experiment folder exclusively; returns the report file."""
-    if not config.output_dir:
-        raise MonodistillError("no output folder: pass --output DIR or set output_dir")
     if not config.evaluate.tasks:
         raise MonodistillError("evaluate.tasks is empty: name at least one task to evaluate the students on")
+    with _experiment_folder(config, overwrite) as root:
+        students, student_dirs = _distil_stages(config, root)
+        return _evaluate_stages(config, root, students, student_dirs)
+
+
+def distil_experiment(config: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> list[Path]:
+    """``distill`` with a config listing several students: ``run``'s vocabulary and distillation stages.
+
+    The folder is laid out as ``run`` lays it out, so ``run`` with the same config and folder
+    afterwards finds the students distilled and goes on to evaluate them.
+
+    Returns:
+        The folders of the saved students, in the order of ``config.students``.
+    """
+    with _experiment_folder(config, overwrite) as root:
+        found = runfolder.holds_run(root, EXPERIMENT_ENTRIES)
+        if found and not (resume or overwrite):
+            raise MonodistillError(
+                f"{root} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+                "--overwrite to replace it, or choose another --output"
+            )
+        return _distil_stages(config, root)[1]
+
+
+@contextmanager
+def _experiment_folder(config: ExperimentConfig, overwrite: bool) -> Iterator[Path]:
+    """Hold the experiment folder exclusively, cleared first with ``overwrite``."""
+    if not config.output_dir:
+        raise MonodistillError("no output folder: pass --output DIR or set output_dir")
     root = Path(config.output_dir)
     with runfolder.claim(root):
         if overwrite and process_state().is_main_process:
             runfolder.clear_run(root, EXPERIMENT_ENTRIES)
         process_state().wait_for_everyone()
-        return _run_stages(config, root)
+        yield root
 
 
-def _run_stages(config: ExperimentConfig, root: Path) -> Path:
+def _distil_stages(config: ExperimentConfig, root: Path) -> tuple[list[DistillConfig], list[Path]]:
+    """The shared vocabulary (when trimmed) and every student, resumed where they stopped."""
     if process_state().is_main_process:
         save_config(config, root / "config.yaml")
     # Check every student's settings before the first long stage starts.
     students = [student_config(config, student, None) for student in config.students]
 
-    vocab_path = None
     if config.vocab.enabled and config.vocab.path is None:
         from monodistill.vocab import run_vocab
 
@@ -80,9 +109,12 @@ def _run_stages(config: ExperimentConfig, root: Path) -> Path:
             if not (vocab_path / "id_map.json").is_file():
                 run_vocab(students[0], vocab_path)
         students = [student_config(config, student, vocab_path) for student in config.students]
+    return students, _distil_students(students)
 
-    student_dirs = _distil_students(students)
 
+def _evaluate_stages(
+    config: ExperimentConfig, root: Path, students: list[DistillConfig], student_dirs: list[Path]
+) -> Path:
     models = [config.teacher.name_or_path]
     for distill_config in students:
         # Trimmed teachers ("Load What You Need" baselines), whether shared or built by one student.
