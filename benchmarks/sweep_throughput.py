@@ -6,7 +6,10 @@ batch, then every student's forward, backward and AdamW step (what ``monodistill
 are timed for (a) the stand-in teacher from ../shared and (b) an mBERT-shaped teacher built in code
 (12 layers, 768 hidden, 119,547-token vocabulary, random weights). Reported: total sweep tokens/s
 (tokens seen by all students together per second), and the teacher's share of one student's step.
-The last line printed is ``ratio: X.XX`` (grouped / sequential tokens/s, mBERT-shaped teacher).
+(c) repeats (b) with the students on a trimmed vocabulary (``--trimmed-vocab``, default 19,701: the
+real mBERT vocabulary trimmed to the shared Tagalog corpus), the teacher's head sliced to the kept
+rows as ``monodistill.distill`` slices it. The last line printed is ``ratio: X.XX`` (grouped /
+sequential tokens/s, (b): mBERT-shaped teacher, full-vocabulary students).
 
     python benchmarks/sweep_throughput.py --steps 2 --batch-size 8       # CPU: ~20 min on 2 cores
     python benchmarks/sweep_throughput.py --device cuda --batch-size 32 --steps 20
@@ -43,6 +46,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant, interleaved")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--trimmed-vocab", type=int, default=19_701, help="(c): students' trimmed vocabulary size")
     return parser.parse_args()
 
 
@@ -60,17 +64,28 @@ def mbert_shaped_teacher() -> PreTrainedModel:
 
 
 def measure(
-    name: str, teacher: PreTrainedModel, mask_token_id: int, special_ids: list[int], args: argparse.Namespace
+    name: str,
+    teacher: PreTrainedModel,
+    mask_token_id: int,
+    special_ids: list[int],
+    args: argparse.Namespace,
+    kept: torch.Tensor | None = None,
 ) -> float:
-    """Time both variants on one teacher; prints the figures and returns grouped / sequential tokens/s."""
+    """Time both variants on one teacher; prints the figures and returns grouped / sequential tokens/s.
+
+    ``kept``: the teacher ids of a trimmed student vocabulary (special ids first, at their own ids).
+    """
     device = torch.device(args.device)
     teacher.to(device)
-    vocab = teacher.config.vocab_size
+    vocab = teacher.config.vocab_size if kept is None else len(kept)
     special = torch.tensor(special_ids, device=device)
     teacher_encoder, teacher_head = encoder(teacher), mlm_head(teacher)
+    vocab_ids = None if kept is None else kept.to(device)
+    if vocab_ids is not None:
+        teacher_head = teacher_head.restricted(vocab_ids)
     students = []
     for temperature in TEMPERATURES:
-        model = build_student(StudentConfig(preset="dbert-tiny"), teacher, seed=0).to(device)
+        model = build_student(StudentConfig(preset="dbert-tiny"), teacher, kept, seed=0).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cuda", "cpu"))
         students.append((StudentWithHead(model), optimizer, LossConfig(temperature=temperature)))
 
@@ -84,7 +99,8 @@ def measure(
 
     def teacher_pass(masked: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            hidden = teacher_encoder(input_ids=masked).last_hidden_state  # (B, T, H)
+            teacher_ids = vocab_ids[masked] if vocab_ids is not None else masked
+            hidden = teacher_encoder(input_ids=teacher_ids).last_hidden_state  # (B, T, H)
             logits = teacher_head.logits(hidden[positions])  # (N, V)
         return logits.clone()
 
@@ -168,8 +184,19 @@ def main() -> None:
     )
     del stand_in
     # mBERT's special ids: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103.
-    ratio = measure(
-        "(b) mBERT-shaped teacher (random weights)", mbert_shaped_teacher(), 103, [0, 100, 101, 102, 103], args
+    mbert_specials = [0, 100, 101, 102, 103]
+    mbert = mbert_shaped_teacher()
+    ratio = measure("(b) mBERT-shaped teacher (random weights)", mbert, 103, mbert_specials, args)
+    # A trimmed vocabulary keeps the special tokens at their ids; any other teacher rows stand in for
+    # the kept tokens (the benchmark's text is random ids).
+    kept = torch.cat([torch.arange(104), torch.arange(1000, 1000 + args.trimmed_vocab - 104)])
+    measure(
+        f"(c) mBERT-shaped teacher, students on a {args.trimmed_vocab:,}-token trimmed vocabulary",
+        mbert,
+        103,
+        mbert_specials,
+        args,
+        kept,
     )
     print(f"ratio: {ratio:.2f}")
 

@@ -27,14 +27,14 @@ def inject(fault: str) -> None:
     if int(rank) != RANK:
         return
     if kind == "sigterm":
-        train_step = distill_module.Distiller.train_step
+        train_step = distill_module.train_step_together
 
-        def signalled(self: distill_module.Distiller) -> dict[str, float]:
-            if self.step == int(when):
+        def signalled(distillers: list[distill_module.Distiller]) -> Any:
+            if distillers[0].step == int(when):
                 os.kill(os.getpid(), signal.SIGTERM)
-            return train_step(self)
+            return train_step(distillers)
 
-        distill_module.Distiller.train_step = signalled  # type: ignore[method-assign]
+        distill_module.train_step_together = signalled
     elif kind == "nan":
         real_loss = distill_module.distillation_loss
         calls = {"count": 0}
@@ -50,15 +50,15 @@ def inject(fault: str) -> None:
 
 
 def record_parts(folder: Path) -> None:
-    train_step = distill_module.Distiller.train_step
+    train_step = distill_module.train_step_together
 
-    def recorded(self: distill_module.Distiller) -> dict[str, float]:
-        parts = train_step(self)
+    def recorded(distillers: list[distill_module.Distiller]) -> Any:
+        results = train_step(distillers)
         with open(folder / f"rank-{RANK}.jsonl", "a") as handle:
-            handle.write(json.dumps({"step": self.step + 1, **parts}) + "\n")
-        return parts
+            handle.write(json.dumps({"step": distillers[0].step + 1, **results[0]}) + "\n")
+        return results
 
-    distill_module.Distiller.train_step = recorded  # type: ignore[method-assign]
+    distill_module.train_step_together = recorded
 
 
 if __name__ == "__main__":

@@ -56,14 +56,14 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 def stop_at(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.SIGTERM) -> None:
     """Send ``signum`` to the run as it starts the step after ``step`` (as a scheduler or Ctrl-C would):
     it saves a checkpoint and stops. ``monkeypatch.undo()`` lets the next run go on undisturbed."""
-    original = distill_module.Distiller.train_step
+    original = distill_module.train_step_together
 
-    def signalled(self: distill_module.Distiller) -> dict[str, float]:
-        if self.step == step:
+    def signalled(distillers: list[distill_module.Distiller]) -> list[dict[str, float] | Exception]:
+        if distillers[0].step == step:
             os.kill(os.getpid(), signum)
-        return original(self)
+        return original(distillers)  # type: ignore[return-value]
 
-    monkeypatch.setattr(distill_module.Distiller, "train_step", signalled)
+    monkeypatch.setattr(distill_module, "train_step_together", signalled)
 
 
 def assert_same_weights(first: Path, second: Path) -> None:

@@ -69,7 +69,7 @@ def group_updates(teacher: Path, corpus: Path, cache: Path, steps: int, save: in
 
 
 def test_a_group_of_three_ends_bit_identical_to_each_student_alone(
-    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     common = (tiny_teacher_dir, corpus_file)
     for name in STUDENTS:
@@ -84,12 +84,21 @@ def test_a_group_of_three_ends_bit_identical_to_each_student_alone(
         calls["teacher"] += 1
         return real_forward(self, *a, **k)  # type: ignore[arg-type]
 
+    # Validation masks come from a generator seeded with seed + 1, made once per validation pass.
+    real_generator = distill_module.step_generator
+
+    def counted_generator(seed: int, *a: object) -> torch.Generator:
+        calls["validation"] = calls.get("validation", 0) + (seed == configs[0].train.seed + 1)
+        return real_generator(seed, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(distill_module, "step_generator", counted_generator)
     distill_module.Distiller.teacher_forward = counted  # type: ignore[method-assign,assignment]
     try:
         run_distillation_group(configs)
     finally:
         distill_module.Distiller.teacher_forward = real_forward  # type: ignore[method-assign]
     assert calls["teacher"] == 6 * 2  # one teacher pass per micro-batch for all three students
+    assert calls["validation"] == 2  # at steps 3 and 6, one pass for all three students
 
     for name in STUDENTS:
         alone, grouped = tmp_path / "alone" / name, tmp_path / "group" / name

@@ -1,4 +1,5 @@
-"""The distillation loop: ``Distiller.fit -> train_step -> student_step``, with ``evaluate`` and ``save_checkpoint``.
+"""The distillation loop: ``Distiller.fit -> fit_together -> train_step_together -> student_step``, with
+``evaluate`` and ``save_checkpoint``.
 
 Both LM heads run only at masked positions, so no (B, T, V) tensor is ever built. The teacher is
 frozen where it is loaded and called under ``torch.inference_mode()``. Data order and masks are pure
@@ -10,9 +11,10 @@ together: a non-finite loss on any rank (checked before the backward pass, whose
 all-reduce the other ranks would otherwise wait in forever) and a stop signal delivered to any rank
 are reduced across ranks, so every rank saves and stops at the same step.
 
-Several students that see the same batches can share one teacher pass (``fit_together``): per
-micro-batch the teacher runs once on one set of masked positions, then every student runs its
-forward and backward. Each student stays a ``Distiller`` of its own (optimizer, scheduler,
+The loop (``fit_together``) is written once for a list of students: ``Distiller.fit`` is that loop
+for one. Several students that see the same batches share one teacher pass: per micro-batch (and
+per validation batch) the teacher runs once on one set of masked positions, then every student runs
+its forward and backward. Each student stays a ``Distiller`` of its own (optimizer, scheduler,
 checkpoints, metrics, TensorBoard run, folder) and draws dropout from its own random stream,
 swapped in around everything it does and saved in its checkpoints, so a student trained in a group
 ends with the weights it would have had alone.
@@ -199,57 +201,36 @@ class Distiller:
             resume_from: A verified checkpoint of this run to continue from
                 (``checkpoint.latest_intact_checkpoint``).
         """
-        if resume_from is not None:
-            self._resume(resume_from)
-        self._init_trackers()
-        previous_handlers = _install_stop_handlers([self])
-        progress = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            desc="distilling",
-            unit="step",
-            disable=not self.accelerator.is_main_process,
-            dynamic_ncols=True,
-        )
-        validation: dict[str, float] = {}
-        try:
-            while self.step < self.total_steps:
-                started = time.perf_counter()
-                parts = self.train_step()
-                self.step += 1
-                parts["tokens_per_second"] = self._tokens_per_step() / (time.perf_counter() - started)
-                parts, stop = self._agree_on_step(parts)
-                progress.update(1)
-                progress.set_postfix(loss=f"{parts['loss']:.3f}", kl=f"{parts['kl']:.3f}", mlm=f"{parts['mlm']:.3f}")
-                validation = self._after_step(parts, progress) or validation
-                if stop and self.step < self.total_steps:
-                    self._save_before_stop()
-                    raise self._interrupted([self])
-        finally:
-            progress.close()
-            _restore_handlers(previous_handlers)
-        return validation or self.evaluate()
+        outcome = fit_together([self], [resume_from])[0]
+        if isinstance(outcome, MonodistillError):
+            raise outcome
+        return outcome
 
     def _init_trackers(self) -> None:
         self.accelerator.init_trackers("tensorboard", config=flat_scalars(config_to_dict(self.config)))
 
-    def _after_step(self, parts: dict[str, float], progress: Any, prefix: str = "") -> dict[str, float]:
-        """Log, validate and checkpoint after an optimizer step; returns the validation metrics if it validated."""
+    def _after_step(
+        self, parts: dict[str, float], progress: Any, prefix: str = "", validation: dict[str, float] | None = None
+    ) -> dict[str, float]:
+        """Log, validate and checkpoint after an optimizer step; returns the validation metrics if it validated.
+
+        ``validation`` holds this step's metrics when they were computed already (with a group's).
+        """
         for name, value in parts.items():
             self._running[name] = self._running.get(name, 0.0) + value
         self._running_steps += 1
         if self.step % self.train_config.log_interval == 0 or self.step == self.total_steps:
             self._log("train", {name: value / self._running_steps for name, value in self._running.items()})
             self._running, self._running_steps = {}, 0
-        validation: dict[str, float] = {}
-        interval = self.train_config.eval_interval
-        if (interval and self.step % interval == 0) or self.step == self.total_steps:
-            validation = self.evaluate()
+        validated: dict[str, float] = {}
+        if self.validates_now():
+            validated = validation if validation is not None else validation_metrics([self])[0]
+            self._log("validation", validated)
             if self.accelerator.is_main_process:
-                progress.write(f"{prefix}step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
+                progress.write(f"{prefix}step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validated.items()))
         if self.step % self.train_config.save_interval == 0 or self.step == self.total_steps:
             self.save_checkpoint()
-        return validation
+        return validated
 
     def _save_before_stop(self) -> None:
         """Checkpoint the current step before stopping on a signal, unless the cadence just did."""
@@ -374,63 +355,15 @@ class Distiller:
     # --------------------------------------------------------------------------------- validation
 
     def evaluate(self) -> dict[str, float]:
-        """Validation on the held-out blocks with fixed masks: student MLM loss and accuracy, KL to the
-        teacher at T=1, top-1 agreement with the teacher and, for a trimmed vocabulary, the teacher
-        probability mass outside the kept tokens."""
-        # The unwrapped module: DDP's forward broadcasts buffers, a collective that would deadlock
-        # when ranks hold different numbers of validation batches.
-        student = self.accelerator.unwrap_model(self.student)
-        student.eval()
-        rank, processes = self.accelerator.process_index, self.accelerator.num_processes
-        generator = step_generator(self.train_config.seed + 1, 0, rank, self.accelerator.device)
-        sums = torch.zeros(7, dtype=torch.float64, device=self.accelerator.device)
-        validation = self.blocks.validation
-        size = self.train_config.batch_size
-        for start in range(rank * size, len(validation), size * processes):
-            rows = validation[start : start + size]
-            input_ids = rows["input_ids"].to(self.accelerator.device)
-            # Masked as in training: whole words when the blocks carry word starts.
-            word_starts = rows["word_starts"].to(self.accelerator.device).bool() if "word_starts" in rows else None
-            masked_ids, labels, positions = self.mask(input_ids, generator, word_starts)
-            targets = labels[positions]
-            with torch.inference_mode():
-                teacher_ids = self.vocab_ids[masked_ids] if self.vocab_ids is not None else masked_ids
-                teacher_hidden = self.teacher_encoder(input_ids=teacher_ids).last_hidden_state[positions]
-                teacher_logits = self.teacher_head.logits(teacher_hidden).float()
-                student_logits, _ = student(masked_ids, positions)
-                student_logits = student_logits.float()
-                count = targets.numel()
-                kept_mass = 1.0
-                if self.vocab_ids is not None:
-                    full = self.teacher_full_head.logits(teacher_hidden).float()
-                    kept_mass = (teacher_logits.logsumexp(-1) - full.logsumexp(-1)).exp().sum().item() / count
-                sums += torch.tensor(
-                    [
-                        torch.nn.functional.cross_entropy(student_logits, targets, reduction="sum").item(),
-                        kl_divergence(student_logits, teacher_logits, 1.0).item() * count,
-                        (student_logits.argmax(-1) == teacher_logits.argmax(-1)).sum().item(),
-                        (student_logits.argmax(-1) == targets).sum().item(),
-                        (teacher_logits.argmax(-1) == targets).sum().item(),
-                        (1.0 - kept_mass) * count,
-                        count,
-                    ],
-                    dtype=torch.float64,
-                    device=self.accelerator.device,
-                )
-        sums = self.accelerator.reduce(sums, reduction="sum")
-        count = max(sums[6].item(), 1.0)
-        metrics = {
-            "mlm_loss": sums[0].item() / count,
-            "kl_to_teacher": sums[1].item() / count,
-            "teacher_agreement": sums[2].item() / count,
-            "student_accuracy": sums[3].item() / count,
-            "teacher_accuracy": sums[4].item() / count,
-        }
-        if self.vocab_ids is not None:
-            metrics["teacher_mass_outside_vocab"] = sums[5].item() / count
+        """Validate (``validation_metrics``) and log the metrics."""
+        metrics = validation_metrics([self])[0]
         self._log("validation", metrics)
-        student.train()
         return metrics
+
+    def validates_now(self) -> bool:
+        """Whether the step just taken is followed by a validation."""
+        interval = self.train_config.eval_interval
+        return bool(interval and self.step % interval == 0) or self.step == self.total_steps
 
     # -------------------------------------------------------------------------------- checkpoints
 
@@ -649,9 +582,10 @@ def train_step_together(distillers: list[Distiller]) -> list[dict[str, float] | 
 def fit_together(
     distillers: list[Distiller], resume_from: list[Path | None]
 ) -> list[dict[str, float] | MonodistillError]:
-    """Train several students that see the same batches with one teacher pass per micro-batch.
+    """The training loop, for one student (``Distiller.fit``) or several that see the same batches,
+    with one teacher pass per micro-batch and per validation batch for all of them.
 
-    Each student logs, validates and checkpoints on its own cadence exactly as ``Distiller.fit`` would.
+    Each student logs, validates and checkpoints on its own cadence, exactly as it would alone.
     Students resumed from different steps train apart until the lagging ones catch up. A student whose
     loss is not finite stops alone (its error is returned); the others go on. A stop signal saves every
     unfinished student, then raises ``Interrupted``.
@@ -659,7 +593,8 @@ def fit_together(
     Returns:
         Per student, its final validation metrics or the error that stopped it.
     """
-    if len(distillers) > 1 and distillers[0].accelerator.num_processes > 1:
+    group = len(distillers) > 1
+    if group and distillers[0].accelerator.num_processes > 1:
         raise MonodistillError(
             "students sharing a teacher pass train in one process; launch them without torchrun/accelerate "
             "launch, or set train.share_teacher=false to distil them one after another"
@@ -674,11 +609,10 @@ def fit_together(
     outcomes: dict[int, dict[str, float] | MonodistillError] = {}
     validations: dict[int, dict[str, float]] = {}
     main = distillers[0].accelerator.is_main_process
-    total = max(d.total_steps for d in distillers)
     progress = tqdm(
-        total=total,
+        total=max(d.total_steps for d in distillers),
         initial=min(d.step for d in distillers),
-        desc=f"distilling {len(distillers)} students",
+        desc=f"distilling {len(distillers)} students" if group else "distilling",
         unit="step",
         disable=not main,
         dynamic_ncols=True,
@@ -699,20 +633,36 @@ def fit_together(
             results = train_step_together([distillers[number] for number in cohort])
             elapsed = time.perf_counter() - started
             stop = False
+            stepped: dict[int, dict[str, float]] = {}
             for number, result in zip(cohort, results, strict=True):
                 distiller = distillers[number]
                 if isinstance(result, MonodistillError):
                     outcomes[number] = result
-                    if main:
+                    if main and group:
                         progress.write(f"student {distiller.name}: {result}; the other students go on")
                     continue
                 distiller.step += 1
                 # The group's step time: what the sweep pays per step, shared by all its students.
                 result["tokens_per_second"] = distiller._tokens_per_step() / elapsed
-                parts, stopped = distiller._agree_on_step(result)
+                stepped[number], stopped = distiller._agree_on_step(result)
                 stop = stop or stopped
+                if not group:
+                    parts = stepped[number]
+                    progress.set_postfix(
+                        loss=f"{parts['loss']:.3f}", kl=f"{parts['kl']:.3f}", mlm=f"{parts['mlm']:.3f}"
+                    )
+            # Students validating at this step share the teacher's validation pass too.
+            due = [number for number in stepped if distillers[number].validates_now()]
+            due_metrics = dict(zip(due, validation_metrics([distillers[n] for n in due]) if due else [], strict=True))
+            for number, parts in stepped.items():
+                distiller = distillers[number]
                 with distiller.own_rng():
-                    validation = distiller._after_step(parts, progress, prefix=f"{distiller.name} ")
+                    validation = distiller._after_step(
+                        parts,
+                        progress,
+                        prefix=f"{distiller.name} " if group else "",
+                        validation=due_metrics.get(number),
+                    )
                 if validation:
                     validations[number] = validation
             progress.update(min(d.step for d in distillers) - progress.n)
@@ -726,6 +676,73 @@ def fit_together(
         progress.close()
         _restore_handlers(previous_handlers)
     return [outcomes[number] for number in range(len(distillers))]
+
+
+def validation_metrics(distillers: list[Distiller]) -> list[dict[str, float]]:
+    """Validation on the held-out blocks with fixed masks, one teacher pass per batch for students that
+    see the same blocks (a group, or one student): per student its MLM loss and accuracy, KL to the
+    teacher at T=1, top-1 agreement with the teacher and, for a trimmed vocabulary, the teacher
+    probability mass outside the kept tokens. Nothing is logged."""
+    lead = distillers[0]
+    device = lead.accelerator.device
+    # The unwrapped modules: DDP's forward broadcasts buffers, a collective that would deadlock
+    # when ranks hold different numbers of validation batches.
+    students = [distiller.accelerator.unwrap_model(distiller.student) for distiller in distillers]
+    for student in students:
+        student.eval()
+    rank, processes = lead.accelerator.process_index, lead.accelerator.num_processes
+    generator = step_generator(lead.train_config.seed + 1, 0, rank, device)
+    sums = torch.zeros(len(distillers), 7, dtype=torch.float64, device=device)
+    validation = lead.blocks.validation
+    size = lead.train_config.batch_size
+    for start in range(rank * size, len(validation), size * processes):
+        rows = validation[start : start + size]
+        input_ids = rows["input_ids"].to(device)
+        # Masked as in training: whole words when the blocks carry word starts.
+        word_starts = rows["word_starts"].to(device).bool() if "word_starts" in rows else None
+        masked_ids, labels, positions = lead.mask(input_ids, generator, word_starts)
+        targets = labels[positions]
+        count = targets.numel()
+        with torch.inference_mode():
+            teacher_ids = lead.vocab_ids[masked_ids] if lead.vocab_ids is not None else masked_ids
+            teacher_hidden = lead.teacher_encoder(input_ids=teacher_ids).last_hidden_state[positions]
+            teacher_logits = lead.teacher_head.logits(teacher_hidden).float()
+            kept_mass = 1.0
+            if lead.vocab_ids is not None:
+                full = lead.teacher_full_head.logits(teacher_hidden).float()
+                kept_mass = (teacher_logits.logsumexp(-1) - full.logsumexp(-1)).exp().sum().item() / count
+            teacher_correct = (teacher_logits.argmax(-1) == targets).sum().item()
+            for number, student in enumerate(students):
+                student_logits = student(masked_ids, positions)[0].float()
+                sums[number] += torch.tensor(
+                    [
+                        torch.nn.functional.cross_entropy(student_logits, targets, reduction="sum").item(),
+                        kl_divergence(student_logits, teacher_logits, 1.0).item() * count,
+                        (student_logits.argmax(-1) == teacher_logits.argmax(-1)).sum().item(),
+                        (student_logits.argmax(-1) == targets).sum().item(),
+                        teacher_correct,
+                        (1.0 - kept_mass) * count,
+                        count,
+                    ],
+                    dtype=torch.float64,
+                    device=device,
+                )
+    sums = lead.accelerator.reduce(sums, reduction="sum")
+    results = []
+    for student, row in zip(students, sums.tolist(), strict=True):
+        count = max(row[6], 1.0)
+        metrics = {
+            "mlm_loss": row[0] / count,
+            "kl_to_teacher": row[1] / count,
+            "teacher_agreement": row[2] / count,
+            "student_accuracy": row[3] / count,
+            "teacher_accuracy": row[4] / count,
+        }
+        if lead.vocab_ids is not None:
+            metrics["teacher_mass_outside_vocab"] = row[5] / count
+        results.append(metrics)
+        student.train()
+    return results
 
 
 def _install_stop_handlers(distillers: list[Distiller]) -> dict[int, Any]:

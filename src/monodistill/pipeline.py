@@ -145,7 +145,8 @@ def _distil_students(students: list[DistillConfig]) -> list[Path]:
         groups = shared_teacher_groups(students)
     if len(groups) < len(students):
         described = " ".join("[" + ", ".join(str(students[n].student.name) for n in group) + "]" for group in groups)
-        print(f"== {len(students)} students in {len(groups)} groups, one teacher pass per group: {described}")
+        counted = f"{len(groups)} group{'s' if len(groups) > 1 else ''}"
+        print(f"== {len(students)} students in {counted}, one teacher pass per group: {described}")
     folders: dict[int, Path] = {}
     for group in groups:
         configs = [students[number] for number in group]
