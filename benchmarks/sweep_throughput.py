@@ -6,12 +6,14 @@ batch, then every student's forward, backward and AdamW step (what ``monodistill
 are timed for (a) the stand-in teacher from ../shared and (b) an mBERT-shaped teacher built in code
 (12 layers, 768 hidden, 119,547-token vocabulary, random weights). Reported: total sweep tokens/s
 (tokens seen by all students together per second), and the teacher's share of one student's step.
-(c) repeats (b) with the students on a trimmed vocabulary (``--trimmed-vocab``, default 19,701: the
+(c) repeats (b) with the students on a trimmed vocabulary (``--trimmed-vocab``, default 19,796: the
 real mBERT vocabulary trimmed to the shared Tagalog corpus), the teacher's head sliced to the kept
-rows as ``monodistill.distill`` slices it. The last line printed is ``ratio: X.XX`` (grouped /
-sequential tokens/s, (b): mBERT-shaped teacher, full-vocabulary students).
+rows as ``monodistill.distill`` slices it. Beside each measurement, the same figures predicted from
+model FLOPs (``monodistill.flops``: the teacher forward once, each student's forward and backward).
+The last line printed is ``ratio: X.XX`` (grouped / sequential tokens/s, (b): mBERT-shaped teacher,
+full-vocabulary students).
 
-    python benchmarks/sweep_throughput.py --steps 2 --batch-size 8       # CPU: ~20 min on 2 cores
+    python benchmarks/sweep_throughput.py --steps 3 --batch-size 8       # CPU: ~3 min on 2 idle cores
     python benchmarks/sweep_throughput.py --device cuda --batch-size 32 --steps 20
 """
 
@@ -23,6 +25,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
@@ -30,6 +33,7 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
 from monodistill.config import LossConfig, StudentConfig, TeacherConfig
 from monodistill.data.masking import IGNORE_INDEX, mask_tokens, step_generator
 from monodistill.distill import StudentWithHead
+from monodistill.flops import ModelShape, encoder_forward_flops, head_forward_flops
 from monodistill.losses import distillation_loss
 from monodistill.student import build_student
 from monodistill.teacher import encoder, load_teacher, mlm_head
@@ -46,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant, interleaved")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--trimmed-vocab", type=int, default=19_701, help="(c): students' trimmed vocabulary size")
+    parser.add_argument("--trimmed-vocab", type=int, default=19_796, help="(c): students' trimmed vocabulary size")
     return parser.parse_args()
 
 
@@ -150,6 +154,7 @@ def measure(
     sequential_time, grouped_time, teacher_time = seconds["sequential"], seconds["grouped"], seconds["teacher"]
     one_student_step = sequential_time / len(students)  # teacher + one student, as a single run pays
     ratio = sequential_time / grouped_time
+    predicted_share, predicted_ratio = flop_prediction(teacher, students[0][0].model, vocab, args, len(students))
     print(
         f"{name}: {parameters(teacher) / 1e6:,.1f}M-parameter teacher, {len(students)} x "
         f"{parameters(students[0][0]) / 1e6:,.1f}M-parameter students\n"
@@ -157,10 +162,33 @@ def measure(
         f"  grouped:    {tokens / grouped_time:,.0f} tokens/s ({grouped_time:.3f} s)\n"
         f"  teacher share of one student's step: {min(teacher_time / one_student_step, 1.0):.0%} "
         f"({teacher_time:.3f} s of {one_student_step:.3f} s)\n"
-        f"  grouped / sequential: {ratio:.2f}"
+        f"  grouped / sequential: {ratio:.2f}\n"
+        f"  predicted from model FLOPs: teacher share {predicted_share:.0%}, grouped / sequential {predicted_ratio:.2f}"
     )
     teacher.to("cpu")
     return ratio
+
+
+def flop_prediction(
+    teacher: PreTrainedModel, student: PreTrainedModel, vocab: int, args: argparse.Namespace, students: int
+) -> tuple[float, float]:
+    """The teacher's share of one student's step and the grouped / sequential ratio, from model FLOPs.
+
+    The teacher runs forward once; a student forward and backward (3x forward); both heads score the
+    15% masked positions onto ``vocab`` rows. Memory-bound work (embedding gradients, AdamW) counts 0.
+    """
+    positions = round(0.15 * args.batch_size * args.seq_length)
+
+    def forward(config: Any) -> int:
+        shape = ModelShape.from_config(config)
+        return encoder_forward_flops(shape, args.batch_size, args.seq_length) + head_forward_flops(
+            shape.hidden_size, vocab, positions
+        )
+
+    teacher_flops, student_flops = forward(teacher.config), 3 * forward(student.config)
+    share = teacher_flops / (teacher_flops + student_flops)
+    ratio = students * (teacher_flops + student_flops) / (teacher_flops + students * student_flops)
+    return share, ratio
 
 
 def parameters(model: torch.nn.Module) -> int:
