@@ -25,7 +25,6 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
@@ -33,7 +32,7 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
 from monodistill.config import LossConfig, StudentConfig, TeacherConfig
 from monodistill.data.masking import IGNORE_INDEX, mask_tokens, step_generator
 from monodistill.distill import StudentWithHead
-from monodistill.flops import ModelShape, encoder_forward_flops, head_forward_flops
+from monodistill.flops import ModelShape, masked_lm_forward_flops
 from monodistill.losses import distillation_loss
 from monodistill.student import build_student
 from monodistill.teacher import encoder, load_teacher, mlm_head
@@ -177,15 +176,9 @@ def flop_prediction(
     The teacher runs forward once; a student forward and backward (3x forward); both heads score the
     15% masked positions onto ``vocab`` rows. Memory-bound work (embedding gradients, AdamW) counts 0.
     """
-    positions = round(0.15 * args.batch_size * args.seq_length)
-
-    def forward(config: Any) -> int:
-        shape = ModelShape.from_config(config)
-        return encoder_forward_flops(shape, args.batch_size, args.seq_length) + head_forward_flops(
-            shape.hidden_size, vocab, positions
-        )
-
-    teacher_flops, student_flops = forward(teacher.config), 3 * forward(student.config)
+    sizes = (vocab, args.batch_size, args.seq_length, round(0.15 * args.batch_size * args.seq_length))
+    teacher_flops = masked_lm_forward_flops(ModelShape.from_config(teacher.config), *sizes)
+    student_flops = 3 * masked_lm_forward_flops(ModelShape.from_config(student.config), *sizes)
     share = teacher_flops / (teacher_flops + student_flops)
     ratio = students * (teacher_flops + student_flops) / (teacher_flops + students * student_flops)
     return share, ratio

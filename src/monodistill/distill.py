@@ -211,26 +211,20 @@ class Distiller:
 
     def _after_step(
         self, parts: dict[str, float], progress: Any, prefix: str = "", validation: dict[str, float] | None = None
-    ) -> dict[str, float]:
-        """Log, validate and checkpoint after an optimizer step; returns the validation metrics if it validated.
-
-        ``validation`` holds this step's metrics when they were computed already (with a group's).
-        """
+    ) -> None:
+        """Log, record this step's validation metrics (when it validated) and checkpoint after an optimizer step."""
         for name, value in parts.items():
             self._running[name] = self._running.get(name, 0.0) + value
         self._running_steps += 1
         if self.step % self.train_config.log_interval == 0 or self.step == self.total_steps:
             self._log("train", {name: value / self._running_steps for name, value in self._running.items()})
             self._running, self._running_steps = {}, 0
-        validated: dict[str, float] = {}
-        if self.validates_now():
-            validated = validation if validation is not None else validation_metrics([self])[0]
-            self._log("validation", validated)
+        if validation is not None:
+            self._log("validation", validation)
             if self.accelerator.is_main_process:
-                progress.write(f"{prefix}step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validated.items()))
+                progress.write(f"{prefix}step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
         if self.step % self.train_config.save_interval == 0 or self.step == self.total_steps:
             self.save_checkpoint()
-        return validated
 
     def _save_before_stop(self) -> None:
         """Checkpoint the current step before stopping on a signal, unless the cadence just did."""
@@ -653,18 +647,17 @@ def fit_together(
                     )
             # Students validating at this step share the teacher's validation pass too.
             due = [number for number in stepped if distillers[number].validates_now()]
-            due_metrics = dict(zip(due, validation_metrics([distillers[n] for n in due]) if due else [], strict=True))
+            if due:
+                validations.update(zip(due, validation_metrics([distillers[n] for n in due]), strict=True))
             for number, parts in stepped.items():
                 distiller = distillers[number]
                 with distiller.own_rng():
-                    validation = distiller._after_step(
+                    distiller._after_step(
                         parts,
                         progress,
                         prefix=f"{distiller.name} " if group else "",
-                        validation=due_metrics.get(number),
+                        validation=validations[number] if number in due else None,
                     )
-                if validation:
-                    validations[number] = validation
             progress.update(min(d.step for d in distillers) - progress.n)
             unfinished = [d for number, d in enumerate(distillers) if number not in outcomes and d.step < d.total_steps]
             if stop and unfinished:

@@ -58,6 +58,15 @@ def head_forward_flops(hidden_size: int, vocab_size: int, positions: int) -> int
     return positions * (2 * hidden_size**2 + 2 * hidden_size * vocab_size)
 
 
+def masked_lm_forward_flops(
+    shape: ModelShape, vocab_size: int, batch_size: int, seq_length: int, positions: int
+) -> int:
+    """Forward FLOPs of a masked LM: the encoder over every token, the head at ``positions`` positions."""
+    return encoder_forward_flops(shape, batch_size, seq_length) + head_forward_flops(
+        shape.hidden_size, vocab_size, positions
+    )
+
+
 def distillation_step_flops(
     teacher: ModelShape,
     student: ModelShape,
@@ -82,12 +91,8 @@ def distillation_step_flops(
     Returns:
         FLOPs, counting a multiply-add as 2.
     """
-    teacher_forward = encoder_forward_flops(teacher, batch_size, seq_length) + head_forward_flops(
-        teacher.hidden_size, teacher_vocab, masked_positions
-    )
-    student_forward = encoder_forward_flops(student, batch_size, seq_length) + head_forward_flops(
-        student.hidden_size, student_vocab, masked_positions
-    )
+    teacher_forward = masked_lm_forward_flops(teacher, teacher_vocab, batch_size, seq_length, masked_positions)
+    student_forward = masked_lm_forward_flops(student, student_vocab, batch_size, seq_length, masked_positions)
     return teacher_forward + 3 * student_forward
 
 
