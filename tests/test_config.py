@@ -6,7 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, load_config
+from monodistill.config import (
+    ConfigError,
+    DataConfig,
+    DistillConfig,
+    EvaluateConfig,
+    ExperimentConfig,
+    LossConfig,
+    StudentConfig,
+    TeacherConfig,
+    TrainConfig,
+    VocabConfig,
+    config_to_dict,
+    flatten,
+    load_config,
+)
 from monodistill.errors import MonodistillError
 
 from .conftest import REPO_ROOT
@@ -116,3 +130,104 @@ def test_config_files_are_utf8_with_a_bom_tolerated(tmp_path: Path) -> None:
     path.write_bytes("# Tagalog: ñ\ntrain:\n  seed: 7\n".encode("latin-1"))
     with pytest.raises(MonodistillError, match=r"c\.yaml is not UTF-8 \(byte 0xf1 at offset 11\)"):
         load_config(DistillConfig, path)
+
+
+@pytest.mark.parametrize(
+    ("schema", "values", "fields"),
+    [
+        (LossConfig, {"temperature": 0}, ("loss.temperature",)),
+        (LossConfig, {"alpha_cosine": -1.0}, ("loss.alpha_cosine",)),
+        (LossConfig, {"alpha_kl": 0.0, "alpha_mlm": 0.0}, ("loss.alpha_kl", "loss.alpha_mlm")),
+        (TrainConfig, {"learning_rate": 0}, ("train.learning_rate",)),
+        (TrainConfig, {"save_interval": 0}, ("train.save_interval",)),
+        (EvaluateConfig, {"epochs": 0}, ("evaluate.epochs",)),
+        (StudentConfig, {"num_layers": 0}, ("student.num_layers",)),
+        (TeacherConfig, {"dtype": "float8"}, ("teacher.dtype",)),
+        (VocabConfig, {"coverage": 2.0}, ("vocab.coverage",)),
+        (DataConfig, {"streaming": True}, ("data.streaming", "data.max_documents")),
+    ],
+)
+def test_config_errors_carry_the_fields_they_are_about(
+    schema: type, values: dict[str, object], fields: tuple[str, ...]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        schema(**values)
+    assert caught.value.fields == fields
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, MonodistillError)
+    assert {name.split(".")[0] for name in fields} == {schema.section}  # type: ignore[attr-defined]
+
+
+def test_a_bad_value_is_blamed_on_the_last_layer_that_set_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 0\n")
+    with pytest.raises(MonodistillError, match=r"^override 'train\.epochs=-1': train\.epochs must be > 0, got -1"):
+        load_config(DistillConfig, path, ["train.epochs=-1"])
+    with pytest.raises(MonodistillError, match=r"^invalid config in .*c\.yaml: train\.epochs must be > 0, got 0"):
+        load_config(DistillConfig, path, ["train.seed=1"], {"train": {"max_steps": 5}})
+    with pytest.raises(MonodistillError, match=r"^invalid config: train\.epochs must be > 0"):
+        load_config(DistillConfig, path, ["train.seed=1"], {"train": {"epochs": 0}})
+    # The root schema of `monodistill evaluate` is the evaluate section: `epochs` is `evaluate.epochs`.
+    with pytest.raises(MonodistillError, match=r"^override 'epochs=0': evaluate\.epochs must be > 0, got 0"):
+        load_config(EvaluateConfig, overrides=["epochs=0"])
+    path.write_text("epochs: 0\n")
+    with pytest.raises(MonodistillError, match=r"^invalid config in .*c\.yaml: evaluate\.epochs must be > 0"):
+        load_config(EvaluateConfig, path, ["seeds=2"])
+
+
+def test_a_cross_field_error_is_blamed_on_a_layer_that_set_either_field(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  streaming: true\n")
+    with pytest.raises(MonodistillError, match=r"^invalid config in .*c\.yaml: data\.streaming needs data\.max_"):
+        load_config(DistillConfig, path, ["data.split=validation"])
+    path.write_text("data:\n  streaming: true\n  max_documents: 10\n")
+    with pytest.raises(MonodistillError, match=r"^override 'data\.max_documents=null': data\.streaming needs"):
+        load_config(DistillConfig, path, ["data.max_documents=null"])
+
+
+def test_each_student_in_a_list_is_the_student_section(tmp_path: Path) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.write_text("students:\n  - preset: dbert-tiny\n  - preset: dbert-base\n    num_layers: 0\n")
+    with pytest.raises(MonodistillError, match=r"^invalid config in .*experiment\.yaml: student\.num_layers must"):
+        load_config(ExperimentConfig, path)
+    path.write_text("students:\n  - preset: dbert-tiny\n  - preset: dbert-base\n")
+    with pytest.raises(MonodistillError, match=r"^override 'students\.1\.num_layers=0': student\.num_layers must"):
+        load_config(ExperimentConfig, path, ["students.1.num_layers=0"])
+    config = load_config(ExperimentConfig, path, ["students.1.name=base", "students.0.num_layers=2"])
+    assert [(student.name, student.num_layers) for student in config.students] == [(None, 2), ("base", None)]
+    with pytest.raises(MonodistillError, match=r"^override 'students\.1\.name=dbert-tiny': students need distinct"):
+        load_config(ExperimentConfig, path, ["students.1.name=dbert-tiny"])
+
+
+def test_a_field_merely_mentioned_in_a_message_is_not_blamed(tmp_path: Path) -> None:
+    # The check names all three weights, but only alpha_cosine is negative, and the file set it.
+    path = tmp_path / "c.yaml"
+    path.write_text("loss:\n  alpha_cosine: -1\n")
+    with pytest.raises(MonodistillError, match=r"^invalid config in .*c\.yaml: loss\.alpha_kl, loss\.alpha_mlm and"):
+        load_config(DistillConfig, path, ["loss.alpha_kl=0.3"])
+
+
+def test_a_word_in_a_message_is_not_a_section() -> None:
+    # The message lists 'teacher-embeddings'; the override of the teacher section set nothing it is about.
+    with pytest.raises(MonodistillError, match=r"^override 'student\.init=magic': student\.init must be one of"):
+        load_config(DistillConfig, None, ["student.init=magic", "teacher={dtype: auto}"])
+
+
+def test_the_section_name_is_not_a_field() -> None:
+    with pytest.raises(MonodistillError, match=r"teacher has no field 'section'"):
+        load_config(DistillConfig, None, ["teacher.section=x"])
+    assert "section" not in config_to_dict(DistillConfig())["teacher"]
+
+
+def test_flatten_gives_dotted_keys_and_keeps_every_value() -> None:
+    data = {"name": "x", "train": {"max_steps": None, "seed": 1}, "evaluate": {"tasks": ["a", "b"], "deep": {"k": 0}}}
+    assert flatten(data) == {
+        "name": "x",
+        "train.max_steps": None,
+        "train.seed": 1,
+        "evaluate.tasks": ["a", "b"],
+        "evaluate.deep.k": 0,
+    }
+    assert flatten({"seed": 1}, "config.") == {"config.seed": 1}
+    flat = flatten(config_to_dict(DistillConfig()))
+    assert flat["teacher.revision"] is None and flat["student.overrides"] == []
+    assert flat["loss.temperature"] == 4.0 and "loss" not in flat

@@ -1,43 +1,56 @@
-"""One typed, nested configuration for every stage.
+"""The config schema: one dataclass per section, each field documented, each section validated.
 
-The dataclass defaults below are the only defaults. YAML files hold only the differences, and
-``section.field=value`` overrides on the command line beat both. Each section validates itself in
-``__post_init__`` and names the offending field in its error.
+Every section knows its canonical name (``section``), the one users write in run configs and
+overrides: ``train`` for ``TrainConfig``, ``student`` even for an entry of ``ExperimentConfig``'s
+``students`` list, ``evaluate`` even when ``EvaluateConfig`` is the whole config of ``monodistill
+evaluate``. A refused value raises ``ConfigError``, which names the fields it is about by those
+canonical names, so loading can tell which layer set the value without reading the message.
 """
 
 from __future__ import annotations
 
-import codecs
-import dataclasses
-import difflib
 import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import yaml
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from monodistill.checkpoint import atomic_write_text
-from monodistill.errors import MonodistillError, not_utf8
+from monodistill.errors import MonodistillError
 
 TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 STUDENT_INITS = ("random", "teacher-embeddings", "teacher-layers")
 
 
-def _require(condition: bool, message: str) -> None:
+class ConfigError(MonodistillError, ValueError):
+    """A config value that a section refuses.
+
+    Attributes:
+        fields: Canonical dotted names of the fields the check is about, as run configs spell them:
+            ``("train.learning_rate",)``, or ``("data.streaming", "data.max_documents")`` for a check
+            of both.
+    """
+
+    fields: tuple[str, ...]
+
+    def __init__(self, message: str, *fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+def _require(condition: bool, message: str, *fields: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise ConfigError(message, *fields)
 
 
 @dataclass
 class TeacherConfig:
     """The frozen multilingual masked-LM teacher."""
+
+    section: ClassVar[str] = "teacher"
 
     name_or_path: str = "bert-base-multilingual-cased"
     """Hub id or local folder of an ``AutoModelForMaskedLM`` checkpoint."""
@@ -47,13 +60,19 @@ class TeacherConfig:
     """Teacher weights dtype: auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16 or float16."""
 
     def __post_init__(self) -> None:
-        _require(bool(self.name_or_path), "teacher.name_or_path must not be empty")
-        _require(self.dtype in TEACHER_DTYPES, f"teacher.dtype must be one of {TEACHER_DTYPES}, got {self.dtype!r}")
+        _require(bool(self.name_or_path), "teacher.name_or_path must not be empty", "teacher.name_or_path")
+        _require(
+            self.dtype in TEACHER_DTYPES,
+            f"teacher.dtype must be one of {TEACHER_DTYPES}, got {self.dtype!r}",
+            "teacher.dtype",
+        )
 
 
 @dataclass
 class VocabConfig:
     """Trimming the vocabulary to the target language (optional)."""
+
+    section: ClassVar[str] = "vocab"
 
     enabled: bool = False
     """Build a trimmed vocabulary from the distillation corpus before distilling."""
@@ -69,12 +88,13 @@ class VocabConfig:
     """Also write the teacher restricted to the kept rows (a "Load What You Need" baseline)."""
 
     def __post_init__(self) -> None:
-        _require(self.max_size is None or self.max_size > 0, "vocab.max_size must be positive")
+        _require(self.max_size is None or self.max_size > 0, "vocab.max_size must be positive", "vocab.max_size")
         _require(
             self.coverage is None or 0.0 < self.coverage <= 1.0,
             f"vocab.coverage must be in (0, 1], got {self.coverage}",
+            "vocab.coverage",
         )
-        _require(self.min_count >= 1, f"vocab.min_count must be >= 1, got {self.min_count}")
+        _require(self.min_count >= 1, f"vocab.min_count must be >= 1, got {self.min_count}", "vocab.min_count")
 
     @property
     def active(self) -> bool:
@@ -85,6 +105,8 @@ class VocabConfig:
 @dataclass
 class StudentConfig:
     """The student's shape and initialisation. Preset values are overridden by explicit fields."""
+
+    section: ClassVar[str] = "student"
 
     preset: str = "dbert-tiny"
     """dbert-base (6L/768H/3072I/12 heads), dbert-tiny (4L/312H/1200I/12 heads) or custom."""
@@ -106,13 +128,19 @@ class StudentConfig:
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "intermediate_size", "num_heads"):
             value = getattr(self, name)
-            _require(value is None or value > 0, f"student.{name} must be positive, got {value}")
-        _require(self.init in STUDENT_INITS, f"student.init must be one of {STUDENT_INITS}, got {self.init!r}")
+            _require(value is None or value > 0, f"student.{name} must be positive, got {value}", f"student.{name}")
+        _require(
+            self.init in STUDENT_INITS,
+            f"student.init must be one of {STUDENT_INITS}, got {self.init!r}",
+            "student.init",
+        )
 
 
 @dataclass
 class DataConfig:
     """The target-language distillation corpus, tokenised, packed and masked."""
+
+    section: ClassVar[str] = "data"
 
     corpus: str | None = None
     """Local file or folder (.txt, .jsonl, .json, .csv, .parquet) or a Hub dataset id."""
@@ -131,7 +159,7 @@ class DataConfig:
     max_documents: int | None = None
     """Read at most this many documents (required with streaming)."""
     data_fraction: float = 1.0
-    """Use this fraction of the documents, chosen deterministically from the seed (paper: 0.5)."""
+    """Train on this fraction of the training blocks, chosen from the seed (paper: 0.5); validation uses all."""
     max_seq_length: int = 128
     """Tokens per packed block."""
     validation_fraction: float = 0.01
@@ -150,31 +178,48 @@ class DataConfig:
     """Skip (and count) JSON/JSONL documents without the text field instead of refusing the corpus."""
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.data_fraction <= 1.0, f"data.data_fraction must be in (0, 1], got {self.data_fraction}")
-        _require(self.max_seq_length >= 8, f"data.max_seq_length must be >= 8, got {self.max_seq_length}")
+        _require(
+            0.0 < self.data_fraction <= 1.0,
+            f"data.data_fraction must be in (0, 1], got {self.data_fraction}",
+            "data.data_fraction",
+        )
+        _require(
+            self.max_seq_length >= 8,
+            f"data.max_seq_length must be >= 8, got {self.max_seq_length}",
+            "data.max_seq_length",
+        )
         _require(
             0.0 < self.validation_fraction < 0.5,
             f"data.validation_fraction must be in (0, 0.5), got {self.validation_fraction}",
+            "data.validation_fraction",
         )
-        _require(self.max_validation_blocks >= 1, "data.max_validation_blocks must be >= 1")
+        _require(
+            self.max_validation_blocks >= 1, "data.max_validation_blocks must be >= 1", "data.max_validation_blocks"
+        )
         _require(
             0.0 < self.mlm_probability < 1.0,
             f"data.mlm_probability must be in (0, 1), got {self.mlm_probability}",
+            "data.mlm_probability",
         )
-        _require(self.num_proc >= 1, f"data.num_proc must be >= 1, got {self.num_proc}")
+        _require(self.num_proc >= 1, f"data.num_proc must be >= 1, got {self.num_proc}", "data.num_proc")
         _require(
             self.max_documents is None or self.max_documents > 0,
             f"data.max_documents must be positive, got {self.max_documents}",
+            "data.max_documents",
         )
         _require(
             not self.streaming or self.max_documents is not None,
             "data.streaming needs data.max_documents: a streamed corpus must be bounded to be packed",
+            "data.streaming",
+            "data.max_documents",
         )
 
 
 @dataclass
 class LossConfig:
     """L = alpha_kl * T^2 * KL(teacher_T || student_T) + alpha_mlm * CE + alpha_cosine * (1 - cos)."""
+
+    section: ClassVar[str] = "loss"
 
     alpha_kl: float = 0.5
     """Weight of the distillation KL term (prototype script: 0.5; DistilBERT: 5.0)."""
@@ -188,21 +233,24 @@ class LossConfig:
     def __post_init__(self) -> None:
         for name in ("alpha_kl", "alpha_mlm", "alpha_cosine", "temperature"):
             value = getattr(self, name)
-            _require(math.isfinite(value), f"loss.{name} must be a finite number, got {value}")
-        _require(self.temperature > 0, f"loss.temperature must be > 0, got {self.temperature}")
-        _require(
-            min(self.alpha_kl, self.alpha_mlm, self.alpha_cosine) >= 0,
-            "loss.alpha_kl, loss.alpha_mlm and loss.alpha_cosine must be >= 0",
-        )
+            _require(math.isfinite(value), f"loss.{name} must be a finite number, got {value}", f"loss.{name}")
+        _require(self.temperature > 0, f"loss.temperature must be > 0, got {self.temperature}", "loss.temperature")
+        # The message names all three weights; the error is about the negative ones only.
+        negative = [f"loss.{name}" for name in ("alpha_kl", "alpha_mlm", "alpha_cosine") if getattr(self, name) < 0]
+        _require(not negative, "loss.alpha_kl, loss.alpha_mlm and loss.alpha_cosine must be >= 0", *negative)
         _require(
             self.alpha_kl > 0 or self.alpha_mlm > 0,
             "loss.alpha_kl and loss.alpha_mlm are both zero: nothing would train the student's predictions",
+            "loss.alpha_kl",
+            "loss.alpha_mlm",
         )
 
 
 @dataclass
 class TrainConfig:
     """The optimisation loop."""
+
+    section: ClassVar[str] = "train"
 
     epochs: float = 3.0
     """Passes over the corpus (paper: 3); ignored when max_steps is set."""
@@ -236,27 +284,63 @@ class TrainConfig:
     """How many recent checkpoints to keep."""
     share_teacher: bool = True
     """`run`: distil compatible students together, one teacher forward per batch for all of them."""
+    collective_timeout_minutes: float = 10.0
+    """Under several processes: how long a rank waits for the others in a collective before the job fails."""
 
     def __post_init__(self) -> None:
-        _require(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
-        _require(self.max_steps is None or self.max_steps > 0, f"train.max_steps must be > 0, got {self.max_steps}")
-        _require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
-        _require(self.gradient_accumulation_steps >= 1, "train.gradient_accumulation_steps must be >= 1")
+        _require(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}", "train.epochs")
+        _require(
+            self.max_steps is None or self.max_steps > 0,
+            f"train.max_steps must be > 0, got {self.max_steps}",
+            "train.max_steps",
+        )
+        _require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}", "train.batch_size")
+        _require(
+            self.gradient_accumulation_steps >= 1,
+            "train.gradient_accumulation_steps must be >= 1",
+            "train.gradient_accumulation_steps",
+        )
         _require(
             math.isfinite(self.learning_rate) and self.learning_rate > 0,
             f"train.learning_rate must be > 0, got {self.learning_rate}",
+            "train.learning_rate",
         )
-        _require(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
-        _require(0.0 <= self.warmup_ratio < 1.0, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        _require(self.max_grad_norm >= 0, f"train.max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        _require(
+            self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}", "train.weight_decay"
+        )
+        _require(
+            0.0 <= self.warmup_ratio < 1.0,
+            f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}",
+            "train.warmup_ratio",
+        )
+        _require(
+            self.max_grad_norm >= 0,
+            f"train.max_grad_norm must be >= 0, got {self.max_grad_norm}",
+            "train.max_grad_norm",
+        )
         _require(
             self.mixed_precision in MIXED_PRECISIONS,
             f"train.mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}",
+            "train.mixed_precision",
         )
         for name in ("log_interval", "save_interval"):
-            _require(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
-        _require(self.eval_interval >= 0, f"train.eval_interval must be >= 0, got {self.eval_interval}")
-        _require(self.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+            value = getattr(self, name)
+            _require(value >= 1, f"train.{name} must be >= 1, got {value}", f"train.{name}")
+        _require(
+            self.eval_interval >= 0,
+            f"train.eval_interval must be >= 0, got {self.eval_interval}",
+            "train.eval_interval",
+        )
+        _require(
+            self.keep_checkpoints >= 1,
+            f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}",
+            "train.keep_checkpoints",
+        )
+        _require(
+            math.isfinite(self.collective_timeout_minutes) and self.collective_timeout_minutes > 0,
+            f"train.collective_timeout_minutes must be > 0, got {self.collective_timeout_minutes}",
+            "train.collective_timeout_minutes",
+        )
 
 
 @dataclass
@@ -282,6 +366,8 @@ class DistillConfig:
 @dataclass
 class EvaluateConfig:
     """Fine-tuning and evaluation of teachers and students on target-language tasks."""
+
+    section: ClassVar[str] = "evaluate"
 
     models: list[str] = field(default_factory=list)
     """Hub ids or local folders; the first is the baseline that speedups are measured against."""
@@ -321,19 +407,33 @@ class EvaluateConfig:
     """Where results are written."""
 
     def __post_init__(self) -> None:
-        _require(self.seeds >= 1, f"evaluate.seeds must be >= 1, got {self.seeds}")
-        _require(self.learning_rate > 0, f"evaluate.learning_rate must be > 0, got {self.learning_rate}")
-        _require(self.epochs > 0, f"evaluate.epochs must be > 0, got {self.epochs}")
-        _require(self.batch_size >= 1, f"evaluate.batch_size must be >= 1, got {self.batch_size}")
-        _require(self.gradient_accumulation_steps >= 1, "evaluate.gradient_accumulation_steps must be >= 1")
-        _require(self.max_length >= 8, f"evaluate.max_length must be >= 8, got {self.max_length}")
+        _require(self.seeds >= 1, f"evaluate.seeds must be >= 1, got {self.seeds}", "evaluate.seeds")
+        _require(
+            self.learning_rate > 0,
+            f"evaluate.learning_rate must be > 0, got {self.learning_rate}",
+            "evaluate.learning_rate",
+        )
+        _require(self.epochs > 0, f"evaluate.epochs must be > 0, got {self.epochs}", "evaluate.epochs")
+        _require(
+            self.batch_size >= 1, f"evaluate.batch_size must be >= 1, got {self.batch_size}", "evaluate.batch_size"
+        )
+        _require(
+            self.gradient_accumulation_steps >= 1,
+            "evaluate.gradient_accumulation_steps must be >= 1",
+            "evaluate.gradient_accumulation_steps",
+        )
+        _require(
+            self.max_length >= 8, f"evaluate.max_length must be >= 8, got {self.max_length}", "evaluate.max_length"
+        )
         _require(
             self.truncation in ("head", "tail", "head+tail"),
             f"evaluate.truncation must be head, tail or head+tail, got {self.truncation!r}",
+            "evaluate.truncation",
         )
         _require(
             self.mixed_precision in MIXED_PRECISIONS,
             f"evaluate.mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}",
+            "evaluate.mixed_precision",
         )
 
 
@@ -362,96 +462,14 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         names = [student.name or student.preset for student in self.students]
-        _require(bool(names), "students must list at least one student")
-        _require(len(set(names)) == len(names), f"students need distinct names, got {names}")
-
-
-ConfigT = TypeVar("ConfigT")
-
-# What YAML reads as null; an optional text field given one of these on the command line is unset.
-YAML_NULLS = ("", "~", "null", "Null", "NULL")
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 booleans: only true/false, never yes/no/on/off.
-
-    YAML 1.1 reads ``no`` as False, which turns a documented value such as ``mixed_precision: no``
-    into a boolean. Boolean fields still accept yes/no: OmegaConf converts the text by the schema.
-    """
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def read_text(path: Path) -> str:
-    """The text of a UTF-8 file, whatever the platform's locale, without a leading byte-order mark.
-
-    Args:
-        path: The file to read.
-
-    Returns:
-        Its text, line endings as stored.
-
-    Raises:
-        MonodistillError: ``PATH is not UTF-8 (byte 0x.. at offset N)``, naming the first bad byte.
-    """
-    data = path.read_bytes()
-    # Editors on Windows write a BOM; it is not part of the text (and would stick to the first column name).
-    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[start:].decode("utf-8")
-    except UnicodeDecodeError as error:
-        offset = start + error.start
-        raise not_utf8(path, data[offset], offset) from None
-
-
-def load_config(
-    schema: type[ConfigT],
-    path: str | Path | None = None,
-    overrides: list[str] | None = None,
-    updates: dict[str, Any] | None = None,
-) -> ConfigT:
-    """Build a validated config: dataclass defaults < YAML file < ``updates`` < dotted overrides.
-
-    Args:
-        schema: The config dataclass, e.g. ``DistillConfig``.
-        path: Optional YAML file holding differences from the defaults.
-        overrides: ``section.field=value`` strings. A text field takes the value as typed (``no`` stays
-            ``"no"``; surrounding quotes are removed); other fields read it as a YAML scalar.
-        updates: Nested dict applied after the file (the CLI's explicit flags); ``None`` values are skipped.
-
-    Returns:
-        An instance of ``schema``.
-
-    Raises:
-        MonodistillError: naming where the bad setting came from (the file or the override), the field
-            and the problem; an unknown field comes with the nearest known one.
-    """
-    merged = OmegaConf.structured(schema)
-    file_data: dict[str, Any] = {}
-    if path is not None:
-        file_data = _read_yaml(Path(path))
-        _check_keys(schema, file_data, f"invalid config in {path}")
-        merged = _merge(merged, file_data, f"invalid config in {path}")
-    flags = _drop_none(updates or {})
-    if flags:
-        merged = _merge(merged, flags, "invalid config")
-    for item in overrides or []:
-        merged = _merge(merged, _override_layer(schema, item), f"override {item!r}")
-    try:
-        config = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as error:
-        raise MonodistillError(f"invalid config: {_omegaconf_message(error)}") from None
-    except ValueError as error:  # a section's __post_init__, naming the field
-        where = _setter(str(error), path, file_data, flags, overrides or [])
-        raise MonodistillError(f"{where}: {error}") from None
-    return config  # type: ignore[return-value]
+        _require(bool(names), "students must list at least one student", "students")
+        _require(
+            len(set(names)) == len(names),
+            f"students need distinct names, got {names}",
+            "students",
+            "student.name",
+            "student.preset",
+        )
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -464,144 +482,21 @@ def save_config(config: Any, path: Path) -> None:
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
-def lists_students(path: str | Path | None) -> bool:
-    """Whether a config file describes several students (a ``students`` list, as ``run`` takes)."""
-    return path is not None and "students" in _read_yaml(Path(path))
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> ``{"section.field": value}``, every value as it is (lists and None included).
 
+    Args:
+        data: Nested dicts, e.g. from ``config_to_dict``.
+        prefix: Prepended to every key, e.g. ``"config."``.
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise MonodistillError(f"config file {path} does not exist")
-    try:
-        data = yaml.load(read_text(path), Loader=_Yaml12Loader)
-    except yaml.YAMLError as error:
-        raise MonodistillError(f"config file {path} is not valid YAML: {error}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise MonodistillError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
-    return data
-
-
-def _merge(merged: Any, layer: Any, where: str) -> Any:
-    try:
-        return OmegaConf.merge(merged, layer)
-    except OmegaConfBaseException as error:
-        raise MonodistillError(f"{where}: {_omegaconf_message(error)}") from None
-
-
-def _override_layer(schema: type, item: str) -> Any:
-    """``section.field=value`` as a config layer; a text field keeps the value as typed."""
-    if "=" not in item or item.startswith("="):
-        raise MonodistillError(f"override {item!r} is not of the form section.field=value")
-    key, text = item.split("=", 1)
-    parts = key.split(".")
-    declared = _field_type(schema, parts, f"override {item!r}")
-    if declared is None or _without_none(declared) is not str:
-        return OmegaConf.from_dotlist([item])  # numbers, booleans, lists: parsed as YAML scalars
-    layer: Any = _text_value(text, optional=declared is not str)
-    for part in reversed(parts):
-        layer = {part: layer}
-    return layer
-
-
-def _text_value(text: str, optional: bool) -> str | None:
-    if optional and text in YAML_NULLS:
-        return None
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        try:
-            unquoted = yaml.safe_load(text)
-        except yaml.YAMLError:
-            return text
-        if isinstance(unquoted, str):
-            return unquoted
-    return text
-
-
-def _field_type(schema: type, parts: list[str], where: str) -> Any:
-    """The declared type of the field at ``parts``, or None past what the schema declares.
-
-    Raises:
-        MonodistillError: for a field the schema does not have, naming the nearest one.
+    Returns:
+        One entry per leaf, in the order of ``data``.
     """
-    current: Any = schema
-    for depth, part in enumerate(parts):
-        current = _without_none(current)
-        if dataclasses.is_dataclass(current) and isinstance(current, type):
-            hints = typing.get_type_hints(current)
-            if part not in hints:
-                prefix = ".".join(parts[:depth])
-                close = difflib.get_close_matches(part, list(hints), n=1)
-                hint = f"did you mean {'.'.join([*parts[:depth], close[0]])!r}?" if close else f"fields: {list(hints)}"
-                raise MonodistillError(f"{where}: {prefix or 'the config'} has no field {part!r} ({hint})")
-            current = hints[part]
-        elif typing.get_origin(current) is list and part.isdigit():
-            current = typing.get_args(current)[0]
-        else:
-            return None
-    return current
-
-
-def _check_keys(schema: type, data: dict[str, Any], where: str, prefix: tuple[str, ...] = ()) -> None:
-    for key, value in data.items():
-        parts = [*prefix, str(key)]
-        declared = _without_none(_field_type(schema, parts, where))
-        if isinstance(value, dict):
-            _check_keys(schema, value, where, tuple(parts))
-        elif isinstance(value, list) and typing.get_origin(declared) is list:
-            for index, item in enumerate(value):
-                if isinstance(item, dict):
-                    _check_keys(schema, item, where, (*parts, str(index)))
-
-
-def _without_none(declared: Any) -> Any:
-    """``X`` for ``X | None``; anything else unchanged."""
-    arguments = [argument for argument in typing.get_args(declared) if argument is not type(None)]
-    if isinstance(declared, types.UnionType) and len(arguments) == 1:
-        return arguments[0]
-    return declared
-
-
-def _setter(
-    message: str, path: str | Path | None, file_data: dict[str, Any], flags: dict[str, Any], overrides: list[str]
-) -> str:
-    """Where the value that a validation message names was set: the last override, the flags, then the file."""
-
-    def named(key: str) -> bool:
-        # A bare evaluate override (`epochs=0`) is named in the message with its section (`evaluate.epochs`).
-        return re.search(rf"(?<!\w){re.escape(key)}(?!\w)", message) is not None
-
-    for item in reversed(overrides):
-        if named(item.split("=", 1)[0]):
-            return f"override {item!r}"
-    set_by_flags = any(named(key) for key in _dotted_keys(flags))
-    if path is not None and not set_by_flags and any(named(key) for key in _dotted_keys(file_data)):
-        return f"invalid config in {path}"
-    return "invalid config"
-
-
-def _dotted_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = []
+    flat: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        keys.extend(_dotted_keys(value, f"{dotted}.") if isinstance(value, dict) else [dotted])
-    return keys
-
-
-def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
-    cleaned: dict[str, Any] = {}
-    for key, value in data.items():
         if isinstance(value, dict):
-            value = _drop_none(value)
-            if value:
-                cleaned[key] = value
-        elif value is not None:
-            cleaned[key] = value
-    return cleaned
-
-
-def _omegaconf_message(error: OmegaConfBaseException) -> str:
-    # OmegaConf appends object/reference types on extra lines; the first line plus the key is enough.
-    message = str(error).splitlines()[0]
-    key = getattr(error, "full_key", None)
-    return f"{key}: {message}" if key else message
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
