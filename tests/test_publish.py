@@ -164,6 +164,7 @@ def test_upload_sends_the_listed_files(run_dir: Path, no_hub: list[str], monkeyp
 
     monkeypatch.setattr(huggingface_hub, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub, "upload_folder", upload_folder)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fakes above are the Hub
     publish_run(run_dir, "someone/tiny-tl", private=True, license="cc-by-4.0")
     assert sent["create"] == ("someone/tiny-tl", True)
     assert {"README.md", "model.safetensors", "monodistill/config.yaml", "results/quality.png"} <= set(sent["files"])

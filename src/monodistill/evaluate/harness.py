@@ -13,8 +13,9 @@ Layout of the output folder::
 
 Results are filed under the model's short name plus a hash of where it is (two models both named
 ``student`` never share results). A stored result is reused only when it was made from the same
-weights, task data, seed and fine-tuning settings; otherwise it is recomputed, saying why. So an
-interrupted evaluation resumes, and a changed setting or retrained model is never scored from old runs.
+weights (a local folder's digest, a Hub id's commit), task data, seed and fine-tuning settings;
+otherwise it is recomputed, saying why. So an interrupted evaluation resumes, and a changed setting,
+retrained model or updated Hub repository is never scored from old runs.
 Speed ratios are against the first model (the teacher), measured in the same run on the same machine.
 """
 
@@ -24,9 +25,11 @@ import hashlib
 import json
 import os
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import scipy.stats
 import torch
 
@@ -105,9 +108,12 @@ def result_folder(output: Path, label: str, model: str) -> Path:
 
 
 def model_identity(model: str) -> dict[str, Any]:
-    """Where a model is and a digest of its weight files (None for a Hub id: the Hub pins its files)."""
+    """Where a model is and what its weights are: a local folder's file digest, or a Hub id's commit.
+
+    A Hub id names a branch that moves; its commit is what pins the files (None when it cannot be resolved).
+    """
     if not is_local_reference(model):
-        return {"model": model, "weights": None}
+        return {"model": model, "commit": resolve_hub_commit(model)}
     folder = Path(model).resolve()
     digest = hashlib.sha256()
     for file in sorted(f for f in folder.iterdir() if f.suffix in WEIGHT_SUFFIXES):
@@ -116,6 +122,24 @@ def model_identity(model: str) -> dict[str, Any]:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return {"model": str(folder), "weights": digest.hexdigest()[:16]}
+
+
+def resolve_hub_commit(model: str) -> str | None:
+    """The commit a Hub model id's default branch points to: asked of the Hub, or offline the one the cache recorded.
+
+    transformers resolves the branch the same way when it loads the model, so on this machine both name one
+    commit (unless the Hub moves between the two). None, with a warning, when neither can answer.
+    """
+    offline = huggingface_hub.constants.is_offline_mode()
+    try:
+        return huggingface_hub.resolve_revision(model, local_files_only=offline).resolved
+    except Exception as error:  # offline without a cached ref, an unknown or gated repository, an unreachable Hub
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(
+            f"warning: could not resolve the Hub commit of {model} ({reason}); its stored results will not be reused",
+            file=sys.stderr,
+        )
+        return None
 
 
 def task_digest(task: Task) -> str:
@@ -142,12 +166,20 @@ def _stale_reason(path: Path, made_from: dict[str, Any]) -> str | None:
         stored = json.loads(path.read_text()).get("made_from") or {}
     except ValueError:
         return ": the stored result is unreadable, recomputing"
+    if "commit" in made_from and made_from["commit"] is None:
+        model = made_from["model"]
+        return (
+            f": the Hub commit of {model} could not be resolved, so no stored result can be matched to it; recomputing"
+        )
     changed = [key for key in made_from if stored.get(key) != made_from[key]]
     if not changed:
         return None
     if "settings" in changed and isinstance(stored.get("settings"), dict):
         fields = [key for key in made_from["settings"] if stored["settings"].get(key) != made_from["settings"][key]]
         changed = [key for key in changed if key != "settings"] + [f"evaluate.{key}" for key in fields]
+    if "commit" in changed:
+        before = str(stored.get("commit") or "none recorded")[:12]
+        changed[changed.index("commit")] = f"commit ({before}, now {made_from['commit'][:12]})"
     return f": the stored result was made with other {', '.join(changed)}; recomputing"
 
 

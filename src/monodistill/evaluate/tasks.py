@@ -105,6 +105,8 @@ class HubPreset:
     text_pair_column: str | None = None
     train_split: str = "train"
     test_split: str = "test"
+    labels: tuple[str, ...] | None = None
+    """Label names, in id order, for a dataset whose labels are plain integers (None: from its features)."""
     revision: str | None = None
     """The revision the preset is written for (None: the default branch, read as it is)."""
 
@@ -150,44 +152,146 @@ def load_task(reference: str) -> Task:
 
 
 def load_hub_task(name: str, preset: HubPreset) -> Task:
-    """Read a built-in task from the Hub, taking label names from the dataset's features."""
-    splits = {
+    """Read a built-in task from the Hub, with labels as ids into its label names, as local tasks have them.
+
+    Label names are the preset's ``labels``, else the dataset's ``ClassLabel`` names (the values are then
+    ids into them), else the distinct training values, sorted (integers by value). Rows marked unlabelled
+    (a label, or any tag, below 0: NewsPH-NLI marks them -1) are dropped first, saying how many per split.
+
+    Raises:
+        MonodistillError: naming the dataset and label column, when a column is missing, a label is
+            neither an integer nor text, an id falls outside the label names, a sentence's tags do not
+            match its words, or a split has no labelled row.
+    """
+    where = preset.dataset if preset.config is None else f"{preset.dataset} ({preset.config})"
+    token_task = preset.kind == "token-classification"
+    loaded = {
         split: load_hub_dataset("task dataset", preset.dataset, preset.config, split, preset.revision)
-        for split in (preset.train_split, preset.test_split)
+        for split in dict.fromkeys((preset.train_split, preset.test_split))
     }
-    train, test = splits[preset.train_split], splits[preset.test_split]
-    column = train[preset.label_column]
-    values = [str(tag) for tags in column for tag in tags] if preset.kind == "token-classification" else column
+    columns = {split: _read_hub_split(name, preset, where, split, dataset) for split, dataset in loaded.items()}
+    train, test = columns[preset.train_split], columns[preset.test_split]
+    raw_train = loaded[preset.train_split]
     inputs = (preset.text_column, preset.text_pair_column, preset.label_column)
+    train_values, test_values = (_flat(split["labels"], token_task) for split in (train, test))
+    if len({isinstance(value, str) for values in (train_values, test_values) for value in values}) > 1:
+        raise MonodistillError(
+            f"task dataset {where}: column {preset.label_column!r} holds integers in one split and text in another"
+        )
     refuse_one_value(
-        [str(value) for value in values],
+        [str(value) for value in train_values],
         preset.label_column,
-        f"{preset.dataset} ({preset.train_split} split)",
-        lambda: [c for c in train.column_names if c not in inputs and len({str(v) for v in train[c]}) > 1],
+        f"{where} ({preset.train_split} split)",
+        lambda: [c for c in raw_train.column_names if c not in inputs and len({str(v) for v in raw_train[c]}) > 1],
     )
-    feature = train.features[preset.label_column]
-    names = getattr(getattr(feature, "feature", feature), "names", None)
-    if preset.kind == "token-classification":
-        labels = list(names) if names else sorted({tag for tags in train[preset.label_column] for tag in tags})
+    feature = raw_train.features[preset.label_column]
+    feature = getattr(feature, "feature", feature)  # tags: a List of ClassLabel
+    names = list(preset.labels or []) or (feature.names if isinstance(feature, datasets.ClassLabel) else [])
+    source = "the preset's labels" if preset.labels else "the dataset's ClassLabel feature"
+    labels, extra, index = _hub_label_index(names, train_values, test_values)
+    if token_task and not names and isinstance(train_values[0], int):
+        print(
+            f"{name}: the tags of {where} (column {preset.label_column!r}) carry no names, so they are labelled by "
+            "value and scored per word by accuracy (HubPreset.labels names them)"
+        )
+    for split, values in ((preset.train_split, train_values), (preset.test_split, test_values)):
+        outside = next((value for value in values if value not in index), None)
+        if outside is not None:
+            raise MonodistillError(
+                f"task dataset {where}: column {preset.label_column!r} of the {split} split holds "
+                f"{'tag' if token_task else 'label'} {outside!r}, outside the {len(names)} label names "
+                f"{names} ({source})"
+            )
+    known = set(train_values)
+    unseen = Counter(labels[index[value]] if names else str(value) for value in test_values if value not in known)
+    if unseen:
+        units = "words" if token_task else "examples"
+        _warn_unseen(unseen, f"{where} ({preset.test_split} split)", units, has_output=bool(names))
+    splits = [_hub_split_to_dataset(split, index, token_task) for split in (train, test)]
+    metric = "entity-f1" if token_task and _is_bio(labels) else "accuracy"
+    return Task(name, preset.kind, labels, metric, splits[0], splits[1], extra)
 
-        def convert(split: datasets.Dataset) -> datasets.Dataset:
-            rows = {"tokens": split[preset.text_column], "tags": split[preset.label_column]}
-            return datasets.Dataset.from_dict(rows)
+
+def _hub_label_index(
+    names: list[str], train_values: list[Any], test_values: list[Any]
+) -> tuple[list[str], list[str], dict[Any, int]]:
+    """Label names, unseen test labels, and the id of each raw value.
+
+    With ``names``, integers are already ids into them and text is looked up. Without, the training values,
+    sorted, are the labels, and test values never seen in training get ids past them.
+    """
+    if names:
+        if isinstance(train_values[0], str):
+            return names, [], {name: position for position, name in enumerate(names)}
+        return names, [], {position: position for position in range(len(names))}
+    seen = sorted(set(train_values))
+    unseen = sorted(set(test_values) - set(seen))
+    index = {value: position for position, value in enumerate([*seen, *unseen])}
+    return [str(value) for value in seen], [str(value) for value in unseen], index
+
+
+def _read_hub_split(
+    name: str, preset: HubPreset, where: str, split: str, dataset: datasets.Dataset
+) -> dict[str, list[Any]]:
+    """A Hub split's input columns and raw ``labels``, checked, with unlabelled rows dropped (saying so)."""
+    column = preset.label_column
+    wanted = [name for name in (preset.text_column, preset.text_pair_column, column) if name]
+    missing = [c for c in wanted if c not in dataset.column_names]
+    if missing:
+        raise MonodistillError(
+            f"task dataset {where}: the {split} split has no column {missing[0]!r} "
+            f"(its columns: {', '.join(dataset.column_names)})"
+        )
+    token_task = preset.kind == "token-classification"
+    table = dataset.select_columns(list(dict.fromkeys(wanted))).to_dict()  # Python lists: read once, not per row
+    texts, values = table[preset.text_column], table[column]
+    kept: list[int] = []
+    below_zero: set[int] = set()
+    for row, (text, value) in enumerate(zip(texts, values, strict=True)):
+        problem = _hub_label_problem(text, value, token_task)
+        if problem:
+            raise MonodistillError(
+                f"task dataset {where}: column {column!r}, row {row} of the {split} split: {problem}"
+            )
+        negative = {tag for tag in (value if token_task else [value]) if isinstance(tag, int) and tag < 0}
+        below_zero |= negative
+        if not negative:
+            kept.append(row)
+    if len(kept) < len(values):
+        what = f"{'tag' if token_task else 'label'} {', '.join(str(value) for value in sorted(below_zero))}"
+        print(f"{name}: dropped {len(values) - len(kept):,} unlabelled rows ({what}) of {len(values):,} in {split}")
+    if not kept:
+        raise MonodistillError(f"task dataset {where}: column {column!r} has no labelled row in the {split} split")
+    sources = {"tokens": preset.text_column} if token_task else {"text": preset.text_column}
+    if preset.text_pair_column and not token_task:
+        sources["text_pair"] = preset.text_pair_column
+    columns = {key: table[source] for key, source in sources.items()} | {"labels": values}
+    return {key: [column_values[row] for row in kept] for key, column_values in columns.items()}
+
+
+def _hub_label_problem(text: Any, value: Any, token_task: bool) -> str | None:
+    """What is wrong with one row's label (or tags), or None."""
+    if token_task and not (isinstance(value, list) and isinstance(text, list)):
+        return f"tags and words must be lists, got {type(value).__name__} and {type(text).__name__}"
+    wrong = [tag for tag in (value if token_task else [value]) if not isinstance(tag, (int, str))]
+    if wrong:
+        return f"labels must be integers or text, got {type(wrong[0]).__name__} {wrong[0]!r}"
+    if token_task and len(value) != len(text):
+        return f"{len(value)} tags for {len(text)} words"
+    return None
+
+
+def _flat(labels: list[Any], token_task: bool) -> list[Any]:
+    return [tag for tags in labels for tag in tags] if token_task else labels
+
+
+def _hub_split_to_dataset(columns: dict[str, list[Any]], index: dict[Any, int], token_task: bool) -> datasets.Dataset:
+    rows = {key: values for key, values in columns.items() if key != "labels"}
+    if token_task:
+        rows["tags"] = [[index[tag] for tag in tags] for tags in columns["labels"]]
     else:
-        labels = list(names) if names else [str(label) for label in sorted(set(train[preset.label_column]))]
-
-        def convert(split: datasets.Dataset) -> datasets.Dataset:
-            rows = {"text": split[preset.text_column], "label": split[preset.label_column]}
-            if preset.text_pair_column:
-                rows["text_pair"] = split[preset.text_pair_column]
-            return datasets.Dataset.from_dict(rows)
-
-    # NewsPH-NLI and others mark unlabeled rows with -1; they cannot be scored.
-    converted = [convert(split) for split in (train, test)]
-    if preset.kind != "token-classification":
-        converted = [split.filter(lambda row: row["label"] >= 0) for split in converted]
-    metric = "entity-f1" if preset.kind == "token-classification" and _is_bio(labels) else "accuracy"
-    return Task(name, preset.kind, labels, metric, converted[0], converted[1])
+        rows["label"] = [index[label] for label in columns["labels"]]
+    return datasets.Dataset.from_dict(rows)
 
 
 def load_local_task(path: Path) -> Task:
@@ -299,7 +403,7 @@ def count_unseen_labels(seen: set[str], rows: list[Any], file: Path, kind: str, 
     return unseen
 
 
-def _warn_unseen(unseen: Counter[str], file: Path, units: str, has_output: bool) -> None:
+def _warn_unseen(unseen: Counter[str], file: Path | str, units: str, has_output: bool) -> None:
     """Say how many test labels training never showed, and how they are scored."""
     counts = ", ".join(f"{label}: {count}" for label, count in unseen.most_common())
     if has_output:
