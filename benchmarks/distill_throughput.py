@@ -1,9 +1,10 @@
 """Distillation-step throughput: LM heads at masked positions only vs at every position.
 
-Same teacher, same student, same batches and masks, in one process. The naive step is what a
-straightforward implementation does: ``model(...).logits`` gives (B, T, V) for teacher and student,
-then the loss is taken at masked positions. The monodistill step applies both heads to the masked
-positions only. The last line printed is ``ratio: X.XX`` (masked-only tokens/s / naive tokens/s).
+Same teacher, same student shape and initialisation, same batches and masks, in one process. The
+masked-only step is monodistill's production step (``distill.train_step``: ``TeacherPass``, then
+``StudentRun`` forward, backward and AdamW). The naive step is what a straightforward implementation
+does: ``model(...).logits`` gives (B, T, V) for teacher and student, then the same loss is taken at
+the masked positions. The last line printed is ``ratio: X.XX`` (masked-only tokens/s / naive tokens/s).
 
     python benchmarks/distill_throughput.py                      # stand-in teacher from ../shared
     python benchmarks/distill_throughput.py --teacher bert-base-multilingual-cased --device cuda
@@ -18,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from monodistill.config import LossConfig, StudentConfig, TeacherConfig
-from monodistill.data.masking import IGNORE_INDEX, mask_tokens, step_generator
-from monodistill.distill import StudentWithHead
+from monodistill.config import DistillConfig, TeacherConfig, load_config
+from monodistill.distill.student_run import parameter_groups
 from monodistill.losses import distillation_loss
 from monodistill.student import build_student
-from monodistill.teacher import encoder, load_teacher, mlm_head
+from monodistill.teacher import load_teacher
+from production import ProductionStep, random_blocks
 
 DEFAULT_TEACHER = Path(os.environ.get("MONODISTILL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
@@ -36,7 +37,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seq-length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--teacher-dtype", default="auto")
     parser.add_argument("--bf16", action="store_true", help="student autocast in bf16")
     return parser.parse_args()
@@ -44,47 +44,41 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    device = torch.device(args.device)
+    total = args.warmup + args.steps
+    # A dict, not dotted overrides: YAML would read train.mixed_precision=no as False.
+    updates = {
+        "teacher": {"name_or_path": args.teacher, "dtype": args.teacher_dtype},
+        "student": {"preset": args.student},
+        "data": {"max_seq_length": args.seq_length},
+        "train": {"batch_size": args.batch_size, "max_steps": total, "mixed_precision": "bf16" if args.bf16 else "no"},
+    }
+    config = load_config(DistillConfig, updates=updates)
     teacher, tokenizer = load_teacher(TeacherConfig(name_or_path=args.teacher, dtype=args.teacher_dtype))
-    teacher.to(device)
-    student = build_student(StudentConfig(preset=args.student), teacher).to(device)
-    wrapped = StudentWithHead(student)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
-    loss_config = LossConfig()
     vocab = teacher.config.vocab_size
-    special = torch.tensor(tokenizer.all_special_ids, device=device)
-    teacher_head = mlm_head(teacher)
-
-    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        generator = torch.Generator(device=device).manual_seed(step)
-        ids = torch.randint(1000, vocab, (args.batch_size, args.seq_length), generator=generator, device=device)
-        masked, labels = mask_tokens(
-            ids, torch.isin(ids, special), tokenizer.mask_token_id, vocab, 0.15, step_generator(0, step, 0, device)
-        )
-        return masked, labels, labels != IGNORE_INDEX
-
-    def masked_only(step: int) -> None:
-        masked, labels, positions = batch(step)
-        with torch.inference_mode():
-            hidden = encoder(teacher)(input_ids=masked).last_hidden_state
-            teacher_logits = teacher_head.logits(hidden[positions])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            student_logits, _ = wrapped(masked, positions)
-        loss = distillation_loss(loss_config, student_logits, teacher_logits.clone(), labels[positions])["loss"]
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    blocks = random_blocks(args.batch_size * total, args.seq_length, 1000, vocab)
+    masked_only = ProductionStep(
+        [config],
+        teacher,
+        [build_student(config.student, teacher, seed=0)],
+        blocks,
+        tokenizer.all_special_ids,
+        tokenizer.mask_token_id,
+    )
+    device = masked_only.teacher.model.device
+    naive_student = build_student(config.student, teacher, seed=0).to(device)
+    optimizer = torch.optim.AdamW(parameter_groups(naive_student, 0.01), lr=5e-4, fused=True)
 
     def all_positions(step: int) -> None:
-        masked, labels, positions = batch(step)
-        with torch.inference_mode():
-            teacher_logits = teacher(input_ids=masked).logits  # (B, T, V)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            student_logits = student(input_ids=masked).logits  # (B, T, V)
-        loss = distillation_loss(
-            loss_config, student_logits[positions], teacher_logits[positions].clone(), labels[positions]
-        )["loss"]
-        loss.backward()
+        for batch in masked_only.stream.step(step):
+            with torch.inference_mode():
+                teacher_logits = teacher(input_ids=batch.input_ids).logits  # (B, T, V)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                student_logits = naive_student(input_ids=batch.input_ids).logits  # (B, T, V)
+            loss = distillation_loss(
+                config.loss, student_logits[batch.positions], teacher_logits[batch.positions].clone(), batch.targets
+            )["loss"]
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(naive_student.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -99,7 +93,7 @@ def main() -> None:
             step_fn(step)
         _synchronize(device)
         started = time.perf_counter()
-        for step in range(args.warmup, args.warmup + args.steps):
+        for step in range(args.warmup, total):
             step_fn(step)
         _synchronize(device)
         elapsed = time.perf_counter() - started
@@ -109,6 +103,7 @@ def main() -> None:
         )
         per_step = elapsed / args.steps * 1000
         print(f"{name:>24}: {results[name]:,.0f} tokens/s ({per_step:.0f} ms/step){memory}")
+    masked_only.close()
     print(f"ratio: {results['masked positions only'] / results['all positions (naive)']:.2f}")
 
 

@@ -7,7 +7,7 @@ Hub needed):
 - ``paper``: a ``transformers.Trainer`` subclass whose ``compute_loss`` takes teacher and student
   ``(...).logits`` at every position, KL at T=4 (times T^2) over every non-padding position and the
   MLM cross-entropy, weights 0.5/0.5, trained by ``trainer.train()``;
-- ``full``: monodistill's production step (``Distiller.train_step``), full vocabulary;
+- ``full``: monodistill's production step (``distill.train_step``), full vocabulary;
 - ``trimmed``: the same with the student's vocabulary trimmed to 20,000 tokens (the teacher head is
   restricted to the kept rows).
 
@@ -43,17 +43,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
 from transformers import BertConfig, BertForMaskedLM, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
+import production
 from monodistill.config import DistillConfig, LossConfig, StudentConfig, load_config
-from monodistill.data.blocks import Blocks
 from monodistill.data.masking import mask_tokens
-from monodistill.distill import Distiller
 from monodistill.flops import ModelShape, distillation_step_flops, paper_style_step_flops
 from monodistill.losses import distillation_loss
 from monodistill.student import PRESETS, build_student, resolve_shape
@@ -273,7 +271,7 @@ def time_paper_loop(args: argparse.Namespace, variant: Variant, teacher: BertFor
 
 
 def time_distiller(args: argparse.Namespace, variant: Variant, teacher: BertForMaskedLM) -> list[float]:
-    """Seconds of each of ``args.steps`` calls of ``Distiller.train_step``, after ``args.warmup`` calls."""
+    """Seconds of each of ``args.steps`` production steps (``distill.train_step``), after ``args.warmup``."""
     total = args.warmup + args.steps
     # A dict, not dotted overrides: YAML would read train.mixed_precision=no as False.
     updates = {
@@ -293,19 +291,17 @@ def time_distiller(args: argparse.Namespace, variant: Variant, teacher: BertForM
     else:
         vocab_ids, special_ids, mask_id, low = None, MBERT_SPECIAL_IDS, MBERT_MASK_ID, 1000
     student = build_student(config.student, teacher, vocab_ids)
-    rows = random_blocks(variant.batch_size * total, variant.seq_length, low, student.config.vocab_size)
-    with tempfile.TemporaryDirectory() as run_dir:
-        blocks = Blocks(train=rows, validation=rows.select(range(1)), cache_path=Path(run_dir))
-        distiller = Distiller(config, Path(run_dir), teacher, student, special_ids, mask_id, blocks, vocab_ids)
-        seconds = []
-        for step in range(total):
-            started = time.perf_counter()
-            distiller.train_step()  # synchronises: it reads the loss parts as floats
-            distiller.step += 1
-            synchronize()
-            if step >= args.warmup:
-                seconds.append(time.perf_counter() - started)
-        return seconds
+    blocks = production.random_blocks(variant.batch_size * total, variant.seq_length, low, student.config.vocab_size)
+    step = production.ProductionStep([config], teacher, [student], blocks, special_ids, mask_id, vocab_ids)
+    seconds = []
+    for index in range(total):
+        started = time.perf_counter()
+        step(index)  # synchronises: it reads the loss parts as floats
+        synchronize()
+        if index >= args.warmup:
+            seconds.append(time.perf_counter() - started)
+    step.close()
+    return seconds
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -2,19 +2,20 @@
 
 Four dBERT-Tiny students (temperatures 1, 2, 4, 8) on the same batches and masks. Sequential: every
 student pays for its own teacher forward, as separate runs do. Grouped: one teacher forward per
-batch, then every student's forward, backward and AdamW step (what ``monodistill.sweep`` does). Both
+batch, then every student's forward, backward and AdamW step. Both are monodistill's production
+step (``distill.train_step`` over ``StudentRun``s), given one student at a time or all four. Both
 are timed for (a) the stand-in teacher from ../shared and (b) an mBERT-shaped teacher built in code
 (12 layers, 768 hidden, 119,547-token vocabulary, random weights). Reported: total sweep tokens/s
 (tokens seen by all students together per second), and the teacher's share of one student's step.
 (c) repeats (b) with the students on a trimmed vocabulary (``--trimmed-vocab``, default 19,796: the
 real mBERT vocabulary trimmed to the shared Tagalog corpus), the teacher's head sliced to the kept
-rows as ``monodistill.distill`` slices it. Beside each measurement, the same figures predicted from
+rows as ``distill.TeacherPass`` slices it. Beside each measurement, the same figures predicted from
 model FLOPs (``monodistill.flops``: the teacher forward once, each student's forward and backward).
 The last line printed is ``ratio: X.XX`` (grouped / sequential tokens/s, (b): mBERT-shaped teacher,
 full-vocabulary students).
 
     python benchmarks/sweep_throughput.py --steps 3 --batch-size 8       # CPU: ~3 min on 2 idle cores
-    python benchmarks/sweep_throughput.py --device cuda --batch-size 32 --steps 20
+    python benchmarks/sweep_throughput.py --batch-size 32 --steps 20    # on a CUDA machine
 """
 
 from __future__ import annotations
@@ -29,13 +30,12 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
 
-from monodistill.config import LossConfig, StudentConfig, TeacherConfig
-from monodistill.data.masking import IGNORE_INDEX, mask_tokens, step_generator
-from monodistill.distill import StudentWithHead
+from monodistill.config import DistillConfig, StudentConfig, TeacherConfig, load_config
 from monodistill.flops import ModelShape, masked_lm_forward_flops
-from monodistill.losses import distillation_loss
+from monodistill.losses import Needs
 from monodistill.student import build_student
-from monodistill.teacher import encoder, load_teacher, mlm_head
+from monodistill.teacher import load_teacher
+from production import ProductionStep, random_blocks
 
 SHARED = Path(os.environ.get("MONODISTILL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
@@ -48,7 +48,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seq-length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant, interleaved")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--trimmed-vocab", type=int, default=19_796, help="(c): students' trimmed vocabulary size")
     return parser.parse_args()
 
@@ -78,58 +77,36 @@ def measure(
 
     ``kept``: the teacher ids of a trimmed student vocabulary (special ids first, at their own ids).
     """
-    device = torch.device(args.device)
-    teacher.to(device)
     vocab = teacher.config.vocab_size if kept is None else len(kept)
-    special = torch.tensor(special_ids, device=device)
-    teacher_encoder, teacher_head = encoder(teacher), mlm_head(teacher)
-    vocab_ids = None if kept is None else kept.to(device)
-    if vocab_ids is not None:
-        teacher_head = teacher_head.restricted(vocab_ids)
-    students = []
-    for temperature in TEMPERATURES:
-        model = build_student(StudentConfig(preset="dbert-tiny"), teacher, kept, seed=0).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cuda", "cpu"))
-        students.append((StudentWithHead(model), optimizer, LossConfig(temperature=temperature)))
-
-    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        generator = torch.Generator(device=device).manual_seed(step)
-        ids = torch.randint(1000, vocab, (args.batch_size, args.seq_length), generator=generator, device=device)
-        masked, labels = mask_tokens(
-            ids, torch.isin(ids, special), mask_token_id, vocab, 0.15, step_generator(0, step, 0, device)
+    total = args.warmup + args.steps
+    configs = [
+        load_config(
+            DistillConfig,
+            updates={
+                "student": {"preset": "dbert-tiny"},
+                "data": {"max_seq_length": args.seq_length},
+                "loss": {"temperature": temperature},
+                "train": {"batch_size": args.batch_size, "max_steps": total},
+            },
         )
-        return masked, labels, labels != IGNORE_INDEX
-
-    def teacher_pass(masked: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            teacher_ids = vocab_ids[masked] if vocab_ids is not None else masked
-            hidden = teacher_encoder(input_ids=teacher_ids).last_hidden_state  # (B, T, H)
-            logits = teacher_head.logits(hidden[positions])  # (N, V)
-        return logits.clone()
-
-    def student_step(
-        number: int, masked: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor, logits: torch.Tensor
-    ) -> None:
-        wrapped, optimizer, loss_config = students[number]
-        student_logits, _ = wrapped(masked, positions)
-        distillation_loss(loss_config, student_logits, logits, labels[positions])["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        for temperature in TEMPERATURES
+    ]
+    students = [build_student(StudentConfig(preset="dbert-tiny"), teacher, kept, seed=0) for _ in configs]
+    # With a trimmed vocabulary the specials keep their ids (0-103 are kept first); other ids are any kept row.
+    blocks = random_blocks(args.batch_size * total, args.seq_length, 1000 if kept is None else 104, vocab)
+    production = ProductionStep(configs, teacher, students, blocks, special_ids, mask_token_id, kept)
+    device = production.teacher.model.device
 
     def sequential(step: int) -> None:
-        masked, labels, positions = batch(step)
-        for number in range(len(students)):
-            student_step(number, masked, labels, positions, teacher_pass(masked, positions))
+        for run in production.runs:  # each student pays for its own teacher forward, as separate runs do
+            production(step, [run])
 
     def grouped(step: int) -> None:
-        masked, labels, positions = batch(step)
-        logits = teacher_pass(masked, positions)
-        for number in range(len(students)):
-            student_step(number, masked, labels, positions, logits)
+        production(step)
 
     def teacher_only(step: int) -> None:
-        masked, _, positions = batch(step)
-        teacher_pass(masked, positions)
+        for batch in production.stream.step(step):
+            production.teacher(batch, Needs())
 
     def timed(step_function: Callable[[int], None], step: int) -> float:
         if device.type == "cuda":
@@ -153,10 +130,10 @@ def measure(
     sequential_time, grouped_time, teacher_time = seconds["sequential"], seconds["grouped"], seconds["teacher"]
     one_student_step = sequential_time / len(students)  # teacher + one student, as a single run pays
     ratio = sequential_time / grouped_time
-    predicted_share, predicted_ratio = flop_prediction(teacher, students[0][0].model, vocab, args, len(students))
+    predicted_share, predicted_ratio = flop_prediction(teacher, students[0], vocab, args, len(students))
     print(
         f"{name}: {parameters(teacher) / 1e6:,.1f}M-parameter teacher, {len(students)} x "
-        f"{parameters(students[0][0]) / 1e6:,.1f}M-parameter students\n"
+        f"{parameters(students[0]) / 1e6:,.1f}M-parameter students\n"
         f"  sequential: {tokens / sequential_time:,.0f} tokens/s ({sequential_time:.3f} s per step of all students)\n"
         f"  grouped:    {tokens / grouped_time:,.0f} tokens/s ({grouped_time:.3f} s)\n"
         f"  teacher share of one student's step: {min(teacher_time / one_student_step, 1.0):.0%} "
@@ -164,6 +141,7 @@ def measure(
         f"  grouped / sequential: {ratio:.2f}\n"
         f"  predicted from model FLOPs: teacher share {predicted_share:.0%}, grouped / sequential {predicted_ratio:.2f}"
     )
+    production.close()
     teacher.to("cpu")
     return ratio
 
@@ -192,7 +170,8 @@ def main() -> None:
     args = parse_args()
     torch.manual_seed(0)
     print(
-        f"device {args.device} ({platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}), "
+        f"device {'cuda' if torch.cuda.is_available() else 'cpu'} ({platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}), "
         f"batch {args.batch_size} x {args.seq_length} tokens, {args.steps} timed steps after {args.warmup} warm-up"
     )
     stand_in, tokenizer = load_teacher(TeacherConfig(name_or_path=args.teacher))

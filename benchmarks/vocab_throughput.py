@@ -1,6 +1,6 @@
 """Distillation throughput and peak memory: trimmed vs full student vocabulary, same run.
 
-Both variants run the production step (``Distiller.train_step``: teacher forward at the mapped
+Both variants run the production step (``distill.train_step``: teacher forward at the mapped
 ids, student forward and backward, AdamW) on the same teacher and the same blocks of text. The
 trimmed variant keeps the tokens seen in the Tagalog corpus; its teacher head is sliced to the kept
 rows once. Each variant runs in its own process so that peak memory (max RSS on CPU, max allocated
@@ -18,19 +18,16 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import datasets
 import torch
 
 from monodistill.config import DistillConfig, load_config
-from monodistill.data.blocks import Blocks
-from monodistill.distill import Distiller
 from monodistill.student import build_student
 from monodistill.teacher import load_teacher, parameter_counts
 from monodistill.vocab import trim_vocabulary
+from production import ProductionStep, random_blocks
 
 SHARED = Path(os.environ.get("MONODISTILL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
@@ -49,7 +46,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_variant(args: argparse.Namespace) -> dict[str, float]:
-    """Time ``Distiller.train_step`` for one variant; returns tokens/s, peak memory and sizes."""
+    """Time the production step for one variant; returns tokens/s, peak memory and sizes."""
     config = load_config(
         DistillConfig,
         overrides=[
@@ -69,33 +66,24 @@ def run_variant(args: argparse.Namespace) -> dict[str, float]:
     vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
     student = build_student(config.student, teacher, vocab_ids)
     # Random blocks of student ids: speed does not depend on which tokens they are.
-    generator = torch.Generator().manual_seed(0)
-    count = args.batch_size * (args.warmup + args.steps)
-    ids = torch.randint(1000 if vocab_ids is None else 10, vocab_size, (count, args.seq_length), generator=generator)
-    rows = datasets.Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
-    with tempfile.TemporaryDirectory() as run_dir:
-        distiller = Distiller(
-            config,
-            Path(run_dir),
-            teacher,
-            student,
-            tokenizer.all_special_ids,
-            tokenizer.mask_token_id,
-            Blocks(train=rows, validation=rows.select(range(1)), cache_path=Path(run_dir)),
-            vocab_ids,
-        )
-        for _ in range(args.warmup):
-            distiller.train_step()
-            distiller.step += 1
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        for _ in range(args.steps):
-            distiller.train_step()
-            distiller.step += 1
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - started
+    low = 1000 if vocab_ids is None else 10
+    blocks = random_blocks(args.batch_size * (args.warmup + args.steps), args.seq_length, low, vocab_size)
+    special_ids, mask_id = tokenizer.all_special_ids, tokenizer.mask_token_id
+    if vocab_ids is not None:  # the same tokens under their student ids
+        student_id = {int(teacher_id): number for number, teacher_id in enumerate(vocab_ids)}
+        special_ids, mask_id = [student_id[i] for i in special_ids], student_id[mask_id]
+    step = ProductionStep([config], teacher, [student], blocks, special_ids, mask_id, vocab_ids)
+    for index in range(args.warmup):
+        step(index)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for index in range(args.warmup, args.warmup + args.steps):
+        step(index)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - started
+    step.close()
     peak = (
         torch.cuda.max_memory_allocated() / 2**30
         if torch.cuda.is_available()

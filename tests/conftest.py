@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# Before transformers (and huggingface_hub, which reads it once on import) is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 import random
 from pathlib import Path
 
@@ -27,8 +32,6 @@ from transformers import (
     XLMRobertaForMaskedLM,
 )
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(2)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -167,3 +170,15 @@ def tiny_teacher_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: P
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def still_teacher_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: PreTrainedTokenizerFast) -> Path:
+    """The tiny BERT teacher without dropout: students copy its config, so their gradients are deterministic
+    and runs that split the same global batch differently (accumulation, processes) can be compared."""
+    model = build_tiny_teacher("bert", len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    path = tmp_path_factory.mktemp("teacher") / "still"
+    model.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path

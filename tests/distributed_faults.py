@@ -2,9 +2,15 @@
 
     torchrun --nproc_per_node 2 tests/distributed_faults.py distill ...
 
-``FAULT=sigterm:RANK:STEP`` sends SIGTERM to that rank as it starts the step after ``STEP``;
-``FAULT=nan:RANK:CALL`` makes that rank's ``CALL``-th loss NaN. With ``PARTS_DIR`` set, every rank
-writes the loss parts of each of its steps to ``PARTS_DIR/rank-N.jsonl`` before ranks are averaged.
+``FAULT=KIND:RANK:WHEN`` on that rank:
+- ``sigterm``: sends SIGTERM as it starts the step after ``WHEN``;
+- ``nan``: makes its ``WHEN``-th loss NaN;
+- ``slowprep``: sleeps ``WHEN`` seconds before building the blocks cache (a slow corpus preparation);
+- ``wedge``: sleeps 120 seconds as it starts the step after ``WHEN`` (a rank that hangs in training).
+
+With ``PARTS_DIR`` set, every rank writes its own share of each step's loss parts (before they are
+summed over ranks) to ``PARTS_DIR/rank-N.jsonl``. With ``WEIGHTS_DIR`` set, every rank writes its
+student's final weights to ``WEIGHTS_DIR/rank-N.safetensors``.
 """
 
 from __future__ import annotations
@@ -13,13 +19,31 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from monodistill import distill as distill_module
+from safetensors.torch import save_file
+
+from monodistill import recipe
 from monodistill.cli import main
+from monodistill.data import blocks
+from monodistill.data.batches import BatchStream
+from monodistill.distill import StudentRun, student_run
 
 RANK = int(os.environ.get("RANK", "0"))
+
+
+def at_step(when: int, action: Any) -> None:
+    """Call ``action()`` as this rank starts the step after ``when`` steps."""
+    original = BatchStream.step
+
+    def step(self: BatchStream, index: int) -> Any:
+        if index == when:
+            action()
+        return original(self, index)
+
+    BatchStream.step = step  # type: ignore[method-assign]
 
 
 def inject(fault: str) -> None:
@@ -27,16 +51,19 @@ def inject(fault: str) -> None:
     if int(rank) != RANK:
         return
     if kind == "sigterm":
-        train_step = distill_module.train_step_together
+        at_step(int(when), lambda: os.kill(os.getpid(), signal.SIGTERM))
+    elif kind == "wedge":
+        at_step(int(when), lambda: time.sleep(120))
+    elif kind == "slowprep":
+        build = blocks._build_entry
 
-        def signalled(distillers: list[distill_module.Distiller]) -> Any:
-            if distillers[0].step == int(when):
-                os.kill(os.getpid(), signal.SIGTERM)
-            return train_step(distillers)
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(float(when))
+            return build(*args, **kwargs)
 
-        distill_module.train_step_together = signalled
+        blocks._build_entry = slow  # type: ignore[assignment]
     elif kind == "nan":
-        real_loss = distill_module.distillation_loss
+        real_loss = student_run.distillation_loss
         calls = {"count": 0}
 
         def poisoned(*args: Any, **kwargs: Any) -> Any:
@@ -46,24 +73,40 @@ def inject(fault: str) -> None:
                 parts["loss"] = parts["loss"] * float("nan")
             return parts
 
-        distill_module.distillation_loss = poisoned  # type: ignore[assignment]
+        student_run.distillation_loss = poisoned  # type: ignore[assignment]
 
 
 def record_parts(folder: Path) -> None:
-    train_step = distill_module.train_step_together
+    optimizer_step = StudentRun.optimizer_step
 
-    def recorded(distillers: list[distill_module.Distiller]) -> Any:
-        results = train_step(distillers)
+    def recorded(self: StudentRun, tokens_per_second: float) -> Any:
+        mine = dict(self._parts)
         with open(folder / f"rank-{RANK}.jsonl", "a") as handle:
-            handle.write(json.dumps({"step": distillers[0].step + 1, **results[0]}) + "\n")
-        return results
+            handle.write(json.dumps({"step": self.step + 1, **mine}) + "\n")
+        return optimizer_step(self, tokens_per_second)
 
-    distill_module.train_step_together = recorded
+    StudentRun.optimizer_step = recorded  # type: ignore[method-assign]
+
+
+def record_weights(folder: Path) -> None:
+    fit = recipe.fit
+
+    def recorded(teacher: Any, stream: Any, runs: list[StudentRun]) -> None:
+        fit(teacher, stream, runs)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = runs[0].unwrapped_student().state_dict()
+        save_file(
+            {name: tensor.detach().clone() for name, tensor in state.items()}, folder / f"rank-{RANK}.safetensors"
+        )
+
+    recipe.fit = recorded  # type: ignore[assignment]
 
 
 if __name__ == "__main__":
     if os.environ.get("PARTS_DIR"):
         record_parts(Path(os.environ["PARTS_DIR"]))
+    if os.environ.get("WEIGHTS_DIR"):
+        record_weights(Path(os.environ["WEIGHTS_DIR"]))
     if os.environ.get("FAULT"):
         inject(os.environ["FAULT"])
     sys.exit(main(sys.argv[1:]))

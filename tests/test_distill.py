@@ -15,9 +15,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, pipeline
 
-from monodistill import distill as distill_module
 from monodistill.checkpoint import list_checkpoints, read_metrics
 from monodistill.cli import main
+from monodistill.data.batches import BatchStream, MaskedBatch
+from monodistill.distill import student_run
 
 from .conftest import REPO_ROOT
 
@@ -56,14 +57,29 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 def stop_at(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.SIGTERM) -> None:
     """Send ``signum`` to the run as it starts the step after ``step`` (as a scheduler or Ctrl-C would):
     it saves a checkpoint and stops. ``monkeypatch.undo()`` lets the next run go on undisturbed."""
-    original = distill_module.train_step_together
+    original = BatchStream.step
 
-    def signalled(distillers: list[distill_module.Distiller]) -> list[dict[str, float] | Exception]:
-        if distillers[0].step == step:
+    def signalled(self: BatchStream, index: int) -> list[MaskedBatch]:
+        if index == step:
             os.kill(os.getpid(), signum)
-        return original(distillers)  # type: ignore[return-value]
+        return original(self, index)
 
-    monkeypatch.setattr(distill_module, "train_step_together", signalled)
+    monkeypatch.setattr(BatchStream, "step", signalled)
+
+
+def poison_loss(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """Make the ``call``-th loss computed from now on NaN."""
+    calls = {"count": 0}
+    real_loss = student_run.distillation_loss
+
+    def poisoned(*a: object, **k: object) -> dict[str, torch.Tensor]:
+        parts = real_loss(*a, **k)  # type: ignore[arg-type]
+        calls["count"] += 1
+        if calls["count"] == call:
+            parts["loss"] = parts["loss"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(student_run, "distillation_loss", poisoned)
 
 
 def assert_same_weights(first: Path, second: Path) -> None:
@@ -179,17 +195,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    calls = {"count": 0}
-    real_loss = distill_module.distillation_loss
-
-    def poisoned(*a: object, **k: object) -> dict[str, torch.Tensor]:
-        parts = real_loss(*a, **k)  # type: ignore[arg-type]
-        calls["count"] += 1
-        if calls["count"] == 5:
-            parts["loss"] = parts["loss"] * float("nan")
-        return parts
-
-    monkeypatch.setattr(distill_module, "distillation_loss", poisoned)
+    poison_loss(monkeypatch, 5)
     run = tmp_path / "run"
     assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 10, save=2)) == 2
     error = capsys.readouterr().err
@@ -242,26 +248,42 @@ def test_bad_input_gets_one_clear_error_before_training(
 
 @pytest.mark.slow
 def test_two_processes_share_the_work_with_no_code_change(
-    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+    still_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
-    # torchrun with gloo on CPU exercises the same DDP path as `accelerate launch` on GPUs.
+    """torchrun with gloo on CPU exercises the same DDP path as `accelerate launch` on GPUs: both ranks end
+    with the same weights, which are those of one process taking the same global batch (2 x 4 = 1 x 8)."""
     run = tmp_path / "ddp"
+    faults = REPO_ROOT / "tests" / "distributed_faults.py"
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [
         str(torchrun),
         "--nproc_per_node",
         "2",
-        "-m",
-        "monodistill.cli",
-        *args(tiny_teacher_dir, corpus_file, run, cache_dir, 4),
+        str(faults),
+        *args(still_teacher_dir, corpus_file, run, cache_dir, 4),
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    ranks = tmp_path / "ranks"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT / "src"),
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        "WEIGHTS_DIR": str(ranks),
+    }
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    last = list_checkpoints(run)[-1]
-    assert (last / "random_states_0.pkl").is_file() and (last / "random_states_1.pkl").is_file()
     assert AutoModelForMaskedLM.from_pretrained(run / "student").config.num_hidden_layers == 2
     assert [r["step"] for r in read_metrics(run) if r["split"] == "train"] == [2, 4]  # logged once, not per rank
+    per_rank = [load_file(str(ranks / f"rank-{rank}.safetensors")) for rank in (0, 1)]
+    saved = weights(run)
+    for name, tensor in saved.items():
+        assert torch.equal(per_rank[0][name], per_rank[1][name]), f"{name} differs between the ranks"
+        assert torch.equal(per_rank[0][name], tensor), f"{name} differs from the saved student"
+
+    one = tmp_path / "one"
+    assert main(args(still_teacher_dir, corpus_file, one, cache_dir, 4, "train.batch_size=8")) == 0
+    for name, tensor in weights(one).items():
+        assert torch.allclose(tensor, saved[name], rtol=1e-4, atol=1e-6), f"{name}: 2 x 4 is not 1 x 8"
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(
@@ -277,3 +299,21 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(
     assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 10)) == 130
     assert "stopped by signal 2 at step 4/10" in capsys.readouterr().err
     assert [p.name for p in list_checkpoints(run)][-1] == "step-00000004"
+
+
+def test_accumulation_splits_a_step_without_changing_it(
+    still_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """One micro-batch of 8 blocks and two of 4 are the same optimizer step: the same blocks and masks, and a
+    gradient that is the mean over every masked token of the step. Whole-word masks make the two halves'
+    token counts differ, so a mean of per-micro-batch means would weight their tokens unequally."""
+    common = ("data.whole_word_mask=true", "train.warmup_ratio=0", "train.log_interval=1")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(args(still_teacher_dir, corpus_file, one, cache_dir, 3, *common, "train.batch_size=8")) == 0
+    split = ("train.batch_size=4", "train.gradient_accumulation_steps=2")
+    assert main(args(still_teacher_dir, corpus_file, two, cache_dir, 3, *common, *split)) == 0
+    a, b = weights(one), weights(two)
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-6), name
+    logged = [{r["step"]: r["loss"] for r in read_metrics(run) if r["split"] == "train"} for run in (one, two)]
+    assert logged[0] == pytest.approx(logged[1], rel=1e-5)  # the logged loss does not depend on the split either

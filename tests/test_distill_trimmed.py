@@ -11,14 +11,19 @@ from transformers import PreTrainedTokenizerFast
 
 from monodistill.checkpoint import read_metrics
 from monodistill.config import DistillConfig, load_config
+from monodistill.data.batches import BatchStream, MaskedBatch, Masking
 from monodistill.data.blocks import Blocks
-from monodistill.distill import Distiller
+from monodistill.distill import StudentRun, TeacherPass, fit
+from monodistill.losses import Needs
 from monodistill.student import build_student
 
 from .conftest import build_tiny_teacher
 
 
-def make_distiller(tokenizer: PreTrainedTokenizerFast, run_dir: Path) -> tuple[Distiller, torch.Tensor]:
+def make_run(
+    tokenizer: PreTrainedTokenizerFast, run_dir: Path
+) -> tuple[TeacherPass, BatchStream, StudentRun, torch.Tensor]:
+    """A trimmed-vocabulary distillation on 24 random blocks: the teacher, the batch stream, the student run."""
     teacher = build_tiny_teacher("bert", len(tokenizer), tokenizer.pad_token_id).eval().requires_grad_(False)
     # Keep the five special tokens (same ids) and every third ordinary token.
     kept = torch.tensor([0, 1, 2, 3, 4, *range(5, len(tokenizer), 3)])
@@ -42,34 +47,39 @@ def make_distiller(tokenizer: PreTrainedTokenizerFast, run_dir: Path) -> tuple[D
     ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
     rows = datasets.Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
     blocks = Blocks(train=rows.select(range(16)), validation=rows.select(range(16, 24)), cache_path=run_dir)
-    distiller = Distiller(
-        config, run_dir, teacher, student, tokenizer.all_special_ids, tokenizer.mask_token_id, blocks, kept
-    )
-    return distiller, kept
+    masking = Masking(torch.tensor(tokenizer.all_special_ids), tokenizer.mask_token_id, len(kept), 0.15)
+    stream = BatchStream(blocks, masking, config.train)
+    run = StudentRun(config, run_dir, student, stream.total_steps(config.train), stream.global_batch, {})
+    return TeacherPass(teacher, kept, torch.device("cpu")), stream, run, kept
 
 
 def test_teacher_scores_only_kept_rows_at_mapped_ids(tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path) -> None:
-    distiller, kept = make_distiller(tiny_tokenizer, tmp_path)
-    assert distiller.student.model.config.vocab_size == len(kept)
+    teacher, _, _, kept = make_run(tiny_tokenizer, tmp_path)
     student_ids = torch.randint(5, len(kept), (2, 24), generator=torch.Generator().manual_seed(1))
     positions = torch.rand(2, 24, generator=torch.Generator().manual_seed(2)) < 0.3
-    logits, _ = distiller.teacher_forward(student_ids, positions)
+    batch = MaskedBatch(student_ids, positions, student_ids[positions], int(positions.sum()), 2)
+    outputs = teacher(batch, Needs(), outside_mass=True)
     with torch.inference_mode():
-        full = distiller.teacher(input_ids=kept[student_ids]).logits[positions]  # (N, V_teacher)
-    assert logits.shape == (int(positions.sum()), len(kept))
-    assert torch.allclose(logits, full[:, kept], atol=1e-5)
+        full = teacher.model(input_ids=kept[student_ids]).logits[positions]  # (N, V_teacher)
+    assert outputs.logits.shape == (int(positions.sum()), len(kept))
+    assert torch.allclose(outputs.logits, full[:, kept], atol=1e-5)
     # Softmax over the kept columns is the teacher renormalised over the kept vocabulary.
     renormalised = F.softmax(full, -1)[:, kept]
+    outside = 1 - renormalised.sum(-1)
     renormalised = renormalised / renormalised.sum(-1, keepdim=True)
-    assert torch.allclose(F.softmax(logits, -1), renormalised, atol=1e-5)
+    assert torch.allclose(F.softmax(outputs.logits, -1), renormalised, atol=1e-5)
+    assert outputs.outside_mass is not None and torch.allclose(outputs.outside_mass, outside, atol=1e-5)
+    assert outputs.hidden == {}  # nothing that no loss asked for
 
 
 def test_trimmed_run_logs_the_teacher_mass_outside_the_kept_vocabulary(
     tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
 ) -> None:
-    distiller, kept = make_distiller(tiny_tokenizer, tmp_path)
-    final = distiller.fit()
-    outside = final["teacher_mass_outside_vocab"]
+    teacher, stream, run, kept = make_run(tiny_tokenizer, tmp_path)
+    assert run.unwrapped_student().config.vocab_size == len(kept)
+    fit(teacher, stream, [run])
+    assert run.final_metrics is not None
+    outside = run.final_metrics["teacher_mass_outside_vocab"]
     # A random teacher spreads its mass nearly uniformly: about the share of dropped rows is outside.
     dropped_share = 1 - len(kept) / len(tiny_tokenizer)
     assert abs(outside - dropped_share) < 0.1

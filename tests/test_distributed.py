@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from monodistill.checkpoint import list_checkpoints, read_metrics
 
@@ -44,7 +46,8 @@ def test_sigterm_on_one_rank_stops_both_at_the_same_step_and_resumes_exactly(
     straight = torchrun(args(*common, tmp_path / "straight", cache_dir, 10, *extra, save=4), PARTS_DIR=str(parts))
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    # Logged train metrics are means over both ranks, not rank 0's alone.
+    # Each rank holds its share of a step's mean over every masked token of the step: the logged loss is
+    # their sum (the mean over both ranks' tokens), averaged over the steps of the log interval.
     per_rank = [
         {r["step"]: r for r in map(json.loads, (parts / f"rank-{rank}.jsonl").read_text().splitlines())}
         for rank in (0, 1)
@@ -52,7 +55,7 @@ def test_sigterm_on_one_rank_stops_both_at_the_same_step_and_resumes_exactly(
     assert per_rank[0][1]["loss"] != per_rank[1][1]["loss"]  # the ranks saw different blocks
     logged = {r["step"]: r for r in read_metrics(tmp_path / "straight") if r["split"] == "train"}
     for step in (2, 10):
-        expected = sum(per_rank[rank][s]["loss"] for rank in (0, 1) for s in (step - 1, step)) / 4
+        expected = sum(per_rank[rank][s]["loss"] for rank in (0, 1) for s in (step - 1, step)) / 2
         assert logged[step]["loss"] == pytest.approx(expected, rel=1e-9)
 
     stopped = tmp_path / "stopped"
@@ -82,3 +85,104 @@ def test_nan_on_one_rank_stops_both_and_keeps_the_last_good_checkpoint(
     assert "Last good checkpoint" in result.stderr and "step-00000004" in result.stderr
     assert [p.name for p in list_checkpoints(run)] == ["step-00000002", "step-00000004"]
     assert not (run / "student").exists()
+
+
+def without_length(argv: list[str]) -> list[str]:
+    """``argv`` with its --max-steps removed, so that train.epochs sets the length."""
+    at = argv.index("--max-steps")
+    return argv[:at] + argv[at + 2 :]
+
+
+def test_resuming_on_another_number_of_processes_is_exact_or_refused(
+    still_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The data order, masks and schedule are those of the global batch (blocks per optimizer step): a run
+    resumes on another process count that keeps it, and is refused, saying how, on one that does not."""
+    from monodistill.cli import main
+
+    epoch = ("train.epochs=1", "train.log_interval=1", "train.warmup_ratio=0")
+    run_args = lambda run, *extra: without_length(
+        args(still_teacher_dir, corpus_file, run, cache_dir, 1, *epoch, *extra, save=4)
+    )
+    straight = torchrun(run_args(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    stopped = tmp_path / "stopped"
+    result = torchrun(run_args(stopped), FAULT="sigterm:1:5")
+    assert "stopped by signal 15 at step 6/" in result.stderr, result.stderr[-3000:]
+
+    capsys.readouterr()
+    assert main([*run_args(stopped), "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        "8 blocks per optimizer step (2 processes x train.batch_size 4 x train.gradient_accumulation_steps 1)" in error
+    )
+    assert "gives 4" in error and "torchrun --nproc_per_node 2" in error
+    assert list_checkpoints(stopped)[-1].name == "step-00000006"
+
+    # One process with twice the accumulation takes the same global batch: it continues exactly.
+    assert main([*run_args(stopped, "train.gradient_accumulation_steps=2"), "--resume"]) == 0
+    assert list_checkpoints(stopped)[-1].name == list_checkpoints(tmp_path / "straight")[-1].name
+    a, b = (
+        load_file(str(tmp_path / "straight" / "student" / "model.safetensors")),
+        load_file(str(stopped / "student" / "model.safetensors")),
+    )
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_preparation_waits_on_files_and_a_wedged_rank_fails_the_job_quickly(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """Corpus preparation on one rank may take far longer than the collective timeout (the others wait on a
+    file lock, not in a collective); a rank that wedges in training fails the job after that timeout."""
+    import time
+
+    timeout = ("train.collective_timeout_minutes=0.1",)  # 6 seconds
+    slow = torchrun(
+        args(tiny_teacher_dir, corpus_file, tmp_path / "slow", cache_dir, 4, *timeout), FAULT="slowprep:0:15"
+    )
+    assert slow.returncode == 0, slow.stderr[-3000:]
+
+    started = time.monotonic()
+    wedged = torchrun(
+        args(tiny_teacher_dir, corpus_file, tmp_path / "wedged", cache_dir, 8, *timeout), FAULT="wedge:1:2"
+    )
+    assert wedged.returncode != 0
+    assert time.monotonic() - started < 100, "the job waited for the wedged rank"
+
+
+def test_students_sharing_a_teacher_pass_on_two_processes_end_as_each_alone(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """A group trains under torchrun as in one process: each student ends bit-identical to itself alone."""
+    import yaml
+
+    shape = {"preset": "custom", "num_layers": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2}
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "teacher": {"name_or_path": str(tiny_teacher_dir)},
+                "students": [
+                    {**shape, "name": "warm", "overrides": ["loss.temperature=2"]},
+                    {**shape, "name": "hot", "overrides": ["loss.temperature=8", "train.learning_rate=1e-3"]},
+                ],
+                "data": {
+                    "corpus": str(corpus_file),
+                    "max_seq_length": 32,
+                    "cache_dir": str(cache_dir),
+                    "max_validation_blocks": 8,
+                },
+                "train": {"max_steps": 6, "batch_size": 4, "save_interval": 3, "eval_interval": 3},
+            }
+        )
+    )
+    grouped = torchrun(["distill", "--config", str(sweep), "--output", str(tmp_path / "group")])
+    assert grouped.returncode == 0, grouped.stderr[-3000:]
+    assert "distilling 2 students (warm, hot) with one teacher pass" in grouped.stdout
+    alone = torchrun(
+        args(tiny_teacher_dir, corpus_file, tmp_path / "hot", cache_dir, 6, "loss.temperature=8", save=3)
+        + ["train.learning_rate=1e-3", "train.eval_interval=3", "student.name=hot"]
+    )
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert_same_weights(tmp_path / "hot", tmp_path / "group" / "students" / "hot")

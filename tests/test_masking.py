@@ -35,10 +35,10 @@ def test_special_tokens_are_never_selected() -> None:
     assert (labels[special] == IGNORE_INDEX).all()
 
 
-def test_masks_are_a_function_of_seed_step_and_rank() -> None:
+def test_masks_are_a_function_of_seed_step_and_stream() -> None:
     ids, special = batch()
-    draw = lambda seed, step, rank: mask_tokens(
-        ids, special, MASK_ID, VOCAB, 0.15, step_generator(seed, step, rank, ids.device)
+    draw = lambda seed, step, stream: mask_tokens(
+        ids, special, MASK_ID, VOCAB, 0.15, step_generator(seed, step, stream, ids.device)
     )
     assert torch.equal(draw(1, 5, 0)[1], draw(1, 5, 0)[1])
     assert not torch.equal(draw(1, 5, 0)[1], draw(1, 6, 0)[1])

@@ -88,3 +88,77 @@ def test_report_and_card_refuse_folders_without_runs(tmp_path: Path, capsys: pyt
     assert "no distillation runs" in capsys.readouterr().err
     assert main(["card", str(tmp_path)]) == 2
     assert "not a finished distillation run" in capsys.readouterr().err
+
+
+def write_sweep(path: Path, teacher: Path, corpus: Path, cache: Path, students: list[dict[str, object]]) -> Path:
+    """A `distill --config` file with several students of the tiny shape, 2 steps each."""
+    shape = {"preset": "custom", "num_layers": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2}
+    config = {
+        "teacher": {"name_or_path": str(teacher)},
+        "students": [{**shape, **student} for student in students],
+        "data": {"corpus": str(corpus), "max_seq_length": 32, "cache_dir": str(cache), "max_validation_blocks": 8},
+        "train": {"max_steps": 2, "batch_size": 4, "eval_interval": 2},
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_each_student_gets_the_vocabulary_its_own_settings_give(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """A student's vocab.* overrides are what it trains with and what its config records, not the shared ones."""
+    from transformers import AutoConfig
+
+    sweep = write_sweep(
+        tmp_path / "sweep.yaml",
+        tiny_teacher_dir,
+        corpus_file,
+        cache_dir,
+        [
+            {"name": "shared"},
+            {"name": "smaller", "overrides": ["vocab.max_size=60"]},
+            {"name": "full", "overrides": ["vocab.enabled=false"]},
+        ],
+    )
+    text = sweep.read_text() + "vocab:\n  enabled: true\n"
+    sweep.write_text(text)
+    out = tmp_path / "out"
+    assert main(["distill", "--config", str(sweep), "--output", str(out)]) == 0
+    sizes = {
+        name: AutoConfig.from_pretrained(out / "students" / name / "student").vocab_size
+        for name in ("shared", "smaller", "full")
+    }
+    teacher_size = AutoConfig.from_pretrained(tiny_teacher_dir).vocab_size
+    assert sizes["smaller"] == 60 and sizes["full"] == teacher_size and 60 < sizes["shared"] < teacher_size
+    recorded = {
+        name: yaml.safe_load((out / "students" / name / "config.yaml").read_text())["vocab"]
+        for name in ("shared", "smaller", "full")
+    }
+    assert recorded["smaller"]["max_size"] == 60 and recorded["full"]["enabled"] is False
+    assert recorded["full"]["path"] is None and recorded["smaller"]["path"] != recorded["shared"]["path"]
+
+
+def test_students_of_one_experiment_are_validated_on_the_same_blocks(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """Validation blocks come from the whole corpus, whatever fraction of it a student trains on: what the
+    teacher puts outside the trimmed vocabulary on them (which depends on nothing else) is the same for both."""
+    from monodistill.checkpoint import read_metrics
+
+    sweep = write_sweep(
+        tmp_path / "sweep.yaml",
+        tiny_teacher_dir,
+        corpus_file,
+        cache_dir,
+        [{"name": "all"}, {"name": "half", "overrides": ["data.data_fraction=0.5"]}],
+    )
+    sweep.write_text(sweep.read_text() + "vocab:\n  enabled: true\n  max_size: 60\n")
+    out = tmp_path / "out"
+    assert main(["distill", "--config", str(sweep), "--output", str(out)]) == 0
+    final = {
+        name: [r for r in read_metrics(out / "students" / name) if r["split"] == "validation"][-1]
+        for name in ("all", "half")
+    }
+    assert final["all"]["teacher_mass_outside_vocab"] == final["half"]["teacher_mass_outside_vocab"]
+    assert final["all"]["teacher_accuracy"] == final["half"]["teacher_accuracy"]
+    assert final["all"]["kl_to_teacher"] != final["half"]["kl_to_teacher"]  # different students all the same

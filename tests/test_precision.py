@@ -13,10 +13,10 @@ from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassificatio
 
 from monodistill import recipe
 from monodistill.cli import main
-from monodistill.distill import Distiller
+from monodistill.data.batches import Masking
 
 from .test_distill import args
-from .test_distill_trimmed import make_distiller
+from .test_distill_trimmed import make_run
 
 BF16_TOLERANCE = 2e-2  # bf16 keeps 8 significant bits: relative error up to 2^-8 per rounding
 
@@ -92,34 +92,42 @@ def test_student_of_a_bf16_run_is_saved_in_float32_with_unrounded_teacher_layers
     assert (logits - captured["logits"]).abs().max() <= BF16_TOLERANCE * captured["logits"].abs().max()
 
 
-def test_scheduler_does_not_step_when_the_grad_scaler_skipped_the_optimizer_step(
+def test_the_schedule_waits_when_the_grad_scaler_skipped_the_optimizer_step(
     tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    distiller, _ = make_distiller(tiny_tokenizer, tmp_path)
-    distiller.train_step()
-    stepped = distiller.scheduler.last_epoch
+    teacher, stream, run, _ = make_run(tiny_tokenizer, tmp_path)
+
+    def one_step() -> float:
+        for batch in stream.step(run.step):
+            run.train_micro(batch, teacher(batch, run.needs), last=True)
+        return run.optimizer_step(0.0)["learning_rate"]
+
+    one_step()
+    updates, rate = run.updates, run.learning_rate()
     # An fp16 overflow: the scaler skips the update, so the schedule must stay where it is.
-    monkeypatch.setattr(type(distiller.accelerator), "optimizer_step_was_skipped", property(lambda self: True))
-    distiller.train_step()
-    assert distiller.scheduler.last_epoch == stepped
+    monkeypatch.setattr(type(run.accelerator), "optimizer_step_was_skipped", property(lambda self: True))
+    assert one_step() == rate
+    assert run.updates == updates and run.learning_rate() == rate and run.step == 2
 
 
 def test_validation_masks_whole_words_when_training_does(
     tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    distiller, _ = make_distiller(tiny_tokenizer, tmp_path)
+    _, stream, _, _ = make_run(tiny_tokenizer, tmp_path)
     starts = torch.ones(24, 24, dtype=torch.long)
     starts[:, 2::2] = 0  # every other token continues a word
-    distiller.blocks.validation = distiller.blocks.validation.add_column("word_starts", starts[16:].tolist())
-    distiller.blocks.validation = distiller.blocks.validation.with_format("torch")
+    stream.blocks.validation = stream.blocks.validation.add_column("word_starts", starts[16:].tolist())
+    stream.blocks.validation = stream.blocks.validation.with_format("torch")
     seen: list[torch.Tensor | None] = []
-    mask = Distiller.mask
+    mask = Masking.__call__
 
-    def spy(self: Distiller, input_ids: torch.Tensor, generator: torch.Generator, word_starts: Any = None) -> Any:
+    def spy(self: Masking, input_ids: torch.Tensor, generator: torch.Generator, word_starts: Any = None) -> Any:
         seen.append(word_starts)
         return mask(self, input_ids, generator, word_starts)
 
-    monkeypatch.setattr(Distiller, "mask", spy)
-    distiller.evaluate()
-    assert len(seen) == 2  # 8 validation blocks in batches of 4
-    assert all(ws is not None and torch.equal(ws, starts[:4].bool()) for ws in seen)
+    monkeypatch.setattr(Masking, "__call__", spy)
+    batches = stream.validation()
+    assert [len(batch.input_ids) for batch in batches] == [4, 4]  # 8 validation blocks in batches of 4
+    assert len(seen) == 8  # each block masked by its own generator, once
+    assert all(ws is not None and torch.equal(ws, starts[:1].bool()) for ws in seen)
+    assert stream.validation() is batches  # masked once, then reused

@@ -78,3 +78,45 @@ def test_an_unfinished_run_refuses_a_change_that_bends_its_schedule(
     error = capsys.readouterr().err
     assert field in error and "learning-rate schedule of an unfinished run" in error
     assert list_checkpoints(run)[-1].name == "step-00000004"
+
+
+def test_an_extension_killed_before_its_next_checkpoint_is_not_reported_finished(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Done is decided from the checkpoint's own state (the length it was trained for), not from a
+    config.yaml that an extension rewrote before it died."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from .conftest import REPO_ROOT
+
+    run, common = tmp_path / "run", (tiny_teacher_dir, corpus_file)
+    assert main(args(*common, run, cache_dir, 4, *LOG_EVERY_STEP, save=4)) == 0
+    four_steps = weights(run)
+    # Extended to 60 steps with no checkpoint before the end, and killed on the way.
+    longer = [*args(*common, run, cache_dir, 60, *LOG_EVERY_STEP, save=1000), "--resume"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monodistill.cli", *longer],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and max([0, *learning_rates(run)]) < 6:
+        assert process.poll() is None, "the extension ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list_checkpoints(run)[-1].name == "step-00000004"
+
+    capsys.readouterr()
+    assert main(longer) == 0
+    assert "already complete" not in capsys.readouterr().out
+    assert list_checkpoints(run)[-1].name == "step-00000060"
+    assert any(not torch.equal(four_steps[name], tensor) for name, tensor in weights(run).items())

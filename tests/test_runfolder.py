@@ -22,7 +22,7 @@ from monodistill.checkpoint import MANIFEST_FILE, list_checkpoints, read_metrics
 from monodistill.cli import main
 
 from .conftest import REPO_ROOT, save_teacher, write_keyword_task
-from .test_distill import args, assert_same_weights, stop_at
+from .test_distill import args, assert_same_weights, poison_loss, stop_at
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -193,6 +193,35 @@ def test_a_run_whose_every_checkpoint_is_damaged_is_refused(
     line = one_error_line(capsys)
     assert "no intact checkpoint" in line and "step-00000002: optimizer.bin has 0 of its" in line
     assert "--overwrite" in line
+
+
+def test_a_damaged_checkpoint_is_moved_aside_and_never_named_good_again(
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run, common = tmp_path / "run", (tiny_teacher_dir, corpus_file)
+    argv = args(*common, run, cache_dir, 10, "train.keep_checkpoints=3", save=2)
+    stop_at(monkeypatch, 5)
+    assert main(argv) == 2
+    monkeypatch.undo()
+    damaged = list_checkpoints(run)[-1]
+    assert damaged.name == "step-00000006"
+    (damaged / "optimizer.bin").write_bytes(b"")
+    capsys.readouterr()
+
+    poison_loss(monkeypatch, 1)  # the first step after resuming diverges
+    assert main([*argv, "--resume"]) == 2
+    captured = capsys.readouterr()
+    aside = run / "checkpoints" / "damaged-step-00000006"
+    assert f"skipping damaged checkpoint {damaged}: optimizer.bin has 0 of its" in captured.out
+    assert f"moved it to {aside}" in captured.out
+    assert "Last good checkpoint: " + str(run / "checkpoints" / "step-00000004") in captured.err
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000002", "step-00000004"]
+    assert (aside / "optimizer.bin").is_file()
 
 
 # --- 5. the same folder spelled differently, or moved ---

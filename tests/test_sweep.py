@@ -14,16 +14,17 @@ import pytest
 import torch
 import yaml
 
-from monodistill import distill as distill_module
 from monodistill import sweep
 from monodistill.checkpoint import list_checkpoints, read_metrics
 from monodistill.cli import main
 from monodistill.config import DistillConfig, load_config
-from monodistill.errors import MonodistillError
-from monodistill.sweep import run_distillation_group, shared_teacher_groups
+from monodistill.distill import TeacherPass, loop, student_run
+from monodistill.errors import Interrupted, MonodistillError
+from monodistill.recipe import distill_students
+from monodistill.sweep import shared_teacher_groups
 
 from .conftest import REPO_ROOT
-from .test_distill import STUDENT, args, assert_same_weights
+from .test_distill import STUDENT, args, assert_same_weights, stop_at
 
 # Three students that differ in shape, temperature and initialisation; the last copies teacher layers.
 STUDENTS = {
@@ -77,26 +78,21 @@ def test_a_group_of_three_ends_bit_identical_to_each_student_alone(
     configs = group_configs(*common, tmp_path / "group", cache_dir, 6)
     assert shared_teacher_groups(configs) == [[0, 1, 2]]
 
-    calls = {"teacher": 0}
-    real_forward = distill_module.Distiller.teacher_forward
+    calls = {"teacher": 0, "validation": 0}
+    real_forward, real_validate = TeacherPass.__call__, loop.validate
 
-    def counted(self: distill_module.Distiller, *a: object, **k: object) -> object:
-        calls["teacher"] += 1
+    def counted(self: TeacherPass, *a: object, **k: object) -> object:
+        calls["teacher"] += not k.get("outside_mass")  # validation asks for the mass outside the vocabulary
         return real_forward(self, *a, **k)  # type: ignore[arg-type]
 
-    # Validation masks come from a generator seeded with seed + 1, made once per validation pass.
-    real_generator = distill_module.step_generator
+    def counted_validation(teacher: TeacherPass, stream: object, runs: list[object]) -> object:
+        calls["validation"] += 1
+        assert len(runs) == 3
+        return real_validate(teacher, stream, runs)  # type: ignore[arg-type]
 
-    def counted_generator(seed: int, *a: object) -> torch.Generator:
-        calls["validation"] = calls.get("validation", 0) + (seed == configs[0].train.seed + 1)
-        return real_generator(seed, *a)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(distill_module, "step_generator", counted_generator)
-    distill_module.Distiller.teacher_forward = counted  # type: ignore[method-assign,assignment]
-    try:
-        run_distillation_group(configs)
-    finally:
-        distill_module.Distiller.teacher_forward = real_forward  # type: ignore[method-assign]
+    monkeypatch.setattr(TeacherPass, "__call__", counted)
+    monkeypatch.setattr(loop, "validate", counted_validation)
+    distill_students(configs)
     assert calls["teacher"] == 6 * 2  # one teacher pass per micro-batch for all three students
     assert calls["validation"] == 2  # at steps 3 and 6, one pass for all three students
 
@@ -120,7 +116,7 @@ def test_a_diverging_student_stops_alone_and_the_others_finish(
     cache_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_loss = distill_module.distillation_loss
+    real_loss = student_run.distillation_loss
 
     def poisoned(config: object, *a: object, **k: object) -> dict[str, torch.Tensor]:
         parts = real_loss(config, *a, **k)  # type: ignore[arg-type]
@@ -128,10 +124,10 @@ def test_a_diverging_student_stops_alone_and_the_others_finish(
             parts["loss"] = parts["loss"] * float("nan")
         return parts
 
-    monkeypatch.setattr(distill_module, "distillation_loss", poisoned)
+    monkeypatch.setattr(student_run, "distillation_loss", poisoned)
     configs = group_configs(tiny_teacher_dir, corpus_file, tmp_path, cache_dir, 4)
     with pytest.raises(MonodistillError, match=r"1 of 3 students stopped: shallow: non-finite loss at step 1"):
-        run_distillation_group(configs)
+        distill_students(configs)
     assert not (tmp_path / "shallow" / "student").exists()
     for name in ("deep", "wide"):
         assert (tmp_path / name / "student" / "model.safetensors").is_file()
@@ -144,7 +140,7 @@ def test_a_group_that_does_not_fit_is_refused_before_training_with_a_split(
     monkeypatch.setattr(sweep, "available_bytes", lambda device: 200_000)
     configs = group_configs(tiny_teacher_dir, corpus_file, tmp_path, cache_dir, 4)
     with pytest.raises(MonodistillError, match=r"split the group, e.g. \[.*\] \+ \[.*\]"):
-        run_distillation_group(configs)
+        distill_students(configs)
     assert not any(list_checkpoints(tmp_path / name) for name in STUDENTS)
 
 
@@ -156,17 +152,17 @@ def test_students_that_see_other_batches_are_not_grouped(
     apart = load_config(DistillConfig, overrides=["train.share_teacher=false"], updates={"output_dir": "y"})
     assert shared_teacher_groups([*configs, other_seed, apart]) == [[0, 1, 2], [3], [4]]
     with pytest.raises(MonodistillError, match="differ in .*train.seed"):
-        run_distillation_group([configs[0], other_seed])
+        distill_students([configs[0], other_seed])
 
 
 GROUP_SCRIPT = """
 import sys
 from pathlib import Path
 from tests.test_sweep import group_configs
-from monodistill.sweep import run_distillation_group
+from monodistill.recipe import distill_students
 teacher, corpus, root, cache, steps = sys.argv[1:]
 configs = group_configs(Path(teacher), Path(corpus), Path(root), Path(cache), int(steps), save=3)
-run_distillation_group(configs, resume=True)
+distill_students(configs, resume=True)
 """
 
 
@@ -175,7 +171,7 @@ def test_a_group_killed_mid_run_resumes_to_the_same_weights(
     tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
     steps, common = 60, (tiny_teacher_dir, corpus_file)
-    run_distillation_group(group_configs(*common, tmp_path / "straight", cache_dir, steps, save=3))
+    distill_students(group_configs(*common, tmp_path / "straight", cache_dir, steps, save=3))
 
     killed = tmp_path / "killed"
     command = [sys.executable, "-c", GROUP_SCRIPT, *map(str, (*common, killed, cache_dir, steps))]
@@ -199,7 +195,7 @@ def test_a_group_killed_mid_run_resumes_to_the_same_weights(
     if len(behind) > 1:
         shutil.rmtree(behind[-1])
 
-    run_distillation_group(group_configs(*common, killed, cache_dir, steps, save=3), resume=True)
+    distill_students(group_configs(*common, killed, cache_dir, steps, save=3), resume=True)
     for name in STUDENTS:
         assert_same_weights(tmp_path / "straight" / name, killed / name)
 
@@ -224,22 +220,15 @@ def test_a_stop_signal_saves_every_student_and_the_group_resumes_exactly(
     tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     common = (tiny_teacher_dir, corpus_file)
-    run_distillation_group(group_configs(*common, tmp_path / "straight", cache_dir, 6, save=3))
+    distill_students(group_configs(*common, tmp_path / "straight", cache_dir, 6, save=3))
 
-    original = distill_module.train_step_together
-
-    def stop_during_step_four(distillers: list[distill_module.Distiller]) -> object:
-        if distillers[0].step == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(distillers)
-
-    monkeypatch.setattr(distill_module, "train_step_together", stop_during_step_four)
+    stop_at(monkeypatch, 3)  # during step four
     stopped = tmp_path / "stopped"
-    with pytest.raises(distill_module.Interrupted, match="stopped by signal 15 with checkpoints saved for deep step 4"):
-        run_distillation_group(group_configs(*common, stopped, cache_dir, 6, save=3))
+    with pytest.raises(Interrupted, match="stopped by signal 15 with checkpoints saved for deep step 4"):
+        distill_students(group_configs(*common, stopped, cache_dir, 6, save=3))
     assert all(list_checkpoints(stopped / name)[-1].name == "step-00000004" for name in STUDENTS)
-    monkeypatch.setattr(distill_module, "train_step_together", original)
-    run_distillation_group(group_configs(*common, stopped, cache_dir, 6, save=3), resume=True)
+    monkeypatch.undo()
+    distill_students(group_configs(*common, stopped, cache_dir, 6, save=3), resume=True)
     for name in STUDENTS:
         assert_same_weights(tmp_path / "straight" / name, stopped / name)
 

@@ -28,12 +28,15 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from monodistill import ranks
+from monodistill.errors import MonodistillError
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -153,6 +156,74 @@ def staging_path(path: Path, job_id: int) -> Path:
     return path.with_name(f".tmp-{path.name}-{job_id}")
 
 
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    write: Callable[[Path], None],
+    state: dict[str, Any],
+    keep: int,
+    job_id: int,
+    estimate: int,
+) -> Path:
+    """Save a checkpoint atomically from every rank, publish it with its state and manifest, prune old ones.
+
+    Args:
+        run_dir: The run folder.
+        step: The optimizer step it holds.
+        write: Writes each rank's files into the staging folder it is given (model, optimizer, RNG).
+        state: The trainer state, written by the main rank.
+        keep: How many recent checkpoints to keep.
+        job_id: The same on every rank of this job (``ranks.job_id``): names the staging folder.
+        estimate: About how many bytes a checkpoint takes when none exists yet to measure.
+
+    Raises:
+        MonodistillError: on every rank when any rank could not write (a full disk above all), after
+            removing the partial save; the previous checkpoints are untouched.
+    """
+    path = checkpoint_path(run_dir, step)
+    staging = staging_path(path, job_id)
+    main = ranks.process_state().is_main_process
+    ranks.process_state().wait_for_everyone()
+    error: Exception | None = None
+    try:
+        write(staging)
+    except (OSError, RuntimeError) as failure:  # torch's writer reports a full disk as a RuntimeError
+        error = failure
+    # Every rank writes its own random state into the staging folder before it is published.
+    _raise_if_save_failed(error, staging, step, run_dir, estimate)
+    if main:
+        try:
+            publish_checkpoint(staging, path, state)
+            prune_checkpoints(run_dir, keep)
+        except (OSError, RuntimeError) as failure:
+            error = failure
+    _raise_if_save_failed(error, staging, step, run_dir, estimate)
+    return path
+
+
+def _raise_if_save_failed(error: Exception | None, staging: Path, step: int, run_dir: Path, estimate: int) -> None:
+    failed_ranks = ranks.ranks_where(error is not None)  # also the barrier between save and publish
+    if not failed_ranks:
+        return
+    if ranks.process_state().is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    if error is None:
+        raise MonodistillError(f"saving checkpoint step {step} failed on rank {failed_ranks[0]}")
+    latest = latest_checkpoint(run_dir)
+    # About how much one checkpoint takes: the last one's size, else the estimate.
+    needed = sum(file.stat().st_size for file in latest.rglob("*") if file.is_file()) if latest else estimate
+    if is_disk_full(error) or free_bytes(staging.parent) < needed:
+        reason = f"no space left on device (needs about {needed / 1e6:,.1f} MB in {staging.parent})"
+    elif isinstance(error, OSError):
+        reason = f"{error.strerror or error} ({error.filename or staging.parent})"
+    else:
+        reason = str(error).splitlines()[0]
+    raise MonodistillError(
+        f"could not save the checkpoint of step {step}: {reason}; the partial save was removed. "
+        f"Last good checkpoint: {latest or 'none'}; make room, then run the same command again to resume"
+    )
+
+
 def publish_checkpoint(staging: Path, path: Path, state: dict[str, Any]) -> None:
     """Add the trainer state and the manifest to a fully written staging folder, then give it its final name."""
     atomic_write_text(staging / STATE_FILE, json.dumps(state) + "\n")
@@ -206,6 +277,17 @@ def latest_intact_checkpoint(run_dir: Path) -> tuple[Path | None, list[tuple[Pat
             return checkpoint, skipped
         skipped.append((checkpoint, problem))
     return None, skipped
+
+
+def set_aside(checkpoint: Path) -> Path:
+    """Move a damaged checkpoint out of the listing (``damaged-step-N``), kept for a look; returns where it went."""
+    target = checkpoint.with_name(f"damaged-{checkpoint.name}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = checkpoint.with_name(f"damaged-{checkpoint.name}-{number}")
+    os.replace(checkpoint, target)
+    return target
 
 
 def _sha256(file: Path) -> str:

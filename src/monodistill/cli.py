@@ -15,7 +15,7 @@ from typing import Any
 
 from monodistill import __version__
 from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, lists_students, load_config
-from monodistill.errors import MonodistillError
+from monodistill.errors import Interrupted, MonodistillError
 
 DESCRIPTION = """\
 Distil small single-language BERT students out of multilingual masked-LM
@@ -276,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _exit_status(error: MonodistillError) -> int:
     """2 for bad input; 128 + 2 for a run that Ctrl-C (SIGINT) stopped after saving, as a shell reports it."""
-    # distill.Interrupted carries the signal; importing it here would load torch for every command.
-    stopped_by = getattr(error, "signal", None)
+    stopped_by = error.signal if isinstance(error, Interrupted) else None
     return 128 + signal.SIGINT if stopped_by == signal.SIGINT else 2
 
 

@@ -1,4 +1,4 @@
-"""The one exception type users see: a clear message, no traceback."""
+"""The exception types users see: a clear message, no traceback."""
 
 
 class MonodistillError(Exception):
@@ -7,6 +7,22 @@ class MonodistillError(Exception):
     The CLI prints the message and exits with status 2; it never shows a traceback for these.
     Raise it early, before any training starts, and name the offending path, field or value.
     """
+
+
+class Interrupted(MonodistillError):
+    """The run was stopped by a signal after saving what it had.
+
+    ``signal`` is the number of the signal this process received, or ``None`` when another rank
+    received it; the CLI exits with 128 + that number, as a shell does (130 for Ctrl-C).
+    """
+
+    def __init__(self, message: str, signal: int | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal
+
+
+class NonFiniteLoss(MonodistillError):
+    """A student's loss was NaN or infinite; in a group only that student stops."""
 
 
 def not_utf8(path: object, byte: int, offset: int) -> MonodistillError:

@@ -1,6 +1,9 @@
 """``monodistill run``: the whole experiment, stage by stage, resumable.
 
-    EXP/vocab/                      trimmed vocabulary (when vocab.enabled), built once for all students
+    EXP/vocab/                      trimmed vocabulary (when vocab.enabled), built once for every student
+                                    with the shared vocabulary settings
+    EXP/vocab-<name>/               the vocabulary of students whose own vocab.* or corpus overrides give
+                                    another one (<name>: the first of them)
     EXP/students/<name>/            one distillation run folder per student; compatible students are
                                     distilled together with one teacher pass (``monodistill.sweep``)
     EXP/evaluate/                   teacher and students fine-tuned on every task
@@ -20,16 +23,28 @@ from typing import Any
 
 from monodistill import runfolder
 from monodistill.card import write_card
-from monodistill.config import DistillConfig, ExperimentConfig, StudentConfig, config_to_dict, load_config, save_config
+from monodistill.config import (
+    DistillConfig,
+    ExperimentConfig,
+    StudentConfig,
+    config_to_dict,
+    flatten,
+    load_config,
+    save_config,
+)
 from monodistill.errors import MonodistillError
 from monodistill.evaluate import run_evaluation
-from monodistill.processes import process_state
+from monodistill.ranks import process_state
+from monodistill.recipe import distill_students, ensure_vocabulary
 from monodistill.report import write_report
-from monodistill.sweep import run_distillation_group, shared_teacher_groups
+from monodistill.sweep import shared_teacher_groups
 
 
 def student_config(experiment: ExperimentConfig, student: StudentConfig, vocab_path: Path | None) -> DistillConfig:
-    """The distillation config of one student: shared settings, then the student's own overrides."""
+    """The distillation config of one student: shared settings, then the student's own overrides.
+
+    ``vocab_path`` points a student whose vocabulary is trimmed at the folder built for it.
+    """
     name = student.name or student.preset
     shared: dict[str, Any] = {
         "teacher": config_to_dict(experiment.teacher),
@@ -40,16 +55,39 @@ def student_config(experiment: ExperimentConfig, student: StudentConfig, vocab_p
         "train": config_to_dict(experiment.train),
         "output_dir": str(Path(experiment.output_dir or ".") / "students" / name),
     }
-    if vocab_path is not None:
-        shared["vocab"]["path"] = str(vocab_path)
     try:
-        return load_config(DistillConfig, updates=shared, overrides=student.overrides)
+        config = load_config(DistillConfig, updates=shared, overrides=student.overrides)
     except MonodistillError as error:
         raise MonodistillError(f"student {name!r}: {error}") from None
+    if vocab_path is not None and config.vocab.active and config.vocab.path is None:
+        config.vocab.path = str(vocab_path)
+    return config
+
+
+VOCABULARY_FIELDS = ("teacher.", "vocab.", "data.corpus", "data.hub_config", "data.split", "data.revision") + (
+    "data.text_column",
+    "data.streaming",
+    "data.max_documents",
+    "data.skip_bad_documents",
+)
+"""What a trimmed vocabulary depends on: the teacher's tokenizer, the trimming settings and which documents
+are counted (every document of the corpus: ``data_fraction`` picks training blocks, not the vocabulary)."""
+
+
+def vocabulary_settings(config: DistillConfig) -> tuple[tuple[str, str], ...]:
+    """The settings a student's trimmed vocabulary is built from; students with equal ones share it."""
+    flat = flatten(config_to_dict(config))
+    return tuple(sorted((key, repr(value)) for key, value in flat.items() if key.startswith(VOCABULARY_FIELDS)))
 
 
 EXPERIMENT_ENTRIES = ("config.yaml", "vocab", "students", "evaluate", "report")
-"""What ``run`` writes into the experiment folder (cleared by ``--overwrite``)."""
+"""What ``run`` writes into the experiment folder (cleared by ``--overwrite``, with every ``vocab-*``)."""
+
+
+def experiment_entries(root: Path) -> list[str]:
+    """What a previous ``run`` wrote into ``root``: ``EXPERIMENT_ENTRIES`` and the students' own vocabularies."""
+    own = sorted(path.name for path in root.glob("vocab-*")) if root.is_dir() else []
+    return [*EXPERIMENT_ENTRIES, *own]
 
 
 def run_experiment(config: ExperimentConfig, overwrite: bool = False) -> Path:
@@ -71,7 +109,7 @@ def distil_experiment(config: ExperimentConfig, resume: bool = False, overwrite:
         The folders of the saved students, in the order of ``config.students``.
     """
     with _experiment_folder(config, overwrite) as root:
-        found = runfolder.holds_run(root, EXPERIMENT_ENTRIES)
+        found = runfolder.holds_run(root, experiment_entries(root))
         if found and not (resume or overwrite):
             raise MonodistillError(
                 f"{root} already holds a run ({', '.join(found)}); pass --resume to continue it, "
@@ -86,29 +124,30 @@ def _experiment_folder(config: ExperimentConfig, overwrite: bool) -> Iterator[Pa
     if not config.output_dir:
         raise MonodistillError("no output folder: pass --output DIR or set output_dir")
     root = Path(config.output_dir)
+    process_state(config.train.collective_timeout_minutes)  # the first call sets the collective timeout
     with runfolder.claim(root):
         if overwrite and process_state().is_main_process:
-            runfolder.clear_run(root, EXPERIMENT_ENTRIES)
+            runfolder.clear_run(root, experiment_entries(root))
         process_state().wait_for_everyone()
         yield root
 
 
 def _distil_stages(config: ExperimentConfig, root: Path) -> tuple[list[DistillConfig], list[Path]]:
-    """The shared vocabulary (when trimmed) and every student, resumed where they stopped."""
+    """Each student's vocabulary (when trimmed) and every student, resumed where they stopped."""
     if process_state().is_main_process:
         save_config(config, root / "config.yaml")
     # Check every student's settings before the first long stage starts.
     students = [student_config(config, student, None) for student in config.students]
-
-    if config.vocab.enabled and config.vocab.path is None:
-        from monodistill.vocab import run_vocab
-
-        vocab_path = root / "vocab"
-        # Under several processes the main one builds it while the others wait.
-        with process_state().main_process_first():
-            if not (vocab_path / "id_map.json").is_file():
-                run_vocab(students[0], vocab_path)
-        students = [student_config(config, student, vocab_path) for student in config.students]
+    shared = vocabulary_settings(student_config(config, StudentConfig(name="shared"), None))
+    folders: dict[tuple[tuple[str, str], ...], Path] = {}
+    for number, (student, distill_config) in enumerate(zip(config.students, students, strict=True)):
+        if not distill_config.vocab.active or distill_config.vocab.path is not None:
+            continue
+        settings = vocabulary_settings(distill_config)
+        if settings not in folders:
+            folders[settings] = root / ("vocab" if settings == shared else f"vocab-{distill_config.student.name}")
+            ensure_vocabulary(distill_config, folders[settings])
+        students[number] = student_config(config, student, folders[settings])
     return students, _distil_students(students)
 
 
@@ -137,12 +176,7 @@ def _evaluate_stages(
 
 def _distil_students(students: list[DistillConfig]) -> list[Path]:
     """Distil every student, those that see the same batches together; returns their folders in order."""
-    if process_state().num_processes > 1:
-        # One teacher pass for several students is a single-process feature; under a launcher each
-        # student is distilled on all ranks, one after another.
-        groups = [[number] for number in range(len(students))]
-    else:
-        groups = shared_teacher_groups(students)
+    groups = shared_teacher_groups(students)
     if len(groups) < len(students):
         described = " ".join("[" + ", ".join(str(students[n].student.name) for n in group) + "]" for group in groups)
         counted = f"{len(groups)} group{'s' if len(groups) > 1 else ''}"
@@ -155,5 +189,5 @@ def _distil_students(students: list[DistillConfig]) -> list[Path]:
         else:
             names = ", ".join(str(config.student.name) for config in configs)
             print(f"== distilling {names} together into {Path(configs[0].output_dir or '.').parent}")
-        folders.update(zip(group, run_distillation_group(configs, resume=True), strict=True))
+        folders.update(zip(group, distill_students(configs, resume=True), strict=True))
     return [folders[number] for number in range(len(students))]

@@ -1,145 +1,203 @@
-"""The ``distill`` stage end to end: check every input, load, build, train, save the student.
+"""The ``distill`` stage end to end, for one student or several that share a teacher pass.
 
-``run_distillation`` is what ``monodistill distill`` runs; the training loop itself is
-``monodistill.distill.Distiller``. ``run_distillation_group`` distils several compatible students
-(``shared_teacher_groups``) with one teacher pass per batch, each into its own run folder.
+``distill_students`` checks every input, loads the teacher once, builds the vocabulary, the blocks
+and each student, trains them together (``distill.loop.fit``) and saves each student into its own
+run folder. ``run_distillation`` is that stage for one student (``monodistill distill``). Every
+check that can fail runs before training starts; a finished student is not redone.
+
+Resuming is decided from the checkpoint's own record (``trainer_state.json``): the settings it was
+trained with, the length it was trained for, its global batch, and fingerprints of its corpus and
+vocabulary. The run's ``config.yaml`` describes the run; it is never what a resume trusts.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
-import yaml
 from accelerate.utils import set_seed
+from filelock import FileLock
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill import checkpoint as ckpt
-from monodistill import runfolder
+from monodistill import ranks, runfolder
 from monodistill.card import build_model_card
-from monodistill.config import DistillConfig, config_to_dict, save_config
-from monodistill.data.blocks import Blocks, build_blocks, tokenizer_fingerprint
+from monodistill.config import DistillConfig, save_config
+from monodistill.data.batches import BatchStream, Masking
+from monodistill.data.blocks import build_blocks, tokenizer_fingerprint
 from monodistill.data.corpus import corpus_digest
-from monodistill.distill import Distiller, flat_scalars
+from monodistill.distill import StudentRun, TeacherPass, fit
+from monodistill.distill.student_run import capture_rng, set_rng_state
 from monodistill.errors import MonodistillError
-from monodistill.processes import process_state
-from monodistill.student import StudentShape, build_student, resolve_shape
-from monodistill.teacher import load_teacher, max_positions, parameter_counts
-
-RUN_ENTRIES = (
-    "config.yaml",
-    "environment.json",
-    ckpt.METRICS_FILE,
-    ckpt.CHECKPOINTS,
-    ckpt.STUDENT_DIR,
-    "tensorboard",
-    "vocab",
+from monodistill.resume import (
+    DATA_ORDER,
+    check_resumable,
+    check_same_data,
+    is_done,
+    length_settings,
+    prepare_run_folder,
+    run_settings,
 )
-"""What a distillation run writes into its folder: a folder holding any of them holds a run."""
+from monodistill.student import StudentShape, build_student, resolve_shape
+from monodistill.sweep import check_group_fits, check_groupable
+from monodistill.teacher import load_teacher, max_positions, parameter_counts
 
 
 def run_distillation(config: DistillConfig, resume: bool = False, overwrite: bool = False) -> Path:
-    """The ``distill`` stage end to end: validate, load, build, train, save the student.
+    """``monodistill distill``: one student; returns the folder of the saved student (``RUN/student``)."""
+    return distill_students([config], resume=resume, overwrite=overwrite)[0]
 
-    The run folder is held exclusively for the whole stage. Every input check runs before training
-    starts. A finished run is not redone: with ``resume`` it returns the saved student.
+
+def distill_students(configs: list[DistillConfig], resume: bool = False, overwrite: bool = False) -> list[Path]:
+    """Distil students that see the same batches (``sweep.shared_teacher_groups``), one teacher pass for all.
+
+    Each run folder is held exclusively for the whole stage, and prepared, resumed and finished as it
+    would be for its student alone; finished students are not redone.
 
     Args:
-        config: The resolved distillation config.
-        resume: Continue the run in ``config.output_dir`` from its newest intact checkpoint.
-        overwrite: Clear a previous run out of ``config.output_dir`` first.
+        configs: The resolved config of each student; one output folder each.
+        resume: Continue each run from its newest intact checkpoint.
+        overwrite: Clear previous runs out of the output folders first.
 
     Returns:
-        The folder of the saved student (``RUN/student``).
+        The folders of the saved students, in the order of ``configs``.
+
+    Raises:
+        MonodistillError: for bad input, before training; when students cannot share batches or do not
+            fit in memory together; after training, when a student stopped on a non-finite loss (the
+            others are saved first).
     """
-    if not config.output_dir:
+    if any(not config.output_dir for config in configs):
         raise MonodistillError("no output folder: pass --output DIR or set output_dir")
-    run_dir = Path(config.output_dir)
-    with runfolder.claim(run_dir):
-        latest = _prepare_run_folder(config, run_dir, resume, overwrite)
-        return _distill(config, run_dir, latest)
+    if len(configs) > 1:
+        check_groupable(configs)
+    ranks.process_state(configs[0].train.collective_timeout_minutes)
+    run_dirs = [Path(config.output_dir or "") for config in configs]
+    with ExitStack() as stack:
+        for run_dir in run_dirs:
+            stack.enter_context(runfolder.claim(run_dir))
+        latests = [
+            prepare_run_folder(config, run_dir, resume, overwrite)
+            for config, run_dir in zip(configs, run_dirs, strict=True)
+        ]
+        pending = []
+        for number, (config, run_dir, latest) in enumerate(zip(configs, run_dirs, latests, strict=True)):
+            if is_done(config, run_dir, latest):
+                print(f"{run_dir} is already complete; the student is in {run_dir / ckpt.STUDENT_DIR}")
+            else:
+                pending.append(number)
+        if pending:
+            _distil([configs[n] for n in pending], [run_dirs[n] for n in pending], [latests[n] for n in pending])
+    return [run_dir / ckpt.STUDENT_DIR for run_dir in run_dirs]
 
 
-def _distill(config: DistillConfig, run_dir: Path, latest: Path | None) -> Path:
-    student_dir = run_dir / ckpt.STUDENT_DIR
-    if _is_done(config, run_dir, latest):
-        print(f"{run_dir} is already complete; the student is in {student_dir}")
-        return student_dir
-    if not config.data.corpus:
+def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Path | None]) -> None:
+    lead = configs[0]
+    if not lead.data.corpus:
         raise MonodistillError("no corpus given: pass --corpus PATH_OR_HUB_ID or set data.corpus")
-    shape = resolve_shape(config.student)  # an unknown preset fails before anything is loaded
-    set_seed(config.train.seed)
+    group = len(configs) > 1
+    names = [config.student.name or run_dir.name for config, run_dir in zip(configs, run_dirs, strict=True)]
+    shapes = [resolve_shape(config.student) for config in configs]  # an unknown preset fails before loading
+    set_seed(lead.train.seed)
 
-    teacher, teacher_tokenizer = load_teacher(config.teacher)
-    _check_compatible(config, teacher, shape)
-    # Under several processes the main one trims the vocabulary (and tokenises the corpus, inside
-    # build_blocks) while the others wait, then they read what it wrote.
-    with process_state().main_process_first():
-        tokenizer, vocab_ids = resolve_vocabulary(config, teacher_tokenizer, run_dir)
-    blocks = build_blocks(config.data, tokenizer, config.train.seed)
-    fingerprints = {"corpus": corpus_digest(config.data), "tokenizer": tokenizer_fingerprint(tokenizer)}
-    if latest is not None:
-        _check_same_data(config, latest, fingerprints)
-    student = build_student(config.student, _float32_weights(config, teacher), vocab_ids, seed=config.train.seed)
+    teacher, teacher_tokenizer = load_teacher(lead.teacher)
+    for name, config, shape in zip(names, configs, shapes, strict=True):
+        try:
+            check_compatible(config, teacher, shape)
+        except MonodistillError as error:
+            raise MonodistillError(f"student {name!r}: {error}" if group else str(error)) from None
+    vocabularies = [
+        resolve_vocabulary(config, teacher_tokenizer, run_dir)
+        for config, run_dir in zip(configs, run_dirs, strict=True)
+    ]
+    tokenizer, vocab_ids = vocabularies[0]
+    if len({tokenizer_fingerprint(other) for other, _ in vocabularies}) > 1:
+        raise MonodistillError(f"students {', '.join(names)} have different vocabularies; distil them apart")
+    blocks = build_blocks(lead.data, tokenizer, lead.train.seed)
+    state = ranks.process_state()
+    vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
+    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    masking = Masking(special_ids, tokenizer.mask_token_id, vocab_size, lead.data.mlm_probability)
+    stream = BatchStream(blocks, masking, lead.train, state.process_index, state.num_processes, state.device)
+    total_steps = stream.total_steps(lead.train)
+    fingerprints = {
+        "corpus": corpus_digest(lead.data),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "data_order": DATA_ORDER,
+    }
+    for config, run_dir, latest in zip(configs, run_dirs, latests, strict=True):
+        if latest is not None:
+            check_same_data(config, latest, fingerprints)
+            check_resumable(latest, run_dir, stream, total_steps)
 
-    distiller = build_distiller(config, run_dir, teacher, student, tokenizer, blocks, vocab_ids, fingerprints, latest)
-    if distiller.accelerator.is_main_process:
-        save_config(config, run_dir / "config.yaml")
-        ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
-    distiller.accelerator.print(
-        f"distilling {parameter_counts(student)['total']:,}-parameter student from {config.teacher.name_or_path} "
-        f"on {len(blocks.train):,} blocks of {config.data.max_seq_length} tokens for {distiller.total_steps:,} steps"
-    )
+    # Each student starts from the random state it would have alone: the one after the shared
+    # preparation, then its own build (which seeds its initialisation).
+    shared_state = capture_rng(state.device)
+    students, streams = [], []
+    for config in configs:
+        set_rng_state(shared_state)
+        students.append(build_student(config.student, _float32_weights(config, teacher), vocab_ids, config.train.seed))
+        streams.append(capture_rng(state.device))
+    if group:
+        check_group_fits(names, students, state.device)
+    runs = [
+        StudentRun(
+            config,
+            run_dir,
+            student,
+            total_steps,
+            stream.global_batch,
+            {**fingerprints, "settings": run_settings(config), "length": length_settings(config)},
+            rng_state,
+        )
+        for config, run_dir, student, rng_state in zip(configs, run_dirs, students, streams, strict=True)
+    ]
+    for run, latest in zip(runs, latests, strict=True):
+        if latest is not None:
+            run.resume(latest)
+    if state.is_main_process:
+        for config, run_dir in zip(configs, run_dirs, strict=True):
+            save_config(config, run_dir / "config.yaml")
+            ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
+    where = f"on {len(blocks.train):,} blocks of {lead.data.max_seq_length} tokens for {total_steps:,} steps"
+    if group:
+        state.print(
+            f"distilling {len(configs)} students ({', '.join(names)}) with one teacher pass of "
+            f"{lead.teacher.name_or_path} {where}"
+        )
+    else:
+        state.print(
+            f"distilling {parameter_counts(students[0])['total']:,}-parameter student from "
+            f"{lead.teacher.name_or_path} {where}"
+        )
+
     try:
-        metrics = distiller.fit(resume_from=latest)
-        if distiller.accelerator.is_main_process:
-            counts = parameter_counts(student), parameter_counts(teacher)
-            card = build_model_card(config, metrics, *counts, len(blocks.train))
-            save_student(student_dir, distiller.unwrapped_student(), tokenizer, card)
-        distiller.accelerator.wait_for_everyone()
+        fit(TeacherPass(teacher, vocab_ids, state.device, lead.train.compile), stream, runs)
+        for config, run_dir, student, run in zip(configs, run_dirs, students, runs, strict=True):
+            if run.error is None and state.is_main_process:
+                assert run.final_metrics is not None
+                card = build_model_card(
+                    config, run.final_metrics, parameter_counts(student), parameter_counts(teacher), len(blocks.train)
+                )
+                save_student(run_dir / ckpt.STUDENT_DIR, run.unwrapped_student(), tokenizer, card)
+        state.wait_for_everyone()
     finally:
-        # Trackers only: the process group outlives one student (`run` distils several in one process)
-        # and is closed when the command ends.
-        for tracker in distiller.accelerator.trackers:
-            tracker.finish()
-    return student_dir
-
-
-def _is_done(config: DistillConfig, run_dir: Path, latest: Path | None) -> bool:
-    finished = latest is not None and ckpt.read_state(latest).get("complete")
-    return bool(finished) and not _length_changed(config, run_dir) and (run_dir / ckpt.STUDENT_DIR).is_dir()
-
-
-def build_distiller(
-    config: DistillConfig,
-    run_dir: Path,
-    teacher: PreTrainedModel,
-    student: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    blocks: Blocks,
-    vocab_ids: torch.Tensor | None,
-    fingerprints: dict[str, str],
-    latest: Path | None,
-) -> Distiller:
-    """One student's Distiller, its checkpoints stamped with the data fingerprints, checked against
-    the checkpoint it resumes from (before the new config replaces the saved one)."""
-    distiller = Distiller(
-        config,
-        run_dir,
-        teacher,
-        student,
-        special_ids=tokenizer.all_special_ids,
-        mask_token_id=tokenizer.mask_token_id,
-        blocks=blocks,
-        vocab_ids=vocab_ids,
-    )
-    distiller.state_extras = fingerprints
-    if latest is not None:
-        distiller.check_resumable(latest)
-    return distiller
+        # Trackers only: the process group outlives one stage (`run` distils several groups) and is
+        # closed when the command ends.
+        for run in runs:
+            for tracker in run.accelerator.trackers:
+                tracker.finish()
+    failed = [run for run in runs if run.error is not None]
+    if not group and runs[0].error is not None:
+        raise runs[0].error
+    if failed:
+        saved = [str(run.run_dir / ckpt.STUDENT_DIR) for run in runs if run.error is None]
+        kept = f"; the others were saved: {', '.join(saved)}" if saved else ""
+        messages = " | ".join(f"{run.name}: {run.error}" for run in failed)
+        raise MonodistillError(f"{len(failed)} of {len(runs)} students stopped: {messages}{kept}")
 
 
 def resolve_vocabulary(
@@ -148,15 +206,29 @@ def resolve_vocabulary(
     """The student's tokenizer, and its ids in the teacher's vocabulary when trimmed."""
     if not config.vocab.active:
         return teacher_tokenizer, None
-    from monodistill.vocab import load_trimmed_vocab, run_vocab
+    from monodistill.vocab import load_trimmed_vocab
 
     path = Path(config.vocab.path) if config.vocab.path else run_dir / "vocab"
-    if config.vocab.path is None and not (path / "id_map.json").is_file():
-        run_vocab(config, path)
+    if config.vocab.path is None:
+        ensure_vocabulary(config, path)
     if not path.is_dir():
         raise MonodistillError(f"vocab.path {path} does not exist; build it with `monodistill vocab`")
     tokenizer, id_map = load_trimmed_vocab(path, teacher_tokenizer)
     return tokenizer, torch.tensor(id_map, dtype=torch.long)
+
+
+def ensure_vocabulary(config: DistillConfig, path: Path) -> None:
+    """Trim the vocabulary into ``path`` unless it is there already.
+
+    One process builds while any other (a rank of the same job, another run) waits on the folder's
+    file lock, however long counting takes, and then reads what was written.
+    """
+    from monodistill.vocab.folder import ID_MAP_FILE, run_vocab
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        if not (path / ID_MAP_FILE).is_file():
+            run_vocab(config, path)
 
 
 def _float32_weights(config: DistillConfig, teacher: PreTrainedModel) -> PreTrainedModel:
@@ -175,115 +247,8 @@ def save_student(path: Path, student: PreTrainedModel, tokenizer: PreTrainedToke
         (staging / "README.md").write_text(card)
 
 
-LENGTH_FIELDS = ("train.max_steps", "train.epochs")
-"""Fields that set the run's length: free to change once it is finished (it is then extended)."""
-
-
-def _prepare_run_folder(config: DistillConfig, run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
-    """Clear (``overwrite``), refuse (a run there without ``resume``) or check the folder for resuming.
-
-    Returns:
-        The verified checkpoint to resume from, if any.
-    """
-    state = process_state()
-    if overwrite or not resume:
-        found = runfolder.holds_run(run_dir, RUN_ENTRIES)
-        if found and not overwrite:
-            raise MonodistillError(
-                f"{run_dir} already holds a run ({', '.join(found)}); pass --resume to continue it, "
-                "--overwrite to replace it, or choose another --output"
-            )
-        if state.is_main_process:
-            runfolder.clear_run(run_dir, RUN_ENTRIES)
-        state.wait_for_everyone()
-        return None
-    # Leftovers of saves that failed (a full disk, a kill) go before anything else is written.
-    if state.is_main_process:
-        ckpt.clean_staging(run_dir)
-    state.wait_for_everyone()
-    latest, skipped = ckpt.latest_intact_checkpoint(run_dir)
-    if skipped and latest is None:
-        problems = "; ".join(f"{path.name}: {problem}" for path, problem in skipped)
-        raise MonodistillError(
-            f"no intact checkpoint to resume {run_dir} from ({problems}); start it again with --overwrite"
-        )
-    for path, problem in skipped:
-        state.print(f"skipping damaged checkpoint {path}: {problem}")
-    _check_resumed_config(config, run_dir, latest)
-    if latest is None:
-        # Killed before its first checkpoint: it starts again from step 0, without the old records.
-        if state.is_main_process:
-            runfolder.clear_run(run_dir, (ckpt.METRICS_FILE, "tensorboard"))
-        state.wait_for_everyone()
-        state.print(f"no checkpoint in {run_dir}; starting from step 0")
-    return latest
-
-
-LENGTH_FIELDS = ("train.max_steps", "train.epochs")
-"""Fields that set the run's length: free to change once it is finished (it is then extended)."""
-FREE_FIELDS = ("output_dir", "vocab.path", "data.language", "train.compile", "train.share_teacher") + tuple(
-    f"train.{name}" for name in ("save_interval", "log_interval", "eval_interval")
-)
-"""Fields a resumed run may change: where things are, cadence, descriptions. Data and vocabulary
-are compared by content (``_check_same_data``), so a moved folder still resumes."""
-
-
-def _saved_settings(saved: Path) -> dict[str, Any] | None:
-    """The flat settings of a run's saved config.yaml, or None when there is none worth comparing."""
-    try:
-        data = yaml.safe_load(saved.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    return flat_scalars(data) if isinstance(data, dict) and data else None
-
-
-def _length_changed(config: DistillConfig, run_dir: Path) -> bool:
-    before = _saved_settings(run_dir / "config.yaml")
-    after = flat_scalars(config_to_dict(config))
-    return before is not None and any(before.get(key) != after.get(key) for key in LENGTH_FIELDS)
-
-
-def _check_resumed_config(config: DistillConfig, run_dir: Path, latest: Path | None) -> None:
-    saved = run_dir / "config.yaml"
-    before = _saved_settings(saved)
-    if before is None:
-        if saved.exists():
-            print(f"{saved} is empty or unreadable; resuming with the settings given now")
-        return
-    after = flat_scalars(config_to_dict(config))
-    # The length of an unfinished run sets its learning-rate schedule, so it is fixed until the run
-    # ends; a finished run (or one with no checkpoint yet) may be given a new length.
-    unfinished = latest is not None and not ckpt.read_state(latest).get("complete")
-    free = set(FREE_FIELDS) if unfinished else {*FREE_FIELDS, *LENGTH_FIELDS}
-    changed = sorted(
-        key for key in before.keys() | after.keys() if key not in free and before.get(key) != after.get(key)
-    )
-    if changed:
-        bends = [key for key in changed if key in (*LENGTH_FIELDS, "train.warmup_ratio")]
-        hint = (
-            f"; {', '.join(bends)} set the learning-rate schedule of an unfinished run: let it finish, "
-            "then resume it with the new length"
-            if bends and unfinished
-            else ""
-        )
-        raise MonodistillError(
-            f"cannot resume {run_dir}: the config differs from the saved one in {', '.join(changed)}{hint}"
-        )
-
-
-def _check_same_data(config: DistillConfig, latest: Path, fingerprints: dict[str, str]) -> None:
-    """Refuse to resume on a corpus or vocabulary other than the one the checkpoint was trained on."""
-    saved = ckpt.read_state(latest)
-    what = {"corpus": f"the corpus {config.data.corpus}", "tokenizer": "the student's tokenizer (vocabulary)"}
-    for key, value in fingerprints.items():
-        if saved.get(key) not in (None, value):
-            raise MonodistillError(
-                f"{what[key]} changed since {latest} was saved (fingerprint {saved[key]} then, {value} now); "
-                "resume on the data it was trained on, or start a new run in another --output"
-            )
-
-
-def _check_compatible(config: DistillConfig, teacher: PreTrainedModel, shape: StudentShape) -> None:
+def check_compatible(config: DistillConfig, teacher: PreTrainedModel, shape: StudentShape) -> None:
+    """Refuse settings that the teacher cannot serve, before anything is built."""
     limit = max_positions(teacher.config)
     if config.data.max_seq_length > limit:
         raise MonodistillError(

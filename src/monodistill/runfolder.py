@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 
 from monodistill.checkpoint import atomic_write_text
 from monodistill.errors import MonodistillError
-from monodistill.processes import process_state
+from monodistill.ranks import process_state
 
 LOCK_FILE = ".monodistill.lock"
 OWNER_FILE = ".monodistill.owner"

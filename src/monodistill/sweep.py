@@ -1,47 +1,22 @@
-"""Sweeps: several students distilled together, with one teacher forward per batch for all of them.
+"""Which students can share a teacher pass, and whether they fit in memory together.
 
 With a large teacher and small students the teacher's forward is most of a step, so a sweep that
 runs its students one after another pays for it once per student. Students that see the same
-batches (``shared_teacher_groups``) are distilled in one process instead (``run_distillation_group``):
-the teacher is held once and runs once per micro-batch, and each student keeps its own run folder,
-optimizer, schedule, checkpoints, metrics and random stream, ending with the weights it would have
-had alone.
+batches share it instead (``recipe.distill_students``): the teacher is held once and runs once per
+micro-batch, and each student keeps its own run folder, optimizer, schedule, checkpoints, metrics
+and random stream, ending with the weights it would have had alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import set_seed
 from torch import nn
 
-from monodistill import checkpoint as ckpt
-from monodistill import runfolder
-from monodistill.card import build_model_card
-from monodistill.config import DistillConfig, config_to_dict, save_config
-from monodistill.data.blocks import build_blocks, tokenizer_fingerprint
-from monodistill.data.corpus import corpus_digest
-from monodistill.distill import capture_rng, fit_together
+from monodistill.config import DistillConfig, config_to_dict, flatten
 from monodistill.errors import MonodistillError
-from monodistill.processes import process_state
-from monodistill.recipe import (
-    _check_compatible,
-    _check_same_data,
-    _distill,
-    _float32_weights,
-    _is_done,
-    _prepare_run_folder,
-    build_distiller,
-    resolve_vocabulary,
-    run_distillation,
-    save_student,
-)
-from monodistill.student import build_student, resolve_shape
-from monodistill.teacher import load_teacher, parameter_counts
 
 MAY_DIFFER = ("student.", "loss.", "output_dir") + tuple(
     f"train.{name}"
@@ -64,7 +39,9 @@ precision) decides the batches, masks and teacher outputs, and must be the same.
 
 def group_settings(config: DistillConfig) -> dict[str, str]:
     """The settings that must be equal for students to share a teacher pass."""
-    return {key: value for key, value in _flatten(config_to_dict(config)).items() if not key.startswith(MAY_DIFFER)}
+    return {
+        key: repr(value) for key, value in flatten(config_to_dict(config)).items() if not key.startswith(MAY_DIFFER)
+    }
 
 
 def shared_teacher_groups(configs: list[DistillConfig]) -> list[list[int]]:
@@ -79,51 +56,8 @@ def shared_teacher_groups(configs: list[DistillConfig]) -> list[list[int]]:
     return list(groups.values())
 
 
-def run_distillation_group(configs: list[DistillConfig], resume: bool = False, overwrite: bool = False) -> list[Path]:
-    """Distil compatible students with one teacher pass per batch, each into its own run folder.
-
-    Each folder is prepared, resumed and finished exactly as ``run_distillation`` does for one
-    student; finished students are not redone. One student is simply ``run_distillation``.
-
-    Returns:
-        The folders of the saved students, in the order of ``configs``.
-
-    Raises:
-        MonodistillError: when the students cannot share batches, under several processes, when the
-            group does not fit in memory, or after training when a student stopped on a non-finite
-            loss (the others are saved first).
-    """
-    if len(configs) == 1:
-        return [run_distillation(configs[0], resume=resume, overwrite=overwrite)]
-    _check_groupable(configs)
-    run_dirs = [Path(config.output_dir or "") for config in configs]
-    with ExitStack() as stack:
-        for run_dir in run_dirs:
-            stack.enter_context(runfolder.claim(run_dir))
-        latests = [
-            _prepare_run_folder(config, run_dir, resume, overwrite)
-            for config, run_dir in zip(configs, run_dirs, strict=True)
-        ]
-        results: dict[int, Path] = {}
-        pending = []
-        for number, (config, run_dir, latest) in enumerate(zip(configs, run_dirs, latests, strict=True)):
-            if _is_done(config, run_dir, latest):
-                results[number] = run_dir / ckpt.STUDENT_DIR
-                print(f"{run_dir} is already complete; the student is in {results[number]}")
-            else:
-                pending.append(number)
-        if len(pending) == 1:
-            number = pending[0]
-            results[number] = _distill(configs[number], run_dirs[number], latests[number])
-        elif pending:
-            folders = _distill_group(
-                [configs[n] for n in pending], [run_dirs[n] for n in pending], [latests[n] for n in pending]
-            )
-            results.update(zip(pending, folders, strict=True))
-        return [results[number] for number in range(len(configs))]
-
-
-def _check_groupable(configs: list[DistillConfig]) -> None:
+def check_groupable(configs: list[DistillConfig]) -> None:
+    """Refuse students that would not see the same batches, or that share an output folder."""
     names = [config.student.name or str(config.output_dir) for config in configs]
     if any(not config.output_dir for config in configs) or len({c.output_dir for c in configs}) < len(configs):
         raise MonodistillError(f"students {', '.join(names)} need one output folder each (output_dir)")
@@ -136,91 +70,6 @@ def _check_groupable(configs: list[DistillConfig]) -> None:
                 f"students {names[0]!r} and {name!r} cannot share a teacher pass: they differ in "
                 f"{', '.join(differing)}; distil them apart (train.share_teacher=false)"
             )
-    if process_state().num_processes > 1:
-        raise MonodistillError(
-            "students sharing a teacher pass are distilled in one process; launch the sweep without "
-            "torchrun/accelerate launch, or set train.share_teacher=false to distil them one after another"
-        )
-
-
-def _distill_group(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Path | None]) -> list[Path]:
-    lead = configs[0]
-    if not lead.data.corpus:
-        raise MonodistillError("no corpus given: pass --corpus PATH_OR_HUB_ID or set data.corpus")
-    names = [config.student.name or run_dir.name for config, run_dir in zip(configs, run_dirs, strict=True)]
-    shapes = [resolve_shape(config.student) for config in configs]
-    set_seed(lead.train.seed)
-
-    teacher, teacher_tokenizer = load_teacher(lead.teacher)
-    for name, config, shape in zip(names, configs, shapes, strict=True):
-        try:
-            _check_compatible(config, teacher, shape)
-        except MonodistillError as error:
-            raise MonodistillError(f"student {name!r}: {error}") from None
-    vocabularies = [
-        resolve_vocabulary(config, teacher_tokenizer, run_dir)
-        for config, run_dir in zip(configs, run_dirs, strict=True)
-    ]
-    tokenizer, vocab_ids = vocabularies[0]
-    if len({tokenizer_fingerprint(other) for other, _ in vocabularies}) > 1:
-        raise MonodistillError(f"students {', '.join(names)} have different vocabularies; distil them apart")
-    blocks = build_blocks(lead.data, tokenizer, lead.train.seed)
-    fingerprints = {"corpus": corpus_digest(lead.data), "tokenizer": tokenizer_fingerprint(tokenizer)}
-    for config, latest in zip(configs, latests, strict=True):
-        if latest is not None:
-            _check_same_data(config, latest, fingerprints)
-
-    # Each student starts from the random state it would have alone: the one after the shared
-    # preparation, then its own build (which seeds its initialisation).
-    device = process_state().device
-    shared_state = capture_rng(device)
-    students, streams = [], []
-    for config in configs:
-        torch.set_rng_state(shared_state["cpu"])
-        if "cuda" in shared_state:
-            torch.cuda.set_rng_state(shared_state["cuda"])
-        students.append(
-            build_student(config.student, _float32_weights(config, teacher), vocab_ids, seed=config.train.seed)
-        )
-        streams.append(capture_rng(device))
-    check_group_fits(names, students, device)
-
-    distillers = []
-    for config, run_dir, latest, student, stream in zip(configs, run_dirs, latests, students, streams, strict=True):
-        distiller = build_distiller(
-            config, run_dir, teacher, student, tokenizer, blocks, vocab_ids, fingerprints, latest
-        )
-        distiller.rng_state = stream
-        save_config(config, run_dir / "config.yaml")
-        ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
-        distillers.append(distiller)
-    print(
-        f"distilling {len(configs)} students ({', '.join(names)}) with one teacher pass of "
-        f"{lead.teacher.name_or_path} on {len(blocks.train):,} blocks of {lead.data.max_seq_length} tokens "
-        f"for {distillers[0].total_steps:,} steps"
-    )
-    saved: list[Path] = []
-    failures: list[str] = []
-    try:
-        outcomes = fit_together(distillers, latests)
-        for name, config, run_dir, student, distiller, outcome in zip(
-            names, configs, run_dirs, students, distillers, outcomes, strict=True
-        ):
-            if isinstance(outcome, MonodistillError):
-                failures.append(f"{name}: {outcome}")
-                continue
-            counts = parameter_counts(student), parameter_counts(teacher)
-            card = build_model_card(config, outcome, *counts, len(blocks.train))
-            save_student(run_dir / ckpt.STUDENT_DIR, distiller.unwrapped_student(), tokenizer, card)
-            saved.append(run_dir / ckpt.STUDENT_DIR)
-    finally:
-        for distiller in distillers:
-            for tracker in distiller.accelerator.trackers:
-                tracker.finish()
-    if failures:
-        kept = f"; the others were saved: {', '.join(map(str, saved))}" if saved else ""
-        raise MonodistillError(f"{len(failures)} of {len(configs)} students stopped: " + " | ".join(failures) + kept)
-    return saved
 
 
 def available_bytes(device: torch.device) -> int:
@@ -263,14 +112,3 @@ def check_group_fits(names: list[str], students: Sequence[nn.Module], device: to
         "separate experiments, or give the students of all but one part the override train.share_teacher=false "
         "(they then run alone, one after another)"
     )
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config dict -> {"section.field": repr(value)}, lists and None included."""
-    flat: dict[str, str] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = repr(value)
-    return flat

@@ -31,6 +31,26 @@ def test_blocks_are_full_framed_and_split(
     assert not validation_rows & {tuple(row.tolist()) for row in train}
 
 
+def test_data_fraction_keeps_a_seeded_share_of_training_blocks_and_the_same_validation(
+    corpus_file: Path,
+    tiny_tokenizer: PreTrainedTokenizerFast,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    whole = DataConfig(corpus=str(corpus_file), max_seq_length=32, cache_dir=str(cache_dir))
+    half = DataConfig(corpus=str(corpus_file), max_seq_length=32, cache_dir=str(cache_dir), data_fraction=0.5)
+    everything = build_blocks(whole, tiny_tokenizer, seed=0)
+    monkeypatch.setattr(blocks_module, "load_corpus", lambda *a: pytest.fail("one cache entry serves every fraction"))
+    rows = lambda blocks: [tuple(row.tolist()) for row in blocks[:]["input_ids"]]
+    halves = {seed: build_blocks(half, tiny_tokenizer, seed=seed) for seed in (0, 1)}
+    assert len(halves[0].train) == round(len(everything.train) / 2)
+    assert rows(halves[0].train) == rows(build_blocks(half, tiny_tokenizer, seed=0).train)  # deterministic
+    assert rows(halves[0].train) != rows(halves[1].train)
+    assert set(rows(halves[0].train)) <= set(rows(everything.train))
+    # Validation does not depend on the fraction or the seed: every student is scored on the same blocks.
+    assert rows(halves[0].validation) == rows(halves[1].validation) == rows(everything.validation)
+
+
 def test_cache_is_reused(
     corpus_file: Path,
     tiny_tokenizer: PreTrainedTokenizerFast,

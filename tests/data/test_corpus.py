@@ -34,7 +34,7 @@ def write(path: Path, kind: str) -> Path:
 def test_every_local_format_gives_the_same_documents(kind: str, tmp_path: Path) -> None:
     path = write(tmp_path / f"corpus.{kind}", kind)
     column = "text" if kind == "txt" else "content"
-    documents = load_corpus(DataConfig(corpus=str(path), text_column=column), seed=0)
+    documents = load_corpus(DataConfig(corpus=str(path), text_column=column))
     assert documents.column_names == ["text"]
     assert sorted(documents["text"]) == sorted(LINES)  # blank and whitespace lines dropped
 
@@ -42,15 +42,7 @@ def test_every_local_format_gives_the_same_documents(kind: str, tmp_path: Path) 
 def test_a_folder_reads_every_file(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("isa\ndalawa\n")
     (tmp_path / "b.txt").write_text("tatlo\n")
-    assert sorted(load_corpus(DataConfig(corpus=str(tmp_path)), seed=0)["text"]) == ["dalawa", "isa", "tatlo"]
-
-
-def test_data_fraction_is_deterministic_under_the_seed(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.txt", "txt")
-    half = lambda seed: load_corpus(DataConfig(corpus=str(path), data_fraction=0.5), seed=seed)["text"]
-    assert len(half(0)) == 25
-    assert half(0) == half(0)
-    assert half(0) != half(1)
+    assert sorted(load_corpus(DataConfig(corpus=str(tmp_path)))["text"]) == ["dalawa", "isa", "tatlo"]
 
 
 @pytest.mark.parametrize(
@@ -61,26 +53,26 @@ def test_empty_or_blank_corpus_is_refused(content: str, message: str, tmp_path: 
     path = tmp_path / "c.txt"
     path.write_text(content)
     with pytest.raises(MonodistillError, match=message):
-        load_corpus(DataConfig(corpus=str(path)), seed=0)
+        load_corpus(DataConfig(corpus=str(path)))
 
 
 def test_missing_path_column_and_extension_are_named(tmp_path: Path) -> None:
     with pytest.raises(MonodistillError, match="corpus path .* does not exist"):
-        load_corpus(DataConfig(corpus=str(tmp_path / "none.txt")), seed=0)
+        load_corpus(DataConfig(corpus=str(tmp_path / "none.txt")))
     path = write(tmp_path / "c.jsonl", "jsonl")
     with pytest.raises(MonodistillError, match="no column 'text'"):
-        load_corpus(DataConfig(corpus=str(path)), seed=0)
+        load_corpus(DataConfig(corpus=str(path)))
     odd = tmp_path / "c.docx"
     odd.write_text("x")
     with pytest.raises(MonodistillError, match="unsupported extension"):
-        load_corpus(DataConfig(corpus=str(odd)), seed=0)
+        load_corpus(DataConfig(corpus=str(odd)))
 
 
 def test_offline_hub_dataset_says_how_to_use_a_local_copy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
     with pytest.raises(MonodistillError, match="--local-dir"):
-        load_corpus(DataConfig(corpus="someone/no-such-corpus"), seed=0)
+        load_corpus(DataConfig(corpus="someone/no-such-corpus"))
 
 
 def test_a_streamed_hub_corpus_is_capped_and_written_to_arrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,12 +87,12 @@ def test_a_streamed_hub_corpus_is_capped_and_written_to_arrow(tmp_path: Path, mo
     monkeypatch.setattr(corpus_module.datasets, "load_dataset", load_stream)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
     config = DataConfig(corpus="someone/oscar-tl", streaming=True, max_documents=7)
-    documents = load_corpus(config, seed=0)
+    documents = load_corpus(config)
     assert calls[0]["name"] == "someone/oscar-tl" and calls[0]["streaming"] is True
     assert documents["text"] == LINES[:7]  # the first 7 of the stream's 50, in order
     files = [Path(file["filename"]) for file in documents.cache_files]
     assert files and all(file.is_file() and tmp_path / "hf" in file.parents for file in files)  # on disk
-    more = load_corpus(DataConfig(corpus="someone/oscar-tl", streaming=True, max_documents=1000), seed=0)
+    more = load_corpus(DataConfig(corpus="someone/oscar-tl", streaming=True, max_documents=1000))
     assert more["text"] == LINES  # a cap above the stream's length reads it all (blank lines dropped)
 
 
@@ -111,8 +103,8 @@ def test_json_lines_without_the_text_field_are_refused_naming_the_line_or_skippe
     path.write_text("\n".join(lines * 5) + "\n")
     config = DataConfig(corpus=str(path))
     with pytest.raises(MonodistillError, match=rf"{path}:3: no 'text' field \(5 of 20 documents lack it\)"):
-        load_corpus(config, seed=0)
-    kept = load_corpus(DataConfig(corpus=str(path), skip_bad_documents=True), seed=0)
+        load_corpus(config)
+    kept = load_corpus(DataConfig(corpus=str(path), skip_bad_documents=True))
     assert len(kept) == 15 and "walang text" not in kept["text"]
 
 
@@ -120,8 +112,8 @@ def test_corpus_files_are_read_as_utf8_with_a_bom_tolerated(tmp_path: Path) -> N
 
     path = tmp_path / "corpus.txt"
     path.write_bytes("\ufeffunang linya\nikalawa ñ\n".encode())
-    assert load_corpus(DataConfig(corpus=str(path)), seed=0)["text"] == ["unang linya", "ikalawa ñ"]
+    assert load_corpus(DataConfig(corpus=str(path)))["text"] == ["unang linya", "ikalawa ñ"]
     latin = tmp_path / "latin.txt"
     latin.write_bytes(b"maayos\n" * 3 + "Pi\xf1a\n".encode("latin-1"))
     with pytest.raises(MonodistillError, match=rf"{latin} is not UTF-8 \(byte 0xf1 at offset 23\)"):
-        load_corpus(DataConfig(corpus=str(latin)), seed=0)
+        load_corpus(DataConfig(corpus=str(latin)))

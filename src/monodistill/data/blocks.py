@@ -2,12 +2,16 @@
 
 Documents are joined with the separator token and cut into blocks of ``max_seq_length`` tokens
 (``[CLS] ... [SEP]``), so no position is padding and every block costs the same. Only the final
-remainder of the whole corpus is dropped. The blocks are cached on disk under a key made of
-everything that changes them; a second run, or another rank, reads the cache.
+remainder of the whole corpus is dropped. A fixed share of the blocks, drawn from the whole corpus
+with a fixed seed, is held out for validation, so every student of an experiment (whatever its seed
+or ``data_fraction``) is validated on the same blocks; ``data_fraction`` then keeps a seeded share
+of the training blocks. The blocks are cached on disk under a key made of everything that changes
+them; a second run, or another rank, reads the cache.
 
-Preparation is safe to share: under ``torchrun``/``accelerate launch`` the main process builds while
-the other ranks wait, and a file lock beside each entry keeps independent runs sharing one cache
-from replacing each other's entries. An entry is built in a staging folder, sealed with a manifest
+Preparation is safe to share: a file lock beside each entry lets one process build it while every
+other (another rank of the job, or an independent run sharing the cache) waits for the lock and
+then reads it, so no rank waits in a collective for however long packing takes, and no valid entry
+is replaced. An entry is built in a staging folder, sealed with a manifest
 (row counts, file sizes) and renamed into place; an entry that fails its manifest is rebuilt.
 """
 
@@ -35,12 +39,13 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from monodistill.config import DataConfig
 from monodistill.data.corpus import corpus_fingerprint, load_corpus
 from monodistill.errors import MonodistillError
-from monodistill.processes import process_state
 
-CACHE_FORMAT = "blocks-v2"
+CACHE_FORMAT = "blocks-v3"
 SPLITS = ("train", "validation")
 MANIFEST = "manifest.json"
 STAGING = ".tmp-"
+SPLIT_SEED = 0
+"""Seeds the draw of the validation blocks: fixed, so that it depends on the corpus alone."""
 PACK_BATCH_SIZE = 10_000
 """Documents read per Arrow batch by the packing pass: bounds its memory, not its result."""
 
@@ -80,17 +85,16 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def blocks_cache_key(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> str:
-    """The cache key: everything that changes the blocks (``num_proc`` does not, so it is left out)."""
+def blocks_cache_key(config: DataConfig, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The cache key: everything that changes the blocks (``num_proc`` and ``data_fraction`` do not)."""
     parts = [
         CACHE_FORMAT,
-        corpus_fingerprint(config, seed),
+        corpus_fingerprint(config),
         tokenizer_fingerprint(tokenizer),
         str(config.max_seq_length),
         str(config.whole_word_mask),
         str(config.validation_fraction),
         str(config.max_validation_blocks),
-        str(seed),
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
@@ -100,24 +104,32 @@ def build_blocks(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: i
 
     Safe to call from every rank of a distributed job and from independent runs sharing a cache.
 
+    Args:
+        config: The corpus and how to pack it.
+        tokenizer: The student's tokenizer.
+        seed: Picks the training blocks that ``data_fraction`` keeps.
+
     Raises:
         MonodistillError: for a corpus too small to give a training and a validation block.
     """
     cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    path = cache_root / "blocks" / blocks_cache_key(config, tokenizer, seed)
-    # The main process builds while the other ranks wait; on one process this is a no-op.
-    with process_state().main_process_first():
-        splits = _load_or_build(config, tokenizer, seed, path)
+    path = cache_root / "blocks" / blocks_cache_key(config, tokenizer)
+    splits = _load_or_build(config, tokenizer, path)
+    train = splits["train"]
+    if config.data_fraction < 1.0:
+        train = train.select(subset_blocks(len(train), config.data_fraction, seed))
     return Blocks(
-        train=splits["train"].with_format("torch"),
-        validation=splits["validation"].with_format("torch"),
-        cache_path=path,
+        train=train.with_format("torch"), validation=splits["validation"].with_format("torch"), cache_path=path
     )
 
 
-def _load_or_build(
-    config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, path: Path
-) -> dict[str, datasets.Dataset]:
+def subset_blocks(count: int, fraction: float, seed: int) -> list[int]:
+    """The training blocks that ``data.data_fraction`` keeps: a seeded choice, in corpus order."""
+    keep = max(1, round(count * fraction))
+    return sorted(np.random.default_rng(seed).permutation(count)[:keep].tolist())
+
+
+def _load_or_build(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path) -> dict[str, datasets.Dataset]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
         # Staging folders live only while their builder holds this lock: any seen now are from a killed run.
@@ -129,7 +141,7 @@ def _load_or_build(
             except DamagedEntryError as damage:
                 print(f"blocks cache {path} is damaged ({damage}); rebuilding")
                 _discard(path)
-        _build_entry(config, tokenizer, seed, path)
+        _build_entry(config, tokenizer, path)
         return load_entry(path)
 
 
@@ -182,7 +194,7 @@ def _discard(path: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, path: Path) -> None:
+def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise MonodistillError("the tokenizer has no CLS/SEP (or <s>/</s>) tokens to frame blocks with")
     print(f"building blocks cache {path} from {config.corpus}")
@@ -190,7 +202,7 @@ def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: i
     work = staging / "work"  # intermediate Arrow files, deleted before the entry is sealed
     work.mkdir(parents=True)
     try:
-        total_tokens = _tokenize_and_pack(config, tokenizer, seed, work, path.name)
+        total_tokens = _tokenize_and_pack(config, tokenizer, work, path.name)
         blocks = datasets.Dataset.from_file(str(work / "blocks.arrow"))
         if len(blocks) < 2:
             raise MonodistillError(
@@ -198,7 +210,7 @@ def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: i
                 f"data.max_seq_length={config.max_seq_length}: one is needed for training and one for validation; "
                 "add text or lower max_seq_length"
             )
-        blocks = blocks.shuffle(seed=seed)
+        blocks = blocks.shuffle(seed=SPLIT_SEED)
         num_validation = min(config.max_validation_blocks, max(1, round(len(blocks) * config.validation_fraction)))
         split = {
             "validation": blocks.select(range(num_validation)),
@@ -218,12 +230,10 @@ def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: i
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _tokenize_and_pack(
-    config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, work: Path, fingerprint: str
-) -> int:
+def _tokenize_and_pack(config: DataConfig, tokenizer: PreTrainedTokenizerBase, work: Path, fingerprint: str) -> int:
     # A scope of its own: the tokenised corpus is unmapped and deleted once packed, so the pages and
     # disk it holds are free before the blocks are shuffled and saved.
-    tokens = _tokenize(load_corpus(config, seed), tokenizer, config, work / "tokens.arrow", fingerprint)
+    tokens = _tokenize(load_corpus(config), tokenizer, config, work / "tokens.arrow", fingerprint)
     assert tokenizer.cls_token_id is not None and tokenizer.sep_token_id is not None
     total_tokens = write_blocks(
         tokens, work / "blocks.arrow", config.max_seq_length, tokenizer.cls_token_id, tokenizer.sep_token_id

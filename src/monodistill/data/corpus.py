@@ -1,7 +1,8 @@
 """Read a target-language corpus: local text/JSONL/CSV/Parquet files or a Hub dataset.
 
-Every source becomes a ``datasets.Dataset`` with one column, ``text``, holding non-empty documents,
-subsampled to ``data_fraction`` deterministically from the seed.
+Every source becomes a ``datasets.Dataset`` with one column, ``text``, holding non-empty documents.
+(``data_fraction`` chooses among the packed training blocks, ``data.blocks``, not among documents,
+so that the validation blocks and the vocabulary come from the whole corpus.)
 """
 
 from __future__ import annotations
@@ -51,17 +52,17 @@ def corpus_files(corpus: str) -> list[Path]:
     return files
 
 
-def corpus_fingerprint(config: DataConfig, seed: int) -> str:
+def corpus_fingerprint(config: DataConfig) -> str:
     """A key that changes whenever the documents `load_corpus` returns would change."""
     assert config.corpus is not None
     parts: list[Any] = [config.corpus, config.hub_config, config.split, config.revision, config.text_column]
-    parts += [config.max_documents, config.data_fraction, seed]
+    parts += [config.max_documents]
     if is_local_reference(config.corpus):
         parts += [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in corpus_files(config.corpus)]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
-def load_corpus(config: DataConfig, seed: int) -> datasets.Dataset:
+def load_corpus(config: DataConfig) -> datasets.Dataset:
     """Load the corpus as a Dataset with one ``text`` column of non-empty documents.
 
     Raises:
@@ -82,9 +83,6 @@ def load_corpus(config: DataConfig, seed: int) -> datasets.Dataset:
     dataset = dataset.filter(_is_usable, batched=True, desc="dropping empty lines")
     if len(dataset) == 0:
         raise MonodistillError(f"corpus {config.corpus} has no usable line (all empty or whitespace)")
-    if config.data_fraction < 1.0:
-        keep = max(1, round(len(dataset) * config.data_fraction))
-        dataset = dataset.shuffle(seed=seed).select(range(keep))
     return dataset
 
 
@@ -207,7 +205,7 @@ def corpus_digest(config: DataConfig) -> str:
     """
     assert config.corpus is not None
     digest = hashlib.sha256()
-    settings = [config.text_column, config.max_documents, config.data_fraction]
+    settings = [config.text_column, config.max_documents]
     if is_local_reference(config.corpus):
         root = Path(os.path.expanduser(config.corpus))
         for file in corpus_files(config.corpus):

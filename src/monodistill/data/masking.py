@@ -60,9 +60,9 @@ def mask_tokens(
     return masked_ids, labels
 
 
-def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
-    """A generator whose stream depends only on (seed, step, rank)."""
+def step_generator(seed: int, step: int, stream: int, device: torch.device) -> torch.Generator:
+    """A generator whose draws depend only on (seed, step, stream): training masks are stream 0, validation 1."""
     generator = torch.Generator(device=device)
-    # Large odd multipliers keep nearby (seed, step, rank) triples far apart.
-    generator.manual_seed((seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1))
+    # Large odd multipliers keep nearby (seed, step, stream) triples far apart.
+    generator.manual_seed((seed * 1_000_003 + step * 7_919 + stream * 104_729) % (2**63 - 1))
     return generator

@@ -72,7 +72,7 @@ def run_vocab(config: DistillConfig, output_dir: Path) -> Path:
     check_room_for_special(config.vocab.max_size, len(required_ids(tokenizer, tokenizer_json(tokenizer))))
     if config.vocab.export_teacher:
         _check_exportable(config)
-    corpus = load_corpus(config.data, config.train.seed)
+    corpus = load_corpus(config.data)
     held_out = min(max(1, round(len(corpus) * HELD_OUT_FRACTION)), len(corpus) - 1)
     split = len(corpus) - held_out
     # One pass over the corpus, counted in two parts that add up to the whole: the final vocabulary

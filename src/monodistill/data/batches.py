@@ -1,0 +1,161 @@
+"""Masked batches as a pure function of (seed, step): what the teacher and every student see.
+
+An optimizer step takes the next ``global_batch`` blocks of a seeded per-epoch permutation, masks
+them with a generator seeded by (seed, step), and gives each rank its share as
+``gradient_accumulation_steps`` micro-batches. The data order and the masks therefore depend on the
+global batch alone, not on how it is split: 2 processes x 4 blocks and 1 process x 2 micro-batches
+x 4 blocks and 1 process x 8 blocks train on the same blocks with the same masks. A run resumed
+from any step draws what the uninterrupted run would have drawn, and one resumed on another
+process count that keeps the global batch continues exactly.
+
+Validation blocks are masked once per block (generator seeded by the block's index), so every
+student of an experiment, whatever its seed, batch or process count, is scored on the same masks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from monodistill.config import TrainConfig
+from monodistill.data.blocks import Blocks
+from monodistill.data.masking import IGNORE_INDEX, mask_tokens, step_generator
+from monodistill.errors import MonodistillError
+
+VALIDATION_SEED = 0
+"""Seeds the validation masks: fixed, so that students of any seed are scored alike."""
+
+
+@dataclass
+class MaskedBatch:
+    """One micro-batch of masked blocks; B blocks of T tokens, N of them masked."""
+
+    input_ids: torch.Tensor
+    """(B, T) ids with the masked positions replaced (80% mask token, 10% random, 10% kept)."""
+    positions: torch.Tensor
+    """(B, T) bool: the positions to predict."""
+    targets: torch.Tensor
+    """(N,) the original ids at those positions."""
+    step_targets: int
+    """Masked positions in the whole optimizer step: every micro-batch of every rank."""
+    step_blocks: int
+    """Blocks in the whole optimizer step."""
+
+
+@dataclass
+class Masking:
+    """BERT's masking: ``probability`` of the tokens (or whole words), 80/10/10."""
+
+    special_ids: torch.Tensor
+    """Ids that are never selected (CLS, SEP, padding...)."""
+    mask_token_id: int
+    vocab_size: int
+    """Random replacements are drawn from ``[0, vocab_size)``."""
+    probability: float
+
+    def __call__(
+        self, input_ids: torch.Tensor, generator: torch.Generator, word_starts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) ids -> masked ids and (B, T) bool positions to predict."""
+        special = torch.isin(input_ids, self.special_ids.to(input_ids.device))
+        masked_ids, labels = mask_tokens(
+            input_ids, special, self.mask_token_id, self.vocab_size, self.probability, generator, word_starts
+        )
+        return masked_ids, labels != IGNORE_INDEX
+
+
+class BatchStream:
+    """This rank's masked micro-batches of every optimizer step, and its share of the validation blocks."""
+
+    def __init__(
+        self,
+        blocks: Blocks,
+        masking: Masking,
+        train: TrainConfig,
+        rank: int = 0,
+        processes: int = 1,
+        device: torch.device | None = None,
+    ) -> None:
+        self.blocks = blocks
+        self.masking = masking
+        self.seed = train.seed
+        self.batch_size = train.batch_size
+        self.accumulation = train.gradient_accumulation_steps
+        self.rank, self.processes = rank, processes
+        self.device = device or torch.device("cpu")
+        self.global_batch = self.batch_size * self.accumulation * processes
+        """Blocks per optimizer step, over every micro-batch and rank."""
+        self.block_length = len(blocks.train[0]["input_ids"])
+        """Tokens per block."""
+        self.steps_per_epoch = len(blocks.train) // self.global_batch
+        if self.steps_per_epoch == 0:
+            raise MonodistillError(
+                f"only {len(blocks.train)} training blocks, fewer than one optimizer step "
+                f"(train.batch_size x gradient_accumulation_steps x processes = {self.global_batch}); "
+                "lower train.batch_size or data.max_seq_length, or add text"
+            )
+        self._order: tuple[int, torch.Tensor] | None = None
+        self._validation: list[MaskedBatch] | None = None
+
+    def total_steps(self, train: TrainConfig) -> int:
+        """The run's length in optimizer steps: ``max_steps``, else ``epochs`` over the training blocks."""
+        return train.max_steps or math.ceil(train.epochs * self.steps_per_epoch)
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """Every training block's index in the order of an epoch: a seeded permutation."""
+        if self._order is None or self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 10_007 + epoch)
+            self._order = (epoch, torch.randperm(len(self.blocks.train), generator=generator))
+        return self._order[1]
+
+    def step(self, step: int) -> list[MaskedBatch]:
+        """This rank's micro-batches of optimizer step ``step`` (0-based), masked as the whole step is."""
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        indices = self.epoch_order(epoch)[offset * self.global_batch : (offset + 1) * self.global_batch]
+        rows = self.blocks.train[indices.tolist()]
+        input_ids = rows["input_ids"].to(self.device)  # (G, T)
+        word_starts = rows["word_starts"].to(self.device).bool() if "word_starts" in rows else None
+        masked_ids, positions = self.masking(input_ids, step_generator(self.seed, step, 0, self.device), word_starts)
+        step_targets = int(positions.sum())
+        batches = []
+        for micro in range(self.accumulation):
+            chunk = micro * self.processes + self.rank
+            rows_slice = slice(chunk * self.batch_size, (chunk + 1) * self.batch_size)
+            batches.append(
+                MaskedBatch(
+                    masked_ids[rows_slice],
+                    positions[rows_slice],
+                    input_ids[rows_slice][positions[rows_slice]],
+                    step_targets,
+                    self.global_batch,
+                )
+            )
+        return batches
+
+    def validation(self) -> list[MaskedBatch]:
+        """This rank's validation blocks in batches, each block masked by its own seeded generator (once)."""
+        if self._validation is None:
+            validation = self.blocks.validation
+            mine = list(range(self.rank, len(validation), self.processes))
+            self._validation = []
+            for start in range(0, len(mine), self.batch_size):
+                rows = validation[mine[start : start + self.batch_size]]
+                input_ids = rows["input_ids"].to(self.device)
+                word_starts = rows["word_starts"].to(self.device).bool() if "word_starts" in rows else None
+                masked, positions = zip(
+                    *(
+                        self.masking(
+                            input_ids[row : row + 1],
+                            step_generator(VALIDATION_SEED, block, 1, self.device),
+                            word_starts[row : row + 1] if word_starts is not None else None,
+                        )
+                        for row, block in enumerate(mine[start : start + self.batch_size])
+                    ),
+                    strict=True,
+                )
+                masked_ids, where = torch.cat(masked), torch.cat(positions)
+                count = int(where.sum())
+                self._validation.append(MaskedBatch(masked_ids, where, input_ids[where], count, len(input_ids)))
+        return self._validation

@@ -1,0 +1,84 @@
+"""The teacher at distillation time: one forward per batch for every student, computing only what they need.
+
+The teacher is frozen where it is loaded (``teacher.load_teacher``) and runs here under
+``torch.inference_mode()``. Its MLM head runs at the masked positions only, restricted to the
+student's vocabulary when that is trimmed (the softmax over the kept rows is the teacher's
+distribution renormalised to them). Hidden states are returned only for the layers that some
+student's loss declared (``losses.Needs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from monodistill.data.batches import MaskedBatch
+from monodistill.losses import LAST_LAYER, Needs
+from monodistill.teacher import MaskedLMHead, encoder, mlm_head
+
+
+@dataclass
+class TeacherOutputs:
+    """What the teacher gives the students for one batch of B blocks of T tokens with N masked positions."""
+
+    logits: torch.Tensor
+    """(N, V) over the student's vocabulary at the masked positions."""
+    hidden: dict[int, torch.Tensor] = field(default_factory=dict)
+    """Requested layer (as in ``Needs``) -> (B, T, H) hidden states."""
+    outside_mass: torch.Tensor | None = None
+    """(N,) the teacher's probability outside the trimmed vocabulary, when asked for and trimmed."""
+
+
+class TeacherPass:
+    """The frozen teacher, on the run's device, read through the student's vocabulary."""
+
+    def __init__(
+        self, model: PreTrainedModel, vocab_ids: torch.Tensor | None, device: torch.device, compile: bool = False
+    ) -> None:
+        nn.Module.to(model, device)  # in place (transformers types its own `to` for dtypes only)
+        self.model = model
+        self.encoder = encoder(model)
+        if compile:
+            # In place: parameter names stay those of the plain model.
+            self.encoder.compile()
+        self.num_layers = int(model.config.num_hidden_layers)
+        # Student id -> teacher id, when the vocabulary is trimmed.
+        self.vocab_ids = vocab_ids.to(device) if vocab_ids is not None else None
+        self.full_head = mlm_head(model)
+        # Sliced once, not per batch.
+        self.head: MaskedLMHead = (
+            self.full_head.restricted(self.vocab_ids) if self.vocab_ids is not None else self.full_head
+        )
+
+    @property
+    def trimmed(self) -> bool:
+        """Whether the students' vocabulary is a trimmed one."""
+        return self.vocab_ids is not None
+
+    def __call__(self, batch: MaskedBatch, needs: Needs, outside_mass: bool = False) -> TeacherOutputs:
+        """The teacher's outputs on ``batch``: logits at its masked positions, and what ``needs`` asks for."""
+        layers = {layer: self.num_layers if layer == LAST_LAYER else layer for layer in needs.teacher_hidden}
+        with torch.inference_mode():
+            input_ids = self.vocab_ids[batch.input_ids] if self.vocab_ids is not None else batch.input_ids
+            every_layer = any(index != self.num_layers for index in layers.values())
+            output = self.encoder(input_ids=input_ids, output_hidden_states=every_layer)
+            last = output.last_hidden_state  # (B, T, H)
+            masked = last[batch.positions]  # (N, H)
+            logits = self.head.logits(masked)  # (N, V)
+            hidden = {
+                layer: last if index == self.num_layers else output.hidden_states[index]
+                for layer, index in layers.items()
+            }
+            mass = None
+            if outside_mass and self.vocab_ids is not None:
+                full = self.full_head.logits(masked).float()
+                mass = 1.0 - (logits.float().logsumexp(-1) - full.logsumexp(-1)).exp()
+        # Inference tensors cannot be saved for backward; a clone outside the context is a normal tensor.
+        return TeacherOutputs(
+            logits.clone(),
+            {layer: states.clone() for layer, states in hidden.items()},
+            mass.clone() if mass is not None else None,
+        )

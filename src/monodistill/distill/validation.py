@@ -1,0 +1,66 @@
+"""Validation on the held-out blocks: one teacher pass per batch for every student validating at that step.
+
+Per student: its masked-LM loss and accuracy on the true tokens, the KL to the teacher at T = 1
+(unlike the training ``kl`` part, which is at the loss's temperature and times T^2), top-1 agreement
+with the teacher, the teacher's own accuracy and, for a trimmed vocabulary, the teacher's probability
+mass outside the kept tokens. The masks are fixed (``data.batches``), so every validation of every
+student scores the same positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from monodistill import ranks
+from monodistill.data.batches import BatchStream
+from monodistill.distill.student_run import StudentRun
+from monodistill.distill.teacher_pass import TeacherOutputs, TeacherPass
+from monodistill.losses import Needs, kl_divergence
+
+
+@dataclass
+class ValidationTotals:
+    """Sums over the scored positions of one student, to be reduced over ranks and divided by ``targets``."""
+
+    targets: float = 0.0
+    mlm_loss: float = 0.0
+    kl_to_teacher: float = 0.0
+    teacher_agreement: float = 0.0
+    student_accuracy: float = 0.0
+    teacher_accuracy: float = 0.0
+    teacher_mass_outside_vocab: float = 0.0
+
+    def add(self, student_logits: torch.Tensor, teacher: TeacherOutputs, targets: torch.Tensor) -> None:
+        """Add one batch: (N, V) student and teacher logits at its masked positions, (N,) true tokens."""
+        student_logits, teacher_logits = student_logits.float(), teacher.logits.float()
+        student_top, teacher_top = student_logits.argmax(-1), teacher_logits.argmax(-1)
+        self.targets += targets.numel()
+        self.mlm_loss += F.cross_entropy(student_logits, targets, reduction="sum").item()
+        self.kl_to_teacher += kl_divergence(student_logits, teacher_logits, 1.0, total=1.0).item()
+        self.teacher_agreement += (student_top == teacher_top).sum().item()
+        self.student_accuracy += (student_top == targets).sum().item()
+        self.teacher_accuracy += (teacher_top == targets).sum().item()
+        if teacher.outside_mass is not None:
+            self.teacher_mass_outside_vocab += teacher.outside_mass.sum().item()
+
+    def metrics(self, trimmed: bool) -> dict[str, float]:
+        """Every sum over all ranks, divided by the positions scored (one collective)."""
+        names = list(asdict(self))
+        totals = dict(zip(names, ranks.sum_over_ranks([getattr(self, name) for name in names]), strict=True))
+        count = max(totals.pop("targets"), 1.0)
+        if not trimmed:
+            totals.pop("teacher_mass_outside_vocab")
+        return {name: value / count for name, value in totals.items()}
+
+
+def validate(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> list[dict[str, float]]:
+    """Validation metrics of each of ``runs`` (nothing is logged)."""
+    totals = [ValidationTotals() for _ in runs]
+    for batch in stream.validation():
+        outputs = teacher(batch, Needs(), outside_mass=True)
+        for run, total in zip(runs, totals, strict=True):
+            total.add(run.score(batch), outputs, batch.targets)
+    return [total.metrics(teacher.trimmed) for total in totals]
