@@ -79,11 +79,11 @@ def inject(fault: str) -> None:
 def record_parts(folder: Path) -> None:
     optimizer_step = StudentRun.optimizer_step
 
-    def recorded(self: StudentRun, tokens_per_second: float) -> Any:
+    def recorded(self: StudentRun) -> Any:
         mine = dict(self._parts)
         with open(folder / f"rank-{RANK}.jsonl", "a") as handle:
             handle.write(json.dumps({"step": self.step + 1, **mine}) + "\n")
-        return optimizer_step(self, tokens_per_second)
+        return optimizer_step(self)
 
     StudentRun.optimizer_step = recorded  # type: ignore[method-assign]
 

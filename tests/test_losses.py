@@ -86,3 +86,30 @@ def test_total_is_the_weighted_sum_of_logged_parts(
     expected = alpha_kl * parts["kl"] + alpha_mlm * parts["mlm"] + alpha_cosine * parts.get("cosine", torch.tensor(0.0))
     assert torch.isclose(parts["loss"], expected, atol=1e-5)
     assert ("cosine" in parts) == (alpha_cosine > 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, split=st.integers(min_value=0, max_value=6), alpha_cosine=st.floats(0, 2))
+def test_micro_batch_parts_add_up_to_the_step_mean_over_every_token(seed: int, split: int, alpha_cosine: float) -> None:
+    """Two micro-batches of unequal masked counts (or two ranks), each divided by the step's counts, sum to
+    the loss of the whole step as one batch: accumulation weights tokens, not micro-batches."""
+    config = LossConfig(alpha_cosine=alpha_cosine, temperature=2.0)
+    student, teacher = logits(seed), logits(seed + 1)
+    labels = torch.arange(6) % 11
+    hidden_s, hidden_t = torch.randn(10, 4), torch.randn(10, 4)
+    whole = distillation_loss(config, student, teacher, labels, hidden_s, hidden_t)
+    halves = [
+        distillation_loss(
+            config,
+            student[part],
+            teacher[part],
+            labels[part],
+            hidden_s[cut],
+            hidden_t[cut],
+            step_targets=6,
+            step_positions=10,
+        )
+        for part, cut in ((slice(0, split), slice(0, 5)), (slice(split, 6), slice(5, 10)))
+    ]
+    for name, value in whole.items():
+        assert torch.isclose(halves[0][name] + halves[1][name], value, atol=1e-5), name

@@ -100,7 +100,7 @@ def test_the_schedule_waits_when_the_grad_scaler_skipped_the_optimizer_step(
     def one_step() -> float:
         for batch in stream.step(run.step):
             run.train_micro(batch, teacher(batch, run.needs), last=True)
-        return run.optimizer_step(0.0)["learning_rate"]
+        return run.optimizer_step()["learning_rate"]
 
     one_step()
     updates, rate = run.updates, run.learning_rate()

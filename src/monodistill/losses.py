@@ -69,8 +69,12 @@ def kl_divergence(
     """
     student_log_probs = F.log_softmax(student_logits.float() / temperature, dim=-1)
     teacher_log_probs = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    per_position = F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="none").sum(-1)  # (N,)
-    return _reduce(per_position, total) * temperature**2
+    # Reduced inside kl_div: no (N, V) intermediate beyond the one it builds anyway.
+    if total is None:
+        kl = F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
+    else:
+        kl = F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="sum") / total
+    return kl * temperature**2
 
 
 def masked_lm_loss(student_logits: torch.Tensor, labels: torch.Tensor, total: float | None = None) -> torch.Tensor:
@@ -81,7 +85,9 @@ def masked_lm_loss(student_logits: torch.Tensor, labels: torch.Tensor, total: fl
         labels: (N,) true token ids.
         total: Divide the sum over positions by this count instead of N.
     """
-    return _reduce(F.cross_entropy(student_logits.float(), labels, reduction="none"), total)
+    if total is None:
+        return F.cross_entropy(student_logits.float(), labels)
+    return F.cross_entropy(student_logits.float(), labels, reduction="sum") / total
 
 
 def hidden_cosine_loss(

@@ -96,14 +96,21 @@ def train_step(
     needs = functools.reduce(operator.or_, (run.needs for run in runs))
     started = time.perf_counter()
     micro_batches = stream.step(step)
+    metrics: dict[StudentRun, dict[str, float]] = {}
     for number, batch in enumerate(micro_batches):
         outputs = teacher(batch, needs)  # computes only what some student's loss reads
+        last = number == len(micro_batches) - 1
         for run in runs:
             if run.error is None:
-                run.train_micro(batch, outputs, last=number == len(micro_batches) - 1)
+                run.train_micro(batch, outputs, last)
+            if last and run.error is None:
+                # Stepped at once, so that only one student's gradients are held at a time.
+                metrics[run] = run.optimizer_step()
     # The group's step time: what the sweep pays per step, shared by all its students.
     throughput = stream.global_batch * stream.block_length / (time.perf_counter() - started)
-    return {run: run.optimizer_step(throughput) for run in runs if run.error is None}
+    for values in metrics.values():
+        values["tokens_per_second"] = throughput
+    return metrics
 
 
 def describe(run: StudentRun, validation: dict[str, float], named: bool) -> str:

@@ -161,7 +161,7 @@ class StudentRun:
         for name, value in parts.items():
             self._parts[name] = self._parts.get(name, 0.0) + float(value.detach())
 
-    def optimizer_step(self, tokens_per_second: float) -> dict[str, float]:
+    def optimizer_step(self) -> dict[str, float]:
         """Clip, apply the update at the scheduled learning rate, clear gradients; returns the step's metrics.
 
         The loss parts are summed over ranks: each rank holds its share of the mean over the step's tokens.
@@ -183,7 +183,7 @@ class StudentRun:
         names = [name for name in LOG_PARTS if name in self._parts]
         summed = ranks.sum_over_ranks([self._parts[name] for name in names])
         self._parts = {}
-        metrics.update(learning_rate=rate, tokens_per_second=tokens_per_second)
+        metrics["learning_rate"] = rate
         return {**dict(zip(names, summed, strict=True)), **metrics}
 
     def learning_rate(self) -> float:
