@@ -121,7 +121,7 @@ def test_documented_text_values_are_taken_as_typed(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(
     ("received", "status"),
-    [(signal.SIGINT, 130), (signal.SIGTERM, 2), (None, 2)],  # None: another rank received the signal
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (None, 143)],  # None: another rank received the signal
 )
 def test_a_run_stopped_by_ctrl_c_exits_130_after_saving(
     received: int | None,

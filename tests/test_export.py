@@ -16,6 +16,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from monodistill import checkpoint as ckpt
 from monodistill import cli
 from monodistill.cli import main
 from monodistill.errors import MonodistillError
@@ -114,3 +115,78 @@ def test_evaluate_keeps_the_fine_tuned_classifier_and_export_takes_it(
 
 def _feed(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> dict[str, np.ndarray]:
     return {name: np.asarray(value) for name, value in tokenizer(texts, return_tensors="np").items()}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_export_refuses_a_damaged_model_folder_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    model_dir = _tiny("student", tmp_path / "student")
+    weights = model_dir / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    else:
+        weights.unlink()
+    capsys.readouterr()  # saving the model shows progress bars
+    assert main(["export", str(model_dir), "--output", str(tmp_path / "onnx")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "damaged or incomplete" in errors[0] and "model.safetensors" in errors[0]
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_export_checks_the_model_manifest_and_leaves_it_behind(tmp_path: Path) -> None:
+    model_dir = _tiny("student", tmp_path / "student")
+    ckpt.write_manifest(model_dir, ckpt.MODEL_MANIFEST)  # as monodistill saves a student
+    cli.export(model=str(model_dir), output=str(tmp_path / "onnx"))
+    assert not (tmp_path / "onnx" / ckpt.MODEL_MANIFEST).exists()
+    (model_dir / "vocab.txt").write_text("altered\n")
+    with pytest.raises(MonodistillError, match="vocab.txt"):
+        cli.export(model=str(model_dir), output=str(tmp_path / "other"))
+
+
+def test_export_into_an_earlier_export_needs_overwrite_and_replaces_it_whole(tmp_path: Path) -> None:
+    first = _tiny("classifier", tmp_path / "first")
+    second = _tiny("student", tmp_path / "second")
+    output = tmp_path / "onnx"
+    cli.export(model=str(first), output=str(output), quantize="int8")
+    with pytest.raises(MonodistillError, match="--overwrite"):
+        cli.export(model=str(second), output=str(output))
+    assert json.loads((output / "export.json").read_text())["source"] == str(first.resolve())  # untouched
+
+    cli.export(model=str(second), output=str(output), overwrite=True)
+    assert not (output / "model.int8.onnx").exists()  # nothing of the first export survives
+    assert json.loads((output / "export.json").read_text())["source"] == str(second.resolve())
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["first", "onnx", "second"]  # no staging left
+
+
+def test_export_refuses_an_output_that_holds_something_else(tmp_path: Path) -> None:
+    model_dir = _tiny("classifier", tmp_path / "model")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me\n")
+    for overwrite in (False, True):
+        with pytest.raises(MonodistillError, match="not an export"):
+            cli.export(model=str(model_dir), output=str(tmp_path / "notes"), overwrite=overwrite)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me\n"
+    (tmp_path / "empty").mkdir()
+    assert cli.export(model=str(model_dir), output=str(tmp_path / "empty")).is_file()  # an empty folder is fine
+
+
+def test_export_refuses_an_output_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir = _tiny("classifier", tmp_path / "model")
+    (tmp_path / "file").write_text("x")
+    capsys.readouterr()  # saving the model shows progress bars
+    assert main(["export", str(model_dir), "--output", str(tmp_path / "file")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "exists and is not a folder" in errors[0]
+
+
+def test_a_failed_export_leaves_the_earlier_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model_dir = _tiny("classifier", tmp_path / "model")
+    output = tmp_path / "onnx"
+    cli.export(model=str(model_dir), output=str(output), quantize="int8")
+    before = sorted(path.name for path in output.iterdir())
+    monkeypatch.setattr("monodistill.export.TOLERANCE", -1.0)  # every export now fails its check
+    with pytest.raises(MonodistillError, match="differ from PyTorch"):
+        cli.export(model=str(model_dir), output=str(output), overwrite=True)
+    assert sorted(path.name for path in output.iterdir()) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model", "onnx"]

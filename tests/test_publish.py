@@ -14,6 +14,7 @@ import huggingface_hub
 import pytest
 import yaml
 
+from monodistill import checkpoint as ckpt
 from monodistill.cli import main
 from monodistill.config import DistillConfig, load_config, save_config
 from monodistill.errors import MonodistillError
@@ -174,3 +175,88 @@ def test_upload_sends_the_listed_files(run_dir: Path, no_hub: list[str], monkeyp
 def test_a_bad_repo_id_is_refused(run_dir: Path) -> None:
     with pytest.raises(MonodistillError, match="USER/NAME"):
         publish_run(run_dir, "no-user-part", dry_run=True)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_damaged_student_is_refused_in_one_line(
+    run_dir: Path, no_hub: list[str], capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    weights = run_dir / "student" / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:
+        weights.unlink()
+    assert main(["publish", str(run_dir), "--repo-id", "someone/tiny-tl", "--dry-run"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "damaged or incomplete" in errors[0] and "model.safetensors" in errors[0]
+    assert not no_hub
+
+
+def test_the_model_manifest_is_checked_and_not_uploaded(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    student = run_dir / "student"
+    ckpt.write_manifest(student, ckpt.MODEL_MANIFEST)  # as monodistill saves a student
+    sent: list[str] = []
+
+    def upload_folder(*, folder_path: str, **kwargs: Any) -> None:
+        sent.extend(str(path.relative_to(folder_path)) for path in Path(folder_path).rglob("*") if path.is_file())
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda *args, **kwargs: None)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", upload_folder)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_test_token")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    publish_run(run_dir, "someone/tiny-tl", license="mit")
+    assert "model.safetensors" in sent and not [name for name in sent if ckpt.MODEL_MANIFEST in name]
+
+    (student / "config.json").write_text((student / "config.json").read_text() + " ")  # altered after saving
+    with pytest.raises(MonodistillError, match="config.json"):
+        publish_run(run_dir, "someone/tiny-tl", dry_run=True)
+
+
+def test_language_comes_from_the_flag_when_the_run_has_none(
+    run_dir: Path, no_hub: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["data"]["language"] = None
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    argv = ["publish", str(run_dir), "--repo-id", "someone/tiny-tl", "--dry-run"]
+    assert main(argv) == 2
+    assert "language is missing" in (error := capsys.readouterr().err) and "--language" in error
+
+    assert main([*argv, "--language", "fil"]) == 0
+    assert "card metadata valid" in capsys.readouterr().out
+    with pytest.raises(MonodistillError, match="ISO 639"):
+        publish_run(run_dir, "someone/tiny-tl", dry_run=True, language="Tagalog")
+    assert not no_hub
+
+
+def test_the_flag_language_goes_into_the_card(run_dir: Path) -> None:
+    from monodistill.card import render_card
+
+    card, _ = prepare_card(render_card(run_dir, license="mit", language="fil"))
+    assert yaml.safe_load(card.split("---")[1])["language"] == ["fil"] and "the `fil` language" in card
+
+
+def test_an_unknown_license_is_refused_naming_the_nearest_ids(
+    run_dir: Path, no_hub: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["publish", str(run_dir), "--repo-id", "someone/tiny-tl", "--dry-run", "--license"]
+    assert main([*argv, "not-a-licence"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "'not-a-licence' is not a Hub licence id" in errors[0] and "other" in errors[0]
+    assert main([*argv, "apache2"]) == 2
+    assert "apache-2.0" in capsys.readouterr().err
+    assert main([*argv, "cc-by-sa-4.0"]) == 0
+    card = "---\nlibrary_name: transformers\npipeline_tag: fill-mask\nlanguage: [tl]\nlicense: MIT-ish\n---\nx\n"
+    with pytest.raises(MonodistillError, match="licence 'MIT-ish'"):
+        prepare_card(card)
+    assert not no_hub
+
+
+def test_a_rewritten_card_keeps_a_checked_student_publishable(run_dir: Path, no_hub: list[str]) -> None:
+    from monodistill.card import write_card
+
+    ckpt.write_manifest(run_dir / "student", ckpt.MODEL_MANIFEST, leave_out=("README.md",))  # as a save does
+    write_card(run_dir)  # as `monodistill run` does after the evaluation, and `monodistill card`
+    assert "Downstream results" in (run_dir / "student" / "README.md").read_text()
+    publish_run(run_dir, "someone/tiny-tl", dry_run=True)
+    assert not no_hub

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -9,10 +10,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import matplotlib.figure
 import matplotlib.image
+import matplotlib.text
 import pytest
 
-from monodistill.report import write_report
+from monodistill.errors import MonodistillError
+from monodistill.report import Named, label_models, write_report
 
 TASKS = ("hatespeech", "nli", "ner", "pos")
 CHROMIUM = next(
@@ -145,3 +149,64 @@ def test_models_of_several_evaluations_stay_apart(experiment: Path, tmp_path: Pa
     names = list(dict.fromkeys(row["model"] for row in rows))
     assert names[:2] == ["experiment/teacher", "experiment/teacher-trimmed"] and "other/tiny" in names
     assert len(names) == 6
+
+
+@pytest.fixture
+def figure_texts(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
+    """Every text each saved figure draws (titles, tick labels, legends), by file name."""
+    texts: dict[str, set[str]] = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def savefig(figure: Any, path: Any, **kwargs: Any) -> None:
+        save(figure, path, **kwargs)  # drawing fills in the tick labels
+        texts[Path(path).name] = {text.get_text() for text in figure.findobj(matplotlib.text.Text)}
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    return texts
+
+
+def test_students_that_share_a_name_go_by_one_label_per_run(
+    experiment: Path, tmp_path: Path, figure_texts: dict[str, set[str]]
+) -> None:
+    runs = tmp_path / "runs"
+    for name in ("c8ref", "c13b"):  # each experiment's student is called `student`
+        root = shutil.copytree(experiment, runs / name)
+        (root / "students" / "tiny").rename(root / "students" / "student")
+        (root / "students" / "student" / "config.yaml").write_text("student:\n  preset: tiny\n")
+        summary = json.loads((root / "evaluate" / "summary.json").read_text())
+        for entry in summary["models"].values():
+            entry["model"] = entry["model"].replace(str(experiment), str(root)).replace("/tiny/", "/student/")
+        (root / "evaluate" / "summary.json").write_text(json.dumps(summary))
+    write_report([runs / "c8ref", runs / "c13b"], tmp_path / "report")
+    expected = {"c8ref/student", "c13b/student"}
+
+    report = (tmp_path / "report" / "report.md").read_text()
+    distillation = report.split("## Distillation")[1]
+    assert {line.split("|")[1].strip() for line in distillation.splitlines() if line.startswith("| c")} == expected
+    rows = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert expected <= {row["model"] for row in rows}
+    with open(tmp_path / "report" / "results.csv") as handle:
+        assert expected <= {row["model"] for row in csv.DictReader(handle)}
+    for figure in ("distillation.png", "quality.png", "cost.png"):
+        assert expected <= figure_texts[figure], figure
+        assert not {"student", "students/student"} & figure_texts[figure], figure
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert all(f"<td>{label}</td>" in page for label in expected)
+    assert page.count("<h2>Model card: ") == 2  # one card summary per student, none lost to a shared name
+
+
+def test_a_folder_without_runs_is_named_plainly(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MonodistillError, match="no distillation runs") as error:
+        write_report([tmp_path / "empty"], tmp_path / "report")
+    assert str(tmp_path / "empty") in str(error.value) and "PosixPath" not in str(error.value)
+
+
+def test_labels_tell_apart_runs_that_share_a_name_in_one_experiment(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    one, two = runs / "a", runs / "b"  # two `distill --output runs/X` runs, both of a student named tiny
+    named = [Named("tiny", runs, one, "distillation"), Named("tiny", runs, two, "distillation")]
+    named.append(Named("tiny", runs, runs / "eval", "evaluation"))  # another table: no clash with the runs
+    assert label_models(named) == [f"{one}/tiny", f"{two}/tiny", "tiny"]
+    same = [Named("a", runs, one, "distillation"), Named("a", runs, runs / "eval", "evaluation")]
+    assert label_models(same) == ["a", "a"]  # a student's run and its scores carry one label

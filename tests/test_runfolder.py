@@ -155,7 +155,7 @@ def test_resume_skips_a_damaged_checkpoint_for_the_previous_intact_one(
     assert main(args(*common, tmp_path / "straight", cache_dir, 10, *extra, save=2)) == 0
     run = tmp_path / "run"
     stop_at(monkeypatch, 5)
-    assert main(args(*common, run, cache_dir, 10, *extra, save=2)) == 2
+    assert main(args(*common, run, cache_dir, 10, *extra, save=2)) == 143
     monkeypatch.undo()
     newest = list_checkpoints(run)[-1]
     assert newest.name == "step-00000006" and (newest / MANIFEST_FILE).is_file()
@@ -184,7 +184,7 @@ def test_a_run_whose_every_checkpoint_is_damaged_is_refused(
 ) -> None:
     run = tmp_path / "run"
     stop_at(monkeypatch, 1)
-    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 10, save=4)) == 2
+    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 10, save=4)) == 143
     monkeypatch.undo()
     (only,) = list_checkpoints(run)
     (only / "optimizer.bin").write_bytes(b"")
@@ -206,7 +206,7 @@ def test_a_damaged_checkpoint_is_moved_aside_and_never_named_good_again(
     run, common = tmp_path / "run", (tiny_teacher_dir, corpus_file)
     argv = args(*common, run, cache_dir, 10, "train.keep_checkpoints=3", save=2)
     stop_at(monkeypatch, 5)
-    assert main(argv) == 2
+    assert main(argv) == 143
     monkeypatch.undo()
     damaged = list_checkpoints(run)[-1]
     assert damaged.name == "step-00000006"
@@ -234,9 +234,9 @@ def test_the_same_folder_spelled_differently_or_moved_resumes(
     assert main(args(*common, tmp_path / "straight", cache_dir, 8)) == 0
     monkeypatch.chdir(tmp_path)
     stop_at(monkeypatch, 1)
-    assert main(args(*common, Path("run"), cache_dir, 8)) == 2
+    assert main(args(*common, Path("run"), cache_dir, 8)) == 143
     stop_at(monkeypatch, 3)
-    assert main([*args(*common, Path("./run/"), cache_dir, 8), "--resume"]) == 2
+    assert main([*args(*common, Path("./run/"), cache_dir, 8), "--resume"]) == 143
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run").rename(tmp_path / "moved")
@@ -259,7 +259,7 @@ def test_resuming_on_a_changed_corpus_is_refused_naming_it(
     shutil.copy(corpus_file, corpus)
     run = tmp_path / "run"
     stop_at(monkeypatch, 1)
-    assert main(args(tiny_teacher_dir, corpus, run, cache_dir, 8)) == 2
+    assert main(args(tiny_teacher_dir, corpus, run, cache_dir, 8)) == 143
     monkeypatch.undo()
     # Touched but unchanged (as a copy would be): still the same data.
     os.utime(corpus)
@@ -308,12 +308,65 @@ def test_a_save_that_hits_a_full_disk_says_so_removes_its_staging_and_resumes(
     assert_same_weights(tmp_path / "straight", run)
 
 
+def test_a_full_disk_while_saving_the_student_says_so_and_the_exact_command_saves_it(
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from transformers import PreTrainedModel
+
+    run = tmp_path / "run"
+    argv = args(tiny_teacher_dir, corpus_file, run, cache_dir, 4)
+
+    def full_disk(self: PreTrainedModel, folder: str, **kwargs: object) -> None:
+        (Path(folder) / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", folder)
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", full_disk)
+    assert main(argv) == 2
+    line = one_error_line(capsys)
+    assert "could not save the student" in line and "no space left on device" in line
+    assert "`monodistill distill " in line and "--resume`" in line  # the exact command that saves it
+    assert not (run / "student").exists() and not list(run.glob(".tmp-*"))  # nothing half-written left
+    monkeypatch.undo()
+    assert main([*argv, "--resume"]) == 0
+    records = read_metrics(run)
+    assert len([r for r in records if r["split"] == "validation"]) == 1  # the final validation, once
+    assert (run / "student" / "model.safetensors").stat().st_size > 1000
+
+
+def test_a_full_disk_while_writing_the_blocks_cache_says_so_and_cleans_up(
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import datasets
+
+    def full_disk(self: datasets.Dataset, path: str, **kwargs: object) -> None:
+        Path(path).mkdir(parents=True)
+        (Path(path) / "data-00000-of-00001.arrow").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", full_disk)
+    assert main(args(tiny_teacher_dir, corpus_file, tmp_path / "run", cache_dir, 2)) == 2
+    line = one_error_line(capsys)
+    assert "no space left on device while writing the blocks cache" in line and str(cache_dir) in line
+    assert "data.cache_dir" in line
+    assert not [p for p in (cache_dir / "blocks").iterdir() if not p.name.endswith(".lock")]  # staging removed
+
+
 def test_resume_cleans_leftovers_of_failed_saves_first(
     tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = tmp_path / "run"
     stop_at(monkeypatch, 1)
-    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 4)) == 2
+    assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 4)) == 143
     monkeypatch.undo()
     leftover = run / "checkpoints" / ".tmp-step-00000004-12345"
     leftover.mkdir()

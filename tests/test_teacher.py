@@ -263,3 +263,59 @@ def test_electra_discriminator_is_refused_with_a_pointer_to_generators(
         MonodistillError, match=r"no trained masked-LM head \(missing \['generator_.*generator checkpoint"
     ):
         load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
+
+
+# --- the tokenizer must be the model's own ---
+
+
+def test_a_folder_without_tokenizer_files_is_refused_not_given_a_stand_in(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    # transformers would hand this folder a 5-token BertTokenizer: every corpus token [UNK].
+    from .conftest import build_tiny_teacher
+
+    build_tiny_teacher("bert", len(tiny_tokenizer), 0).save_pretrained(tmp_path)
+    with pytest.raises(MonodistillError, match=rf"teacher folder {tmp_path} holds no tokenizer files.*copy the tok"):
+        load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
+
+
+@pytest.mark.parametrize("family", ["bert", "xlm-roberta"])
+def test_a_trimmed_tokenizer_beside_a_full_teacher_is_refused(
+    family: str, tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    from .conftest import build_tiny_teacher
+
+    build_tiny_teacher(family, len(tiny_tokenizer) + 2000, tiny_tokenizer.pad_token_id).save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(MonodistillError, match=rf"{tmp_path}.* {len(tiny_tokenizer)} tokens .*vocab\.path") as error:
+        load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
+    assert "\n" not in str(error.value)
+    # A trimmed vocabulary folder's tokenizer indexes a sliced model: its id_map.json says so.
+    (tmp_path / "id_map.json").write_text(json.dumps({"id_map": list(range(len(tiny_tokenizer)))}))
+    model, tokenizer = load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
+    assert len(tokenizer) == len(tiny_tokenizer) and model.config.vocab_size == len(tiny_tokenizer) + 2000
+
+
+def test_embedding_rows_padded_beyond_the_tokenizer_are_accepted(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    # Real models round vocab_size up (DeBERTa-v3: 128,001 tokens in 128,100 rows).
+    from .conftest import build_tiny_teacher
+
+    build_tiny_teacher("bert", len(tiny_tokenizer) + 99, 0).save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    model, tokenizer = load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
+    assert model.config.vocab_size - len(tokenizer) == 99
+
+
+def test_a_config_vocab_size_that_disagrees_with_the_weights_is_one_line(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    path = save_teacher("bert", tiny_tokenizer, tmp_path / "bert")
+    config = json.loads((path / "config.json").read_text())
+    config["vocab_size"] = len(tiny_tokenizer) + 50
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MonodistillError, match=rf"teacher {path}: config.json .*vocab_size") as error:
+        load_teacher(TeacherConfig(name_or_path=str(path)))
+    message = str(error.value)
+    assert "\n" not in message and f"{len(tiny_tokenizer)} rows" in message

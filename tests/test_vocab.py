@@ -474,3 +474,14 @@ def test_stand_in_teacher_exported_on_tagalog_matches_the_full_teacher(
         logits = exported(**batch).logits  # (4, T, V_kept)
     assert exported.config.vocab_size == len(kept) < full.config.vocab_size
     assert torch.allclose(logits, expected, atol=1e-4)
+
+
+def test_a_teacher_folder_without_tokenizer_files_is_refused_not_blamed_on_the_corpus(
+    tiny_tokenizer: PreTrainedTokenizerFast, corpus_file: Path, tmp_path: Path
+) -> None:
+    # transformers would hand the folder a 5-token stand-in, and the corpus would look UNK-dominated.
+    teacher = tmp_path / "weights-only"
+    build_tiny_teacher("bert", len(tiny_tokenizer), tiny_tokenizer.pad_token_id).save_pretrained(teacher)
+    with pytest.raises(MonodistillError, match=rf"teacher folder {teacher} holds no tokenizer files"):
+        run_vocab_on(teacher, corpus_file, tmp_path / "vocab")
+    assert not (tmp_path / "vocab").exists()

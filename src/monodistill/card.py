@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -221,16 +222,27 @@ def write_card(run_dir: Path, summary_path: Path | None = None) -> Path:
     """
     card = render_card(run_dir, summary_path)
     path = run_dir / ckpt.STUDENT_DIR / "README.md"
-    ckpt.atomic_write_text(path, card)
+    ckpt.atomic_write_text(path, card)  # the student's manifest leaves the card out: it is rewritten freely
     return path
 
 
-def render_card(run_dir: Path, summary_path: Path | None = None, license: str | None = None) -> str:
-    """The model card of a distillation run (see ``write_card``), returned instead of written."""
+def render_card(
+    run_dir: Path, summary_path: Path | None = None, license: str | None = None, language: str | None = None
+) -> str:
+    """The model card of a distillation run (see ``write_card``), returned instead of written.
+
+    ``language`` (an ISO 639 code) stands in for the run's ``data.language``.
+
+    Raises:
+        MonodistillError: not a finished run, or a student folder that cannot be loaded.
+    """
     student_dir = run_dir / ckpt.STUDENT_DIR
     if not (run_dir / "config.yaml").is_file() or not student_dir.is_dir():
         raise MonodistillError(f"{run_dir} is not a finished distillation run (no config.yaml or student/)")
+    ckpt.check_model_folder(student_dir, what="student")
     config = load_config(DistillConfig, updates=yaml.safe_load((run_dir / "config.yaml").read_text()))
+    if language is not None:
+        config = replace(config, data=replace(config.data, language=language))
     validations = [r for r in ckpt.read_metrics(run_dir) if r.get("split") == "validation"]
     metrics = {k: v for k, v in (validations[-1] if validations else {}).items() if k not in ("step", "split")}
     student_counts = parameter_counts(AutoModelForMaskedLM.from_pretrained(student_dir))

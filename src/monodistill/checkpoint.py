@@ -36,13 +36,16 @@ from typing import Any
 import torch
 
 from monodistill import ranks
-from monodistill.errors import MonodistillError
+from monodistill.errors import MonodistillError, command_to_resume
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
 MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.jsonl"
 STUDENT_DIR = "student"
+MODEL_MANIFEST = ".monodistill-manifest.json"
+"""Sizes and SHA-256 of a saved student's files (its README.md card aside), written last;
+``model_folder_problem`` checks it."""
 PACKAGES = ("monodistill", "torch", "transformers", "tokenizers", "datasets", "accelerate")
 
 
@@ -212,15 +215,10 @@ def _raise_if_save_failed(error: Exception | None, staging: Path, step: int, run
     latest = latest_checkpoint(run_dir)
     # About how much one checkpoint takes: the last one's size, else the estimate.
     needed = sum(file.stat().st_size for file in latest.rglob("*") if file.is_file()) if latest else estimate
-    if is_disk_full(error) or free_bytes(staging.parent) < needed:
-        reason = f"no space left on device (needs about {needed / 1e6:,.1f} MB in {staging.parent})"
-    elif isinstance(error, OSError):
-        reason = f"{error.strerror or error} ({error.filename or staging.parent})"
-    else:
-        reason = str(error).splitlines()[0]
+    reason = describe_write_error(error, staging.parent, needed)
     raise MonodistillError(
         f"could not save the checkpoint of step {step}: {reason}; the partial save was removed. "
-        f"Last good checkpoint: {latest or 'none'}; make room, then run the same command again to resume"
+        f"Last good checkpoint: {latest or 'none'}; make room, then run `{command_to_resume()}` to resume"
     )
 
 
@@ -234,30 +232,37 @@ def publish_checkpoint(staging: Path, path: Path, state: dict[str, Any]) -> None
     os.replace(staging, path)
 
 
-def write_manifest(folder: Path) -> None:
-    """Record the size and SHA-256 of every file in ``folder`` (written last: it vouches for the rest)."""
+def write_manifest(folder: Path, name: str = MANIFEST_FILE, leave_out: tuple[str, ...] = ()) -> None:
+    """Record the size and SHA-256 of every file in ``folder`` (written last: it vouches for the rest).
+
+    ``leave_out``: file names the manifest does not vouch for (a model card, rewritten after evaluation).
+    """
     files = {
         str(file.relative_to(folder)): {"bytes": file.stat().st_size, "sha256": _sha256(file)}
         for file in sorted(folder.rglob("*"))
-        if file.is_file() and file.name != MANIFEST_FILE
+        if file.is_file() and file.name != name and file.name not in leave_out
     }
-    atomic_write_text(folder / MANIFEST_FILE, json.dumps({"files": files}, indent=1) + "\n")
+    atomic_write_text(folder / name, json.dumps({"files": files}, indent=1) + "\n")
 
 
 def checkpoint_problem(checkpoint: Path) -> str | None:
     """Why ``checkpoint`` cannot be trusted (a missing, resized or altered file), or None when it is intact.
 
-    Checkpoints written before manifests existed are trusted as they are.
+    The manifest is written last, so a checkpoint without one was never completed.
     """
-    manifest = checkpoint / MANIFEST_FILE
-    if not manifest.is_file():
-        return None if (checkpoint / STATE_FILE).is_file() else f"{STATE_FILE} is missing"
+    if not (checkpoint / MANIFEST_FILE).is_file():
+        return f"{MANIFEST_FILE} is missing (the save never completed)"
+    return manifest_problem(checkpoint, MANIFEST_FILE)
+
+
+def manifest_problem(folder: Path, manifest_name: str) -> str | None:
+    """The first file of ``folder`` that does not match its manifest (missing, resized, altered), or None."""
     try:
-        files = json.loads(manifest.read_text())["files"]
-    except (ValueError, KeyError):
-        return f"{MANIFEST_FILE} is unreadable"
+        files = json.loads((folder / manifest_name).read_text())["files"]
+    except (OSError, ValueError, KeyError):
+        return f"{manifest_name} is unreadable"
     for name, expected in files.items():
-        file = checkpoint / name
+        file = folder / name
         if not file.is_file():
             return f"{name} is missing"
         size = file.stat().st_size
@@ -266,6 +271,43 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
         if _sha256(file) != expected["sha256"]:
             return f"{name} does not match its checksum"
     return None
+
+
+def model_folder_problem(folder: Path) -> str | None:
+    """Why a saved model folder cannot be loaded, or None: files that fail the manifest monodistill wrote
+    with it (``MODEL_MANIFEST``), or, for a folder written elsewhere, no weights or a truncated one.
+
+    Reads every file once when there is a manifest (about a second per GB), only headers otherwise.
+    """
+    if not (folder / "config.json").is_file():
+        return "config.json is missing"
+    if (folder / MODEL_MANIFEST).is_file():
+        return manifest_problem(folder, MODEL_MANIFEST)
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("pytorch_model*.bin"))
+    if not weights:
+        return "it holds no model weights (model.safetensors or pytorch_model.bin)"
+    from safetensors import SafetensorError, safe_open
+
+    for file in weights:
+        if file.suffix != ".safetensors":
+            continue
+        try:
+            with safe_open(str(file), "pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as error:
+            return f"{file.name} is damaged ({str(error).splitlines()[0]})"
+    return None
+
+
+def check_model_folder(folder: Path, what: str = "model") -> None:
+    """Refuse, in one line naming the folder and the problem, a model folder that cannot be loaded.
+
+    Raises:
+        MonodistillError: see ``model_folder_problem``.
+    """
+    problem = model_folder_problem(folder)
+    if problem is not None:
+        raise MonodistillError(f"{what} folder {folder} is damaged or incomplete: {problem}")
 
 
 def latest_intact_checkpoint(run_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
@@ -306,8 +348,24 @@ def free_bytes(path: Path) -> int:
 
 
 def is_disk_full(error: BaseException) -> bool:
-    """Whether an error means the file system ran out of space (or quota)."""
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    """Whether an error means the file system ran out of space (or quota), whichever library raised it.
+
+    safetensors and torch's writer report the OS error in their own types, as text ("os error 28").
+    """
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(error)
+    return any(f"os error {code}" in text for code in (errno.ENOSPC, errno.EDQUOT)) or "No space left" in text
+
+
+def describe_write_error(error: BaseException, folder: Path, needed: int | None = None) -> str:
+    """A failed write in a few words: no space left (and how much is needed where), or the OS's reason."""
+    if is_disk_full(error) or (needed is not None and free_bytes(folder) < needed):
+        room = f"needs about {needed / 1e6:,.1f} MB in {folder}" if needed else f"in {folder}"
+        return f"no space left on device ({room})"
+    if isinstance(error, OSError):
+        return f"{error.strerror or error} ({error.filename or folder})"
+    return str(error).splitlines()[0]
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

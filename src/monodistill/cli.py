@@ -11,11 +11,12 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from monodistill import __version__
 from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, lists_students, load_config
-from monodistill.errors import Interrupted, MonodistillError
+from monodistill.errors import Interrupted, MonodistillError, Stopped, command_to_resume, record_command
 
 DESCRIPTION = """\
 Distil small single-language BERT students out of multilingual masked-LM
@@ -36,7 +37,7 @@ examples:
 Settings: built-in defaults, then a YAML file (--config), then flags, then
 section.field=value overrides (evaluate takes field=value or evaluate.field=value).
 Bad input is refused before anything trains, in one line on stderr (exit status 2).
-Ctrl-C saves a checkpoint and exits with 130; the same command resumes the run
+Ctrl-C saves a checkpoint and exits with 130 (SIGTERM: 143); the same command resumes the run
 (distill: add --resume)."""
 
 
@@ -70,13 +71,24 @@ def distill(
         if student is not None:
             raise MonodistillError(f"--student {student}: {config} lists its students; give one or the other")
         sweep = load_config(ExperimentConfig, config, overrides, updates)
+        _check_resumable_folder(sweep.output_dir, resume)
         distil_experiment(sweep, resume=resume, overwrite=overwrite)
         return Path(sweep.output_dir or ".") / "students"
 
     from monodistill.recipe import run_distillation
 
     cfg = load_config(DistillConfig, config, overrides, {**updates, "student": {"preset": student}})
+    _check_resumable_folder(cfg.output_dir, resume)
     return run_distillation(cfg, resume=resume, overwrite=overwrite)
+
+
+def _check_resumable_folder(output: str | None, resume: bool) -> None:
+    """``--resume`` of a folder that does not exist is a typo, not a fresh start."""
+    if resume and output and not Path(output).exists():
+        raise MonodistillError(
+            f"nothing to resume in {output}: the folder does not exist; check the path, or leave out --resume "
+            "to start a new run there"
+        )
 
 
 def vocab(
@@ -157,22 +169,32 @@ def card(*, run: str, results: str | None = None) -> Path:
 
 
 def publish(
-    *, run: str, repo_id: str, private: bool = False, dry_run: bool = False, license: str | None = None
+    *,
+    run: str,
+    repo_id: str,
+    private: bool = False,
+    dry_run: bool = False,
+    license: str | None = None,
+    language: str | None = None,
 ) -> Path:
     """Upload a distilled student, its card, results and figures to the Hugging Face Hub; returns the run folder.
 
-    ``dry_run`` lists the files and sizes and validates the card's metadata, uploading nothing.
+    ``dry_run`` lists the files and sizes and validates the card's metadata, uploading nothing;
+    ``language`` stands in for the run's ``data.language`` in the card.
     """
     from monodistill.publish import publish_run
 
-    return publish_run(Path(run), repo_id, private=private, dry_run=dry_run, license=license)
+    return publish_run(Path(run), repo_id, private=private, dry_run=dry_run, license=license, language=language)
 
 
-def export(*, model: str, output: str, quantize: str | None = None) -> Path:
-    """Export a student or a fine-tuned classifier to ONNX (optionally int8); returns the model file."""
+def export(*, model: str, output: str, quantize: str | None = None, overwrite: bool = False) -> Path:
+    """Export a student or a fine-tuned classifier to ONNX (optionally int8); returns the model file.
+
+    ``overwrite`` replaces an earlier export in ``output`` as a whole.
+    """
     from monodistill.export import export_model
 
-    return export_model(Path(model), Path(output), quantize)
+    return export_model(Path(model), Path(output), quantize, overwrite=overwrite)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,16 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the repository private")
     p.add_argument("--dry-run", action="store_true", help="list the files and validate the card; upload nothing")
     p.add_argument("--license", help="Hub licence id for the card (e.g. apache-2.0); the upload needs one")
+    p.add_argument("--language", help="ISO 639 code for the card (e.g. tl, fil) when the run has no data.language")
 
     p = commands.add_parser("export", help="export a student or fine-tuned classifier to ONNX for CPU inference")
     p.add_argument("model", metavar="MODEL_DIR", help="student/ folder, or a model kept by evaluate.save_models")
     p.add_argument("--output", required=True, help="folder for model.onnx, the tokenizer and export.json")
     p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8, ONNX Runtime)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output, all of it")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script.
+
+    Exit status: 0 on success, 2 for bad input, 128 + the signal number after SIGINT (130) or SIGTERM
+    (143), as a shell reports them, once what was finished is saved.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    record_command(argv)
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
     handlers: dict[str, Callable[..., Path]] = {
@@ -260,24 +290,36 @@ def main(argv: list[str] | None = None) -> int:
         "publish": publish,
         "export": export,
     }
+    # Every command stops on SIGTERM as on Ctrl-C, also when started in the background (where a shell
+    # leaves SIGINT ignored); the distillation loop puts its own handlers in place while it trains.
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         result = handlers[command](**args)
     except MonodistillError as error:
         print(f"monodistill {command}: error: {error}", file=sys.stderr)
-        return _exit_status(error)
+        if isinstance(error, Interrupted):
+            return 128 + (error.signal or signal.SIGTERM)
+        return 2
+    except Stopped as stop:
+        print(
+            f"monodistill {command}: stopped by signal {stop.signal} ({signal.Signals(stop.signal).name}); "
+            f"what was finished is saved: run `{command_to_resume()}` to continue",
+            file=sys.stderr,
+        )
+        return 128 + stop.signal
     except KeyboardInterrupt:
         print(f"monodistill {command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _close_process_group()
     print(result)
     return 0
 
 
-def _exit_status(error: MonodistillError) -> int:
-    """2 for bad input; 128 + 2 for a run that Ctrl-C (SIGINT) stopped after saving, as a shell reports it."""
-    stopped_by = error.signal if isinstance(error, Interrupted) else None
-    return 128 + signal.SIGINT if stopped_by == signal.SIGINT else 2
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
 
 
 def _close_process_group() -> None:

@@ -1,4 +1,10 @@
-"""The exception types users see: a clear message, no traceback."""
+"""The exception types users see: a clear message, no traceback; and the command that continues a run."""
+
+from __future__ import annotations
+
+import shlex
+
+_COMMAND: list[str] = []
 
 
 class MonodistillError(Exception):
@@ -23,6 +29,35 @@ class Interrupted(MonodistillError):
 
 class NonFiniteLoss(MonodistillError):
     """A student's loss was NaN or infinite; in a group only that student stops."""
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGINT outside the distillation loop (which saves a checkpoint first, ``Interrupted``).
+
+    A ``KeyboardInterrupt``, so that no library's ``except Exception`` swallows it on the way out.
+    """
+
+    def __init__(self, signal: int) -> None:
+        super().__init__(signal)
+        self.signal = signal
+
+
+def record_command(argv: list[str]) -> None:
+    """Remember the command line being run (``cli.main``), for ``command_to_resume``."""
+    _COMMAND[:] = ["monodistill", *argv]
+
+
+def command_to_resume() -> str:
+    """The command that continues what this one started: the same, with ``--resume`` for ``distill``.
+
+    ``--overwrite`` is dropped: it would start again. Outside the CLI (the Python API), a description.
+    """
+    if not _COMMAND:
+        return "the same call with resume=True"
+    argv = [item for item in _COMMAND if item != "--overwrite"]
+    if len(argv) > 1 and argv[1] == "distill" and "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join(argv)
 
 
 def not_utf8(path: object, byte: int, offset: int) -> MonodistillError:

@@ -17,6 +17,10 @@ activations quantized on the fly); its logits drift from fp32, so its task accur
     DIR/model.int8.onnx     with --quantize int8
     DIR/config.json, tokenizer files
     DIR/export.json         source, exporter, opset, the measured differences
+
+The folder is written whole or not at all (staged beside it, then swapped in): a failed export leaves
+what was there, and ``--overwrite`` replaces an earlier export entirely, so no file of it survives
+beside the new one. Any other content in ``DIR`` is refused, with or without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from transformers import (
 )
 
 from monodistill import checkpoint as ckpt
+from monodistill import runfolder
 from monodistill.errors import MonodistillError
 
 DYNAMO = False
@@ -46,6 +51,8 @@ OPSET = 17
 TOLERANCE = 1e-4
 """Largest absolute logit difference between ONNX Runtime fp32 and PyTorch that an export may show."""
 QUANTIZATIONS = ("int8",)
+EXPORT_FILES = ("export.json", "model.onnx")
+"""Files that mark a folder as an earlier export, which ``overwrite`` may replace."""
 FORWARD_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 SAMPLE_TEXTS = ["Magandang umaga sa inyong lahat!", "Isang maikling pangungusap."]
 """Texts of different lengths, so the check batch has padding."""
@@ -56,23 +63,55 @@ HEADS = {
 }
 
 
-def export_model(model_dir: Path, output: Path, quantize: str | None = None) -> Path:
+def export_model(model_dir: Path, output: Path, quantize: str | None = None, overwrite: bool = False) -> Path:
     """Export ``model_dir`` (a saved student or fine-tuned classifier) to ONNX; returns the final model file.
 
+    ``output`` must be new, empty, or with ``overwrite`` an earlier export, which is replaced as a whole.
+
     Raises:
-        MonodistillError: when the folder holds no model, the export extra is missing, the quantization
-            is unknown, or the exported logits differ from PyTorch's by more than ``TOLERANCE``.
+        MonodistillError: when the folder holds no model or a damaged one, ``output`` is taken, the export
+            extra is missing, the quantization is unknown, or the exported logits differ from PyTorch's
+            by more than ``TOLERANCE``.
     """
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise MonodistillError(f"--quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    runfolder.check_output_path(output)
     if not (model_dir / "config.json").is_file():
         raise MonodistillError(f"{model_dir} holds no config.json: pass a student/ folder or a saved fine-tuned model")
+    ckpt.check_model_folder(model_dir)
+    check_output(output, overwrite)
     ort = _require_onnxruntime()
     model = load_for_export(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with ckpt.atomic_dir(output) as staging:
+        record = {"source": str(model_dir.resolve()), **write_export(model, tokenizer, staging, quantize, ort)}
+        (staging / "export.json").write_text(json.dumps(record, indent=2) + "\n")
+    return output / ("model.int8.onnx" if quantize == "int8" else "model.onnx")
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse an ``output`` folder that holds anything, unless it is an earlier export and ``overwrite`` is set."""
+    held = sorted(path.name for path in output.iterdir()) if output.is_dir() else []
+    if not held:
+        return
+    if not any((output / name).is_file() for name in EXPORT_FILES):
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise MonodistillError(f"--output {output} holds files that are not an export ({shown}); choose a new folder")
+    if not overwrite:
+        raise MonodistillError(f"--output {output} holds an earlier export; pass --overwrite to replace all of it")
+
+
+def write_export(
+    model: PreTrainedModel, tokenizer: Any, folder: Path, quantize: str | None, ort: Any
+) -> dict[str, Any]:
+    """Write the ONNX graph(s), config and tokenizer into ``folder``; returns the export's record.
+
+    Raises:
+        MonodistillError: the fp32 graph's logits differ from PyTorch's by more than ``TOLERANCE``.
+    """
     sample = dict(tokenizer(SAMPLE_TEXTS, padding=True, return_tensors="pt"))
-    output.mkdir(parents=True, exist_ok=True)
-    path = output / "model.onnx"
+    path = folder / "model.onnx"
     # Positional, in the order of BERT's forward(input_ids, attention_mask, token_type_ids), which is not
     # the tokenizer's order: the TorchScript exporter traces positional arguments.
     names = [name for name in FORWARD_INPUTS if name in sample]
@@ -93,7 +132,6 @@ def export_model(model_dir: Path, output: Path, quantize: str | None = None) -> 
     if difference > TOLERANCE:
         raise MonodistillError(f"the ONNX export's logits differ from PyTorch's by {difference:.2e} (> {TOLERANCE})")
     record: dict[str, Any] = {
-        "source": str(model_dir.resolve()),
         "architecture": type(model).__name__,
         "exporter": "torch.onnx (dynamo)" if DYNAMO else "torch.onnx (TorchScript)",
         "opset": OPSET,
@@ -102,13 +140,12 @@ def export_model(model_dir: Path, output: Path, quantize: str | None = None) -> 
         "tolerance": TOLERANCE,
     }
     if quantize == "int8":
-        path = quantize_int8(output / "model.onnx", output / "model.int8.onnx")
-        drift = np.abs(run_session(ort.InferenceSession(str(path)), numpy_sample) - expected).max()
+        quantized = quantize_int8(path, folder / "model.int8.onnx")
+        drift = np.abs(run_session(ort.InferenceSession(str(quantized)), numpy_sample) - expected).max()
         record["int8_max_abs_logit_difference"] = float(drift)
-    model.config.save_pretrained(output)
-    tokenizer.save_pretrained(output)
-    ckpt.atomic_write_text(output / "export.json", json.dumps(record, indent=2) + "\n")
-    return path
+    model.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return record
 
 
 def load_for_export(model_dir: Path) -> PreTrainedModel:

@@ -10,13 +10,15 @@ What goes up, from a run folder ``EXP/students/NAME`` (``monodistill run``) or a
 
 ``--dry-run`` prints that list with sizes and validates the card's metadata offline with
 ``huggingface_hub``'s own parser (``ModelCard``: YAML, ``model-index`` structure) plus the checks the
-Hub applies to ids; the Hub's full validator needs the network. The upload refuses before any
-transfer when the licence is unset or there is no token, and fails in one line when the Hub is
+Hub applies to ids and the Hub's licence list (``HUB_LICENSES``); the Hub's full validator needs the
+network. A damaged student folder is refused before anything is loaded. The upload refuses before
+any transfer when the licence is unset or there is no token, and fails in one line when the Hub is
 unreachable.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import shutil
 import tempfile
@@ -34,16 +36,41 @@ RUN_RECORD = ("config.yaml", "environment.json", "metrics.jsonl")
 EVALUATION_FILES = ("summary.json", "summary.md")
 REPORT_PATTERNS = ("results.csv", "results.json", "report.md", "*.png")
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
+"""A plausible ISO 639 code (``tl``, ``fil``), optionally with BCP-47 subtags (``pt-BR``)."""
+HUB_LICENSES = frozenset(
+    # The Hub's own ids, from its docs page "Licenses" (huggingface.co/docs/hub/repositories-licenses);
+    # any other licence is `other` (with license_name and license_link in the card).
+    """apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0
+    bigcode-openrail-m afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc
+    cc0-1.0 cc-by-2.0 cc-by-2.5 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0
+    cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0
+    cdla-sharing-1.0 cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1
+    eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c
+    ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openmdw-1.0 openrail++ osl-3.0 postgresql ofl-1.1 ncsa
+    unlicense zlib pddl lgpl-lr deepfloyd-if-license fair-noncommercial-research-license llama2 llama3 llama3.1
+    llama3.2 llama3.3 llama4 gemma unknown other""".split()  # noqa: SIM905 (80 ids: a list literal is 80 lines)
+)
+"""Licence ids the Hub knows (``unknown`` is one, but ``publish`` treats it as unset)."""
 
 
 def publish_run(
-    run_dir: Path, repo_id: str, *, private: bool = False, dry_run: bool = False, license: str | None = None
+    run_dir: Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    dry_run: bool = False,
+    license: str | None = None,
+    language: str | None = None,
 ) -> Path:
     """Upload (or with ``dry_run`` list and validate) a distillation run; returns the run folder.
 
+    ``license`` is a Hub licence id (``HUB_LICENSES``); ``language`` an ISO 639 code for the card, in
+    place of the run's ``data.language``.
+
     Raises:
-        MonodistillError: a bad repo id or run folder, invalid card metadata, and for the real upload an
-            unset licence, no token, or an unreachable Hub, each in one line saying what to do.
+        MonodistillError: a bad repo id, licence, language or run folder, a damaged student, invalid card
+            metadata, and for the real upload an unset licence, no token, or an unreachable Hub, each in
+            one line saying what to do.
     """
     hub = _require_hub()
     try:
@@ -52,7 +79,11 @@ def publish_run(
         raise MonodistillError(f"--repo-id {repo_id!r} is not a Hub repository id: {_first_line(error)}") from None
     if repo_id.count("/") != 1:
         raise MonodistillError(f"--repo-id must be USER/NAME (or ORG/NAME), got {repo_id!r}")
-    card, notes = prepare_card(render_card(run_dir, license=license))
+    if license is not None and (problem := license_problem(license)):
+        raise MonodistillError(f"--license {problem}")
+    if language is not None and not LANGUAGE_CODE.match(language):
+        raise MonodistillError(f"--language {language!r} is not an ISO 639 code (2-3 lowercase letters: tl, fil)")
+    card, notes = prepare_card(render_card(run_dir, license=license, language=language))
     files = collect_files(run_dir)
     for note in notes:
         print(f"note: {note}")
@@ -90,9 +121,17 @@ def publish_run(
 
 
 def collect_files(run_dir: Path) -> dict[str, Path]:
-    """Repository path -> local file: the student, the run's record, and the evaluation and report if present."""
+    """Repository path -> local file: the student, the run's record, and the evaluation and report if present.
+
+    The student's README.md is replaced by the card rendered afresh; hidden files (the manifest that
+    vouches for the saved student, ``checkpoint.MODEL_MANIFEST``) stay local.
+    """
     student_dir = run_dir / ckpt.STUDENT_DIR
-    files = {path.name: path for path in sorted(student_dir.iterdir()) if path.is_file() and path.name != "README.md"}
+    files = {
+        path.name: path
+        for path in sorted(student_dir.iterdir())
+        if path.is_file() and path.name != "README.md" and not path.name.startswith(".")
+    }
     files |= {f"monodistill/{name}": run_dir / name for name in RUN_RECORD if (run_dir / name).is_file()}
     experiment = run_dir.parent.parent
     evaluation, report = experiment / "evaluate", experiment / "report"
@@ -134,7 +173,10 @@ def metadata_problems(metadata: dict[str, Any], eval_results: list[Any]) -> list
     problems = []
     for key in ("library_name", "pipeline_tag", "license", "language"):
         if not metadata.get(key):
-            problems.append(f"{key} is missing")
+            hint = " (pass --language CODE, e.g. tl, or set data.language)" if key == "language" else ""
+            problems.append(f"{key} is missing{hint}")
+    if metadata.get("license") and (problem := license_problem(str(metadata["license"]))):
+        problems.append(f"licence {problem}")
     languages = metadata.get("language") or []
     for code in [languages] if isinstance(languages, str) else languages:
         if not LANGUAGE_CODE.match(str(code)):
@@ -149,6 +191,15 @@ def metadata_problems(metadata: dict[str, Any], eval_results: list[Any]) -> list
         if not isinstance(result.metric_value, int | float):
             problems.append(f"model-index result {result.dataset_name}: metric value {result.metric_value!r}")
     return problems
+
+
+def license_problem(license: str) -> str | None:
+    """Why ``license`` is not a Hub licence id, naming the nearest ones; None when it is one."""
+    if license in HUB_LICENSES:
+        return None
+    nearest = difflib.get_close_matches(license.lower(), sorted(HUB_LICENSES - {"other"}), n=3, cutoff=0.5)
+    suggestion = f"nearest: {', '.join(nearest)}; " if nearest else ""
+    return f"{license!r} is not a Hub licence id ({suggestion}any other licence is `other`)"
 
 
 def card_license(card: str) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from accelerate.utils import set_seed
 from filelock import FileLock
+from safetensors import SafetensorError
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
@@ -31,7 +32,8 @@ from monodistill.data.blocks import build_blocks, tokenizer_fingerprint
 from monodistill.data.corpus import corpus_digest
 from monodistill.distill import StudentRun, TeacherPass, fit
 from monodistill.distill.student_run import capture_rng, set_rng_state
-from monodistill.errors import MonodistillError
+from monodistill.errors import MonodistillError, command_to_resume
+from monodistill.losses import check_objective
 from monodistill.resume import (
     DATA_ORDER,
     check_resumable,
@@ -40,6 +42,7 @@ from monodistill.resume import (
     length_settings,
     prepare_run_folder,
     run_settings,
+    with_resolved_paths,
 )
 from monodistill.student import StudentShape, build_student, resolve_shape
 from monodistill.sweep import check_group_fits, check_groupable
@@ -152,6 +155,7 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             stream.global_batch,
             {**fingerprints, "settings": run_settings(config), "length": length_settings(config)},
             rng_state,
+            teacher_config=teacher.config,
         )
         for config, run_dir, student, rng_state in zip(configs, run_dirs, students, streams, strict=True)
     ]
@@ -160,7 +164,7 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             run.resume(latest)
     if state.is_main_process:
         for config, run_dir in zip(configs, run_dirs, strict=True):
-            save_config(config, run_dir / "config.yaml")
+            save_config(with_resolved_paths(config), run_dir / "config.yaml")
             ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
     where = f"on {len(blocks.train):,} blocks of {lead.data.max_seq_length} tokens for {total_steps:,} steps"
     if group:
@@ -180,7 +184,11 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             if run.error is None and state.is_main_process:
                 assert run.final_metrics is not None
                 card = build_model_card(
-                    config, run.final_metrics, parameter_counts(student), parameter_counts(teacher), len(blocks.train)
+                    with_resolved_paths(config),
+                    run.final_metrics,
+                    parameter_counts(student),
+                    parameter_counts(teacher),
+                    len(blocks.train),
                 )
                 save_student(run_dir / ckpt.STUDENT_DIR, run.unwrapped_student(), tokenizer, card)
         state.wait_for_everyone()
@@ -239,12 +247,28 @@ def _float32_weights(config: DistillConfig, teacher: PreTrainedModel) -> PreTrai
 
 
 def save_student(path: Path, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: str) -> None:
-    """Write the student, its tokenizer and model card atomically, loadable with ``from_pretrained``."""
+    """Write the student, its tokenizer and model card atomically, loadable with ``from_pretrained``.
+
+    A manifest of every file (``checkpoint.MODEL_MANIFEST``) is written last, so that a damaged or
+    half-copied student is never taken for a finished one.
+
+    Raises:
+        MonodistillError: when it cannot be written (a full disk above all), after removing the partial
+            folder; the final checkpoint it comes from is intact, and the command to save it again is named.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with ckpt.atomic_dir(path) as staging:
-        student.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / "README.md").write_text(card)
+    try:
+        with ckpt.atomic_dir(path) as staging:
+            student.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            (staging / "README.md").write_text(card)
+            ckpt.write_manifest(staging, ckpt.MODEL_MANIFEST, leave_out=("README.md",))
+    except (OSError, RuntimeError, SafetensorError) as error:  # safetensors reports a full disk as its own error
+        raise MonodistillError(
+            f"could not save the student in {path}: {ckpt.describe_write_error(error, path.parent)}; the partial "
+            f"folder was removed and the final checkpoint is intact: make room, then run `{command_to_resume()}` "
+            "to save it"
+        ) from None
 
 
 def check_compatible(config: DistillConfig, teacher: PreTrainedModel, shape: StudentShape) -> None:
@@ -261,3 +285,10 @@ def check_compatible(config: DistillConfig, teacher: PreTrainedModel, shape: Stu
             f"loss.alpha_cosine needs equal hidden sizes; the student has {shape.hidden_size}, "
             f"the teacher {teacher.config.hidden_size}"
         )
+    student = {"layers": shape.num_layers, "hidden": shape.hidden_size, "heads": shape.num_heads}
+    sizes = {
+        "layers": teacher.config.num_hidden_layers,
+        "hidden": teacher.config.hidden_size,
+        "heads": teacher.config.num_attention_heads,
+    }
+    check_objective(config.loss, student, sizes, teacher.config.model_type)

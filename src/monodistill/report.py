@@ -13,7 +13,8 @@ Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation 
   (parameters, fine-tuning and inference speedups against the first model).
 
 Models are named as a reader knows them: ``teacher`` (the first model of an evaluation),
-``teacher-trimmed`` (the teacher on the trimmed vocabulary) and each student by its run's name.
+``teacher-trimmed`` (the teacher on the trimmed vocabulary) and each student by its run's name;
+``label_models`` gives each one label, the same in every table, figure, CSV/JSON row and the page.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,47 +55,59 @@ distilled at different temperatures compare on it; top-1 agreement alone can mis
 favours one token."""
 
 
-def find_inputs(run_dirs: list[Path]) -> tuple[dict[str, Path], list[Path]]:
-    """Distillation runs (label -> folder) and evaluation summaries found in the given folders."""
-    distillations: dict[str, Path] = {}
-    summaries: list[Path] = []
+@dataclass(frozen=True)
+class Named:
+    """A model of the report before it is labelled: a distillation run, or a model of an evaluation."""
+
+    name: str
+    """How a reader knows it (``display_name``, ``run_name``)."""
+    experiment: Path
+    """The experiment folder it belongs to (``experiment_folder``), resolved."""
+    folder: Path
+    """Where it was found: the run folder, or the evaluation folder, as given."""
+    table: str
+    """``distillation`` or ``evaluation``: the labels of one table (and its figures) must differ."""
+
+
+def find_inputs(run_dirs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Distillation run folders and evaluation summaries found in the given folders, each once."""
+    runs: dict[Path, Path] = {}
+    summaries: dict[Path, Path] = {}
     for folder in run_dirs:
         if not folder.is_dir():
             raise MonodistillError(f"report input {folder} does not exist")
         for metrics in sorted(folder.rglob(ckpt.METRICS_FILE)):
-            run = metrics.parent
-            label = run.name if run.name not in distillations else f"{run.parent.name}/{run.name}"
-            distillations[label] = run
-        summaries += sorted(folder.rglob("summary.json"))
-    if not distillations and not summaries:
-        raise MonodistillError(f"no distillation runs (metrics.jsonl) or evaluations (summary.json) in {run_dirs}")
-    return distillations, summaries
+            runs.setdefault(metrics.parent.resolve(), metrics.parent)
+        for summary in sorted(folder.rglob("summary.json")):
+            summaries.setdefault(summary.resolve(), summary)
+    if not runs and not summaries:
+        folders = ", ".join(str(folder) for folder in run_dirs)
+        raise MonodistillError(f"no distillation runs (metrics.jsonl) or evaluations (summary.json) in {folders}")
+    return list(runs.values()), list(summaries.values())
 
 
 def write_report(run_dirs: list[Path], output: Path) -> Path:
     """Write report.md, report.html, results.csv/json and PNG figures for the given folders; returns report.md."""
     runfolder.check_output_path(output)
-    distillations, summaries = find_inputs(run_dirs)
+    runs, summary_paths = find_inputs(run_dirs)
+    summaries = {path: json.loads(path.read_text()) for path in summary_paths}
+    run_labels, model_labels = report_labels(runs, summaries)
     output.mkdir(parents=True, exist_ok=True)
     sections = ["# monodistill report", ""]
     rows: list[dict[str, Any]] = []
-    cards: dict[str, Path] = {}
-    for summary_path in summaries:
-        summary = with_display_names(json.loads(summary_path.read_text()))
+    cards: dict[Path, str] = {}  # model card -> label, each card once
+    for summary_path, raw in summaries.items():
+        summary = with_labels(raw, model_labels[summary_path])
         sections += [f"## Evaluation: {summary_path.parent}", "", format_summary(summary)]
-        summary_rows = result_rows(summary, str(summary_path.parent))
-        if len(summaries) > 1:  # the figures pool every evaluation: say which one each model comes from
-            folder = summary_path.parent
-            experiment = folder.parent.name if folder.name == "evaluate" else folder.name
-            summary_rows = [{**row, "model": f"{experiment}/{row['model']}"} for row in summary_rows]
-        rows += summary_rows
-        cards |= {name: Path(entry["model"]) / "README.md" for name, entry in summary["models"].items()}
+        rows += result_rows(summary, str(summary_path.parent))
+        for label, entry in summary["models"].items():
+            cards.setdefault(Path(entry["model"]) / "README.md", label)
     if summaries:
         plot_quality(rows, output / "quality.png")
         plot_cost(rows, output / "cost.png")
         sections += ["![quality](quality.png)", "", "![size and speed](cost.png)", ""]
-    if distillations:
-        records = {label: ckpt.read_metrics(run) for label, run in distillations.items()}
+    if runs:
+        records = {run_labels[run]: ckpt.read_metrics(run) for run in runs}
         sections += ["## Distillation", "", distillation_table(records), ""]
         plot_distillation(records, output / "distillation.png")
         sections += ["![distillation curves](distillation.png)", ""]
@@ -103,20 +117,72 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     ckpt.atomic_write_text(report, "\n".join(sections) + "\n")
     settings = [path for folder in run_dirs if (path := folder / "config.yaml").is_file()]
     settings += [path for summary in summaries if (path := summary.parent / "config.yaml").is_file()]
-    page = render_html(sections, output, card_summaries(cards), list(dict.fromkeys(settings)))
+    card_paths = {label: path for path, label in cards.items()}
+    page = render_html(sections, output, card_summaries(card_paths), list(dict.fromkeys(settings)))
     ckpt.atomic_write_text(output / "report.html", page)
     return report
 
 
-def with_display_names(summary: dict[str, Any]) -> dict[str, Any]:
-    """The summary with its models keyed by display names (``teacher``, ``teacher-trimmed``, a student's
-    run name) instead of result-folder labels; a name that would clash keeps the label."""
+def report_labels(
+    runs: list[Path], summaries: dict[Path, dict[str, Any]]
+) -> tuple[dict[Path, str], dict[Path, dict[str, str]]]:
+    """The label of each distillation run, and of each model of each evaluation (summary -> its label -> label)."""
+    named = [Named(run_name(run), experiment_folder(run), run, "distillation") for run in runs]
+    evaluated = []  # (summary, result-folder label) of each evaluated model, in the order of `named` after the runs
+    for path, summary in summaries.items():
+        experiment = experiment_folder(path.parent)
+        for label, name in display_names(summary).items():
+            named.append(Named(name, experiment, path.parent, "evaluation"))
+            evaluated.append((path, label))
+    labels = label_models(named)
+    model_labels: dict[Path, dict[str, str]] = {path: {} for path in summaries}
+    for (path, label), report_label in zip(evaluated, labels[len(runs) :], strict=True):
+        model_labels[path][label] = report_label
+    return dict(zip(runs, labels[: len(runs)], strict=True)), model_labels
+
+
+def label_models(models: list[Named]) -> list[str]:
+    """The one label of each model, used in every table, figure, CSV/JSON row and the HTML page.
+
+    A model goes by its name when the report covers one experiment, and by EXPERIMENT/NAME
+    (``c8ref/student``) when it covers several, so that a student's distillation curves and its scores
+    carry the same label. Two models of one table that would still share a label (same experiment and
+    name) go by the folder they were found in: FOLDER/NAME.
+    """
+    several = len({model.experiment for model in models}) > 1
+    labels = [f"{model.experiment.name}/{model.name}" if several else model.name for model in models]
+    tables = [(model.table, label) for model, label in zip(models, labels, strict=True)]
+    return [
+        label if tables.count((model.table, label)) == 1 else _folder_label(model)
+        for model, label in zip(models, labels, strict=True)
+    ]
+
+
+def _folder_label(model: Named) -> str:
+    return str(model.folder) if model.folder.name == model.name else f"{model.folder}/{model.name}"
+
+
+def experiment_folder(folder: Path) -> Path:
+    """The experiment a run or evaluation folder belongs to: EXP for ``EXP/students/NAME`` and ``EXP/evaluate``
+    (``monodistill run``'s layout); otherwise the folder it sits in (``runs`` for ``runs/tiny``)."""
+    folder = folder.resolve()
+    return folder.parent.parent if folder.parent.name == "students" else folder.parent
+
+
+def with_labels(summary: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    """The summary with its models keyed by their report labels (``report_labels``) instead of
+    result-folder labels, which each keeps as ``label``."""
+    models = {labels[label]: {**entry, "label": label} for label, entry in summary["models"].items()}
+    return {**summary, "baseline": labels.get(summary["baseline"], summary["baseline"]), "models": models}
+
+
+def display_names(summary: dict[str, Any]) -> dict[str, str]:
+    """Result-folder label -> display name (``teacher``, ``teacher-trimmed``, a student's run name) of
+    each model of an evaluation; a name that would clash within it keeps the label."""
     labels = list(summary["models"])
     names = [display_name(summary["models"][label]["model"], index) for index, label in enumerate(labels)]
     names = [name if names.count(name) == 1 else label for name, label in zip(names, labels, strict=True)]
-    renamed = dict(zip(labels, names, strict=True))
-    models = {renamed[label]: {**entry, "label": label} for label, entry in summary["models"].items()}
-    return {**summary, "baseline": renamed.get(summary["baseline"], summary["baseline"]), "models": models}
+    return dict(zip(labels, names, strict=True))
 
 
 def display_name(model: str, index: int) -> str:
@@ -127,11 +193,16 @@ def display_name(model: str, index: int) -> str:
     if path.name == "teacher" and path.parent.name == "vocab":
         return "teacher-trimmed"
     if path.name == ckpt.STUDENT_DIR:
-        config = path.parent / "config.yaml"
-        settings = yaml.safe_load(config.read_text()) if config.is_file() else None
-        student = settings.get("student") if isinstance(settings, dict) else None
-        return str((student or {}).get("name") or path.parent.name)
+        return run_name(path.parent)
     return path.name or model
+
+
+def run_name(run: Path) -> str:
+    """A distillation run's name: its config's ``student.name``, else the run folder's name."""
+    config = run / "config.yaml"
+    settings = yaml.safe_load(config.read_text()) if config.is_file() else None
+    student = settings.get("student") if isinstance(settings, dict) else None
+    return str((student if isinstance(student, dict) else {}).get("name") or run.resolve().name)
 
 
 def result_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
@@ -304,6 +375,8 @@ def card_summaries(cards: dict[str, Path]) -> dict[str, str]:
             continue
         body = text.split("---", 2)[2] if text.startswith("---") else text  # drop the Hub front matter
         title = next((line for line in body.splitlines() if line.startswith("# ")), f"# {name}")
+        if not title.startswith(f"# {name}:"):  # the card's own name is not the report's label
+            title += f" ({name})"
         parts = re.split(r"^## ", body, flags=re.MULTILINE)[1:]
         kept = [f"### {part.strip()}" for part in parts if part.split("\n", 1)[0].strip() in CARD_SECTIONS]
         summaries[name] = "\n\n".join([f"## Model card: {title.removeprefix('# ')}", *kept])

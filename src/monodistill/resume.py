@@ -10,6 +10,7 @@ settings, data and global batch it was trained with (``FREE_FIELDS`` aside).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,16 @@ def is_done(config: DistillConfig, run_dir: Path, latest: Path | None) -> bool:
     if latest is None:
         return False
     state = ckpt.read_state(latest)
-    finished = state.get("complete") and state.get("length") == length_settings(config)
-    return bool(finished) and (run_dir / ckpt.STUDENT_DIR).is_dir()
+    if not (state.get("complete") and state.get("length") == length_settings(config)):
+        return False
+    student = run_dir / ckpt.STUDENT_DIR
+    problem = ckpt.model_folder_problem(student) if student.is_dir() else "it is missing"
+    if problem is not None:
+        ranks.process_state().print(
+            f"the saved student in {student} is damaged or incomplete ({problem}); "
+            "saving it again from the final checkpoint"
+        )
+    return problem is None
 
 
 def prepare_run_folder(config: DistillConfig, run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
@@ -117,14 +126,23 @@ def prepare_run_folder(config: DistillConfig, run_dir: Path, resume: bool, overw
     return latest
 
 
+def with_resolved_paths(config: DistillConfig) -> DistillConfig:
+    """``config`` with its local teacher, corpus and vocabulary as absolute paths, readable from any folder.
+
+    What a run folder records: a relative spelling would mean another file from another working folder.
+    """
+    resolved = {}
+    for section, name in (("teacher", "name_or_path"), ("data", "corpus"), ("vocab", "path")):
+        value = getattr(getattr(config, section), name)
+        if isinstance(value, str) and is_local_reference(value):
+            value = str(Path(value).expanduser().resolve())
+        resolved[section] = replace(getattr(config, section), **{name: value})
+    return replace(config, **resolved)
+
+
 def run_settings(config: DistillConfig) -> dict[str, Any]:
     """The flat settings a run is compared by, local paths resolved (so that any spelling of one compares equal)."""
-    settings = flatten(config_to_dict(config))
-    for key in ("teacher.name_or_path", "data.corpus", "vocab.path"):
-        value = settings.get(key)
-        if isinstance(value, str) and is_local_reference(value):
-            settings[key] = str(Path(value).expanduser().resolve())
-    return settings
+    return flatten(config_to_dict(with_resolved_paths(config)))
 
 
 def check_resumed_settings(config: DistillConfig, run_dir: Path, latest: Path) -> None:

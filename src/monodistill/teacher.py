@@ -7,16 +7,18 @@ vocabulary is trimmed. ``mlm_head`` knows the head layout of each supported fami
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
-from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from transformers.tokenization_utils_base import FULL_TOKENIZER_FILE, PreTrainedTokenizerBase
 from transformers.utils import logging as transformers_logging
 
 from monodistill.config import TeacherConfig
@@ -32,6 +34,14 @@ HEAD_PREFIXES = ("cls.", "lm_head.", "lm_predictions.", "vocab_", "generator_")
 # (microsoft's original checkpoints, e.g. mdeberta-v3-base, whose configs leave the flag at True).
 DEBERTA_HEAD_PREFIX = {True: "cls.predictions.", False: "lm_predictions.lm_head."}
 ELECTRA_HINT = "use a generator checkpoint (ElectraForMaskedLM, e.g. google/electra-base-generator)"
+EMBEDDING_PADDING_ROWS = 1024
+"""Embedding rows a model may hold beyond its tokenizer: ``vocab_size`` rounded up for fast matmuls
+(DeBERTa-v3: 128,001 tokens in 128,100 rows; mDeBERTa-v3: 250,102 in 251,000; ModernBERT: 50,280 in
+50,368). A tokenizer smaller by more is another model's, or a trimmed one."""
+TRIMMED_VOCAB_MARKER = "id_map.json"
+"""The file of a trimmed vocabulary folder (``vocab.folder.ID_MAP_FILE``): its tokenizer indexes a sliced model."""
+LOAD_REPORT_LOGGER = "transformers.modeling_utils"
+"""Where transformers logs its table of missing, unexpected and mismatched weights, as one record."""
 
 
 def is_local_reference(name_or_path: str) -> bool:
@@ -67,17 +77,74 @@ def load_model_config(name_or_path: str, revision: str | None = None, kind: str 
         raise hub_error(kind, name_or_path, error) from None
 
 
-def load_tokenizer(name_or_path: str, revision: str | None = None, kind: str = "teacher") -> PreTrainedTokenizerBase:
-    """Load a fast tokenizer, with a clear error when there is none."""
+def load_tokenizer(
+    name_or_path: str, revision: str | None = None, kind: str = "teacher", model_config: Any | None = None
+) -> PreTrainedTokenizerBase:
+    """Load the model's own tokenizer and check that it fits the model's embeddings.
+
+    Every loader of a teacher or an evaluated model goes through here. ``model_config`` is read from
+    ``name_or_path`` when not given; a local folder without ``config.json`` holds a tokenizer only
+    (``monodistill vocab`` may count with one), and is checked for its files alone.
+
+    Raises:
+        MonodistillError: for no tokenizer, a local folder without tokenizer files (transformers would
+            give it a stand-in of a few tokens), a teacher tokenizer without a mask token, or a tokenizer
+            whose size does not fit the embedding (``check_tokenizer_fits``).
+    """
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError, TypeError) as error:
         if os.path.isdir(name_or_path):
             raise MonodistillError(f"{kind} folder {name_or_path} holds no usable tokenizer: {error}") from None
         raise hub_error(f"{kind} tokenizer", name_or_path, error) from None
+    if os.path.isdir(name_or_path):
+        check_tokenizer_files(Path(name_or_path), tokenizer, kind)
     if kind == "teacher" and tokenizer.mask_token is None:
         raise MonodistillError(f"the tokenizer of {kind} {name_or_path} has no mask token: it is not for masked LM")
+    tokenizer_only = os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json"))
+    if model_config is None and not tokenizer_only:
+        model_config = load_model_config(name_or_path, revision, kind)
+    if model_config is not None:
+        check_tokenizer_fits(tokenizer, model_config, name_or_path, kind)
     return tokenizer
+
+
+def check_tokenizer_files(folder: Path, tokenizer: PreTrainedTokenizerBase, kind: str = "teacher") -> None:
+    """Refuse a folder that holds none of the files its tokenizer class reads its vocabulary from.
+
+    transformers builds such a folder's tokenizer from defaults (a BERT tokenizer of 5 tokens), so every
+    word would become ``[UNK]``: blocks of nothing, scores of nothing, a corpus wrongly called UNK-dominated.
+    """
+    names = sorted({FULL_TOKENIZER_FILE, *type(tokenizer).vocab_files_names.values()})
+    if not any((folder / name).is_file() for name in names):
+        raise MonodistillError(
+            f"{kind} folder {folder} holds no tokenizer files ({', '.join(names)}), so transformers would make up "
+            f"a {len(tokenizer)}-token one; copy the tokenizer the model was trained with into it"
+        )
+
+
+def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, model_config: Any, name_or_path: str, kind: str) -> None:
+    """Refuse a tokenizer larger than the model's embedding, or smaller by more than ``EMBEDDING_PADDING_ROWS``.
+
+    A much smaller tokenizer is accepted in a trimmed vocabulary folder (one with ``id_map.json``).
+    """
+    rows = getattr(model_config, "vocab_size", None)
+    if rows is None:
+        return
+    tokens = len(tokenizer)
+    if tokens > rows:
+        raise MonodistillError(
+            f"the tokenizer of {kind} {name_or_path} has {tokens} tokens but the model only {rows} embeddings: "
+            "tokenizer and model do not match; copy the tokenizer the model was trained with into it"
+        )
+    trimmed_folder = os.path.isdir(name_or_path) and os.path.isfile(os.path.join(name_or_path, TRIMMED_VOCAB_MARKER))
+    if rows - tokens > EMBEDDING_PADDING_ROWS and not trimmed_folder:
+        raise MonodistillError(
+            f"the tokenizer of {kind} {name_or_path} has {tokens} tokens but the model {rows} embedding rows, "
+            f"more than the {EMBEDDING_PADDING_ROWS} of padding models round up to: tokenizer and model do not match. "
+            "Copy the tokenizer the model was trained with into it; a trimmed tokenizer belongs with its "
+            f"{TRIMMED_VOCAB_MARKER} as vocab.path, not as the {kind}"
+        )
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -115,14 +182,10 @@ def load_teacher(config: TeacherConfig) -> tuple[PreTrainedModel, PreTrainedToke
             f"teacher {config.name_or_path} is not a masked language model (architectures: {architectures}); "
             "use a checkpoint saved from a *ForMaskedLM class"
         )
+    # Checked against config.json before the weights are read; load_weights holds the weights to config.json.
+    tokenizer = load_tokenizer(config.name_or_path, config.revision, model_config=model_config)
     model = load_masked_lm(config, model_config.model_type)
     model.eval().requires_grad_(False)
-    tokenizer = load_tokenizer(config.name_or_path, config.revision)
-    if len(tokenizer) > model.config.vocab_size:
-        raise MonodistillError(
-            f"the tokenizer of {config.name_or_path} has {len(tokenizer)} tokens but the model only "
-            f"{model.config.vocab_size} embeddings: tokenizer and model do not match"
-        )
     return model, tokenizer
 
 
@@ -155,17 +218,65 @@ def _from_pretrained(config: TeacherConfig, quiet: bool = False, **overrides: An
     if quiet:
         transformers_logging.set_verbosity_error()
     try:
-        return AutoModelForMaskedLM.from_pretrained(
+        return load_weights(
+            AutoModelForMaskedLM,
             config.name_or_path,
             revision=config.revision,
             dtype=resolve_dtype(config.dtype),
-            output_loading_info=True,
             **overrides,
         )
-    except (OSError, ValueError) as error:
-        raise MonodistillError(f"could not load teacher weights from {config.name_or_path}: {error}") from None
     finally:
         transformers_logging.set_verbosity(verbosity)
+
+
+def load_weights(
+    model_class: Any, name_or_path: str, kind: str = "teacher", quiet: bool = False, **kwargs: Any
+) -> tuple[PreTrainedModel, dict[str, Any]]:
+    """``model_class.from_pretrained`` with its loading info, refusing in one line weights that do not fit config.json.
+
+    transformers raises on a tensor whose shape differs from the one config.json builds (a ``vocab_size``
+    edited or copied from another model) only after logging a table, with an error that says to read
+    it. Here the first such tensor is named with both shapes. ``quiet`` drops transformers' table.
+
+    Raises:
+        MonodistillError: for weights that cannot be read or do not fit the config.
+    """
+    report_logger = logging.getLogger(LOAD_REPORT_LOGGER)
+    drop = _drop_load_report if quiet else _drop_mismatch_report  # a mismatch is reported below instead
+    report_logger.addFilter(drop)
+    try:
+        model, info = model_class.from_pretrained(
+            name_or_path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+        )
+    except (OSError, ValueError, RuntimeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise MonodistillError(f"could not load {kind} weights from {name_or_path}: {reason}") from None
+    finally:
+        report_logger.removeFilter(drop)
+    # Mismatched tensors were re-initialised at random: refuse rather than train or score them.
+    mismatched = sorted(info.get("mismatched_keys") or [])
+    if mismatched:
+        key, stored, built = mismatched[0]
+        rows = getattr(model.config, "vocab_size", None)
+        if rows is not None and built[0] == rows != stored[0]:
+            what = f"says vocab_size={rows} but {key} holds {stored[0]} rows"
+        else:
+            what = f"builds {key} as {list(built)} but the weights hold {list(stored)}"
+        others = f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else ""
+        raise MonodistillError(
+            f"{kind} {name_or_path}: config.json does not match the weights: it {what}{others}; "
+            "use the config.json saved with these weights"
+        )
+    return model, info
+
+
+def _drop_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
+def _drop_mismatch_report(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return "LOAD REPORT" not in message or "MISMATCH" not in message
 
 
 def untrained_head_keys(model: PreTrainedModel, missing_keys: Iterable[str]) -> list[str]:

@@ -100,11 +100,20 @@ def truncate_train(entry: Path) -> str:
 
 
 def scramble_train(entry: Path) -> str:
-    # Same size, so the manifest passes: the failure to read the split is what is caught.
+    # Same size: the checksum in the manifest catches it before Arrow would.
     arrow = next((entry / "train").glob("*.arrow"))
     with arrow.open("r+b") as file:
         file.write(bytes(64))
-    return "ArrowInvalid"
+    return f"train/{arrow.name} does not match its checksum"
+
+
+def flip_one_token(entry: Path) -> str:
+    # One byte in the middle of the data, same size: Arrow would read it, and train on a wrong token.
+    arrow = next((entry / "train").glob("*.arrow"))
+    data = bytearray(arrow.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    arrow.write_bytes(bytes(data))
+    return f"train/{arrow.name} does not match its checksum"
 
 
 def delete_validation(entry: Path) -> str:
@@ -114,7 +123,7 @@ def delete_validation(entry: Path) -> str:
     return "validation/data-00000-of-00001.arrow is missing"
 
 
-@pytest.mark.parametrize("damage", [truncate_train, scramble_train, delete_validation])
+@pytest.mark.parametrize("damage", [truncate_train, scramble_train, flip_one_token, delete_validation])
 def test_a_damaged_entry_is_rebuilt_with_one_line(
     damage: object,
     corpus_file: Path,

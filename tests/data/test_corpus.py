@@ -7,6 +7,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+from transformers import PreTrainedTokenizerFast
 
 from monodistill.config import DataConfig
 from monodistill.data import corpus as corpus_module
@@ -117,3 +118,44 @@ def test_corpus_files_are_read_as_utf8_with_a_bom_tolerated(tmp_path: Path) -> N
     latin.write_bytes(b"maayos\n" * 3 + "Pi\xf1a\n".encode("latin-1"))
     with pytest.raises(MonodistillError, match=rf"{latin} is not UTF-8 \(byte 0xf1 at offset 23\)"):
         load_corpus(DataConfig(corpus=str(latin)))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_a_malformed_json_line_is_named_by_file_and_line(suffix: str, tmp_path: Path) -> None:
+    path = tmp_path / f"corpus{suffix}"
+    lines = ['{"text": "unang linya"}', '{"text": "ikalawa"}', '{"text": "ikatlo" "sira"}', '{"text": "huli"}']
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(MonodistillError, match=rf"{path}:3: not valid JSON \(Expecting ',' delimiter") as error:
+        load_corpus(DataConfig(corpus=str(path)))
+    assert "\n" not in str(error.value)
+
+
+def test_a_malformed_json_array_is_named_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.json"
+    path.write_text('[\n  {"text": "isa"},\n  {"text": "dalawa"}\n  {"text": "tatlo"}\n]\n')
+    with pytest.raises(MonodistillError, match=rf"{path}:4: not valid JSON"):
+        load_corpus(DataConfig(corpus=str(path)))
+
+
+def test_the_blocks_cache_key_of_a_local_corpus_ignores_how_its_path_is_spelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_tokenizer: PreTrainedTokenizerFast
+) -> None:
+    from monodistill.data.blocks import blocks_cache_key
+
+    folder = tmp_path / "tl"
+    folder.mkdir()
+    write(folder / "corpus.txt", "txt")
+    monkeypatch.chdir(tmp_path)
+
+    def key(corpus: str) -> str:
+        return blocks_cache_key(DataConfig(corpus=corpus), tiny_tokenizer)
+
+    file_spellings = ["tl/corpus.txt", "./tl/corpus.txt", str(folder / "corpus.txt"), "tl/../tl/corpus.txt"]
+    assert len({key(spelling) for spelling in file_spellings}) == 1
+    folder_spellings = ["tl", "./tl", "tl/", str(folder), str(folder) + "/"]
+    assert len({key(spelling) for spelling in folder_spellings}) == 1
+    before = key("tl")
+    (folder / "more.txt").write_text("bagong linya\n")
+    assert key("./tl") != before  # a changed set of files is another corpus
+    # Hub ids are keyed by their name, as before.
+    assert key("someone/oscar-tl") == key("someone/oscar-tl") != key("someone/other-tl")

@@ -108,7 +108,7 @@ def test_token_task_end_to_end_and_bad_models(
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main([*base, "--model", str(tmp_path / "empty")]) == 2
-    assert "no usable tokenizer" in capsys.readouterr().err
+    assert "holds no usable config.json" in capsys.readouterr().err
 
 
 def test_a_bf16_checkpoint_is_fine_tuned_from_float32_weights_under_the_chosen_autocast(

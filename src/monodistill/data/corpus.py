@@ -53,12 +53,18 @@ def corpus_files(corpus: str) -> list[Path]:
 
 
 def corpus_fingerprint(config: DataConfig) -> str:
-    """A key that changes whenever the documents `load_corpus` returns would change."""
+    """A key that changes whenever the documents `load_corpus` returns would change.
+
+    A local corpus is keyed by its files (resolved path, size, modification time), not by how
+    ``data.corpus`` spells them: ``./x``, ``x`` and ``/abs/x`` share one cache entry. A Hub corpus
+    is keyed by its id, configuration, split and revision.
+    """
     assert config.corpus is not None
-    parts: list[Any] = [config.corpus, config.hub_config, config.split, config.revision, config.text_column]
-    parts += [config.max_documents]
+    parts: list[Any] = [config.text_column, config.max_documents]
     if is_local_reference(config.corpus):
         parts += [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in corpus_files(config.corpus)]
+    else:
+        parts += [config.corpus, config.hub_config, config.split, config.revision]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
@@ -103,6 +109,8 @@ def _load_local(config: DataConfig) -> datasets.Dataset:
     except Exception as error:  # datasets raises many types for malformed files
         if builder != "parquet":
             check_utf8(files)
+        if builder == "json":
+            check_json(files)
         raise MonodistillError(f"could not read corpus {config.corpus} as {builder}: {error}") from None
     if builder == "json" and config.text_column in dataset.column_names:
         dataset = _documents_with_text(dataset, files, config)
@@ -136,6 +144,42 @@ def check_utf8(files: list[Path]) -> None:
                     start = offset - len(decoder.getstate()[0]) + error.start
                     raise not_utf8(file, error.object[error.start], max(start, 0)) from None
                 offset += len(chunk)
+
+
+def check_json(files: list[Path]) -> None:
+    """Raise naming FILE:LINE of the first line that is not valid JSON, with the JSON error.
+
+    ``.json`` files may hold JSON Lines or one document over many lines (an array), as the datasets
+    reader allows: one whose first line is not a document by itself is parsed as a whole.
+    """
+    for file in files:
+        with open(file, encoding="utf-8-sig") as handle:
+            if file.suffix.lower() == ".json" and not _is_json(next((line for line in handle if line.strip()), "")):
+                handle.seek(0)
+                try:
+                    json.load(handle)
+                except json.JSONDecodeError as error:
+                    raise _bad_json(file, error.lineno, error) from None
+                continue
+            handle.seek(0)
+            for number, line in enumerate(handle, start=1):
+                try:
+                    if line.strip():
+                        json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise _bad_json(file, number, error) from None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _bad_json(file: Path, line: int, error: json.JSONDecodeError) -> MonodistillError:
+    return MonodistillError(f"{file}:{line}: not valid JSON ({error.msg} at column {error.colno})")
 
 
 def _documents_with_text(dataset: datasets.Dataset, files: list[Path], config: DataConfig) -> datasets.Dataset:

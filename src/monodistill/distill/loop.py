@@ -29,7 +29,7 @@ from monodistill.data.batches import BatchStream
 from monodistill.distill.student_run import StudentRun
 from monodistill.distill.teacher_pass import TeacherPass
 from monodistill.distill.validation import validate
-from monodistill.errors import Interrupted
+from monodistill.errors import Interrupted, command_to_resume
 
 
 def fit(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> None:
@@ -170,8 +170,4 @@ def interrupted(stop: StopRequest, runs: list[StudentRun]) -> Interrupted:
     else:
         saved = ", ".join(f"{run.name} step {run.step} in {ckpt.latest_checkpoint(run.run_dir)}" for run in runs)
         where = f"with checkpoints saved for {saved}"
-    return Interrupted(
-        f"stopped by {received} {where}; to continue, run the same command again "
-        "(`distill` with --resume; `run` resumes by itself)",
-        signal=stop.signal,
-    )
+    return Interrupted(f"stopped by {received} {where}; to continue, run `{command_to_resume()}`", signal=stop.signal)

@@ -10,7 +10,6 @@ tag sets without one), so a model is never rewarded for dropping hard words; bot
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -34,9 +33,9 @@ from monodistill.data.blocks import tokenizer_fingerprint
 from monodistill.evaluate.encode import Encoder, align_labels, word_predictions
 from monodistill.evaluate.metrics import classification_metrics, token_metrics
 from monodistill.evaluate.tasks import Task
-from monodistill.teacher import max_positions, parameter_counts
+from monodistill.teacher import load_weights, max_positions, parameter_counts
 
-__all__ = ["align_labels", "finetune", "load_for_task", "score", "subset", "tokenize_task"]
+__all__ = ["align_labels", "finetune", "load_for_task", "score", "subset", "tokenize_task", "usable_max_length"]
 BOOKKEEPING = ("truncated", "word_ids", "words_cut", "words_without_pieces")
 """Columns ``tokenize_task`` adds for scoring and reports; the model never sees them."""
 
@@ -94,7 +93,7 @@ def finetune(
     # Float32 master weights whatever dtype the checkpoint was stored in; evaluate.mixed_precision
     # only sets the autocast of the fine-tuning and inference passes.
     model = load_for_task(model_class, model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
-    max_length = min(config.max_length, max_positions(model.config))
+    max_length = usable_max_length(config.max_length, model.config)
     key = (task.name, id(task), tokenizer_fingerprint(tokenizer), max_length, config.truncation)
     cache = tokenized if tokenized is not None else {}
     if key not in cache:
@@ -165,6 +164,11 @@ def finetune(
     }
 
 
+def usable_max_length(max_length: int, model_config: Any) -> int:
+    """``evaluate.max_length``, or the model's positions when it has fewer (the harness says so per model)."""
+    return min(max_length, max_positions(model_config))
+
+
 HEAD_PREFIXES = {
     "missing": ("classifier.", "pre_classifier.", "pooler."),
     "unexpected": (
@@ -188,16 +192,12 @@ def load_for_task(model_class: Any, model_path: str, **kwargs: Any) -> Any:
 
     A masked-LM checkpoint given a task head drops its ``cls.predictions.*`` weights and starts a new
     ``classifier.*``: transformers prints that as a table of UNEXPECTED and MISSING keys on every
-    fine-tune. Here it is one line per model; any other missing or unexpected key still warns.
+    fine-tune. Here it is one line per model; any other missing or unexpected key still warns, and
+    weights that do not fit the config are refused (``teacher.load_weights``).
     """
-    # The table is one warning record on this logger. A filter drops just it: raising the logger's level
-    # would also switch on transformers' tensor-parallel plan check, which warns on every load.
-    report_logger = logging.getLogger("transformers.modeling_utils")
-    report_logger.addFilter(_drop_load_report)
-    try:
-        model, info = model_class.from_pretrained(model_path, output_loading_info=True, **kwargs)
-    finally:
-        report_logger.removeFilter(_drop_load_report)
+    # The table is one warning record; load_weights drops just it (raising the logger's level would also
+    # switch on transformers' tensor-parallel plan check, which warns on every load).
+    model, info = load_weights(model_class, model_path, kind="model", quiet=True, **kwargs)
     expected: dict[str, list[str]] = {}
     for kind, prefixes in HEAD_PREFIXES.items():
         keys = sorted(info.get(f"{kind}_keys") or [])
@@ -213,10 +213,6 @@ def load_for_task(model_class: Any, model_path: str, **kwargs: Any) -> Any:
         dropped = ", ".join(f"{group}.*" for group in expected["unexpected"]) or "none"
         print(f"{model_path}: new task head ({new}), unused masked-LM head ({dropped}), as expected")
     return model
-
-
-def _drop_load_report(record: logging.LogRecord) -> bool:
-    return "LOAD REPORT" not in record.getMessage()
 
 
 def _is_head_key(key: str, prefixes: tuple[str, ...], base_prefix: str) -> bool:

@@ -32,15 +32,18 @@ from typing import Any
 import huggingface_hub
 import scipy.stats
 import torch
+from transformers import AutoModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
 
 from monodistill import checkpoint as ckpt
 from monodistill import runfolder
 from monodistill.config import EvaluateConfig, config_to_dict, save_config
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.finetune import finetune
+from monodistill.evaluate.finetune import finetune, usable_max_length
 from monodistill.evaluate.metrics import main_metric
 from monodistill.evaluate.tasks import Task, load_task
-from monodistill.teacher import is_local_reference, load_tokenizer
+from monodistill.teacher import is_local_reference, load_model_config, load_tokenizer, load_weights
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 SAVED_MODEL_DIR = "model"
@@ -62,10 +65,7 @@ def run_evaluation(config: EvaluateConfig) -> Path:
     output = Path(config.output_dir)
     runfolder.check_output_path(output)
     labels = model_labels(config.models)
-    tokenizers = {model: load_tokenizer(model, kind="model") for model in config.models}
-    for model in config.models:
-        if is_local_reference(model) and not (Path(model) / "config.json").is_file():
-            raise MonodistillError(f"model folder {model} holds no config.json")
+    tokenizers = {model: check_model(model, config.max_length) for model in config.models}
     tasks = [load_task(reference) for reference in config.tasks]
     overlaps = {task.name: check_overlap(task) for task in tasks}
     with runfolder.claim(output):
@@ -99,6 +99,31 @@ def run_evaluation(config: EvaluateConfig) -> Path:
         ckpt.atomic_write_text(output / "summary.md", table)
     print(table)
     return output
+
+
+def check_model(model: str, max_length: int) -> PreTrainedTokenizerBase:
+    """Refuse, before anything trains, a model that cannot be evaluated as it is; returns its tokenizer.
+
+    A local folder's files must be intact (``checkpoint.check_model_folder``), its tokenizer its own
+    (``teacher.load_tokenizer``) and its weights of the shapes config.json builds: read on the meta
+    device, shapes without data, as ``finetune`` will load them. A ``max_length`` beyond the model's
+    positions is cut to them, and said here, once per model.
+    """
+    model_config = load_model_config(model, kind="model")
+    if is_local_reference(model):
+        ckpt.check_model_folder(Path(model), what="model")
+    tokenizer = load_tokenizer(model, kind="model", model_config=model_config)
+    progress_bar = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # a bar for reading shapes alone would look like a load
+    try:
+        load_weights(AutoModel, model, kind="model", quiet=True, device_map="meta")
+    finally:
+        if progress_bar:
+            transformers_logging.enable_progress_bar()
+    used = usable_max_length(max_length, model_config)
+    if used < max_length:
+        print(f"model {model}: max_length={max_length} is beyond its {used} positions; using {used}")
+    return tokenizer
 
 
 def result_folder(output: Path, label: str, model: str) -> Path:

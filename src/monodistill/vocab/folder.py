@@ -60,7 +60,9 @@ def run_vocab(config: DistillConfig, output_dir: Path) -> Path:
 
     Raises:
         MonodistillError: before any counting, for an output folder holding something else, a
-            tokenizer that cannot be trimmed or a teacher that cannot be exported; after counting,
+            tokenizer that is not the teacher's own (``teacher.load_tokenizer``: missing files, a
+            size that does not fit the embedding), one that cannot be trimmed or a teacher that
+            cannot be exported; after counting,
             for an UNK-dominated corpus or a ``max_size`` below the special and single-character tokens.
     """
     from monodistill.data.corpus import load_corpus
