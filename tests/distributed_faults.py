@@ -25,11 +25,11 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from monodistill import recipe
+from monodistill import losses, recipe
 from monodistill.cli import main
 from monodistill.data import blocks
 from monodistill.data.batches import BatchStream
-from monodistill.distill import StudentRun, student_run
+from monodistill.distill import StudentRun
 
 RANK = int(os.environ.get("RANK", "0"))
 
@@ -63,7 +63,7 @@ def inject(fault: str) -> None:
 
         blocks._build_entry = slow  # type: ignore[assignment]
     elif kind == "nan":
-        real_loss = student_run.distillation_loss
+        real_loss = losses.distillation_loss
         calls = {"count": 0}
 
         def poisoned(*args: Any, **kwargs: Any) -> Any:
@@ -73,7 +73,7 @@ def inject(fault: str) -> None:
                 parts["loss"] = parts["loss"] * float("nan")
             return parts
 
-        student_run.distillation_loss = poisoned  # type: ignore[assignment]
+        losses.distillation_loss = poisoned  # type: ignore[assignment]
 
 
 def record_parts(folder: Path) -> None:

@@ -61,9 +61,27 @@ def test_nonsense_values_name_the_field(override: str, message: str) -> None:
         load_config(DistillConfig, None, [override])
 
 
-def test_both_loss_weights_zero_is_refused() -> None:
-    with pytest.raises(MonodistillError, match="both zero"):
+def test_every_loss_weight_zero_is_refused_but_any_one_term_alone_is_a_recipe() -> None:
+    with pytest.raises(MonodistillError, match="every loss weight"):
         load_config(DistillConfig, None, ["loss.alpha_kl=0", "loss.alpha_mlm=0"])
+    # TiME's recipe: the relation loss alone; TinyBERT's general distillation: hidden and attention MSE.
+    for alone in (["loss.alpha_relation=1"], ["loss.alpha_hidden=1", "loss.alpha_attention=1"]):
+        load_config(DistillConfig, None, ["loss.alpha_kl=0", "loss.alpha_mlm=0", *alone])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("loss.logit_loss=l2", "loss.logit_loss must be one of"),
+        ("loss.hidden_layers=1-2", "student:teacher layer pairs"),
+        ("loss.hidden_layers=1:2,1:3", "maps a student layer twice"),
+        ("loss.relation_heads=0", "loss.relation_heads must be >= 1"),
+        ("loss.alpha_relation=-1", "got loss.alpha_relation=-1.0"),
+    ],
+)
+def test_recipe_fields_are_validated(override: str, message: str) -> None:
+    with pytest.raises(MonodistillError, match=message):
+        load_config(DistillConfig, None, [override])
 
 
 def test_bad_file_is_named(tmp_path: Path) -> None:
@@ -137,7 +155,11 @@ def test_config_files_are_utf8_with_a_bom_tolerated(tmp_path: Path) -> None:
     [
         (LossConfig, {"temperature": 0}, ("loss.temperature",)),
         (LossConfig, {"alpha_cosine": -1.0}, ("loss.alpha_cosine",)),
-        (LossConfig, {"alpha_kl": 0.0, "alpha_mlm": 0.0}, ("loss.alpha_kl", "loss.alpha_mlm")),
+        (
+            LossConfig,
+            {"alpha_kl": 0.0, "alpha_mlm": 0.0},
+            tuple(f"loss.{name}" for name in LossConfig.WEIGHTS),  # every weight is zero: each is to blame
+        ),
         (TrainConfig, {"learning_rate": 0}, ("train.learning_rate",)),
         (TrainConfig, {"save_interval": 0}, ("train.save_interval",)),
         (EvaluateConfig, {"epochs": 0}, ("evaluate.epochs",)),
@@ -202,7 +224,9 @@ def test_a_field_merely_mentioned_in_a_message_is_not_blamed(tmp_path: Path) -> 
     # The check names all three weights, but only alpha_cosine is negative, and the file set it.
     path = tmp_path / "c.yaml"
     path.write_text("loss:\n  alpha_cosine: -1\n")
-    with pytest.raises(MonodistillError, match=r"^invalid config in .*c\.yaml: loss\.alpha_kl, loss\.alpha_mlm and"):
+    with pytest.raises(
+        MonodistillError, match=r"^invalid config in .*c\.yaml: loss weights \(loss\.alpha_kl, loss\.alpha_mlm"
+    ):
         load_config(DistillConfig, path, ["loss.alpha_kl=0.3"])
 
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 import yaml
 
-from monodistill import sweep
+from monodistill import losses, sweep
 from monodistill.checkpoint import list_checkpoints, read_metrics
 from monodistill.cli import main
 from monodistill.config import DistillConfig, load_config
-from monodistill.distill import TeacherPass, loop, student_run
+from monodistill.distill import TeacherPass, loop
 from monodistill.errors import Interrupted, MonodistillError
 from monodistill.recipe import distill_students
 from monodistill.sweep import shared_teacher_groups
@@ -116,7 +116,7 @@ def test_a_diverging_student_stops_alone_and_the_others_finish(
     cache_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_loss = student_run.distillation_loss
+    real_loss = losses.distillation_loss
 
     def poisoned(config: object, *a: object, **k: object) -> dict[str, torch.Tensor]:
         parts = real_loss(config, *a, **k)  # type: ignore[arg-type]
@@ -124,7 +124,7 @@ def test_a_diverging_student_stops_alone_and_the_others_finish(
             parts["loss"] = parts["loss"] * float("nan")
         return parts
 
-    monkeypatch.setattr(student_run, "distillation_loss", poisoned)
+    monkeypatch.setattr(losses, "distillation_loss", poisoned)
     configs = group_configs(tiny_teacher_dir, corpus_file, tmp_path, cache_dir, 4)
     with pytest.raises(MonodistillError, match=r"1 of 3 students stopped: shallow: non-finite loss at step 1"):
         distill_students(configs)

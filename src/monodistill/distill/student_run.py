@@ -29,34 +29,46 @@ from monodistill.config import DistillConfig, config_to_dict, flatten
 from monodistill.data.batches import MaskedBatch
 from monodistill.distill.teacher_pass import TeacherOutputs
 from monodistill.errors import NonFiniteLoss
-from monodistill.losses import LAST_LAYER, distillation_loss, loss_needs
+from monodistill.internals import capture_projections, num_heads, num_layers
+from monodistill.losses import ModelOutputs, Needs, Objective
 from monodistill.teacher import encoder, mlm_head
 
 
 class StudentWithHead(nn.Module):
-    """The student as one module whose forward scores masked positions only.
+    """The student as one module whose forward scores masked positions only and returns what its objective reads.
 
-    Wrapping matters for multi-GPU: DDP synchronises gradients only through the forward of the
-    module it wraps, so the masked-position head must be part of that forward.
+    Wrapping matters for multi-GPU: DDP synchronises gradients only through the forward of the module
+    it wraps, so the masked-position head and the hidden-state projections must be part of that forward.
+    The projections (one per mapped layer, when the teacher is wider) train with the student and are
+    saved in its checkpoints, but are no part of the saved student (``.model``).
     """
 
-    def __init__(self, model: PreTrainedModel) -> None:
+    def __init__(self, model: PreTrainedModel, objective: Objective | None = None, teacher_width: int = 0) -> None:
         super().__init__()
         self.model = model
         self.head = mlm_head(model)
+        needs = objective.needs if objective is not None else Needs()
+        self.hidden_layers = needs.student_hidden
+        self.projection_layers = needs.student_projections
+        width = model.config.hidden_size
+        pairs = objective.hidden_pairs if objective is not None else []
+        self.projections = nn.ModuleDict(
+            {str(layer): nn.Linear(width, teacher_width, bias=False) for layer, _ in pairs if width != teacher_width}
+        )
 
     def forward(
-        self, input_ids: torch.Tensor, positions: torch.Tensor, hidden_layers: frozenset[int] = frozenset()
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """(B, T) ids and (B, T) bool positions -> (N, V) logits and the requested layers' (B, T, H) states."""
-        num_layers = self.model.config.num_hidden_layers
-        every_layer = any(layer not in (LAST_LAYER, num_layers) for layer in hidden_layers)
-        output = encoder(self.model)(input_ids=input_ids, output_hidden_states=every_layer)
-        last = output.last_hidden_state  # (B, T, H)
-        hidden = {
-            layer: last if layer in (LAST_LAYER, num_layers) else output.hidden_states[layer] for layer in hidden_layers
-        }
-        return self.head.logits(last[positions]), hidden
+        self, input_ids: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, list[torch.Tensor]]]:
+        """(B, T) ids and bool positions -> (N, V) logits, hidden states (B, T, H) and Q/K/V projections by layer."""
+        with capture_projections(self.model, self.projection_layers) as projections:
+            output = encoder(self.model)(input_ids=input_ids, output_hidden_states=bool(self.hidden_layers))
+        hidden = {}
+        for layer in self.hidden_layers:
+            states = output.hidden_states[layer]  # (B, T, H_s)
+            if str(layer) in self.projections:
+                states = self.projections[str(layer)](states)  # (B, T, H_t)
+            hidden[layer] = states
+        return self.head.logits(output.last_hidden_state[positions]), hidden, projections
 
 
 def learning_rate(update: int, peak: float, warmup_steps: int, total_steps: int) -> float:
@@ -70,7 +82,7 @@ def learning_rate(update: int, peak: float, warmup_steps: int, total_steps: int)
     return peak * max(0.0, (total_steps - update) / max(1, total_steps - warmup_steps))
 
 
-LOG_PARTS = ("loss", "kl", "mlm", "cosine")
+LOG_PARTS = ("loss", "kl", "mse", "mlm", "cosine", "relation", "hidden", "attention")
 """Loss parts, in the order they are shown."""
 
 
@@ -86,6 +98,7 @@ class StudentRun:
         global_batch: int,
         state_extras: dict[str, Any],
         rng_state: dict[str, torch.Tensor] | None = None,
+        teacher_config: Any = None,
     ) -> None:
         self.config = config
         self.train = config.train
@@ -105,15 +118,24 @@ class StudentRun:
         device = self.accelerator.device
         if self.train.compile:
             encoder(student).compile()  # in place: parameter names and the saved student stay plain
+        teacher = teacher_config or student.config  # a student alone is distilled against its own shape
+        self.objective = Objective(
+            config.loss,
+            num_layers(student),
+            int(teacher.num_hidden_layers),
+            int(teacher.num_attention_heads),
+            num_heads(student),
+        )
+        self.needs = self.objective.needs
+        wrapped = StudentWithHead(student.to(device), self.objective, int(teacher.hidden_size))
         # The fused kernel updates every parameter in one pass instead of a loop of per-tensor kernels,
         # which matters when a 119k-row embedding matrix is most of the student.
         optimizer = torch.optim.AdamW(
-            parameter_groups(student, self.train.weight_decay),
+            parameter_groups(wrapped, self.train.weight_decay),
             lr=self.train.learning_rate,
             fused=device.type in ("cuda", "cpu"),
         )
-        self.model, self.optimizer = self.accelerator.prepare(StudentWithHead(student.to(device)), optimizer)
-        self.needs = loss_needs(config.loss)
+        self.model, self.optimizer = self.accelerator.prepare(wrapped, optimizer)
         self.step = 0
         """Optimizer steps taken."""
         self.updates = 0
@@ -137,18 +159,8 @@ class StudentRun:
     def train_micro(self, batch: MaskedBatch, teacher: TeacherOutputs, last: bool) -> None:
         """Forward and backward on one micro-batch; a non-finite loss (on any rank) sets ``error`` instead."""
         with self.own_rng(), self.accelerator.no_sync(self.model) if not last else nullcontext():
-            logits, hidden = self.model(batch.input_ids, batch.positions, self.needs.student_hidden)
-            positions = batch.step_blocks * batch.input_ids.shape[1]
-            parts = distillation_loss(
-                self.config.loss,
-                logits,
-                teacher.logits,
-                batch.targets,
-                hidden[LAST_LAYER].flatten(0, 1) if LAST_LAYER in hidden else None,
-                teacher.hidden[LAST_LAYER].flatten(0, 1) if LAST_LAYER in teacher.hidden else None,
-                step_targets=batch.step_targets,
-                step_positions=positions,
-            )
+            logits, hidden, projections = self.model(batch.input_ids, batch.positions)
+            parts = self.objective(ModelOutputs(logits, hidden, projections), teacher, batch)
             loss = parts["loss"]
             # Checked before the backward pass, on every rank together: a rank that skipped it would
             # leave the others waiting in the gradient all-reduce forever.
@@ -246,7 +258,7 @@ class StudentRun:
         module = self.accelerator.unwrap_model(self.model)
         module.eval()
         with torch.inference_mode():
-            logits = module(batch.input_ids, batch.positions)[0]
+            logits = module(batch.input_ids, batch.positions)[0]  # (hidden states and projections unused)
         module.train()
         return logits
 

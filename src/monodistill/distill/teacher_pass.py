@@ -3,31 +3,30 @@
 The teacher is frozen where it is loaded (``teacher.load_teacher``) and runs here under
 ``torch.inference_mode()``. Its MLM head runs at the masked positions only, restricted to the
 student's vocabulary when that is trimmed (the softmax over the kept rows is the teacher's
-distribution renormalised to them). Hidden states are returned only for the layers that some
-student's loss declared (``losses.Needs``).
+distribution renormalised to them). Hidden states and attention projections are returned only for
+the layers that some student's objective declared (``losses.Needs``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from monodistill.data.batches import MaskedBatch
-from monodistill.losses import LAST_LAYER, Needs
+from monodistill.internals import capture_projections
+from monodistill.losses import ModelOutputs, Needs
 from monodistill.teacher import MaskedLMHead, encoder, mlm_head
 
 
 @dataclass
-class TeacherOutputs:
-    """What the teacher gives the students for one batch of B blocks of T tokens with N masked positions."""
+class TeacherOutputs(ModelOutputs):
+    """What the teacher gives the students for one batch: logits at the masked positions over the student's
+    vocabulary, the hidden states and projections some student's objective declared, and on request the
+    probability outside a trimmed vocabulary."""
 
-    logits: torch.Tensor
-    """(N, V) over the student's vocabulary at the masked positions."""
-    hidden: dict[int, torch.Tensor] = field(default_factory=dict)
-    """Requested layer (as in ``Needs``) -> (B, T, H) hidden states."""
     outside_mass: torch.Tensor | None = None
     """(N,) the teacher's probability outside the trimmed vocabulary, when asked for and trimmed."""
 
@@ -44,7 +43,6 @@ class TeacherPass:
         if compile:
             # In place: parameter names stay those of the plain model.
             self.encoder.compile()
-        self.num_layers = int(model.config.num_hidden_layers)
         # Student id -> teacher id, when the vocabulary is trimmed.
         self.vocab_ids = vocab_ids.to(device) if vocab_ids is not None else None
         self.full_head = mlm_head(model)
@@ -60,18 +58,12 @@ class TeacherPass:
 
     def __call__(self, batch: MaskedBatch, needs: Needs, outside_mass: bool = False) -> TeacherOutputs:
         """The teacher's outputs on ``batch``: logits at its masked positions, and what ``needs`` asks for."""
-        layers = {layer: self.num_layers if layer == LAST_LAYER else layer for layer in needs.teacher_hidden}
-        with torch.inference_mode():
+        with torch.inference_mode(), capture_projections(self.model, needs.teacher_projections) as projections:
             input_ids = self.vocab_ids[batch.input_ids] if self.vocab_ids is not None else batch.input_ids
-            every_layer = any(index != self.num_layers for index in layers.values())
-            output = self.encoder(input_ids=input_ids, output_hidden_states=every_layer)
-            last = output.last_hidden_state  # (B, T, H)
-            masked = last[batch.positions]  # (N, H)
+            output = self.encoder(input_ids=input_ids, output_hidden_states=bool(needs.teacher_hidden))
+            masked = output.last_hidden_state[batch.positions]  # (N, H)
             logits = self.head.logits(masked)  # (N, V)
-            hidden = {
-                layer: last if index == self.num_layers else output.hidden_states[index]
-                for layer, index in layers.items()
-            }
+            hidden = {layer: output.hidden_states[layer] for layer in needs.teacher_hidden}  # (B, T, H) each
             mass = None
             if outside_mass and self.vocab_ids is not None:
                 full = self.full_head.logits(masked).float()
@@ -80,5 +72,6 @@ class TeacherPass:
         return TeacherOutputs(
             logits.clone(),
             {layer: states.clone() for layer, states in hidden.items()},
+            {layer: [states.clone() for states in qkv] for layer, qkv in projections.items()},
             mass.clone() if mass is not None else None,
         )
