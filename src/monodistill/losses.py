@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from monodistill.config import LossConfig
-from monodistill.config.schema import parse_layer_map
+from monodistill.config import LossConfig, parse_layer_map
 from monodistill.data.batches import MaskedBatch
 from monodistill.errors import MonodistillError
 from monodistill.internals import SOFTMAX_ATTENTION

@@ -20,7 +20,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from monodistill.config.schema import ConfigError
+from monodistill.config.base import ConfigError
 from monodistill.errors import MonodistillError, not_utf8
 
 ConfigT = TypeVar("ConfigT")

@@ -1,50 +1,19 @@
-"""The config schema: one dataclass per section, each field documented, each section validated.
+"""The distillation config: one dataclass per section, each field documented, each section validated.
 
 Every section knows its canonical name (``section``), the one users write in run configs and
 overrides: ``train`` for ``TrainConfig``, ``student`` even for an entry of ``ExperimentConfig``'s
-``students`` list, ``evaluate`` even when ``EvaluateConfig`` is the whole config of ``monodistill
-evaluate``. A refused value raises ``ConfigError``, which names the fields it is about by those
-canonical names, so loading can tell which layer set the value without reading the message.
+``students`` list. The loss section is in ``loss``; evaluation and ``run`` are in ``experiment``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import yaml
-from omegaconf import OmegaConf
-
-from monodistill.checkpoint import atomic_write_text
-from monodistill.errors import MonodistillError
-
-TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
-MIXED_PRECISIONS = ("no", "bf16", "fp16")
-STUDENT_INITS = ("random", "teacher-embeddings", "teacher-layers")
-LOGIT_LOSSES = ("kl", "mse")
-
-
-class ConfigError(MonodistillError, ValueError):
-    """A config value that a section refuses.
-
-    Attributes:
-        fields: Canonical dotted names of the fields the check is about, as run configs spell them:
-            ``("train.learning_rate",)``, or ``("data.streaming", "data.max_documents")`` for a check
-            of both.
-    """
-
-    fields: tuple[str, ...]
-
-    def __init__(self, message: str, *fields: str) -> None:
-        super().__init__(message)
-        self.fields = fields
-
-
-def _require(condition: bool, message: str, *fields: str) -> None:
-    if not condition:
-        raise ConfigError(message, *fields)
+from monodistill.config.base import MIXED_PRECISIONS, STUDENT_INITS, TEACHER_DTYPES
+from monodistill.config.base import require as _require
+from monodistill.config.loss import LossConfig
 
 
 @dataclass
@@ -217,103 +186,6 @@ class DataConfig:
 
 
 @dataclass
-class LossConfig:
-    """L = alpha_kl * logit term + alpha_mlm * CE + alpha_cosine * (1 - cos) + alpha_relation * relations
-    + alpha_hidden * hidden MSE + alpha_attention * attention MSE; the defaults are the paper's recipe.
-
-    The logit term is T^2 * KL(teacher_T || student_T) (``logit_loss: kl``, the paper) or the mean squared
-    error of the logits (``mse``); both, and the CE, are over the masked positions.
-    """
-
-    section: ClassVar[str] = "loss"
-
-    alpha_kl: float = 0.5
-    """Weight of the logit term, KL or MSE (prototype script: 0.5; DistilBERT: 5.0; Gurgurov et al.: 0.5 MSE)."""
-    alpha_mlm: float = 0.5
-    """Weight of the masked-LM cross-entropy on the true tokens (prototype: 0.5; DistilBERT: 2.0)."""
-    temperature: float = 4.0
-    """Softmax temperature T for the KL term."""
-    logit_loss: str = "kl"
-    """The logit term: kl (KL at the temperature, the paper) or mse (mean squared error of the logits)."""
-    alpha_cosine: float = 0.0
-    """Weight of the last hidden states' cosine term (needs equal hidden sizes; DistilBERT: 1.0)."""
-    alpha_relation: float = 0.0
-    """Weight of MiniLMv2's self-attention relation loss (Q-Q, K-K, V-V; TiME uses it alone)."""
-    relation_teacher_layer: int | None = None
-    """Teacher layer (1-based) whose relations are taught; default the last (MiniLMv2: upper-middle for large ones)."""
-    relation_student_layer: int | None = None
-    """Student layer (1-based) that learns them; default its last."""
-    relation_heads: int | None = None
-    """Heads Q, K and V are split into for the relations; default the teacher's; must divide both widths."""
-    alpha_hidden: float = 0.0
-    """Weight of the hidden-state MSE of mapped layers, through a learned projection when widths differ."""
-    alpha_attention: float = 0.0
-    """Weight of the attention-probability MSE of mapped layers (TinyBERT; needs equal head counts)."""
-    hidden_layers: str | None = None
-    """Student:teacher layers of the hidden and attention terms, e.g. "1:2,2:4"; 0 is the embeddings (hidden
-    term only); default TinyBERT's evenly spaced map (embeddings, then student layer i to teacher i * L_t / L_s)."""
-
-    WEIGHTS: ClassVar[tuple[str, ...]] = (
-        "alpha_kl",
-        "alpha_mlm",
-        "alpha_cosine",
-        "alpha_relation",
-        "alpha_hidden",
-        "alpha_attention",
-    )
-
-    def __post_init__(self) -> None:
-        for name in (*self.WEIGHTS, "temperature"):
-            value = getattr(self, name)
-            _require(math.isfinite(value), f"loss.{name} must be a finite number, got {value}", f"loss.{name}")
-        _require(self.temperature > 0, f"loss.temperature must be > 0, got {self.temperature}", "loss.temperature")
-        # The message names every weight; the error is about the negative ones only.
-        negative = [f"loss.{name}" for name in self.WEIGHTS if getattr(self, name) < 0]
-        weights = ", ".join(f"loss.{name}" for name in self.WEIGHTS)
-        values = ", ".join(f"{name}={getattr(self, name.removeprefix('loss.'))}" for name in negative)
-        _require(not negative, f"loss weights ({weights}) must be >= 0, got {values}", *negative)
-        _require(
-            any(getattr(self, name) > 0 for name in self.WEIGHTS),
-            "every loss weight (loss.alpha_*) is zero: nothing would train the student",
-            *(f"loss.{name}" for name in self.WEIGHTS),
-        )
-        _require(
-            self.logit_loss in LOGIT_LOSSES,
-            f"loss.logit_loss must be one of {LOGIT_LOSSES}, got {self.logit_loss!r}",
-            "loss.logit_loss",
-        )
-        for name in ("relation_teacher_layer", "relation_student_layer", "relation_heads"):
-            value = getattr(self, name)
-            _require(value is None or value >= 1, f"loss.{name} must be >= 1, got {value}", f"loss.{name}")
-        if self.hidden_layers is not None:
-            parse_layer_map(self.hidden_layers)
-
-    def needs_internals(self) -> bool:
-        """Whether any term reads the models' internals (relations, hidden states, attention)."""
-        return self.alpha_relation > 0 or self.alpha_hidden > 0 or self.alpha_attention > 0 or self.alpha_cosine > 0
-
-
-def parse_layer_map(text: str) -> list[tuple[int, int]]:
-    """``"1:2,2:4"`` -> ``[(1, 2), (2, 4)]`` (student, teacher); refuses anything else, naming loss.hidden_layers."""
-    pairs = []
-    for item in text.replace(" ", "").split(","):
-        student, _, teacher = item.partition(":")
-        _require(
-            student.isdigit() and teacher.isdigit(),
-            f'loss.hidden_layers must be student:teacher layer pairs such as "1:2,2:4", got {text!r}',
-            "loss.hidden_layers",
-        )
-        pairs.append((int(student), int(teacher)))
-    students = [student for student, _ in pairs]
-    _require(
-        len(set(students)) == len(students),
-        f"loss.hidden_layers maps a student layer twice: {text!r}",
-        "loss.hidden_layers",
-    )
-    return pairs
-
-
-@dataclass
 class TrainConfig:
     """The optimisation loop."""
 
@@ -411,6 +283,51 @@ class TrainConfig:
 
 
 @dataclass
+class AdaptConfig:
+    """Teacher adaptation: continued masked-LM training of the teacher on the target-language corpus before
+    distilling from it (Gurgurov et al., 2025). ``monodistill adapt`` runs it alone; ``enabled`` makes it
+    the first stage of ``distill`` and ``run``, resumable and done once."""
+
+    section: ClassVar[str] = "adapt"
+
+    enabled: bool = False
+    """Adapt the teacher first and distil from the adapted teacher."""
+    max_steps: int | None = None
+    """Optimizer steps of adaptation; default ``epochs``."""
+    epochs: float = 1.0
+    """Passes over the corpus when max_steps is not set."""
+    learning_rate: float = 5e-5
+    """Peak AdamW learning rate (continued pretraining: far below a from-scratch student's)."""
+    warmup_ratio: float = 0.06
+    """Fraction of steps with linear warmup before linear decay."""
+    batch_size: int | None = None
+    """Blocks per device per micro-batch; default train.batch_size."""
+    train_layers: int | None = None
+    """Train only the top N transformer layers and the MLM head (the embeddings and lower layers stay); default all."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.max_steps is None or self.max_steps > 0,
+            f"adapt.max_steps must be > 0, got {self.max_steps}",
+            "adapt.max_steps",
+        )
+        _require(self.epochs > 0, f"adapt.epochs must be > 0, got {self.epochs}", "adapt.epochs")
+        _require(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            f"adapt.learning_rate must be > 0, got {self.learning_rate}",
+            "adapt.learning_rate",
+        )
+        _require(
+            0.0 <= self.warmup_ratio < 1.0,
+            f"adapt.warmup_ratio must be in [0, 1), got {self.warmup_ratio}",
+            "adapt.warmup_ratio",
+        )
+        for name in ("batch_size", "train_layers"):
+            value = getattr(self, name)
+            _require(value is None or value >= 1, f"adapt.{name} must be >= 1, got {value}", f"adapt.{name}")
+
+
+@dataclass
 class DistillConfig:
     """Everything ``monodistill distill`` needs: teacher -> vocab -> student -> data -> loss -> train."""
 
@@ -426,144 +343,7 @@ class DistillConfig:
     """Loss weights and temperature."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation."""
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    """Optional teacher adaptation before distilling."""
     output_dir: str | None = None
     """Run folder: resolved config, metrics, checkpoints and the final student."""
-
-
-@dataclass
-class EvaluateConfig:
-    """Fine-tuning and evaluation of teachers and students on target-language tasks."""
-
-    section: ClassVar[str] = "evaluate"
-
-    models: list[str] = field(default_factory=list)
-    """Hub ids or local folders; the first is the baseline that speedups are measured against."""
-    tasks: list[str] = field(default_factory=list)
-    """Built-in task names (hatespeech-filipino, newsph-nli, tlunified-ner, wikiann:LANG) or task YAML files."""
-    seeds: int = 1
-    """Fine-tuning runs per model and task, with seeds seed, seed+1, ..."""
-    seed: int = 42
-    """First fine-tuning seed."""
-    learning_rate: float = 2e-5
-    """Fine-tuning learning rate (paper: 2e-5)."""
-    epochs: float = 3.0
-    """Fine-tuning epochs (paper: 3)."""
-    batch_size: int = 8
-    """Per-device fine-tuning batch (paper: 8, with 4 accumulation steps)."""
-    gradient_accumulation_steps: int = 4
-    """Accumulation steps (paper: 4, for an effective batch of 32)."""
-    max_length: int = 512
-    """Tokens per example; longer texts are truncated (paper: 512)."""
-    truncation: str = "head"
-    """What a long text keeps: head (its start), tail (its end) or head+tail (first quarter, last three quarters)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    warmup_ratio: float = 0.0
-    """Linear warmup fraction."""
-    mixed_precision: str = "no"
-    """no, bf16 or fp16 (paper: fp16 on GPU)."""
-    eval_batch_size: int = 64
-    """Batch for evaluation and the inference-throughput measurement."""
-    max_train_samples: int | None = None
-    """Cap the training split (for quick runs)."""
-    max_eval_samples: int | None = None
-    """Cap the evaluation split (for quick runs)."""
-    save_models: bool = False
-    """Keep each model's fine-tuned classifier (first seed) under results/<model>/<task>/model/, e.g. to export."""
-    output_dir: str | None = None
-    """Where results are written."""
-
-    def __post_init__(self) -> None:
-        _require(self.seeds >= 1, f"evaluate.seeds must be >= 1, got {self.seeds}", "evaluate.seeds")
-        _require(
-            self.learning_rate > 0,
-            f"evaluate.learning_rate must be > 0, got {self.learning_rate}",
-            "evaluate.learning_rate",
-        )
-        _require(self.epochs > 0, f"evaluate.epochs must be > 0, got {self.epochs}", "evaluate.epochs")
-        _require(
-            self.batch_size >= 1, f"evaluate.batch_size must be >= 1, got {self.batch_size}", "evaluate.batch_size"
-        )
-        _require(
-            self.gradient_accumulation_steps >= 1,
-            "evaluate.gradient_accumulation_steps must be >= 1",
-            "evaluate.gradient_accumulation_steps",
-        )
-        _require(
-            self.max_length >= 8, f"evaluate.max_length must be >= 8, got {self.max_length}", "evaluate.max_length"
-        )
-        _require(
-            self.truncation in ("head", "tail", "head+tail"),
-            f"evaluate.truncation must be head, tail or head+tail, got {self.truncation!r}",
-            "evaluate.truncation",
-        )
-        _require(
-            self.mixed_precision in MIXED_PRECISIONS,
-            f"evaluate.mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}",
-            "evaluate.mixed_precision",
-        )
-
-
-@dataclass
-class ExperimentConfig:
-    """``monodistill run``: vocab (optional) -> distil each student -> evaluate teacher and students -> report."""
-
-    name: str = "experiment"
-    """Experiment name, used in the report."""
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    """The frozen teacher, shared by every student."""
-    vocab: VocabConfig = field(default_factory=VocabConfig)
-    """Vocabulary trimming shared by every student (a student may override it)."""
-    students: list[StudentConfig] = field(default_factory=lambda: [StudentConfig(preset="dbert-tiny")])
-    """The students to distil; each may override shared settings with ``overrides``."""
-    data: DataConfig = field(default_factory=DataConfig)
-    """The distillation corpus."""
-    loss: LossConfig = field(default_factory=LossConfig)
-    """Loss weights and temperature."""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    """Distillation optimisation."""
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    """Fine-tuning settings and tasks; models are filled in (teacher first, then each student)."""
-    output_dir: str | None = None
-    """Experiment folder: students/, evaluate/ and report/."""
-
-    def __post_init__(self) -> None:
-        names = [student.name or student.preset for student in self.students]
-        _require(bool(names), "students must list at least one student", "students")
-        _require(
-            len(set(names)) == len(names),
-            f"students need distinct names, got {names}",
-            "students",
-            "student.name",
-            "student.preset",
-        )
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """The config as plain nested dicts, for YAML and JSON."""
-    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
-
-
-def save_config(config: Any, path: Path) -> None:
-    """Write the resolved config as YAML, atomically: a crash never leaves a half-written one."""
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config dict -> ``{"section.field": value}``, every value as it is (lists and None included).
-
-    Args:
-        data: Nested dicts, e.g. from ``config_to_dict``.
-        prefix: Prepended to every key, e.g. ``"config."``.
-
-    Returns:
-        One entry per leaf, in the order of ``data``.
-    """
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
