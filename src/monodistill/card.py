@@ -12,11 +12,29 @@ import yaml
 from transformers import AutoConfig, AutoModelForMaskedLM
 
 from monodistill import checkpoint as ckpt
-from monodistill.config import DistillConfig, load_config
+from monodistill.config import DistillConfig, LossConfig, load_config
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.tasks import PRESETS
 from monodistill.student import resolve_shape
 from monodistill.teacher import is_local_reference, parameter_counts
+
+
+def loss_formula(loss: LossConfig) -> str:
+    """The objective in words, every active term with its weight (the paper's: KL at T plus MLM)."""
+    logit = (
+        f"T^2 x KL(teacher_T || student_T) at T = {loss.temperature}"
+        if loss.logit_loss == "kl"
+        else "MSE of the logits"
+    )
+    terms = [
+        (loss.alpha_kl, f"{logit} at masked positions"),
+        (loss.alpha_mlm, "masked-LM cross-entropy"),
+        (loss.alpha_cosine, "(1 - cosine) of the last hidden states"),
+        (loss.alpha_relation, "MiniLMv2 Q/K/V self-attention relations"),
+        (loss.alpha_hidden, "MSE of mapped layers' hidden states"),
+        (loss.alpha_attention, "MSE of mapped layers' attention probabilities"),
+    ]
+    return " + ".join(f"{weight} x {term}" for weight, term in terms if weight > 0)
 
 
 def build_model_card(
@@ -41,7 +59,6 @@ def build_model_card(
     data = config.data
     vocabulary = "trimmed to the target-language corpus" if config.vocab.active else "the teacher's, unchanged"
     rows = "\n".join(f"| {key.replace('_', ' ')} | {value:.4f} |" for key, value in metrics.items())
-    cosine = f"+ {loss.alpha_cosine} x hidden-state cosine " if loss.alpha_cosine else ""
     ratio = teacher_counts["total"] / max(student_counts["total"], 1)
     language = f"the `{data.language}` language" if data.language else "the corpus language"
     return f"""---
@@ -68,10 +85,9 @@ initialisation `{config.student.init}`.
 
 ## Distillation
 
-- Loss: {loss.alpha_kl} x T^2 x KL(teacher_T || student_T) + {loss.alpha_mlm} x masked-LM cross-entropy
-  {cosine}at masked positions, T = {loss.temperature}.
+- Loss: {loss_formula(loss)}.
 - Data: `{data.corpus}`{f" ({data.hub_config})" if data.hub_config else ""}, {data.data_fraction:.0%} of the
-  documents, {num_blocks:,} training blocks of {data.max_seq_length} tokens, {data.mlm_probability:.0%} masking
+  training blocks, {num_blocks:,} training blocks of {data.max_seq_length} tokens, {data.mlm_probability:.0%} masking
   (80/10/10{", whole words" if data.whole_word_mask else ""}).
 - Optimisation: AdamW, learning rate {config.train.learning_rate}, batch {config.train.batch_size} x
   {config.train.gradient_accumulation_steps} accumulation, seed {config.train.seed}.

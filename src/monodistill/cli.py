@@ -26,6 +26,7 @@ target-language tasks, and report their quality, size and speed."""
 EPILOG = """\
 examples:
   monodistill run --config configs/local-quickstart.yaml --output runs/quickstart
+  monodistill adapt --teacher bert-base-multilingual-cased --corpus corpus.txt --output runs/adapted
   monodistill distill --teacher bert-base-multilingual-cased --corpus corpus.txt \\
       --student dbert-tiny --output runs/tiny
   monodistill evaluate --model bert-base-multilingual-cased --model runs/tiny/student \\
@@ -89,6 +90,33 @@ def _check_resumable_folder(output: str | None, resume: bool) -> None:
             f"nothing to resume in {output}: the folder does not exist; check the path, or leave out --resume "
             "to start a new run there"
         )
+
+
+def adapt(
+    *,
+    teacher: str | None = None,
+    corpus: str | None = None,
+    output: str | None = None,
+    config: str | None = None,
+    max_steps: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Adapt the teacher to the corpus language by continued masked-LM training; returns the adapted teacher."""
+    from monodistill.adapt import adapt_teacher
+
+    updates = {
+        "teacher": {"name_or_path": teacher},
+        "data": {"corpus": corpus},
+        "adapt": {"max_steps": max_steps},
+        "output_dir": output,
+    }
+    cfg = load_config(DistillConfig, config, overrides, updates)
+    if not cfg.output_dir:
+        raise MonodistillError("adapt needs --output DIR")
+    _check_resumable_folder(cfg.output_dir, resume)
+    return adapt_teacher(cfg, Path(cfg.output_dir), resume=resume, overwrite=overwrite)
 
 
 def vocab(
@@ -221,6 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overwrite", action="store_true", help="clear a previous run out of --output first")
     p.add_argument("overrides", nargs="*", metavar="section.field=value")
 
+    p = commands.add_parser("adapt", help="adapt the teacher to the target language (continued masked-LM training)")
+    p.add_argument("--teacher", help="Hub id or local folder of the masked-LM teacher")
+    p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
+    p.add_argument("--output", help="run folder; the adapted teacher goes to OUTPUT/student")
+    p.add_argument("--config", help="YAML config file (adapt.*, data.*, train.batch_size, ...)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps of adaptation (default adapt.epochs)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the last good checkpoint")
+    group.add_argument("--overwrite", action="store_true", help="clear a previous run out of --output first")
+    p.add_argument("overrides", nargs="*", metavar="section.field=value")
+
     p = commands.add_parser("vocab", help="trim the teacher's vocabulary to the target language")
     p.add_argument("--teacher", help="Hub id or local folder of the teacher")
     p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
@@ -282,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args.pop("command")
     handlers: dict[str, Callable[..., Path]] = {
         "distill": distill,
+        "adapt": adapt,
         "vocab": vocab,
         "evaluate": evaluate,
         "run": run,

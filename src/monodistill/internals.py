@@ -102,3 +102,22 @@ def capture_projections(model: PreTrainedModel, layers: Iterable[int]) -> Iterat
     finally:
         for handle in handles:
             handle.remove()
+
+
+def freeze_below(model: PreTrainedModel, trainable_layers: int) -> None:
+    """Leave only the top ``trainable_layers`` transformer layers and the MLM head's other weights trainable.
+
+    The embeddings and the lower layers stop training; an MLM decoder tied to the word embeddings stays
+    with them (its bias and the head's transform still train).
+    """
+    layers = transformer_layers(model)
+    if trainable_layers > len(layers):
+        raise MonodistillError(
+            f"{trainable_layers} trainable layers asked for, but the model has {len(layers)} "
+            "(student.trainable_layers, or adapt.train_layers)"
+        )
+    model.get_input_embeddings().requires_grad_(False)
+    base: Any = getattr(model, model.base_model_prefix)
+    base.embeddings.requires_grad_(False)
+    for layer in layers[: len(layers) - trainable_layers]:
+        layer.requires_grad_(False)

@@ -57,6 +57,8 @@ class Needs:
     """Teacher layers (1-based) whose query, key and value projections are read."""
     student_projections: frozenset[int] = frozenset()
     """Student layers whose projections are read."""
+    teacher_logits: bool = False
+    """Whether the teacher's logits at the masked positions are read (the logit term)."""
 
     def __or__(self, other: Needs) -> Needs:
         return Needs(
@@ -64,7 +66,13 @@ class Needs:
             self.student_hidden | other.student_hidden,
             self.teacher_projections | other.teacher_projections,
             self.student_projections | other.student_projections,
+            self.teacher_logits or other.teacher_logits,
         )
+
+    @property
+    def teacher(self) -> bool:
+        """Whether the teacher has to run at all (an MLM-only objective, as in adaptation, reads nothing of it)."""
+        return self.teacher_logits or bool(self.teacher_hidden or self.teacher_projections)
 
 
 def _reduce(values: torch.Tensor, total: float | None) -> torch.Tensor:
@@ -207,7 +215,7 @@ def hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, total
 def distillation_loss(
     config: LossConfig,
     student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
     labels: torch.Tensor,
     student_hidden: torch.Tensor | None = None,
     teacher_hidden: torch.Tensor | None = None,
@@ -219,7 +227,7 @@ def distillation_loss(
     Args:
         config: Weights and temperature.
         student_logits: (N, V) at masked positions.
-        teacher_logits: (N, V) at the same positions.
+        teacher_logits: (N, V) at the same positions; needed when ``alpha_kl > 0``.
         labels: (N,) true token ids at those positions.
         student_hidden: (M, H) last hidden states at every position, needed when ``alpha_cosine > 0``.
         teacher_hidden: (M, H) the teacher's, at the same positions.
@@ -227,14 +235,19 @@ def distillation_loss(
         step_positions: Positions in the whole optimizer step (the cosine term is a sum over this).
 
     Returns:
-        ``{"loss", "kl" or "mse", "mlm"}`` plus ``"cosine"`` when that term is on; parts are unweighted.
+        ``{"loss", "mlm"}`` plus ``"kl"`` or ``"mse"`` when the logit term is on (``alpha_kl > 0``) and
+        ``"cosine"`` when that term is; parts are unweighted.
     """
-    if config.logit_loss == "mse":
-        logit_term = logit_mse(student_logits, teacher_logits, step_targets)
-    else:
-        logit_term = kl_divergence(student_logits, teacher_logits, config.temperature, step_targets)
-    parts = {config.logit_loss: logit_term, "mlm": masked_lm_loss(student_logits, labels, step_targets)}
-    loss = config.alpha_kl * logit_term + config.alpha_mlm * parts["mlm"]
+    parts = {"mlm": masked_lm_loss(student_logits, labels, step_targets)}
+    loss = config.alpha_mlm * parts["mlm"]
+    if config.alpha_kl > 0:
+        if teacher_logits is None:
+            raise ValueError("alpha_kl > 0 needs teacher_logits")
+        if config.logit_loss == "mse":
+            parts["mse"] = logit_mse(student_logits, teacher_logits, step_targets)
+        else:
+            parts["kl"] = kl_divergence(student_logits, teacher_logits, config.temperature, step_targets)
+        loss = loss + config.alpha_kl * parts[config.logit_loss]
     if config.alpha_cosine > 0:
         if student_hidden is None or teacher_hidden is None:
             raise ValueError("alpha_cosine > 0 needs student_hidden and teacher_hidden")
@@ -269,7 +282,7 @@ class Objective:
         pairs = parse_layer_map(config.hidden_layers) if config.hidden_layers else None
         self.layer_map = pairs or default_layer_map(student_layers, teacher_layers)
         """(student, teacher) layers of the hidden and attention terms (0: the embeddings)."""
-        needs = Needs()
+        needs = Needs(teacher_logits=config.alpha_kl > 0)
         if config.alpha_cosine > 0:
             needs |= Needs(frozenset({teacher_layers}), frozenset({student_layers}))
         if config.alpha_hidden > 0:
@@ -290,20 +303,24 @@ class Objective:
         """The (student, teacher) layers whose hidden states the hidden term compares."""
         return self.layer_map if self.config.alpha_hidden > 0 else []
 
-    def __call__(self, student: ModelOutputs, teacher: ModelOutputs, batch: MaskedBatch) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, student: ModelOutputs, teacher: ModelOutputs | None, batch: MaskedBatch
+    ) -> dict[str, torch.Tensor]:
         """Every part of the loss and their weighted sum ``loss``, each this batch's share of its step's mean.
 
         Args:
             student: The student's outputs (hidden states of mapped layers already projected).
-            teacher: The teacher's outputs on the same batch.
+            teacher: The teacher's outputs on the same batch (None when ``needs`` asks nothing of it).
             batch: The masked batch, with the counts of its whole optimizer step.
         """
         config = self.config
         step_positions = batch.step_blocks * batch.input_ids.shape[1]
+        if teacher is None:  # an MLM-only objective
+            teacher = ModelOutputs(logits=student.logits.new_zeros(0))
         parts = distillation_loss(
             config,
             student.logits,
-            teacher.logits,
+            teacher.logits if self.needs.teacher_logits else None,
             batch.targets,
             student.hidden[self.student_layers].flatten(0, 1) if config.alpha_cosine > 0 else None,
             teacher.hidden[self.teacher_layers].flatten(0, 1) if config.alpha_cosine > 0 else None,

@@ -40,14 +40,20 @@ from monodistill.report import write_report
 from monodistill.sweep import shared_teacher_groups
 
 
-def student_config(experiment: ExperimentConfig, student: StudentConfig, vocab_path: Path | None) -> DistillConfig:
+def student_config(
+    experiment: ExperimentConfig, student: StudentConfig, vocab_path: Path | None, teacher: str | None = None
+) -> DistillConfig:
     """The distillation config of one student: shared settings, then the student's own overrides.
 
-    ``vocab_path`` points a student whose vocabulary is trimmed at the folder built for it.
+    ``vocab_path`` points a student whose vocabulary is trimmed at the folder built for it; ``teacher``
+    replaces the experiment's teacher (the adapted one, when the experiment adapts it first).
     """
     name = student.name or student.preset
+    teacher_settings = config_to_dict(experiment.teacher)
+    if teacher is not None:
+        teacher_settings.update(name_or_path=teacher, revision=None)
     shared: dict[str, Any] = {
-        "teacher": config_to_dict(experiment.teacher),
+        "teacher": teacher_settings,
         "vocab": config_to_dict(experiment.vocab),
         "student": {**config_to_dict(student), "name": name, "overrides": []},
         "data": config_to_dict(experiment.data),
@@ -80,7 +86,9 @@ def vocabulary_settings(config: DistillConfig) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((key, repr(value)) for key, value in flat.items() if key.startswith(VOCABULARY_FIELDS)))
 
 
-EXPERIMENT_ENTRIES = ("config.yaml", "vocab", "students", "evaluate", "report")
+ADAPTED_TEACHER = "teacher-adapted"
+"""The adaptation run of an experiment whose ``adapt.enabled``; its ``student/`` is the adapted teacher."""
+EXPERIMENT_ENTRIES = ("config.yaml", ADAPTED_TEACHER, "vocab", "students", "evaluate", "report")
 """What ``run`` writes into the experiment folder (cleared by ``--overwrite``, with every ``vocab-*``)."""
 
 
@@ -138,7 +146,9 @@ def _distil_stages(config: ExperimentConfig, root: Path) -> tuple[list[DistillCo
         save_config(config, root / "config.yaml")
     # Check every student's settings before the first long stage starts.
     students = [student_config(config, student, None) for student in config.students]
-    shared = vocabulary_settings(student_config(config, StudentConfig(name="shared"), None))
+    teacher = str(_adapt_stage(config, root)) if config.adapt.enabled else None
+    students = [student_config(config, student, None, teacher) for student in config.students]
+    shared = vocabulary_settings(student_config(config, StudentConfig(name="shared"), None, teacher))
     folders: dict[tuple[tuple[str, str], ...], Path] = {}
     for number, (student, distill_config) in enumerate(zip(config.students, students, strict=True)):
         if not distill_config.vocab.active or distill_config.vocab.path is not None:
@@ -147,14 +157,26 @@ def _distil_stages(config: ExperimentConfig, root: Path) -> tuple[list[DistillCo
         if settings not in folders:
             folders[settings] = root / ("vocab" if settings == shared else f"vocab-{distill_config.student.name}")
             ensure_vocabulary(distill_config, folders[settings])
-        students[number] = student_config(config, student, folders[settings])
+        students[number] = student_config(config, student, folders[settings], teacher)
     return students, _distil_students(students)
+
+
+def _adapt_stage(config: ExperimentConfig, root: Path) -> Path:
+    """The experiment's teacher adapted to its corpus (done once, resumed when interrupted): the folder."""
+    from monodistill.adapt import adapt_teacher
+
+    print(f"== adapting {config.teacher.name_or_path} into {root / ADAPTED_TEACHER}")
+    shared = replace(student_config(config, StudentConfig(name=ADAPTED_TEACHER), None), adapt=config.adapt)
+    return adapt_teacher(shared, root / ADAPTED_TEACHER, resume=True)
 
 
 def _evaluate_stages(
     config: ExperimentConfig, root: Path, students: list[DistillConfig], student_dirs: list[Path]
 ) -> Path:
     models = [config.teacher.name_or_path]
+    adapted = root / ADAPTED_TEACHER / "student"
+    if config.adapt.enabled and adapted.is_dir():
+        models.append(str(adapted))  # beside the teacher it was adapted from
     for distill_config in students:
         # Trimmed teachers ("Load What You Need" baselines), whether shared or built by one student.
         vocab = distill_config.vocab

@@ -33,6 +33,7 @@ from monodistill.data.corpus import corpus_digest
 from monodistill.distill import StudentRun, TeacherPass, fit
 from monodistill.distill.student_run import capture_rng, set_rng_state
 from monodistill.errors import MonodistillError, command_to_resume
+from monodistill.internals import freeze_below
 from monodistill.losses import check_objective
 from monodistill.resume import (
     DATA_ORDER,
@@ -101,6 +102,11 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
     lead = configs[0]
     if not lead.data.corpus:
         raise MonodistillError("no corpus given: pass --corpus PATH_OR_HUB_ID or set data.corpus")
+    if any(config.adapt.enabled for config in configs):
+        raise MonodistillError(
+            "adapt.enabled makes adaptation a stage of `monodistill run`; for one student, adapt first with "
+            "`monodistill adapt --teacher T --corpus C --output DIR` and distil from DIR/student (--teacher)"
+        )
     group = len(configs) > 1
     names = [config.student.name or run_dir.name for config, run_dir in zip(configs, run_dirs, strict=True)]
     shapes = [resolve_shape(config.student) for config in configs]  # an unknown preset fails before loading
@@ -142,7 +148,10 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
     students, streams = [], []
     for config in configs:
         set_rng_state(shared_state)
-        students.append(build_student(config.student, _float32_weights(config, teacher), vocab_ids, config.train.seed))
+        student = build_student(config.student, _float32_weights(config, teacher), vocab_ids, config.train.seed)
+        if config.student.trainable_layers is not None:
+            freeze_below(student, config.student.trainable_layers)
+        students.append(student)
         streams.append(capture_rng(state.device))
     if group:
         check_group_fits(names, students, state.device)

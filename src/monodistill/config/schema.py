@@ -92,11 +92,14 @@ class StudentConfig:
     """random (the paper), teacher-embeddings (the paper's "teacher conditioning") or teacher-layers."""
     name: str | None = None
     """Label for this student in reports; defaults to the preset name."""
+    trainable_layers: int | None = None
+    """Train only the top N transformer layers and the MLM head's transform (embeddings, and the decoder tied
+    to them, stay as initialised); default every weight. ``adapt.train_layers`` sets it for adaptation."""
     overrides: list[str] = field(default_factory=list)
     """For ``monodistill run``: dotted overrides of the shared settings for this student only."""
 
     def __post_init__(self) -> None:
-        for name in ("num_layers", "hidden_size", "intermediate_size", "num_heads"):
+        for name in ("num_layers", "hidden_size", "intermediate_size", "num_heads", "trainable_layers"):
             value = getattr(self, name)
             _require(value is None or value > 0, f"student.{name} must be positive, got {value}", f"student.{name}")
         _require(

@@ -98,7 +98,7 @@ def train_step(
     micro_batches = stream.step(step)
     metrics: dict[StudentRun, dict[str, float]] = {}
     for number, batch in enumerate(micro_batches):
-        outputs = teacher(batch, needs)  # computes only what some student's loss reads
+        outputs = teacher(batch, needs) if needs.teacher else None  # only what some student's loss reads
         last = number == len(micro_batches) - 1
         for run in runs:
             if run.error is None:

@@ -156,7 +156,7 @@ class StudentRun:
 
     # -------------------------------------------------------------------------------------- train
 
-    def train_micro(self, batch: MaskedBatch, teacher: TeacherOutputs, last: bool) -> None:
+    def train_micro(self, batch: MaskedBatch, teacher: TeacherOutputs | None, last: bool) -> None:
         """Forward and backward on one micro-batch; a non-finite loss (on any rank) sets ``error`` instead."""
         with self.own_rng(), self.accelerator.no_sync(self.model) if not last else nullcontext():
             logits, hidden, projections = self.model(batch.input_ids, batch.positions)

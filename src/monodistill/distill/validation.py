@@ -2,9 +2,9 @@
 
 Per student: its masked-LM loss and accuracy on the true tokens, the KL to the teacher at T = 1
 (unlike the training ``kl`` part, which is at the loss's temperature and times T^2), top-1 agreement
-with the teacher, the teacher's own accuracy and, for a trimmed vocabulary, the teacher's probability
-mass outside the kept tokens. The masks are fixed (``data.batches``), so every validation of every
-student scores the same positions.
+with the teacher, the teacher's own accuracy and masked-LM loss (over the student's vocabulary) and,
+for a trimmed vocabulary, the teacher's probability mass outside the kept tokens. The masks are fixed
+(``data.batches``), so every validation of every student scores the same positions.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class ValidationTotals:
     teacher_agreement: float = 0.0
     student_accuracy: float = 0.0
     teacher_accuracy: float = 0.0
+    teacher_mlm_loss: float = 0.0
     teacher_mass_outside_vocab: float = 0.0
 
     def add(self, student_logits: torch.Tensor, teacher: TeacherOutputs, targets: torch.Tensor) -> None:
@@ -43,6 +44,7 @@ class ValidationTotals:
         self.teacher_agreement += (student_top == teacher_top).sum().item()
         self.student_accuracy += (student_top == targets).sum().item()
         self.teacher_accuracy += (teacher_top == targets).sum().item()
+        self.teacher_mlm_loss += F.cross_entropy(teacher_logits, targets, reduction="sum").item()
         if teacher.outside_mass is not None:
             self.teacher_mass_outside_vocab += teacher.outside_mass.sum().item()
 
