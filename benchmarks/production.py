@@ -51,7 +51,13 @@ class ProductionStep:
         total = self.stream.total_steps(lead.train)
         self.runs = [
             StudentRun(
-                config, Path(self._folder.name) / f"student-{number}", student, total, self.stream.global_batch, {}
+                config,
+                Path(self._folder.name) / f"student-{number}",
+                student,
+                total,
+                self.stream.global_batch,
+                {},
+                teacher_config=teacher.config,
             )
             for number, (config, student) in enumerate(zip(configs, students, strict=True))
         ]

@@ -84,7 +84,11 @@ def test_run_adapts_once_and_distils_every_student_from_the_adapted_teacher(
     experiment = {
         "teacher": {"name_or_path": str(tiny_teacher_dir)},
         "adapt": {"enabled": True, "max_steps": 3, "learning_rate": 1e-3},
-        "students": [{**shape, "name": "a"}, {**shape, "name": "b", "overrides": ["loss.temperature=2"]}],
+        "students": [
+            {**shape, "name": "a"},
+            {**shape, "name": "b", "overrides": ["loss.temperature=2"]},
+            {**shape, "name": "plain", "overrides": ["adapt.enabled=false"]},  # from the original teacher
+        ],
         "data": {
             "corpus": str(corpus_file),
             "max_seq_length": 32,
@@ -102,9 +106,16 @@ def test_run_adapts_once_and_distils_every_student_from_the_adapted_teacher(
     for name in ("a", "b"):
         recorded = yaml.safe_load((out / "students" / name / "config.yaml").read_text())
         assert recorded["teacher"]["name_or_path"] == str(adapted.resolve())
+        assert recorded["adapt"]["enabled"] is False  # what it trained with: the adapted teacher, adaptation done
+    plain = yaml.safe_load((out / "students" / "plain" / "config.yaml").read_text())
+    assert plain["teacher"]["name_or_path"] == str(tiny_teacher_dir)
     stamp = (adapted / "model.safetensors").stat().st_mtime_ns
     assert main(["distill", "--config", str(config), "--output", str(out), "--resume"]) == 0
     assert (adapted / "model.safetensors").stat().st_mtime_ns == stamp  # adapted once, not again
+
+    experiment["students"][1]["overrides"] = ["adapt.max_steps=9"]
+    config.write_text(yaml.safe_dump(experiment))
+    assert main(["distill", "--config", str(config), "--output", str(tmp_path / "other")]) == 2
 
 
 def test_adapt_refuses_a_checkpoint_without_a_masked_lm_head(

@@ -45,15 +45,15 @@ def student_config(
 ) -> DistillConfig:
     """The distillation config of one student: shared settings, then the student's own overrides.
 
-    ``vocab_path`` points a student whose vocabulary is trimmed at the folder built for it; ``teacher``
-    replaces the experiment's teacher (the adapted one, when the experiment adapts it first).
+    ``vocab_path`` points a student whose vocabulary is trimmed at the folder built for it. ``teacher`` is
+    the adapted teacher, once the experiment's ``adapt`` stage has made it: a student that keeps
+    ``adapt.enabled`` (the experiment's; a student may turn it off) distils from it, and records it as its
+    teacher, with adaptation done.
     """
     name = student.name or student.preset
-    teacher_settings = config_to_dict(experiment.teacher)
-    if teacher is not None:
-        teacher_settings.update(name_or_path=teacher, revision=None)
     shared: dict[str, Any] = {
-        "teacher": teacher_settings,
+        "teacher": config_to_dict(experiment.teacher),
+        "adapt": config_to_dict(experiment.adapt),
         "vocab": config_to_dict(experiment.vocab),
         "student": {**config_to_dict(student), "name": name, "overrides": []},
         "data": config_to_dict(experiment.data),
@@ -65,6 +65,16 @@ def student_config(
         config = load_config(DistillConfig, updates=shared, overrides=student.overrides)
     except MonodistillError as error:
         raise MonodistillError(f"student {name!r}: {error}") from None
+    if replace(config.adapt, enabled=experiment.adapt.enabled) != experiment.adapt or (
+        config.adapt.enabled and not experiment.adapt.enabled
+    ):
+        raise MonodistillError(
+            f"student {name!r}: the teacher is adapted once per experiment, with its adapt: section; a student "
+            "may only turn that off (overrides: [adapt.enabled=false])"
+        )
+    if config.adapt.enabled and teacher is not None:
+        config = replace(config, teacher=replace(config.teacher, name_or_path=teacher, revision=None))
+        config = replace(config, adapt=replace(config.adapt, enabled=False))
     if vocab_path is not None and config.vocab.active and config.vocab.path is None:
         config.vocab.path = str(vocab_path)
     return config
@@ -146,7 +156,8 @@ def _distil_stages(config: ExperimentConfig, root: Path) -> tuple[list[DistillCo
         save_config(config, root / "config.yaml")
     # Check every student's settings before the first long stage starts.
     students = [student_config(config, student, None) for student in config.students]
-    teacher = str(_adapt_stage(config, root)) if config.adapt.enabled else None
+    adapting = any(distill_config.adapt.enabled for distill_config in students)
+    teacher = str(_adapt_stage(config, root)) if adapting else None
     students = [student_config(config, student, None, teacher) for student in config.students]
     shared = vocabulary_settings(student_config(config, StudentConfig(name="shared"), None, teacher))
     folders: dict[tuple[tuple[str, str], ...], Path] = {}
@@ -166,8 +177,9 @@ def _adapt_stage(config: ExperimentConfig, root: Path) -> Path:
     from monodistill.adapt import adapt_teacher
 
     print(f"== adapting {config.teacher.name_or_path} into {root / ADAPTED_TEACHER}")
-    shared = replace(student_config(config, StudentConfig(name=ADAPTED_TEACHER), None), adapt=config.adapt)
-    return adapt_teacher(shared, root / ADAPTED_TEACHER, resume=True)
+    return adapt_teacher(
+        student_config(config, StudentConfig(name=ADAPTED_TEACHER), None), root / ADAPTED_TEACHER, resume=True
+    )
 
 
 def _evaluate_stages(
