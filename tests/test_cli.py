@@ -137,3 +137,22 @@ def test_a_run_stopped_by_ctrl_c_exits_130_after_saving(
     monkeypatch.setattr("monodistill.recipe.run_distillation", stopped)
     assert main(["distill", "--output", str(tmp_path)]) == status
     assert "checkpoint saved in RUN" in one_line_error(capsys, "distill")
+
+
+def test_overrides_may_stand_anywhere_among_the_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[DistillConfig] = []
+
+    def record(config: DistillConfig, **_: Any) -> Path:
+        seen.append(config)
+        return tmp_path
+
+    monkeypatch.setattr("monodistill.recipe.run_distillation", record)
+    argv = ["distill", "--student", "custom", "student.num_layers=1", "--output", str(tmp_path), "train.batch_size=4"]
+    assert main([*argv, "student.hidden_size=8", "student.intermediate_size=8", "student.num_heads=2"]) == 0
+    assert seen[0].student.num_layers == 1 and seen[0].train.batch_size == 4 and seen[0].student.hidden_size == 8
+
+
+def test_other_leftover_arguments_are_still_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["distill", "--output", str(tmp_path), "train.seed=1", "--bogus", "3"])
+    assert "unrecognized arguments" in capsys.readouterr().err

@@ -432,3 +432,18 @@ def test_evaluation_results_are_reused_only_when_made_from_the_same_model_task_a
     assert main([*base, "--model", str(first), *settings, "learning_rate=1e-3"]) == 0
     assert "made with other weights; recomputing" in capsys.readouterr().out
     assert "learning_rate: 0.001" in (out / "config.yaml").read_text()
+
+
+def test_everything_a_run_saves_is_readable_by_others(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """transformers writes model.safetensors 0600; under umask 022 the saved student is 0644 like its other files."""
+    previous = os.umask(0o022)
+    try:
+        run = tmp_path / "run"
+        assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 2)) == 0
+    finally:
+        os.umask(previous)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (run / "student").iterdir()}
+    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}
+    assert (run / "student").stat().st_mode & 0o777 == 0o755

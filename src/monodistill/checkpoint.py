@@ -60,6 +60,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    honour_umask(staging)
     _fsync_tree(staging)
     if path.exists():
         # Move the old folder aside first so that `path` is never missing a complete version for long.
@@ -69,6 +70,18 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.replace(staging, path)
+
+
+def honour_umask(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the mode a plain write would (0644 under umask 022).
+
+    Some writers (transformers' safetensors save among them) create files 0600 through a temporary
+    file: another user, or a container, could then not load the student.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for item in [folder, *folder.rglob("*")]:
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -7,6 +7,7 @@ and turns a ``MonodistillError`` into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     record_command(argv)
-    args = vars(build_parser().parse_args(argv))
+    args = vars(parse_arguments(build_parser(), argv))
     command = args.pop("command")
     handlers: dict[str, Callable[..., Path]] = {
         "distill": distill,
@@ -356,6 +357,27 @@ def main(argv: list[str] | None = None) -> int:
         _close_process_group()
     print(result)
     return 0
+
+
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+"""A ``section.field=value`` override (or ``field=value`` for evaluate)."""
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argv parsed with ``section.field=value`` overrides anywhere among the options, as users write them.
+
+    argparse takes one run of positionals only; overrides it leaves over are collected here, and
+    anything else left over is refused as argparse refuses it.
+    """
+    args, extras = parser.parse_known_args(argv)
+    unknown = [item for item in extras if not OVERRIDE.match(item)]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extras:
+        if not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join(extras)} ({args.command} takes no field=value settings)")
+        args.overrides = [*(args.overrides or []), *extras]
+    return args
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
