@@ -210,3 +210,36 @@ def test_labels_tell_apart_runs_that_share_a_name_in_one_experiment(tmp_path: Pa
     assert label_models(named) == [f"{one}/tiny", f"{two}/tiny", "tiny"]
     same = [Named("a", runs, one, "distillation"), Named("a", runs, runs / "eval", "evaluation")]
     assert label_models(same) == ["a", "a"]  # a student's run and its scores carry one label
+
+
+def test_task_distilled_rows_are_marked_in_tables_figures_rows_and_the_card(
+    experiment: Path, tmp_path: Path, figure_texts: dict[str, set[str]]
+) -> None:
+    from monodistill.card import evaluation_section, model_index_results
+
+    path = experiment / "evaluate" / "summary.json"
+    summary = json.loads(path.read_text())
+    source = {"label": "teacher", "model": "shared/models/mmt-mini", "alpha": 0.5, "temperature": 2.0}
+    for label, entry in summary["models"].items():
+        for result in entry["tasks"].values():
+            result["distilled_from"] = source if label == "student" else None
+    path.write_text(json.dumps(summary))
+    write_report([experiment], tmp_path / "report")
+
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| tiny (task KD from teacher) |" in report and "| teacher-trimmed |" in report
+    assert "Ranks and p-values compare both kinds in one ranking." in report
+    assert "leaves out its teacher's logit pass" in report
+    with open(tmp_path / "report" / "results.csv") as handle:
+        marks = {row["model"]: row["distilled_from"] for row in csv.DictReader(handle)}
+    assert marks == {"teacher": "", "teacher-trimmed": "", "tiny": "teacher"}
+    assert "tiny (task KD)" in figure_texts["quality.png"] and "teacher (task KD)" not in figure_texts["quality.png"]
+
+    student = experiment / "students" / "tiny" / "student"
+    section = evaluation_section(summary, student)
+    assert "fine-tuned with task-stage distillation from `shared/models/mmt-mini`" in section
+    assert section.count("(task KD)") == len(TASKS) + 1  # every row, and the sentence naming the mark
+    names = {metric["name"] for result in model_index_results(summary, student, {}) for metric in result["metrics"]}
+    assert names == {"accuracy (mean, fine-tuned with task KD from teacher)"}
+    plain = evaluation_section(summary, experiment / "students" / "tiny" / "vocab" / "teacher")
+    assert "task KD" not in plain

@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM
 from monodistill import checkpoint as ckpt
 from monodistill.config import DistillConfig, LossConfig, load_config
 from monodistill.errors import MonodistillError
+from monodistill.evaluate.summary import distilled_source
 from monodistill.evaluate.tasks import PRESETS
 from monodistill.student import resolve_shape
 from monodistill.teacher import is_local_reference, parameter_counts
@@ -170,12 +171,14 @@ def model_index_results(summary: dict[str, Any], student_dir: Path, task_kinds: 
     for task, result in mine["tasks"].items():
         metric = result["main_metric"]
         hub_id = PRESETS[task].dataset if task in PRESETS else task
+        source = distilled_source(summary, result)
+        how = f"mean, fine-tuned with task KD from {source}" if source else "mean"
         results.append(
             {
                 "task": {"type": HUB_TASK_TYPES.get(task_kinds.get(task, ""), "text-classification")},
                 "dataset": {"name": task, "type": hub_id},
                 "metrics": [
-                    {"type": metric, "value": round(result[f"metric.{metric}"]["mean"], 4), "name": f"{metric} (mean)"}
+                    {"type": metric, "value": round(result[f"metric.{metric}"]["mean"], 4), "name": f"{metric} ({how})"}
                 ],
             }
         )
@@ -211,10 +214,17 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:
         return ""
     baseline_label = summary["baseline"]
     baseline = entries[baseline_label]
+    intro = f"Fine-tuned with identical settings; mean ± std over seeds; baseline: `{baseline['model']}`."
+    # evaluate.distil_from: fine-tuned with a KL term to another model's fine-tuned logits, not plainly.
+    sources = sorted(
+        {result["distilled_from"]["model"] for result in mine["tasks"].values() if result.get("distilled_from")}
+    )
+    if sources:
+        intro += f" Rows marked (task KD): fine-tuned with task-stage distillation from `{', '.join(sources)}`."
     lines = [
         "## Downstream results",
         "",
-        f"Fine-tuned with identical settings; mean ± std over seeds; baseline: `{baseline['model']}`.",
+        intro,
         "",
         "| task | metric | this model | baseline | fine-tuning speedup |",
         "|---|---|---|---|---|",
@@ -223,8 +233,10 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:
         key = f"metric.{result['main_metric']}"
         base = baseline["tasks"].get(task, {}).get(key)
         base_text = f"{100 * base['mean']:.2f} ± {100 * base['std']:.2f}" if base else "-"
+        score = f"{100 * result[key]['mean']:.2f} ± {100 * result[key]['std']:.2f}"
+        score += " (task KD)" if result.get("distilled_from") else ""
         lines.append(
-            f"| {task} | {result['main_metric']} | {100 * result[key]['mean']:.2f} ± {100 * result[key]['std']:.2f} "
+            f"| {task} | {result['main_metric']} | {score} "
             f"| {base_text} | {result.get('finetune_speedup', float('nan')):.2f}x |"
         )
     return "\n".join(lines) + "\n\n"

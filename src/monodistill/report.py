@@ -12,6 +12,9 @@ Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation 
   ``quality.png`` (a panel per task: main metric per model, with std error bars) and ``cost.png``
   (parameters, fine-tuning and inference speedups against the first model).
 
+Models fine-tuned with task-stage distillation (``evaluate.distil_from``) are marked: ``(task KD from
+MODEL)`` in the tables, ``(task KD)`` under their bars, and ``distilled_from`` in results.csv/json.
+
 Models are named as a reader knows them: ``teacher`` (the first model of an evaluation),
 ``teacher-trimmed`` (the teacher on the trimmed vocabulary) and each student by its run's name;
 ``label_models`` gives each one label, the same in every table, figure, CSV/JSON row and the page.
@@ -40,7 +43,7 @@ import yaml
 from monodistill import checkpoint as ckpt
 from monodistill import runfolder
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.harness import format_summary
+from monodistill.evaluate.summary import distilled_source, format_summary
 
 CURVES = (
     ("train", "loss", "train loss"),
@@ -190,8 +193,9 @@ def display_name(model: str, index: int) -> str:
     path = Path(model.rstrip("/"))
     if index == 0:
         return "teacher"
-    if path.name == "teacher" and path.parent.name == "vocab":
-        return "teacher-trimmed"
+    if path.name == "teacher" and path.parent.name.startswith("vocab"):
+        # EXP/vocab/teacher: the shared vocabulary; EXP/vocab-NAME/teacher: one student's own.
+        return "teacher-trimmed" + path.parent.name.removeprefix("vocab")
     if path.name == ckpt.STUDENT_DIR:
         return run_name(path.parent)
     return path.name or model
@@ -212,6 +216,8 @@ def result_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
         for task, result in entry["tasks"].items():
             row: dict[str, Any] = {"source": source, "model": label, "task": task, "main_metric": result["main_metric"]}
             row["label"] = entry.get("label", label)
+            # Task-stage distillation (evaluate.distil_from): the model whose fine-tuned logits it also learned from.
+            row["distilled_from"] = distilled_source(summary, result)
             for key, value in result.items():
                 if isinstance(value, dict) and "mean" in value:
                     row[f"{key}.mean"], row[f"{key}.std"] = value["mean"], value["std"]
@@ -289,7 +295,7 @@ def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
         picked = [row for row in rows if row["task"] == task]
         metric = picked[0]["main_metric"]
         axis.bar(
-            [row["model"] for row in picked],
+            [f"{row['model']} (task KD)" if row.get("distilled_from") else row["model"] for row in picked],
             [100 * row[f"metric.{metric}.mean"] for row in picked],
             yerr=[100 * row[f"metric.{metric}.std"] for row in picked],
             capsize=3,

@@ -162,7 +162,7 @@ def test_models_sharing_a_tokenizer_tokenise_each_task_once_and_are_ranked(
 
 
 def test_ranks_and_welch_marks_against_the_first_model() -> None:
-    from monodistill.evaluate.harness import _rank_and_compare, format_summary
+    from monodistill.evaluate.summary import _rank_and_compare, format_summary
 
     def entry(values: list[float]) -> dict[str, object]:
         mean = sum(values) / len(values)

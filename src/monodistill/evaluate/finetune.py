@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,32 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.config import EvaluateConfig
 from monodistill.data.blocks import tokenizer_fingerprint
+from monodistill.evaluate.distil import (
+    TEACHER_INDEX,
+    DistillingTrainer,
+    DistilTargets,
+    TeacherCollator,
+    TeacherLogits,
+    align_targets,
+    model_columns,
+    predict_teacher,
+)
 from monodistill.evaluate.encode import Encoder, align_labels, word_predictions
 from monodistill.evaluate.metrics import classification_metrics, token_metrics
 from monodistill.evaluate.tasks import Task
 from monodistill.teacher import load_weights, max_positions, parameter_counts
 
-__all__ = ["align_labels", "finetune", "load_for_task", "score", "subset", "tokenize_task", "usable_max_length"]
+__all__ = [
+    "align_labels",
+    "finetune",
+    "load_for_task",
+    "prepare_splits",
+    "score",
+    "subset",
+    "teacher_logits",
+    "tokenize_task",
+    "usable_max_length",
+]
 BOOKKEEPING = ("truncated", "word_ids", "words_cut", "words_without_pieces")
 """Columns ``tokenize_task`` adds for scoring and reports; the model never sees them."""
 
@@ -75,14 +96,18 @@ def finetune(
     config: EvaluateConfig,
     seed: int,
     tokenized: dict[tuple[Any, ...], dict[str, datasets.Dataset]] | None = None,
-    save_to: Path | None = None,
+    save_to: Sequence[Path] = (),
+    teacher: TeacherLogits | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model_path`` on ``task`` with ``seed``; returns metrics, timings and sizes.
 
-    ``save_to``, when given, receives the fine-tuned model and its tokenizer (``save_pretrained``).
+    Each folder of ``save_to`` receives the fine-tuned model and its tokenizer (``save_pretrained``).
 
     ``tokenized`` caches tokenised tasks across calls: models that share a tokenizer (students of one
     teacher, every seed) tokenise each task once.
+
+    ``teacher``, a fine-tuned model's logits on this task's training split (``teacher_logits``, same
+    seed), adds task-stage distillation (``distil.py``): the KL to them, weighted by evaluate.distil_alpha.
     """
     label_maps = {
         "id2label": dict(enumerate(task.labels)),
@@ -94,26 +119,24 @@ def finetune(
     # only sets the autocast of the fine-tuning and inference passes.
     model = load_for_task(model_class, model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
     max_length = usable_max_length(config.max_length, model.config)
-    key = (task.name, id(task), tokenizer_fingerprint(tokenizer), max_length, config.truncation)
-    cache = tokenized if tokenized is not None else {}
-    if key not in cache:
-        cache[key] = tokenize_task(task, tokenizer, max_length, config.truncation)
-    data = dict(cache[key])  # a copy: the subsets selected below must not change the cached splits
-    # Capped splits are random subsets drawn with the first seed, so every model and seed sees the same
-    # examples, and a file sorted by label does not hand the model one class.
-    if config.max_train_samples:
-        data["train"] = data["train"].select(subset(len(data["train"]), config.max_train_samples, config.seed))
-    gold = task.test
-    if config.max_eval_samples:
-        kept = subset(len(data["test"]), config.max_eval_samples, config.seed)
-        data["test"], gold = data["test"].select(kept), gold.select(kept)
+    data, rows = prepare_splits(task, tokenizer, config, max_length, tokenized)
+    gold = rows["test"]
     report = coverage_report(task, data, gold)
     _print_report(task.name, report)
     word_ids = list(data["test"]["word_ids"]) if task.is_token_task else None
-    data = {
-        name: split.remove_columns([c for c in BOOKKEEPING if c in split.column_names]) for name, split in data.items()
-    }
-    collator = (DataCollatorForTokenClassification if task.is_token_task else DataCollatorWithPadding)(tokenizer)
+    targets = None
+    if teacher is not None:
+        if len(teacher.logits) != len(data["train"]):
+            raise RuntimeError(f"{len(teacher.logits)} teacher logits for {len(data['train'])} training examples")
+        targets = align_targets(teacher, list(data["train"]["word_ids"]) if task.is_token_task else None)
+    data = {name: _without_bookkeeping(split) for name, split in data.items()}
+    collator = _collator(task, tokenizer)
+    if targets is not None:
+        # The teacher's logits travel as a row index the collator resolves; the Trainer would drop a column
+        # its model does not take, so the model's inputs are picked here instead (model_columns).
+        data["train"] = data["train"].add_column(TEACHER_INDEX, list(range(len(data["train"]))))
+        data = {name: model_columns(split, model, keep=("labels", TEACHER_INDEX)) for name, split in data.items()}
+        collator = TeacherCollator(collator, targets)
     use_cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as scratch:
         arguments = TrainingArguments(
@@ -134,20 +157,24 @@ def finetune(
             logging_steps=50,
             use_cpu=not use_cuda,
             dataloader_num_workers=0,
+            remove_unused_columns=targets is None,
         )
-        trainer = Trainer(
-            model=model, args=arguments, train_dataset=data["train"], data_collator=collator, processing_class=tokenizer
-        )
+        common: dict[str, Any] = {"model": model, "args": arguments, "train_dataset": data["train"]}
+        common.update(data_collator=collator, processing_class=tokenizer)
+        if targets is None:
+            trainer = Trainer(**common)
+        else:
+            trainer = DistillingTrainer(**common, alpha=config.distil_alpha, temperature=config.distil_temperature)
         training = trainer.train()
         prediction = trainer.predict(data["test"])
-    if save_to is not None:
-        model.save_pretrained(save_to)
-        tokenizer.save_pretrained(save_to)
+    for folder in save_to:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     assert prediction.label_ids is not None and prediction.metrics is not None
     _check_order(np.asarray(prediction.label_ids), data["test"]["labels"])
     scores = score(task, prediction.predictions, gold, word_ids)
     counts = parameter_counts(model)
-    return {
+    result = {
         "metrics": scores,
         "train_samples": len(data["train"]),
         "test_samples": len(data["test"]),
@@ -162,6 +189,74 @@ def finetune(
         "mixed_precision": config.mixed_precision,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
     }
+    if teacher is not None and targets is not None:
+        result["distillation"] = _distillation_record(config, teacher, targets)
+    return result
+
+
+def teacher_logits(
+    classifier: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    config: EvaluateConfig,
+    tokenized: dict[tuple[Any, ...], dict[str, datasets.Dataset]] | None = None,
+) -> TeacherLogits:
+    """A fine-tuned classifier's logits over ``task``'s (capped) training split, read through its own tokenizer.
+
+    The teacher of task-stage distillation (``distil.py``): frozen where it is loaded, it runs once per
+    task and seed, and ``finetune(teacher=...)`` lays its logits on each student's inputs.
+    """
+    model_class = AutoModelForTokenClassification if task.is_token_task else AutoModelForSequenceClassification
+    loaded, _ = load_weights(model_class, str(classifier), kind="fine-tuned model", quiet=True, dtype=torch.float32)
+    model: Any = loaded.eval().requires_grad_(False)
+    model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    max_length = usable_max_length(config.max_length, model.config)
+    data, rows = prepare_splits(task, tokenizer, config, max_length, tokenized)
+    train = data["train"]
+    word_ids = list(train["word_ids"]) if task.is_token_task else None
+    num_words = [len(tags) for tags in rows["train"]["tags"]] if task.is_token_task else None
+    split = model_columns(_without_bookkeeping(train), model)
+    return predict_teacher(model, split, _collator(task, tokenizer), config, word_ids, num_words)
+
+
+def prepare_splits(
+    task: Task,
+    tokenizer: PreTrainedTokenizerBase,
+    config: EvaluateConfig,
+    max_length: int,
+    tokenized: dict[tuple[Any, ...], dict[str, datasets.Dataset]] | None = None,
+) -> tuple[dict[str, datasets.Dataset], dict[str, datasets.Dataset]]:
+    """The tokenised train and test splits (``tokenize_task``, cached in ``tokenized``), capped as
+    evaluate.max_train_samples and max_eval_samples say, and the task's rows each one holds."""
+    key = (task.name, id(task), tokenizer_fingerprint(tokenizer), max_length, config.truncation)
+    cache = tokenized if tokenized is not None else {}
+    if key not in cache:
+        cache[key] = tokenize_task(task, tokenizer, max_length, config.truncation)
+    data = dict(cache[key])  # a copy: the subsets selected below must not change the cached splits
+    rows = {"train": task.train, "test": task.test}
+    # Capped splits are random subsets drawn with the first seed, so every model and seed sees the same
+    # examples (a teacher and its students too), and a file sorted by label does not hand the model one class.
+    for name, limit in (("train", config.max_train_samples), ("test", config.max_eval_samples)):
+        if limit:
+            kept = subset(len(data[name]), limit, config.seed)
+            data[name], rows[name] = data[name].select(kept), rows[name].select(kept)
+    return data, rows
+
+
+def _collator(task: Task, tokenizer: PreTrainedTokenizerBase) -> Any:
+    return (DataCollatorForTokenClassification if task.is_token_task else DataCollatorWithPadding)(tokenizer)
+
+
+def _without_bookkeeping(split: datasets.Dataset) -> datasets.Dataset:
+    return split.remove_columns([name for name in BOOKKEEPING if name in split.column_names])
+
+
+def _distillation_record(config: EvaluateConfig, teacher: TeacherLogits, targets: DistilTargets) -> dict[str, Any]:
+    record: dict[str, Any] = {"alpha": config.distil_alpha, "temperature": config.distil_temperature}
+    record["teacher_pass_seconds"] = teacher.seconds
+    if targets.mask is not None:
+        record["words_without_teacher"] = targets.words_without_teacher
+    return record
 
 
 def usable_max_length(max_length: int, model_config: Any) -> int:

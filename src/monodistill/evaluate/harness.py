@@ -8,6 +8,8 @@ Layout of the output folder::
                                                   what it was made from (model, weights, task, settings)
     OUT/results/<model>-<id>/<task>/model/        with evaluate.save_models: the first seed's fine-tuned
                                                   classifier and tokenizer (``monodistill export`` takes it)
+    OUT/results/<model>-<id>/<task>/seed-<n>-model/  for the model evaluate.distil_from names: each seed's
+                                                  fine-tuned classifier, which the other models learn from
     OUT/summary.json                              mean/std per model and task, cost and ratios
     OUT/summary.md                                the same as tables
 
@@ -17,6 +19,8 @@ weights (a local folder's digest, a Hub id's commit), task data, seed and fine-t
 otherwise it is recomputed, saying why. So an interrupted evaluation resumes, and a changed setting,
 retrained model or updated Hub repository is never scored from old runs.
 Speed ratios are against the first model (the teacher), measured in the same run on the same machine.
+With ``evaluate.distil_from``, the model it names is fine-tuned first, and the others learn from its
+fine-tuned classifiers (``TaskTeacher``, ``distil.py``).
 """
 
 from __future__ import annotations
@@ -24,13 +28,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 import huggingface_hub
-import scipy.stats
 import torch
 from transformers import AutoModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
@@ -40,14 +42,16 @@ from monodistill import checkpoint as ckpt
 from monodistill import runfolder
 from monodistill.config import EvaluateConfig, config_to_dict, save_config
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.finetune import finetune, usable_max_length
-from monodistill.evaluate.metrics import main_metric
+from monodistill.evaluate.distil import TeacherLogits, resolve_source
+from monodistill.evaluate.finetune import finetune, teacher_logits, usable_max_length
+from monodistill.evaluate.summary import WEIGHT_SUFFIXES, format_summary, summarise
 from monodistill.evaluate.tasks import Task, load_task
 from monodistill.teacher import is_local_reference, load_model_config, load_tokenizer, load_weights
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 SAVED_MODEL_DIR = "model"
 """Where ``evaluate.save_models`` keeps a fine-tuned classifier, beside its task's seed results."""
+CLASSIFIER_DIR = "seed-{seed}-model"
+"""Where the model that ``evaluate.distil_from`` names keeps each seed's fine-tuned classifier for its students."""
 MAX_TEST_OVERLAP = 0.5
 """Real splits share a few percent of their inputs (3% on Hatespeech Filipino); a copied split shares most."""
 
@@ -65,32 +69,62 @@ def run_evaluation(config: EvaluateConfig) -> Path:
     output = Path(config.output_dir)
     runfolder.check_output_path(output)
     labels = model_labels(config.models)
+    source = resolve_source(config, labels)
     tokenizers = {model: check_model(model, config.max_length) for model in config.models}
     tasks = [load_task(reference) for reference in config.tasks]
     overlaps = {task.name: check_overlap(task) for task in tasks}
+    seeds = list(range(config.seed, config.seed + config.seeds))
     with runfolder.claim(output):
         ckpt.write_environment(output)
         folders = [result_folder(output, label, model) for model, label in zip(config.models, labels, strict=True)]
         tokenized: dict[tuple[Any, ...], Any] = {}  # tokenised tasks, shared by models with one tokenizer
-        for model, label, folder in zip(config.models, labels, folders, strict=True):
+        teacher = None
+        if source is not None:
+            model = config.models[source]
+            teacher = TaskTeacher(config, model, labels[source], folders[source], tokenizers[model], tokenized)
+            print(
+                f"task distillation: every other model also learns from {teacher.label}'s fine-tuned task logits "
+                f"(evaluate.distil_alpha={config.distil_alpha}, distil_temperature={config.distil_temperature})"
+            )
+        # The teacher of task distillation goes first: the others read its fine-tuned classifiers.
+        for index in sorted(range(len(config.models)), key=lambda index: index != source):
+            model, label, folder = config.models[index], labels[index], folders[index]
+            keeper = teacher if index == source else None  # keeps its classifiers for the others
+            learns_from = teacher if index != source else None  # None: plain fine-tuning
             identity = model_identity(model)
             for task in tasks:
-                made_from = {**identity, "task": task_digest(task), "settings": finetune_settings(config)}
-                for seed in range(config.seed, config.seed + config.seeds):
+                settings = finetune_settings(config, distilled=learns_from is not None)
+                for seed in seeds:
+                    made_from = {**identity, "task": task_digest(task), "settings": settings}
+                    made_from["distilled_from"] = learns_from.made_from(task, seed) if learns_from else None
                     path = folder / task.name / f"seed-{seed}.json"
+                    keep = {}  # folder -> the setting that keeps a fine-tuned model there
+                    if config.save_models and seed == config.seed:
+                        keep[folder / task.name / SAVED_MODEL_DIR] = "evaluate.save_models"
+                    if keeper:
+                        keep[keeper.classifier(task, seed)] = "evaluate.distil_from"
                     stale = _stale_reason(path, made_from)
-                    keep = folder / task.name / SAVED_MODEL_DIR if config.save_models and seed == config.seed else None
-                    if stale is None and keep is not None and not (keep / "config.json").is_file():
-                        stale = ": keeping the fine-tuned model (evaluate.save_models)"
+                    missing = [setting for place, setting in keep.items() if not (place / "config.json").is_file()]
+                    if stale is None and missing:
+                        stale = f": keeping the fine-tuned model ({', '.join(missing)})"
+                    if stale is None and keeper:
+                        stale = keeper.check_classifier(task, seed, path)
                     if stale is None:
                         continue
-                    print(f"fine-tuning {label} on {task.name} (seed {seed}){stale}")
-                    result = finetune(model, tokenizers[model], task, config, seed, tokenized, save_to=keep)
+                    note = f", distilled from {learns_from.label}" if learns_from else ""
+                    print(f"fine-tuning {label} on {task.name} (seed {seed}){note}{stale}")
+                    logits = learns_from.logits(task, seed) if learns_from else None
+                    result = finetune(
+                        model, tokenizers[model], task, config, seed, tokenized, save_to=list(keep), teacher=logits
+                    )
+                    distillation = result.pop("distillation", None)
                     result.update(model=model, label=label, task=task.name, seed=seed, metric=task.metric)
                     result.update(test_overlap=overlaps[task.name], made_from=made_from)
+                    result["distilled_from"] = learns_from.record(task, seed, distillation) if learns_from else None
+                    if keeper:
+                        result["distil_classifier"] = keeper.kept_classifier(task, seed)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     ckpt.atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-        seeds = list(range(config.seed, config.seed + config.seeds))
         summary = summarise(folders, config.models, labels, tasks, seeds)
         # Written with the summary, so the folder's config is the one its results were made with.
         save_config(config, output / "config.yaml")
@@ -99,6 +133,75 @@ def run_evaluation(config: EvaluateConfig) -> Path:
         ckpt.atomic_write_text(output / "summary.md", table)
     print(table)
     return output
+
+
+class TaskTeacher:
+    """The model that every other one is distilled from on each task (``evaluate.distil_from``).
+
+    It is fine-tuned plainly, and keeps each seed's classifier beside that seed's result
+    (``seed-<n>-model/``, with the digest of its weights in the result), so that an interrupted
+    evaluation resumes with it. A distilled result records that digest in ``made_from``: it is reused
+    only while the classifier it learned from is the one on disk.
+    """
+
+    def __init__(
+        self,
+        config: EvaluateConfig,
+        model: str,
+        label: str,
+        folder: Path,
+        tokenizer: PreTrainedTokenizerBase,
+        tokenized: dict[tuple[Any, ...], Any],
+    ) -> None:
+        self.config, self.model, self.label, self.folder = config, model, label, folder
+        self.tokenizer, self.tokenized = tokenizer, tokenized
+        self.identity = model_identity(model)
+        self.digests: dict[tuple[str, int], str] = {}  # (task, seed) -> the kept classifier's weights digest
+        self.cache: dict[tuple[str, int], TeacherLogits] = {}  # (task, seed) -> its logits, for every student
+
+    def classifier(self, task: Task, seed: int) -> Path:
+        """Where the classifier fine-tuned on ``task`` with ``seed`` is kept."""
+        return self.folder / task.name / CLASSIFIER_DIR.format(seed=seed)
+
+    def check_classifier(self, task: Task, seed: int, result: Path) -> str | None:
+        """None when the stored ``result``'s kept classifier is the one on disk; else why it is recomputed."""
+        recorded = (json.loads(result.read_text()).get("distil_classifier") or {}).get("weights")
+        digest = model_identity(str(self.classifier(task, seed)))["weights"]
+        if recorded != digest:
+            return f": its kept classifier ({self.classifier(task, seed).name}) is not the one it recorded; recomputing"
+        self.digests[(task.name, seed)] = digest
+        return None
+
+    def kept_classifier(self, task: Task, seed: int) -> dict[str, str]:
+        """The record of a classifier just fine-tuned and kept, for its result."""
+        digest = model_identity(str(self.classifier(task, seed)))["weights"]
+        self.digests[(task.name, seed)] = digest
+        self.cache.pop((task.name, seed), None)
+        return {"folder": self.classifier(task, seed).name, "weights": digest}
+
+    def made_from(self, task: Task, seed: int) -> dict[str, Any]:
+        """What a distilled result was made from: this model's weights, the seed and the fine-tuned classifier."""
+        return {**self.identity, "seed": seed, "classifier": self.digests[(task.name, seed)]}
+
+    def logits(self, task: Task, seed: int) -> TeacherLogits:
+        """The kept classifier's logits on the training split: one pass per task and seed, shared by every student."""
+        key = (task.name, seed)
+        if key not in self.cache:
+            print(f"{self.label}: logits of its fine-tuned classifier on {task.name} (seed {seed}), for distillation")
+            classifier = self.classifier(task, seed)
+            self.cache[key] = teacher_logits(classifier, self.tokenizer, task, self.config, self.tokenized)
+        return self.cache[key]
+
+    def record(self, task: Task, seed: int, distillation: dict[str, Any] | None) -> dict[str, Any]:
+        """A distilled result's ``distilled_from``: the teacher as the evaluation names it, and how it was used."""
+        classifier = self.digests[(task.name, seed)]
+        return {
+            "label": self.label,
+            "model": self.model,
+            "seed": seed,
+            "classifier": classifier,
+            **(distillation or {}),
+        }
 
 
 def check_model(model: str, max_length: int) -> PreTrainedTokenizerBase:
@@ -174,11 +277,17 @@ def task_digest(task: Task) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def finetune_settings(config: EvaluateConfig) -> dict[str, Any]:
-    """Every setting that changes a fine-tuning run's result or cost (models, tasks and paths aside)."""
+def finetune_settings(config: EvaluateConfig, distilled: bool = False) -> dict[str, Any]:
+    """Every setting that changes a fine-tuning run's result or cost (models, tasks and paths aside).
+
+    The distillation weights count only for a ``distilled`` run: a plain one (the teacher's too) stays
+    valid when they change. Which model it learns from is in ``made_from["distilled_from"]``, as that
+    model's identity rather than how ``distil_from`` spells it.
+    """
     settings = config_to_dict(config)
     # save_models changes what is kept, not the result: stored results stay valid when it is switched.
-    for name in ("models", "tasks", "seeds", "output_dir", "save_models"):
+    ignored = ["models", "tasks", "seeds", "output_dir", "save_models", "distil_from"]
+    for name in ignored + ([] if distilled else ["distil_alpha", "distil_temperature"]):
         settings.pop(name, None)
     return settings
 
@@ -200,8 +309,14 @@ def _stale_reason(path: Path, made_from: dict[str, Any]) -> str | None:
     if not changed:
         return None
     if "settings" in changed and isinstance(stored.get("settings"), dict):
-        fields = [key for key in made_from["settings"] if stored["settings"].get(key) != made_from["settings"][key]]
+        fields = [
+            key
+            for key in dict.fromkeys([*made_from["settings"], *stored["settings"]])
+            if stored["settings"].get(key) != made_from["settings"].get(key)
+        ]
         changed = [key for key in changed if key != "settings"] + [f"evaluate.{key}" for key in fields]
+    if "distilled_from" in changed:
+        changed[changed.index("distilled_from")] = "task distillation (distilled_from: teacher or its classifier)"
     if "commit" in changed:
         before = str(stored.get("commit") or "none recorded")[:12]
         changed[changed.index("commit")] = f"commit ({before}, now {made_from['commit'][:12]})"
@@ -233,143 +348,3 @@ def model_labels(models: list[str]) -> list[str]:
     if len(set(labels)) < len(labels):
         labels = [f"{index}-{label}" for index, label in enumerate(labels)]
     return [label.replace(os.sep, "_") for label in labels]
-
-
-def disk_size_mb(model: str) -> float | None:
-    """Size of a local model's weight files in MB; None for Hub ids."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return None
-    return sum(file.stat().st_size for file in folder.iterdir() if file.suffix in WEIGHT_SUFFIXES) / 1e6
-
-
-def summarise(
-    folders: list[Path], models: list[str], labels: list[str], tasks: list[Task], seeds: list[int]
-) -> dict[str, Any]:
-    """Mean and std of every metric and cost figure per model and task, with speed ratios to the first model.
-
-    Only this evaluation's seeds are read: results of other seeds left in the folder by earlier runs are not.
-    """
-    results: dict[str, Any] = {}
-    for model, label, folder in zip(models, labels, folders, strict=True):
-        per_task: dict[str, Any] = {}
-        parameters: dict[str, int] = {}
-        for task in tasks:
-            files = [folder / task.name / f"seed-{seed}.json" for seed in seeds]
-            runs = [json.loads(p.read_text()) for p in files if p.is_file()]
-            if not runs:
-                continue
-            fields = {**{f"metric.{k}": [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}}
-            for key in ("finetune_seconds", "train_samples_per_second", "inference_samples_per_second"):
-                fields[key] = [r[key] for r in runs]
-            per_task[task.name] = {
-                "main_metric": main_metric(task.metric),
-                "seeds": [r["seed"] for r in runs],
-                # Cost figures are comparable only between runs at the same precision.
-                "mixed_precision": sorted({r.get("mixed_precision", "no") for r in runs}),
-                **{key: _mean_std(values) for key, values in fields.items()},
-            }
-            parameters = runs[0]["parameters"]
-        results[label] = {"model": model, "disk_mb": disk_size_mb(model), "parameters": parameters, "tasks": per_task}
-    baseline = results[labels[0]]["tasks"]
-    for task in tasks:
-        _rank_and_compare([results[label]["tasks"].get(task.name) for label in labels])
-    for label in labels:
-        for name, entry in results[label]["tasks"].items():
-            base = baseline.get(name)
-            if base:
-                entry["finetune_speedup"] = base["finetune_seconds"]["mean"] / entry["finetune_seconds"]["mean"]
-                entry["inference_speedup"] = (
-                    entry["inference_samples_per_second"]["mean"] / base["inference_samples_per_second"]["mean"]
-                )
-    precisions = sorted(
-        {p for entry in results.values() for task in entry["tasks"].values() for p in task["mixed_precision"]}
-    )
-    return {
-        "baseline": labels[0],
-        "tasks": [task.name for task in tasks],
-        "mixed_precision": precisions,
-        "models": results,
-    }
-
-
-SIGNIFICANCE_LEVELS = ((0.01, "**"), (0.05, "*"))
-"""p-value thresholds of the marks beside a score: Welch's t-test over seeds against the first model."""
-
-
-def _rank_and_compare(entries: list[dict[str, Any] | None]) -> None:
-    """Add each model's rank on a task (1 = best mean) and Welch's t-test over seeds against the first.
-
-    Welch's test compares the seeds' scores without assuming equal variances; it needs at least two
-    seeds per model, and fine-tuning seeds are the variation a reader can rerun. A paired bootstrap over
-    test examples would need every prediction stored; seeds are what the results hold.
-    """
-    present = [entry for entry in entries if entry is not None]
-    if not present:
-        return
-    key = f"metric.{present[0]['main_metric']}"
-    order = sorted(present, key=lambda entry: -entry[key]["mean"])
-    for entry in present:
-        entry["rank"] = 1 + sum(other[key]["mean"] > entry[key]["mean"] for other in order)
-    base = entries[0]
-    for entry in present[1:] if base is present[0] else []:
-        first, other = base[key]["values"], entry[key]["values"]  # type: ignore[index]
-        if len(first) < 2 or len(other) < 2 or statistics.pstdev(first + other) == 0:
-            continue
-        entry["welch_p"] = float(scipy.stats.ttest_ind(other, first, equal_var=False).pvalue)
-
-
-def _mark(result: dict[str, Any]) -> str:
-    p = result.get("welch_p")
-    return next((mark for level, mark in SIGNIFICANCE_LEVELS if p is not None and p < level), "")
-
-
-def _mean_std(values: list[float]) -> dict[str, Any]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "values": values,
-    }
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """Markdown tables: quality (mean ± std over seeds, rank, significance) and cost (ratios to the baseline)."""
-    tasks = summary["tasks"]
-    lines = [
-        f"Scores: mean ± std over seeds, (rank among the models); * p < 0.05, ** p < 0.01 against "
-        f"{summary['baseline']} (Welch's t-test over seeds; needs 2 or more seeds).",
-        "",
-        "| model | " + " | ".join(tasks) + " |",
-        "|---" * (len(tasks) + 1) + "|",
-    ]
-    for label, entry in summary["models"].items():
-        cells = []
-        for task in tasks:
-            result = entry["tasks"].get(task)
-            if result is None:
-                cells.append("-")
-                continue
-            metric = result[f"metric.{result['main_metric']}"]
-            rank = f" ({result['rank']})" if "rank" in result else ""
-            cells.append(f"{metric['mean'] * 100:.2f} ± {metric['std'] * 100:.2f}{_mark(result)}{rank}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"Cost (speedups against {summary['baseline']}, same run, same machine, "
-        f"mixed precision {'/'.join(summary.get('mixed_precision') or ['no'])}):",
-        "",
-        "| model | parameters | non-embedding | disk MB | task | fine-tune s | fine-tune speedup | "
-        "inference samples/s | inference speedup |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for label, entry in summary["models"].items():
-        parameters, disk = entry["parameters"], entry["disk_mb"]
-        for task, result in entry["tasks"].items():
-            lines.append(
-                f"| {label} | {parameters['total'] / 1e6:.1f}M | {parameters['non_embedding'] / 1e6:.1f}M | "
-                f"{'-' if disk is None else f'{disk:.0f}'} | {task} | {result['finetune_seconds']['mean']:.1f} | "
-                f"{result.get('finetune_speedup', float('nan')):.2f}x | "
-                f"{result['inference_samples_per_second']['mean']:.1f} | "
-                f"{result.get('inference_speedup', float('nan')):.2f}x |"
-            )
-    return "\n".join(lines) + "\n"
