@@ -190,3 +190,26 @@ def test_ranks_and_welch_marks_against_the_first_model() -> None:
     }
     table = format_summary(summary)
     assert "| worse | 51.00 ± 1.00** (3) |" in table and "| same | 91.00 ± 1.00 (1) |" in table
+
+
+def test_the_training_loss_is_a_mean_whatever_the_accumulation(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    """transformers 5's BERT heads accept **kwargs but ignore num_items_in_batch, so the Trainer took their
+    loss as already scaled and summed it over accumulated micro-batches (4.2 logged for a 3-class task)."""
+    import json
+
+    from ..conftest import save_teacher, write_keyword_task
+
+    model = save_teacher("bert", tiny_tokenizer, tmp_path / "model")
+    task = write_keyword_task(tmp_path)
+    losses = {}
+    for accumulation in (1, 4):
+        out = tmp_path / f"out-{accumulation}"
+        argv = ["evaluate", "--model", str(model), "--task", str(task), "--output", str(out), "epochs=1"]
+        argv += ["max_length=16", "max_train_samples=64", "max_eval_samples=8", "batch_size=4"]
+        assert main([*argv, f"gradient_accumulation_steps={accumulation}"]) == 0
+        (result,) = (out / "results").rglob("seed-*.json")
+        losses[accumulation] = json.loads(result.read_text())["train_loss"]
+    assert 0.3 < losses[1] < 1.5 and 0.3 < losses[4] < 1.5  # about ln 2 for a 2-class task
+    assert 0.6 < losses[4] / losses[1] < 1.6

@@ -165,6 +165,10 @@ def finetune(
             trainer = Trainer(**common)
         else:
             trainer = DistillingTrainer(**common, alpha=config.distil_alpha, temperature=config.distil_temperature)
+        # transformers 5's BERT/XLM-R heads take **kwargs but ignore num_items_in_batch, so the Trainer would
+        # take their loss as already scaled and sum it over accumulated micro-batches (4x the loss and the
+        # gradient at the paper's 8 x 4): have it divide by the accumulation steps, as for any other model.
+        trainer.model_accepts_loss_kwargs = False
         training = trainer.train()
         prediction = trainer.predict(data["test"])
     for folder in save_to:
@@ -178,6 +182,7 @@ def finetune(
         "metrics": scores,
         "train_samples": len(data["train"]),
         "test_samples": len(data["test"]),
+        "train_loss": float(training.training_loss),
         "finetune_seconds": float(training.metrics["train_runtime"]),
         "train_samples_per_second": float(training.metrics["train_samples_per_second"]),
         "inference_seconds": float(prediction.metrics["test_runtime"]),

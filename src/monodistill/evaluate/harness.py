@@ -277,6 +277,10 @@ def task_digest(task: Task) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+LOSS_SCALING = "mean over accumulation (2026-12)"
+"""How the fine-tuning loss is scaled; part of every result's settings, so that older results are recomputed."""
+
+
 def finetune_settings(config: EvaluateConfig, distilled: bool = False) -> dict[str, Any]:
     """Every setting that changes a fine-tuning run's result or cost (models, tasks and paths aside).
 
@@ -289,6 +293,8 @@ def finetune_settings(config: EvaluateConfig, distilled: bool = False) -> dict[s
     ignored = ["models", "tasks", "seeds", "output_dir", "save_models", "distil_from"]
     for name in ignored + ([] if distilled else ["distil_alpha", "distil_temperature"]):
         settings.pop(name, None)
+    # Results fine-tuned before the loss was averaged over accumulated micro-batches are not reused.
+    settings["loss_scaling"] = LOSS_SCALING
     return settings
 
 
