@@ -225,3 +225,23 @@ def test_each_recipe_distils_end_to_end_and_logs_its_parts(
     assert "projections" not in " ".join(
         (run / "student" / "model.safetensors").read_bytes()[:20000].decode("latin1").split()
     )
+
+
+def test_a_narrow_teacher_layers_student_is_reduced_on_corpus_blocks_in_the_teachers_ids(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monodistill import recipe
+
+    seen = []
+    real = recipe.build_student
+
+    def spy(*a: object, sample_ids: torch.Tensor | None = None, **k: object) -> object:
+        seen.append(sample_ids)
+        return real(*a, sample_ids=sample_ids, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(recipe, "build_student", spy)
+    extra = ["student.init=teacher-layers", "student.num_heads=4", "vocab.enabled=true", "vocab.max_size=80"]
+    assert main([*args(tiny_teacher_dir, corpus_file, tmp_path / "run", cache_dir, 2), *extra]) == 0
+    (sample,) = seen
+    assert sample is not None and sample.shape[1] == 32 and 1 <= len(sample) <= 128
+    assert int(sample.max()) >= 80  # teacher ids, not the 80 trimmed student ids

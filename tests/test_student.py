@@ -129,8 +129,8 @@ def test_teacher_layers_copies_evenly_spaced_layers(tiny_tokenizer: PreTrainedTo
             teacher.bert.encoder.layer[teacher_layer].attention.self.query.weight,
         )
     assert torch.equal(student.cls.predictions.transform.dense.weight, teacher.cls.predictions.transform.dense.weight)
-    with pytest.raises(MonodistillError, match="needs the teacher's hidden_size"):
-        build_student(small("teacher-layers", hidden=16), teacher)
+    with pytest.raises(MonodistillError, match="student.hidden_size 64 is larger than the teacher's 32"):
+        build_student(small("teacher-layers", hidden=64), teacher)
 
 
 def test_distilbert_student_has_the_requested_shape_in_distilberts_fields(
@@ -148,18 +148,25 @@ def test_distilbert_student_has_the_requested_shape_in_distilberts_fields(
     assert layers[0].attention.q_lin.weight.shape == (16, 16)
     assert layers[0].ffn.lin1.weight.shape == (48, 16)
     assert teacher.config.hidden_dim == 64  # the teacher's config is copied, not changed
-    with pytest.raises(MonodistillError, match=r"needs the teacher's intermediate_size \(64\), the student has 48"):
-        build_student(replace(shape, hidden_size=32, num_heads=4, init="teacher-layers"), teacher)
+    narrower = build_student(replace(shape, hidden_size=32, num_heads=4, init="teacher-layers"), teacher)
+    assert narrower.distilbert.transformer.layer[0].ffn.lin1.weight.shape == (48, 32)  # the 48 kept neurons
+    with pytest.raises(MonodistillError, match="student.intermediate_size 96 is larger than the teacher's 64"):
+        build_student(replace(shape, hidden_size=32, intermediate_size=96, num_heads=4, init="teacher-layers"), teacher)
 
 
+@pytest.mark.parametrize("with_sample", [False, True], ids=["no-sample", "sample"])
 @pytest.mark.parametrize("trimmed", [False, True], ids=["full-vocab", "trimmed-vocab"])
 @pytest.mark.parametrize("name", TEACHERS)
 def test_teacher_layers_copies_every_weight_from_evenly_spaced_layers(
-    name: str, trimmed: bool, tiny_tokenizer: PreTrainedTokenizerFast
+    name: str, trimmed: bool, with_sample: bool, tiny_tokenizer: PreTrainedTokenizerFast
 ) -> None:
     teacher = tiny_teacher(name, tiny_tokenizer)  # 4 layers
     kept = torch.tensor([0, 1, 2, 3, 4, 10, 20, 30]) if trimmed else None
-    student = build_student(small("teacher-layers"), teacher, vocab_ids=kept)  # 2 layers: teacher's 0 and 3
+    # As wide as the teacher, sample blocks change nothing: the weights are the teacher's, bit for bit.
+    sample = torch.randint(5, len(tiny_tokenizer), (4, 16), generator=torch.Generator().manual_seed(0))
+    student = build_student(  # 2 layers: teacher's 0 and 3
+        small("teacher-layers"), teacher, vocab_ids=kept, sample_ids=sample if with_sample else None
+    )
     teacher_state = teacher.state_dict()
     layer_weights = 0
     for key, value in student.state_dict().items():

@@ -28,7 +28,7 @@ from monodistill import ranks, runfolder
 from monodistill.card import build_model_card
 from monodistill.config import DistillConfig, save_config
 from monodistill.data.batches import BatchStream, Masking
-from monodistill.data.blocks import build_blocks, tokenizer_fingerprint
+from monodistill.data.blocks import Blocks, build_blocks, tokenizer_fingerprint
 from monodistill.data.corpus import corpus_digest
 from monodistill.distill import StudentRun, TeacherPass, fit
 from monodistill.distill.student_run import capture_rng, set_rng_state
@@ -145,10 +145,15 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
     # Each student starts from the random state it would have alone: the one after the shared
     # preparation, then its own build (which seeds its initialisation).
     shared_state = capture_rng(state.device)
+    sample = (
+        initialisation_sample(blocks, vocab_ids) if any(c.student.init == "teacher-layers" for c in configs) else None
+    )
     students, streams = [], []
     for config in configs:
         set_rng_state(shared_state)
-        student = build_student(config.student, _float32_weights(config, teacher), vocab_ids, config.train.seed)
+        student = build_student(
+            config.student, _float32_weights(config, teacher), vocab_ids, config.train.seed, sample_ids=sample
+        )
         if config.student.trainable_layers is not None:
             freeze_below(student, config.student.trainable_layers)
         students.append(student)
@@ -215,6 +220,17 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
         kept = f"; the others were saved: {', '.join(saved)}" if saved else ""
         messages = " | ".join(f"{run.name}: {run.error}" for run in failed)
         raise MonodistillError(f"{len(failed)} of {len(runs)} students stopped: {messages}{kept}")
+
+
+INIT_SAMPLE_BLOCKS = 128
+"""Training blocks whose teacher activations set a narrow student's teacher-layers reduction (about 16k tokens)."""
+
+
+def initialisation_sample(blocks: Blocks, vocab_ids: torch.Tensor | None) -> torch.Tensor:
+    """The first training blocks in the teacher's ids: what ``student.init=teacher-layers`` measures the teacher on
+    when the student is narrower (a student as wide as the teacher copies its weights and ignores them)."""
+    ids = blocks.train[: min(INIT_SAMPLE_BLOCKS, len(blocks.train))]["input_ids"]
+    return vocab_ids[ids] if vocab_ids is not None else ids
 
 
 def resolve_vocabulary(
