@@ -11,7 +11,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from monodistill.config import StudentConfig
 from monodistill.data.masking import IGNORE_INDEX, mask_tokens
 from monodistill.errors import MonodistillError
-from monodistill.student import build_student, stream_basis
+from monodistill.student import build_student
+from monodistill.student.narrow import stream_basis
 
 from .conftest import build_tiny_teacher
 

@@ -1,18 +1,4 @@
-"""Build the student: the teacher's architecture family at a smaller shape, and its initialisation.
-
-Init modes:
-- ``random``: a blank student (the paper's choice).
-- ``teacher-embeddings``: the paper's "teacher conditioning" ablation. The teacher's word embeddings
-  are copied (only the kept rows when the vocabulary is trimmed). When the student's hidden size is
-  smaller than the teacher's, the rows are projected onto their top principal components and
-  rescaled to the student's initialisation scale: the closest linear fit that keeps the geometry of
-  the teacher's token space. A larger student hidden size is an error: there is nothing to project.
-- ``teacher-layers``: DistilBERT-style. Embeddings, the MLM head and evenly spaced teacher layers
-  (first and last included: 12 -> 6 takes 0, 2, 4, 7, 9, 11): every student weight comes from the
-  teacher. As wide as the teacher (hidden, intermediate and head counts), the weights are copied
-  unchanged; a factorised embedding size (ELECTRA's) is kept as the teacher has it.
-
-teacher-layers for a narrower student (BiStil, Ansell et al. 2023; Gurgurov et al. 2025) reduces each
+"""teacher-layers for a narrower student (BiStil, Ansell et al. 2023; Gurgurov et al. 2025) reduces each
 taken weight to the student's widths. It needs the teacher's head count (each student head is one
 teacher head, narrowed) and no size above the teacher's. What it reads of the teacher is either
 statistics of its activations on ``sample_ids`` (corpus blocks), or, without them, stand-ins computed
@@ -61,271 +47,17 @@ relative-position projections are not reduced.
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForMaskedLM, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 
-from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
 from monodistill.internals import transformer_layers
-
-
-@dataclass(frozen=True)
-class StudentShape:
-    """The four numbers that set a transformer encoder's size."""
-
-    num_layers: int
-    hidden_size: int
-    intermediate_size: int
-    num_heads: int
-
-
-PRESETS = {
-    "dbert-base": StudentShape(num_layers=6, hidden_size=768, intermediate_size=3072, num_heads=12),
-    "dbert-tiny": StudentShape(num_layers=4, hidden_size=312, intermediate_size=1200, num_heads=12),
-}
-
-
-def resolve_shape(config: StudentConfig) -> StudentShape:
-    """The student's shape: the preset, with any explicitly set field taking precedence."""
-    explicit = {
-        "num_layers": config.num_layers,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_heads": config.num_heads,
-    }
-    if config.preset == "custom":
-        missing = [name for name, value in explicit.items() if value is None]
-        if missing:
-            raise MonodistillError(f"student preset 'custom' needs student.{', student.'.join(missing)}")
-        base = StudentShape(1, 1, 1, 1)
-    elif config.preset in PRESETS:
-        base = PRESETS[config.preset]
-    else:
-        raise MonodistillError(f"unknown student preset {config.preset!r}; choose one of {[*PRESETS, 'custom']}")
-    shape = StudentShape(
-        **{name: value if value is not None else getattr(base, name) for name, value in explicit.items()}
-    )
-    if shape.hidden_size % shape.num_heads:
-        raise MonodistillError(
-            f"student hidden size {shape.hidden_size} is not divisible by its {shape.num_heads} attention heads"
-        )
-    return shape
-
-
-def student_model_config(
-    teacher_config: Any, shape: StudentShape, vocab_size: int, keep_embedding_size: bool = False
-) -> Any:
-    """The teacher's config (same family, positions, activation, tokenizer ids) at the student's shape.
-
-    Args:
-        teacher_config: The teacher's transformers config.
-        shape: The student's shape.
-        vocab_size: The student's vocabulary size.
-        keep_embedding_size: Keep a factorised embedding size (ELECTRA's ``embedding_size``) as the
-            teacher has it, so ``teacher-layers`` can copy the embeddings; otherwise it becomes the
-            student's hidden size.
-    """
-    config = copy.deepcopy(teacher_config)
-    # DistilBERT's config maps these three names onto n_layers, dim and n_heads itself.
-    config.num_hidden_layers = shape.num_layers
-    config.hidden_size = shape.hidden_size
-    config.num_attention_heads = shape.num_heads
-    setattr(config, intermediate_field(config), shape.intermediate_size)
-    config.vocab_size = vocab_size
-    config.architectures = None
-    config.dtype = torch.float32
-    if hasattr(config, "pooler_hidden_size"):
-        config.pooler_hidden_size = shape.hidden_size
-    if hasattr(config, "embedding_size") and not keep_embedding_size:
-        config.embedding_size = shape.hidden_size
-    return config
-
-
-def intermediate_field(model_config: Any) -> str:
-    """The config field of the feed-forward size: DistilBERT's ``hidden_dim`` has no alias."""
-    return "hidden_dim" if model_config.model_type == "distilbert" else "intermediate_size"
-
-
-def build_student(
-    config: StudentConfig,
-    teacher: PreTrainedModel,
-    vocab_ids: torch.Tensor | None = None,
-    seed: int = 0,
-    sample_ids: torch.Tensor | None = None,
-) -> PreTrainedModel:
-    """Build and initialise the student.
-
-    Args:
-        config: Shape and init mode.
-        teacher: The loaded teacher; its family and config are reused.
-        vocab_ids: Teacher ids of the student's vocabulary (student id -> teacher id) when trimmed.
-        seed: Seeds the random initialisation.
-        sample_ids: (B, T) corpus blocks in the teacher's ids, read only by ``teacher-layers`` for a
-            narrower student: the statistics of the teacher's activations on them choose the
-            projections. Without them that init falls back to a data-free reduction (the SVD of the
-            embeddings for the residual stream, the weights elsewhere); see the module docstring.
-
-    Returns:
-        A float32 ``*ForMaskedLM`` model in train mode.
-    """
-    shape = resolve_shape(config)
-    vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
-    embedding_size = getattr(teacher.config, "embedding_size", teacher.config.hidden_size)
-    model_config = student_model_config(
-        teacher.config,
-        shape,
-        vocab_size,
-        # Only a factorised size (ELECTRA's) is kept; one equal to the teacher's hidden size follows the student's.
-        keep_embedding_size=config.init == "teacher-layers" and embedding_size != teacher.config.hidden_size,
-    )
-    if vocab_ids is not None:
-        from monodistill.vocab import remap_special_ids
-
-        remap_special_ids(model_config, vocab_ids.tolist())
-    torch.manual_seed(seed)
-    student = AutoModelForMaskedLM.from_config(model_config)
-    if config.init == "teacher-embeddings":
-        copy_teacher_embeddings(student, teacher, vocab_ids)
-    elif config.init == "teacher-layers":
-        copy_teacher_layers(student, teacher, vocab_ids, sample_ids)
-    student.tie_weights()
-    return student.float().train()
-
-
-def copy_teacher_embeddings(student: PreTrainedModel, teacher: PreTrainedModel, vocab_ids: torch.Tensor | None) -> None:
-    """Copy the teacher's word embeddings (kept rows only), projecting them when the student is narrower."""
-    source = _embedding_weight(teacher).detach().float()  # (V_teacher, H_teacher)
-    if vocab_ids is not None:
-        source = source[vocab_ids]  # (V_student, H_teacher)
-    target = _embedding_weight(student)
-    if source.shape[1] < target.shape[1]:
-        raise MonodistillError(
-            f"student.init=teacher-embeddings: the student hidden size {target.shape[1]} is larger than the "
-            f"teacher's {source.shape[1]}; there is no embedding to copy into the extra dimensions"
-        )
-    if source.shape[1] > target.shape[1]:
-        source = project_embeddings(source, target.shape[1], target_std=float(target.detach().std()))
-    with torch.no_grad():
-        target.copy_(source)
-
-
-def _embedding_weight(model: PreTrainedModel) -> torch.Tensor:
-    embeddings = model.get_input_embeddings()
-    assert isinstance(embeddings, nn.Embedding)
-    return embeddings.weight
-
-
-def project_embeddings(embeddings: torch.Tensor, dim: int, target_std: float) -> torch.Tensor:
-    """(V, H) -> (V, dim): centred PCA projection, rescaled to ``target_std``."""
-    centred = embeddings - embeddings.mean(dim=0, keepdim=True)
-    # Randomised PCA: exact enough for the top components, and fast on a 119k x 768 matrix.
-    _, _, components = torch.pca_lowrank(centred, q=dim, center=False, niter=4)  # (H, dim)
-    projected = centred @ components  # (V, dim)
-    return projected * (target_std / projected.std().clamp_min(1e-12))
-
-
-def teacher_layer_indices(teacher_layers: int, student_layers: int) -> list[int]:
-    """Evenly spaced teacher layers, first and last included (12 -> 6: [0, 2, 4, 7, 9, 11])."""
-    if student_layers > teacher_layers:
-        raise MonodistillError(
-            f"student.init=teacher-layers: the student has {student_layers} layers, the teacher only {teacher_layers}"
-        )
-    if student_layers == 1:
-        return [teacher_layers - 1]
-    step = (teacher_layers - 1) / (student_layers - 1)
-    return [round(index * step) for index in range(student_layers)]
-
-
-def copy_teacher_layers(
-    student: PreTrainedModel,
-    teacher: PreTrainedModel,
-    vocab_ids: torch.Tensor | None,
-    sample_ids: torch.Tensor | None = None,
-) -> None:
-    """DistilBERT-style init: every weight (embeddings, MLM head, evenly spaced layers) from the teacher.
-
-    As wide as the teacher, copied unchanged; narrower, reduced to the student's widths from statistics
-    of the teacher's activations on ``sample_ids``, or data-free without them (module docstring).
-    """
-    narrower = check_teacher_layers_shape(student.config, teacher.config)
-    teacher_state = {key: value.detach().float() for key, value in teacher.state_dict().items()}
-    layer_indices = teacher_layer_indices(teacher.config.num_hidden_layers, student.config.num_hidden_layers)
-    if narrower:
-        teacher_state.update(narrow_teacher_state(teacher, student.config, layer_indices, vocab_ids, sample_ids))
-    student_state = student.state_dict()
-    layer_map = dict(enumerate(layer_indices))
-    vocab_size = student.config.vocab_size
-    copied: dict[str, torch.Tensor] = {}
-    for key, value in student_state.items():
-        source_key = _teacher_key(key, layer_map)
-        if source_key not in teacher_state:
-            continue
-        source = teacher_state[source_key]
-        if vocab_ids is not None and source.shape[:1] == (teacher.config.vocab_size,) and value.shape[0] == vocab_size:
-            source = source[vocab_ids]  # word embeddings, decoder weight and bias: kept rows only
-        if source.shape == value.shape:
-            copied[key] = source
-    # Every weight comes from the teacher: a silently skipped one (a shape that differs) would stay random.
-    missing = [key for key in student_state if key not in copied]
-    if missing:
-        raise MonodistillError(f"student.init=teacher-layers could not map student weights {missing[:3]}")
-    student.load_state_dict(copied, strict=False)
-
-
-def check_teacher_layers_shape(student_config: Any, teacher_config: Any) -> bool:
-    """Whether ``teacher-layers`` must narrow the teacher's weights; a shape it cannot fill is refused in one line."""
-    field = intermediate_field(teacher_config)
-    sizes = {
-        "hidden_size": (student_config.hidden_size, teacher_config.hidden_size),
-        "intermediate_size": (getattr(student_config, field), getattr(teacher_config, field)),
-    }
-    for name, (student_size, teacher_size) in sizes.items():
-        if student_size > teacher_size:
-            raise MonodistillError(
-                f"student.init=teacher-layers: student.{name} {student_size} is larger than the teacher's "
-                f"{teacher_size}, and nothing of the teacher fills the extra dimensions; use random"
-            )
-    if student_config.num_attention_heads != teacher_config.num_attention_heads:
-        raise MonodistillError(
-            f"student.init=teacher-layers needs the teacher's {teacher_config.num_attention_heads} attention heads "
-            f"(each student head is one of the teacher's), student.num_heads is {student_config.num_attention_heads}; "
-            "use teacher-embeddings or random"
-        )
-    if all(student_size == teacher_size for student_size, teacher_size in sizes.values()):
-        return False
-    family = teacher_config.model_type
-    if family not in LAYER_ROLES or getattr(teacher_config, "position_embedding_type", None) not in (None, "absolute"):
-        raise MonodistillError(
-            f"student.init=teacher-layers cannot narrow a {family} teacher (its relative-position projections "
-            f"are not reduced); give the student the teacher's widths (hidden {teacher_config.hidden_size}, "
-            f"intermediate {getattr(teacher_config, field)}), or use teacher-embeddings or random"
-        )
-    embedding_size = getattr(teacher_config, "embedding_size", teacher_config.hidden_size)
-    if embedding_size != teacher_config.hidden_size and student_config.hidden_size == embedding_size:
-        raise MonodistillError(
-            f"student.init=teacher-layers: a student hidden size equal to the teacher's embedding size "
-            f"({embedding_size}) has no embeddings_project to take the teacher's; choose another student.hidden_size"
-        )
-    return True
-
-
-def _teacher_key(student_key: str, layer_map: dict[int, int]) -> str:
-    parts = student_key.split(".")
-    for position, part in enumerate(parts[:-1]):
-        if part in ("layer", "layers") and parts[position + 1].isdigit():
-            parts[position + 1] = str(layer_map[int(parts[position + 1])])
-            break
-    return ".".join(parts)
-
-
-# ---------------------------------------------------------------------------------------------------
-# teacher-layers for a narrower student: the reduction described in the module docstring.
+from monodistill.student.shape import embedding_weight, intermediate_field
 
 _BERT_LAYER = {
     "attention.self.query": "query",
@@ -551,7 +283,7 @@ class _StopForward(Exception):
 
 def _stream_embeddings(teacher: PreTrainedModel, vocab_ids: torch.Tensor | None) -> torch.Tensor:
     """(V, H) the word embeddings (kept rows) as they enter the residual stream (through ELECTRA's projection)."""
-    rows = _embedding_weight(teacher).detach().double().cpu()
+    rows = embedding_weight(teacher).detach().double().cpu()
     if vocab_ids is not None:
         rows = rows[vocab_ids]
     project = getattr(getattr(teacher, teacher.base_model_prefix), "embeddings_project", None)

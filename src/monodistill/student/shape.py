@@ -1,0 +1,97 @@
+"""The student's shape: presets, explicit fields, and the teacher's config at that shape."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from monodistill.config import StudentConfig
+from monodistill.errors import MonodistillError
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    """The four numbers that set a transformer encoder's size."""
+
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+
+
+PRESETS = {
+    "dbert-base": StudentShape(num_layers=6, hidden_size=768, intermediate_size=3072, num_heads=12),
+    "dbert-tiny": StudentShape(num_layers=4, hidden_size=312, intermediate_size=1200, num_heads=12),
+}
+
+
+def resolve_shape(config: StudentConfig) -> StudentShape:
+    """The student's shape: the preset, with any explicitly set field taking precedence."""
+    explicit = {
+        "num_layers": config.num_layers,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_heads": config.num_heads,
+    }
+    if config.preset == "custom":
+        missing = [name for name, value in explicit.items() if value is None]
+        if missing:
+            raise MonodistillError(f"student preset 'custom' needs student.{', student.'.join(missing)}")
+        base = StudentShape(1, 1, 1, 1)
+    elif config.preset in PRESETS:
+        base = PRESETS[config.preset]
+    else:
+        raise MonodistillError(f"unknown student preset {config.preset!r}; choose one of {[*PRESETS, 'custom']}")
+    shape = StudentShape(
+        **{name: value if value is not None else getattr(base, name) for name, value in explicit.items()}
+    )
+    if shape.hidden_size % shape.num_heads:
+        raise MonodistillError(
+            f"student hidden size {shape.hidden_size} is not divisible by its {shape.num_heads} attention heads"
+        )
+    return shape
+
+
+def student_model_config(
+    teacher_config: Any, shape: StudentShape, vocab_size: int, keep_embedding_size: bool = False
+) -> Any:
+    """The teacher's config (same family, positions, activation, tokenizer ids) at the student's shape.
+
+    Args:
+        teacher_config: The teacher's transformers config.
+        shape: The student's shape.
+        vocab_size: The student's vocabulary size.
+        keep_embedding_size: Keep a factorised embedding size (ELECTRA's ``embedding_size``) as the
+            teacher has it, so ``teacher-layers`` can copy the embeddings; otherwise it becomes the
+            student's hidden size.
+    """
+    config = copy.deepcopy(teacher_config)
+    # DistilBERT's config maps these three names onto n_layers, dim and n_heads itself.
+    config.num_hidden_layers = shape.num_layers
+    config.hidden_size = shape.hidden_size
+    config.num_attention_heads = shape.num_heads
+    setattr(config, intermediate_field(config), shape.intermediate_size)
+    config.vocab_size = vocab_size
+    config.architectures = None
+    config.dtype = torch.float32
+    if hasattr(config, "pooler_hidden_size"):
+        config.pooler_hidden_size = shape.hidden_size
+    if hasattr(config, "embedding_size") and not keep_embedding_size:
+        config.embedding_size = shape.hidden_size
+    return config
+
+
+def intermediate_field(model_config: Any) -> str:
+    """The config field of the feed-forward size: DistilBERT's ``hidden_dim`` has no alias."""
+    return "hidden_dim" if model_config.model_type == "distilbert" else "intermediate_size"
+
+
+def embedding_weight(model: PreTrainedModel) -> torch.Tensor:
+    embeddings = model.get_input_embeddings()
+    assert isinstance(embeddings, nn.Embedding)
+    return embeddings.weight
