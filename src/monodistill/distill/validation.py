@@ -2,14 +2,16 @@
 
 Per student: its masked-LM loss and accuracy on the true tokens, the KL to the teacher at T = 1
 (unlike the training ``kl`` part, which is at the loss's temperature and times T^2), top-1 agreement
-with the teacher, the teacher's own accuracy and masked-LM loss (over the student's vocabulary) and,
-for a trimmed vocabulary, the teacher's probability mass outside the kept tokens. The masks are fixed
+with the teacher, the teacher's own accuracy and masked-LM loss (over the student's vocabulary), the
+share of positions at which the student predicts its most frequent token (and which: a share near 1
+is a degenerate student, e.g. after a smoke-test budget) and, for a trimmed vocabulary, the teacher's
+probability mass outside the kept tokens. The masks are fixed
 (``data.batches``), so every validation of every student scores the same positions.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,8 @@ class ValidationTotals:
     teacher_accuracy: float = 0.0
     teacher_mlm_loss: float = 0.0
     teacher_mass_outside_vocab: float = 0.0
+    predictions: torch.Tensor | None = field(default=None, repr=False)
+    """(V,) how often the student predicted each token: a student stuck on one token is degenerate."""
 
     def add(self, student_logits: torch.Tensor, teacher: TeacherOutputs, targets: torch.Tensor) -> None:
         """Add one batch: (N, V) student and teacher logits at its masked positions, (N,) true tokens."""
@@ -47,15 +51,22 @@ class ValidationTotals:
         self.teacher_mlm_loss += F.cross_entropy(teacher_logits, targets, reduction="sum").item()
         if teacher.outside_mass is not None:
             self.teacher_mass_outside_vocab += teacher.outside_mass.sum().item()
+        counts = torch.bincount(student_top, minlength=student_logits.shape[-1]).double().cpu()
+        self.predictions = counts if self.predictions is None else self.predictions + counts
 
     def metrics(self, trimmed: bool) -> dict[str, float]:
         """Every sum over all ranks, divided by the positions scored (one collective)."""
-        names = list(asdict(self))
+        names = [item.name for item in fields(self) if item.name != "predictions"]
         totals = dict(zip(names, ranks.sum_over_ranks([getattr(self, name) for name in names]), strict=True))
         count = max(totals.pop("targets"), 1.0)
         if not trimmed:
             totals.pop("teacher_mass_outside_vocab")
-        return {name: value / count for name, value in totals.items()}
+        metrics = {name: value / count for name, value in totals.items()}
+        if self.predictions is not None:
+            predictions = torch.tensor(ranks.sum_over_ranks(self.predictions.tolist()))
+            metrics["student_top_prediction_share"] = float(predictions.max()) / count
+            metrics["student_top_prediction_id"] = float(predictions.argmax())
+        return metrics
 
 
 def validate(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> list[dict[str, float]]:
