@@ -8,8 +8,10 @@ only, so nothing is kept that no loss reads:
     bert, xlm-roberta, roberta, camembert, electra   encoder.layer[i].attention.self.{query, key, value}
     deberta-v2                                       encoder.layer[i].attention.self.{query,key,value}_proj
     distilbert                                       transformer.layer[i].attention.{q,k,v}_lin
+    modernbert                                       layers[i].attn.Wqkv (fused: split into three)
 
-The outputs are the projections before any scaling, (B, T, H) each, heads side by side along H.
+The outputs are the projections before any scaling (and, for ModernBERT, before its rotary position
+embedding), (B, T, H) each, heads side by side along H.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ PROJECTIONS = {
     "electra": ("query", "key", "value"),
     "deberta-v2": ("query_proj", "key_proj", "value_proj"),
     "distilbert": ("q_lin", "k_lin", "v_lin"),
+    "modernbert": ("Wqkv",),
 }
 """Each family's query, key and value projection modules, inside its attention module."""
 
 SOFTMAX_ATTENTION = ("bert", "xlm-roberta", "roberta", "camembert", "electra", "distilbert")
 """Families whose attention probabilities are softmax(Q K^T / sqrt(d)) of those projections alone (DeBERTa-v2's
-disentangled attention adds relative-position terms, so its probabilities cannot be recomputed from them)."""
+disentangled attention adds relative-position terms, and ModernBERT rotates queries and keys by position and
+attends within a window in most layers, so their probabilities cannot be recomputed from them)."""
 
 
 def num_layers(model: PreTrainedModel) -> int:
@@ -56,24 +60,29 @@ def transformer_layers(model: PreTrainedModel) -> nn.ModuleList:
     family = model.config.model_type
     if family == "distilbert":
         return base.transformer.layer
+    if family == "modernbert":
+        return base.layers
     if family in PROJECTIONS:
         return base.encoder.layer
     raise MonodistillError(f"no layer layout known for model type {family!r}")
 
 
-def attention_projections(model: PreTrainedModel, layer: int) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """The query, key and value projection modules of transformer layer ``layer`` (1-based)."""
+def attention_projections(model: PreTrainedModel, layer: int) -> tuple[nn.Module, ...]:
+    """The query, key and value projection modules of transformer layer ``layer`` (1-based); one fused
+    module for ModernBERT, whose output holds the three side by side."""
     block: Any = transformer_layers(model)[layer - 1]
-    attention = block.attention if model.config.model_type == "distilbert" else block.attention.self
-    query, key, value = (getattr(attention, name) for name in PROJECTIONS[model.config.model_type])
-    return query, key, value
+    family = model.config.model_type
+    if family == "modernbert":
+        return (block.attn.Wqkv,)
+    attention = block.attention if family == "distilbert" else block.attention.self
+    return tuple(getattr(attention, name) for name in PROJECTIONS[family])
 
 
-def _keeper(into: list[torch.Tensor]) -> Any:
-    """A forward hook that appends the module's output to ``into``."""
+def _keeper(into: list[torch.Tensor], parts: int = 1) -> Any:
+    """A forward hook that appends the module's output to ``into``, split into ``parts`` along its last axis."""
 
     def keep(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        into.append(output)
+        into.extend(output.chunk(parts, dim=-1) if parts > 1 else [output])
 
     return keep
 
@@ -85,18 +94,13 @@ def capture_projections(model: PreTrainedModel, layers: Iterable[int]) -> Iterat
     Each is (B, T, H). For a model that runs with gradients the tensors carry them, so losses on them
     train the projections.
     """
-    captured: dict[int, list[torch.Tensor]] = {}
-    handles = []
-    for layer in sorted(set(layers)):
-        captured[layer] = []
-        for module in attention_projections(model, layer):
-
-            def keep(
-                module: nn.Module, inputs: Any, output: torch.Tensor, into: list[torch.Tensor] = captured[layer]
-            ) -> None:
-                into.append(output)
-
-            handles.append(module.register_forward_hook(keep))
+    fused = 3 if model.config.model_type == "modernbert" else 1
+    captured: dict[int, list[torch.Tensor]] = {layer: [] for layer in sorted(set(layers))}
+    handles = [
+        module.register_forward_hook(_keeper(captured[layer], fused))
+        for layer in captured
+        for module in attention_projections(model, layer)
+    ]
     try:
         yield captured
     finally:
