@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from monodistill import __version__
 from monodistill.cli import main
@@ -156,3 +157,41 @@ def test_other_leftover_arguments_are_still_refused(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         main(["distill", "--output", str(tmp_path), "train.seed=1", "--bogus", "3"])
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_config_prints_every_section_with_its_fields_defaults_and_docs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config"]) == 0
+    text = capsys.readouterr().out
+    resolved = yaml.safe_load(text)  # the output is the resolved config, as YAML
+    assert list(resolved) == [
+        "teacher", "vocab", "student", "data", "loss", "train", "adapt", "output_dir"
+    ]  # fmt: skip
+    assert resolved["teacher"]["name_or_path"] == DistillConfig().teacher.name_or_path
+    assert resolved["train"]["eval_interval"] == 200
+    # Each field with its one-line doc, the dataclass docstring under it in the source.
+    assert "# Optimizer steps between validations; 0 validates only at the end." in text
+    assert "# Hub id or local folder of an ``AutoModelForMaskedLM`` checkpoint." in text
+    assert "section.field=value" in "".join(text.splitlines()[:3])  # the header says how to set them
+
+
+def test_config_shows_a_file_and_overrides_with_the_defaults_they_replace(capsys: pytest.CaptureFixture[str]) -> None:
+    config = REPO_ROOT / "configs" / "local-quickstart.yaml"
+    assert main(["config", "--config", str(config), "train.max_steps=7", "evaluate.epochs=2"]) == 0
+    text = capsys.readouterr().out
+    resolved = yaml.safe_load(text)
+    assert "students" in resolved and "evaluate" in resolved  # a file listing students is a `run` config
+    assert resolved["train"]["max_steps"] == 7 and resolved["evaluate"]["epochs"] == 2
+    assert resolved["train"]["eval_interval"] == 30  # from the file
+    line = next(line for line in text.splitlines() if line.strip().startswith("eval_interval:"))
+    assert "default: 200" in line
+    assert resolved["students"][0]["hidden_size"] == 128
+
+
+def test_config_kind_chooses_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--kind", "evaluate", "epochs=1", "evaluate.seeds=3"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["epochs"] == 1 and resolved["seeds"] == 3 and "teacher" not in resolved
+    assert main(["config", "--kind", "run"]) == 0
+    assert "students" in yaml.safe_load(capsys.readouterr().out)
+    assert main(["config", "train.max_stepz=3"]) == 2
+    assert "did you mean 'train.max_steps'?" in one_line_error(capsys, "config")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,22 @@ def test_a_failed_export_leaves_the_earlier_one(tmp_path: Path, monkeypatch: pyt
         cli.export(model=str(model_dir), output=str(output), overwrite=True)
     assert sorted(path.name for path in output.iterdir()) == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model", "onnx"]
+
+
+def test_export_says_what_it_wrote_and_hides_only_the_known_harmless_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = _tiny("student", tmp_path / "student")
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        cli.export(model=str(model_dir), output=str(tmp_path / "onnx"), quantize="int8")
+    shown = [f"{warning.category.__name__}: {warning.message}" for warning in raised]
+    assert not [line for line in shown if "TracerWarning" in line or "aten::index" in line], shown
+    captured = capsys.readouterr()
+    assert "pre-processing before quantization" not in captured.err
+    lines = captured.out.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"wrote {tmp_path / 'onnx' / 'model.onnx'} (") and " MB, " in lines[0]
+    assert lines[1].startswith("parity check passed: ") and "(tolerance 1e-04)" in lines[1]
+    assert lines[2].startswith(f"wrote {tmp_path / 'onnx' / 'model.int8.onnx'} (") and "dynamic int8" in lines[2]

@@ -68,7 +68,7 @@ def test_relation_loss_works_across_widths_and_matches_its_definition() -> None:
             p = torch.softmax(th @ th.transpose(-1, -2) / 6**0.5, -1)
             q = torch.softmax(sh @ sh.transpose(-1, -2) / 3**0.5, -1)
             expected += (p * (p.log() - q.log())).sum(-1).mean() / 2 / 3
-    assert torch.isclose(value, torch.tensor(expected), atol=1e-5)
+    assert torch.isclose(value, torch.as_tensor(expected), atol=1e-5)
 
 
 def test_hidden_attention_and_logit_mse_are_their_definitions() -> None:

@@ -417,7 +417,7 @@ def test_evaluation_results_are_reused_only_when_made_from_the_same_model_task_a
     assert main([*base, "--model", str(first), *settings]) == 0
     assert "fine-tuning student on keyword (seed 42)\n" in capsys.readouterr().out
     assert main([*base, "--model", str(first), *settings]) == 0
-    assert "fine-tuning" not in capsys.readouterr().out  # reused
+    assert "fine-tuning student" not in capsys.readouterr().out  # reused
 
     # Another model of the same folder name gets results of its own.
     assert main([*base, "--model", str(second), *settings]) == 0
@@ -447,3 +447,30 @@ def test_everything_a_run_saves_is_readable_by_others(
     modes = {path.name: path.stat().st_mode & 0o777 for path in (run / "student").iterdir()}
     assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}
     assert (run / "student").stat().st_mode & 0o777 == 0o755
+
+
+# --- 9. a command that fails before writing anything leaves no folder behind ---
+
+
+def test_a_claimed_folder_left_empty_is_removed_with_the_parents_the_claim_made(tmp_path: Path) -> None:
+    kept = tmp_path / "runs"
+    kept.mkdir()
+    folder = kept / "paper" / "students" / "tiny"
+    with pytest.raises(RuntimeError), runfolder.claim(folder):
+        assert (folder / runfolder.LOCK_FILE).is_file()
+        raise RuntimeError("the teacher could not be loaded")
+    assert not (kept / "paper").exists()  # made by the claim, left empty
+    assert kept.is_dir()  # there before
+
+
+def test_a_claimed_folder_that_existed_or_holds_anything_stays(tmp_path: Path) -> None:
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with runfolder.claim(existing):
+        pass
+    assert existing.is_dir()  # not made by this process: not its to remove
+    written = tmp_path / "new" / "run"
+    with runfolder.claim(written):
+        (written / "config.yaml").write_text("name: x\n")
+    assert (written / "config.yaml").is_file()
+    assert not (written / runfolder.OWNER_FILE).exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from monodistill import __version__
+from monodistill import __version__, progress
 from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, lists_students, load_config
 from monodistill.errors import Interrupted, MonodistillError, Stopped, command_to_resume, record_command
 
@@ -34,11 +34,14 @@ examples:
       --task newsph-nli --output runs/eval
   monodistill publish runs/tiny --repo-id USER/NAME --license apache-2.0 --dry-run
   monodistill export runs/tiny/student --output runs/tiny/onnx --quantize int8
+  monodistill config --config configs/local-quickstart.yaml   every setting, its default and its doc
   monodistill COMMAND --help        the flags of one command
 
 Settings: built-in defaults, then a YAML file (--config), then flags, then
 section.field=value overrides (evaluate takes field=value or evaluate.field=value).
 Bad input is refused before anything trains, in one line on stderr (exit status 2).
+Progress shows as bars on a terminal and as a plain line every 30 s in a log; the libraries'
+own bars stay off unless --verbose (or MONODISTILL_VERBOSE=1).
 Ctrl-C saves a checkpoint and exits with 130 (SIGTERM: 143); the same command resumes the run
 (distill: add --resume)."""
 
@@ -226,6 +229,24 @@ def export(*, model: str, output: str, quantize: str | None = None, overwrite: b
     return export_model(Path(model), Path(output), quantize, overwrite=overwrite)
 
 
+CONFIG_KINDS = {"distill": DistillConfig, "run": ExperimentConfig, "evaluate": EvaluateConfig}
+"""What ``monodistill config --kind`` chooses from: the config each command reads."""
+
+
+def show_config(*, config: str | None = None, kind: str | None = None, overrides: list[str] | None = None) -> str:
+    """The resolved config as YAML, every field under its one-line doc and, where it differs, with its default.
+
+    ``kind`` picks the command whose config it is (distill, run, evaluate); by default distill, or run
+    for a file that lists ``students``.
+    """
+    from monodistill.config.docs import describe_config
+
+    kind = kind or ("run" if lists_students(config) else "distill")
+    if kind == "evaluate":  # as `evaluate` takes them: field=value or evaluate.field=value
+        overrides = [item.removeprefix("evaluate.") for item in overrides or []]
+    return describe_config(load_config(CONFIG_KINDS[kind], config, overrides), kind, config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -235,9 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+    verbose = (
+        "keep the libraries' own progress bars (transformers, datasets, huggingface_hub); or MONODISTILL_VERBOSE=1"
+    )
+    parser.add_argument("--verbose", action="store_true", help=verbose)
+    # Also after the command (`monodistill run --verbose`); SUPPRESS keeps a command from resetting the flag.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose)
+    subparsers = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
-    p = commands.add_parser("distill", help="distil a single-language student from a multilingual teacher")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, help=help, parents=[common])
+
+    p = command("distill", help="distil a single-language student from a multilingual teacher")
     p.add_argument("--teacher", help="Hub id or local folder of the masked-LM teacher")
     p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
     p.add_argument("--student", help="preset: dbert-base, dbert-tiny or custom")
@@ -250,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overwrite", action="store_true", help="clear a previous run out of --output first")
     p.add_argument("overrides", nargs="*", metavar="section.field=value")
 
-    p = commands.add_parser("adapt", help="adapt the teacher to the target language (continued masked-LM training)")
+    p = command("adapt", help="adapt the teacher to the target language (continued masked-LM training)")
     p.add_argument("--teacher", help="Hub id or local folder of the masked-LM teacher")
     p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
     p.add_argument("--output", help="run folder; the adapted teacher goes to OUTPUT/student")
@@ -261,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overwrite", action="store_true", help="clear a previous run out of --output first")
     p.add_argument("overrides", nargs="*", metavar="section.field=value")
 
-    p = commands.add_parser("vocab", help="trim the teacher's vocabulary to the target language")
+    p = command("vocab", help="trim the teacher's vocabulary to the target language")
     p.add_argument("--teacher", help="Hub id or local folder of the teacher")
     p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
     p.add_argument("--output", help="folder for the trimmed tokenizer and id map")
@@ -272,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("overrides", nargs="*", metavar="section.field=value")
 
-    p = commands.add_parser("evaluate", help="fine-tune and evaluate models on target-language tasks")
+    p = command("evaluate", help="fine-tune and evaluate models on target-language tasks")
     p.add_argument("--model", dest="models", action="append", help="Hub id or folder; repeat; first is baseline")
     p.add_argument("--task", dest="tasks", action="append", help="task name or task YAML; repeat")
     p.add_argument("--output", help="results folder")
@@ -280,21 +311,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("overrides", nargs="*", metavar="[evaluate.]field=value")
 
-    p = commands.add_parser("run", help="the whole experiment: vocab, distil, evaluate, report (resumable)")
+    p = command("run", help="the whole experiment: vocab, distil, evaluate, report (resumable)")
     p.add_argument("--config", help="experiment YAML (configs/paper-*.yaml, configs/local-*.yaml)")
     p.add_argument("--output", help="experiment folder")
     p.add_argument("--overwrite", action="store_true", help="clear a previous experiment out of --output first")
     p.add_argument("overrides", nargs="*", metavar="section.field=value")
 
-    p = commands.add_parser("report", help="tables and plots from run folders")
+    p = command("report", help="tables and plots from run folders")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--output", required=True, help="folder for report.md, results.csv/json and PNGs")
 
-    p = commands.add_parser("card", help="write the model card of a distilled student")
+    p = command("card", help="write the model card of a distilled student")
     p.add_argument("run", metavar="RUN_DIR", help="a distillation run folder (holding student/)")
     p.add_argument("--results", help="an evaluation summary.json to take downstream results from")
 
-    p = commands.add_parser("publish", help="upload a student, its card and results to the Hugging Face Hub")
+    p = command("publish", help="upload a student, its card and results to the Hugging Face Hub")
     p.add_argument("run", metavar="RUN_DIR", help="a distillation run folder (holding student/)")
     p.add_argument("--repo-id", required=True, help="USER/NAME of the Hub model repository")
     p.add_argument("--private", action="store_true", help="create the repository private")
@@ -302,11 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--license", help="Hub licence id for the card (e.g. apache-2.0); the upload needs one")
     p.add_argument("--language", help="ISO 639 code for the card (e.g. tl, fil) when the run has no data.language")
 
-    p = commands.add_parser("export", help="export a student or fine-tuned classifier to ONNX for CPU inference")
+    p = command("export", help="export a student or fine-tuned classifier to ONNX for CPU inference")
     p.add_argument("model", metavar="MODEL_DIR", help="student/ folder, or a model kept by evaluate.save_models")
     p.add_argument("--output", required=True, help="folder for model.onnx, the tokenizer and export.json")
     p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8, ONNX Runtime)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output, all of it")
+
+    p = command("config", help="print the resolved config: every field with its value, default and doc")
+    p.add_argument("--config", help="YAML config file to resolve")
+    p.add_argument("--kind", choices=list(CONFIG_KINDS), help="whose config: distill (default), run or evaluate")
+    p.add_argument("overrides", nargs="*", metavar="section.field=value")
     return parser
 
 
@@ -320,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     record_command(argv)
     args = vars(parse_arguments(build_parser(), argv))
     command = args.pop("command")
-    handlers: dict[str, Callable[..., Path]] = {
+    verbose = progress.is_verbose(args.pop("verbose", False))
+    handlers: dict[str, Callable[..., Path | str]] = {
         "distill": distill,
         "adapt": adapt,
         "vocab": vocab,
@@ -330,12 +367,14 @@ def main(argv: list[str] | None = None) -> int:
         "card": card,
         "publish": publish,
         "export": export,
+        "config": show_config,
     }
     # Every command stops on SIGTERM as on Ctrl-C, also when started in the background (where a shell
     # leaves SIGINT ignored); the distillation loop puts its own handlers in place while it trains.
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        result = handlers[command](**args)
+        with progress.library_output(verbose):
+            result = handlers[command](**args)
     except MonodistillError as error:
         print(f"monodistill {command}: error: {error}", file=sys.stderr)
         if isinstance(error, Interrupted):

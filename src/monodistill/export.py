@@ -26,6 +26,9 @@ beside the new one. Any other content in ``DIR`` is refused, with or without ``-
 from __future__ import annotations
 
 import json
+import logging
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +90,27 @@ def export_model(model_dir: Path, output: Path, quantize: str | None = None, ove
     with ckpt.atomic_dir(output) as staging:
         record = {"source": str(model_dir.resolve()), **write_export(model, tokenizer, staging, quantize, ort)}
         (staging / "export.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(describe_export(output, record))
     return output / ("model.int8.onnx" if quantize == "int8" else "model.onnx")
+
+
+def describe_export(output: Path, record: dict[str, Any]) -> str:
+    """What an export wrote, and the parity checks it passed, in a few lines."""
+    lines = [
+        f"wrote {output / 'model.onnx'} ({_megabytes(output / 'model.onnx')}, {record['exporter']}, "
+        f"opset {record['opset']})",
+        f"parity check passed: ONNX Runtime's logits differ from PyTorch's by at most "
+        f"{record['max_abs_logit_difference']:.1e} (tolerance {record['tolerance']:.0e})",
+    ]
+    if "int8_max_abs_logit_difference" in record:
+        drift = record["int8_max_abs_logit_difference"]
+        int8 = output / "model.int8.onnx"
+        lines.append(f"wrote {int8} ({_megabytes(int8)}, dynamic int8; logits within {drift:.2g} of PyTorch's)")
+    return "\n".join(lines)
+
+
+def _megabytes(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f} MB"
 
 
 def check_output(output: Path, overwrite: bool) -> None:
@@ -115,16 +138,22 @@ def write_export(
     # Positional, in the order of BERT's forward(input_ids, attention_mask, token_type_ids), which is not
     # the tokenizer's order: the TorchScript exporter traces positional arguments.
     names = [name for name in FORWARD_INPUTS if name in sample]
-    torch.onnx.export(
-        model,
-        tuple(sample[name] for name in names),
-        str(path),
-        input_names=names,
-        output_names=["logits"],
-        dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in names}, "logits": {0: "batch"}},
-        opset_version=OPSET,
-        dynamo=DYNAMO,
-    )
+    with warnings.catch_warnings():
+        # Tracing reads Python booleans off tensor shapes in transformers' masking and attention code (constant
+        # for this graph: the parity check below runs other batch sizes and lengths), and opset 17 spells
+        # BERT's advanced indexing with several ONNX operators. Both are harmless here.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
+        torch.onnx.export(
+            model,
+            tuple(sample[name] for name in names),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in names}, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=DYNAMO,
+        )
     with torch.inference_mode():
         expected = model(**sample).logits.numpy()  # (B, num_labels) or (B, T, vocab/labels)
     numpy_sample = {name: tensor.numpy() for name, tensor in sample.items()}
@@ -163,8 +192,27 @@ def quantize_int8(source: Path, target: Path) -> Path:
     """ONNX Runtime dynamic quantization: int8 weights, activations quantized per batch at run time."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    # ONNX Runtime logs its warnings on the root logger (which sets up a handler on it as a side effect): a
+    # handler of ours for the call keeps that from happening, drops the harmless ones and shows the others.
+    root = logging.getLogger()
+    shown = logging.StreamHandler(sys.stderr)
+    shown.addFilter(_drop_harmless_quantization_warnings)
+    root.addHandler(shown)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.removeHandler(shown)
     return target
+
+
+HARMLESS_QUANTIZATION_WARNINGS = (
+    "Please consider to run pre-processing before quantization",  # shape inference, for static quantization
+    "Inference failed or unsupported type to quantize for tensor",  # an integer tensor (ids, masks): kept as is
+)
+
+
+def _drop_harmless_quantization_warnings(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(HARMLESS_QUANTIZATION_WARNINGS)
 
 
 def run_session(session: Any, inputs: dict[str, np.ndarray]) -> np.ndarray:

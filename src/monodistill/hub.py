@@ -1,5 +1,7 @@
 """Read a dataset from the Hugging Face Hub, falling back to its Parquet conversion.
 
+An unreachable Hub ends the read at once (``teacher.hub_connection_error``), not after datasets' retries.
+
 ``datasets`` 4 and later no longer run loading scripts, yet many datasets of the low-resource
 literature (Hatespeech Filipino, NewsPH-NLI, OSCAR 2019) still ship one. The Hub keeps a Parquet
 conversion of each of them under the revision ``refs/convert/parquet``; it is read instead, saying so.
@@ -12,7 +14,7 @@ from typing import Any
 import datasets
 
 from monodistill.errors import MonodistillError
-from monodistill.teacher import hub_error
+from monodistill.teacher import hub_connection_error, hub_error, is_local_reference
 
 PARQUET_REVISION = "refs/convert/parquet"
 
@@ -32,8 +34,14 @@ def load_hub_dataset(
 
     Raises:
         MonodistillError: naming the dataset and saying how to point at local files, when neither
-            the plain load nor the Parquet conversion can be read.
+            the plain load nor the Parquet conversion can be read; at once when the Hub cannot be reached.
     """
+    reason = None if is_local_reference(name) else hub_connection_error()
+    if reason is not None:
+        # datasets would retry each file for 23 s; a copy in its cache is read offline (HF_HUB_OFFLINE=1).
+        raise hub_error(
+            kind, name, f"it cannot be reached ({reason}); to read a copy in the local cache, set HF_HUB_OFFLINE=1"
+        )
     try:
         return datasets.load_dataset(name, config, split=split, revision=revision, streaming=streaming)
     except Exception as error:  # datasets raises many types for offline, missing or script-based repositories

@@ -46,6 +46,7 @@ def claim(folder: Path) -> Iterator[None]:
     if not process_state().is_main_process:
         yield
         return
+    made = _first_missing(folder)  # the outermost folder this claim makes, if any
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder / LOCK_FILE)
     try:
@@ -60,7 +61,39 @@ def claim(folder: Path) -> Iterator[None]:
         yield
     finally:
         (folder / OWNER_FILE).unlink(missing_ok=True)
+        if made is not None:
+            _remove_if_unused(folder, made)
         lock.release()
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (None when ``folder`` exists)."""
+    missing = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return missing
+        missing = path
+    return missing
+
+
+def _remove_if_unused(folder: Path, made: Path) -> None:
+    """Remove ``folder`` if it holds nothing but its lock, and the parents up to ``made`` that it leaves empty.
+
+    A command that failed before writing anything (an unreachable teacher, a typo in a path) then leaves
+    no empty run folder behind. The lock file goes while the lock is held, so a process that opens it
+    afterwards makes a new one, and the folder stays for it (``rmdir`` of a folder in use fails).
+    """
+    try:
+        if {entry.name for entry in folder.iterdir()} != {LOCK_FILE}:
+            return
+        (folder / LOCK_FILE).unlink()
+        path = folder
+        path.rmdir()
+        while path != made:  # the parents the claim made, each left empty
+            path = path.parent
+            path.rmdir()
+    except OSError:  # written to meanwhile, or not ours to remove
+        return
 
 
 def _owner(folder: Path) -> str:

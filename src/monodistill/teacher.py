@@ -7,6 +7,7 @@ vocabulary is trimmed. ``mlm_head`` knows the head layout of each supported fami
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +42,8 @@ EMBEDDING_PADDING_ROWS = 1024
 50,368). A tokenizer smaller by more is another model's, or a trimmed one."""
 TRIMMED_VOCAB_MARKER = "id_map.json"
 """The file of a trimmed vocabulary folder (``vocab.folder.ID_MAP_FILE``): its tokenizer indexes a sliced model."""
+HUB_FILES = ("config.json", "tokenizer_config.json")
+"""Files one of which a Hub model repository in the local cache holds."""
 LOAD_REPORT_LOGGER = "transformers.modeling_utils"
 """Where transformers logs its table of missing, unexpected and mismatched weights, as one record."""
 
@@ -52,25 +56,73 @@ def is_local_reference(name_or_path: str) -> bool:
     return name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
 
 
-def hub_error(kind: str, name: str, error: Exception) -> MonodistillError:
-    """A clear error for a reference that is neither a local path nor a reachable Hub repository."""
+def hub_error(kind: str, name: str, error: Exception | str) -> MonodistillError:
+    """A clear error for a reference that is neither a local path nor a reachable Hub repository.
+
+    ``error`` is the library's exception (its first line is the reason) or the reason itself.
+    """
     if is_local_reference(name):
         return MonodistillError(f"{kind} path {name} does not exist")
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    reason = "Hub access is disabled (HF_HUB_OFFLINE is set)" if offline else first_line
+    reason = error if isinstance(error, str) else _first_line(error)
+    if offline and not isinstance(error, str):
+        reason = "Hub access is disabled (HF_HUB_OFFLINE is set)"
     return MonodistillError(
-        f"could not load {kind} {name!r} from the Hugging Face Hub: {reason}. "
+        f"could not load {kind} {name!r} from the Hugging Face Hub: {reason.rstrip('. ')}. "
         f"If this machine is offline, download it where there is a network "
         f"(`hf download {name} --local-dir DIR`, or `--repo-type dataset` for data), copy DIR here "
         f"and pass that folder instead."
     )
 
 
+HUB_CHECK_TIMEOUT = 5.0
+"""Seconds the one check of the Hub waits for an answer; an unreachable Hub then ends a command at once."""
+
+
+@functools.cache
+def hub_connection_error() -> str | None:
+    """Why the Hugging Face Hub cannot be reached, or None when it answers (or Hub access is off).
+
+    One request with a short timeout and no retry, once per process, before the first download:
+    otherwise an unreachable Hub costs each file huggingface_hub's backoff (five retries, 23 s, a
+    ``Retrying in 8s`` line each) before the error. Any HTTP answer, even an error status, counts as reachable.
+    """
+    if huggingface_hub.constants.is_offline_mode():
+        return None  # nothing goes out: the libraries read their cache, and fail at once without it
+    try:
+        session = huggingface_hub.utils.get_session()
+        session.head(huggingface_hub.constants.ENDPOINT, timeout=HUB_CHECK_TIMEOUT, follow_redirects=False)
+    except Exception as error:  # connection refused, unknown host, timeout, proxy: whatever the HTTP client raises
+        return _first_line(error)
+    return None
+
+
+def hub_files_only(kind: str, name_or_path: str, revision: str | None = None) -> dict[str, Any]:
+    """The loading arguments for a model reference: ``local_files_only`` for a Hub id while the Hub cannot be reached.
+
+    Raises:
+        MonodistillError: at once, for a Hub id that the Hub cannot serve and the local cache does not hold.
+    """
+    if is_local_reference(name_or_path):
+        return {}
+    reason = hub_connection_error()
+    if reason is None:
+        return {}
+    cached = (huggingface_hub.try_to_load_from_cache(name_or_path, name, revision=revision) for name in HUB_FILES)
+    if any(isinstance(path, str) for path in cached):
+        return {"local_files_only": True}
+    raise hub_error(kind, name_or_path, f"it cannot be reached ({reason}), and the local cache does not hold it")
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def load_model_config(name_or_path: str, revision: str | None = None, kind: str = "teacher") -> Any:
     """Load a model's config, turning missing paths and unreachable Hub ids into clear errors."""
+    hub = hub_files_only(kind, name_or_path, revision)
     try:
-        return AutoConfig.from_pretrained(name_or_path, revision=revision)
+        return AutoConfig.from_pretrained(name_or_path, revision=revision, **hub)
     except (OSError, ValueError) as error:
         if os.path.isdir(name_or_path):
             raise MonodistillError(f"{kind} folder {name_or_path} holds no usable config.json: {error}") from None
@@ -91,8 +143,9 @@ def load_tokenizer(
             give it a stand-in of a few tokens), a teacher tokenizer without a mask token, or a tokenizer
             whose size does not fit the embedding (``check_tokenizer_fits``).
     """
+    hub = hub_files_only(f"{kind} tokenizer", name_or_path, revision)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, **hub)
     except (OSError, ValueError, TypeError) as error:
         if os.path.isdir(name_or_path):
             raise MonodistillError(f"{kind} folder {name_or_path} holds no usable tokenizer: {error}") from None
@@ -241,6 +294,7 @@ def load_weights(
     Raises:
         MonodistillError: for weights that cannot be read or do not fit the config.
     """
+    kwargs = {**hub_files_only(kind, name_or_path, kwargs.get("revision")), **kwargs}
     report_logger = logging.getLogger(LOAD_REPORT_LOGGER)
     drop = _drop_load_report if quiet else _drop_mismatch_report  # a mismatch is reported below instead
     report_logger.addFilter(drop)

@@ -70,7 +70,7 @@ def test_stored_results_of_a_hub_model_are_reused_only_at_the_same_commit(
     assert main(argv) == 0
     assert "fine-tuning tiny on keyword (seed 42)\n" in capsys.readouterr().out
     assert main(argv) == 0
-    assert "fine-tuning" not in capsys.readouterr().out  # same commit: reused
+    assert "fine-tuning tiny" not in capsys.readouterr().out  # same commit: reused
 
     publish(hub_cache, model, SECOND)  # the Hub's main branch moved on
     assert main(argv) == 0

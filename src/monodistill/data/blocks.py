@@ -33,7 +33,6 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets.utils import tqdm as hf_tqdm
 from filelock import FileLock, Timeout
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
@@ -41,6 +40,7 @@ from monodistill.checkpoint import describe_write_error, is_disk_full
 from monodistill.config import DataConfig
 from monodistill.data.corpus import corpus_fingerprint, load_corpus
 from monodistill.errors import MonodistillError
+from monodistill.progress import datasets_progress, progress_bar
 
 CACHE_FORMAT = "blocks-v4"
 SPLITS = ("train", "validation")
@@ -287,16 +287,17 @@ def _tokenize(
     if config.whole_word_mask:
         features["word_starts"] = datasets.Sequence(datasets.Value("int8"))
     # Row-wise, so the order and the result do not depend on num_proc; packing runs after, in one pass.
-    return documents.map(
-        tokenize,
-        batched=True,
-        remove_columns=["text"],
-        features=features,
-        num_proc=config.num_proc if config.num_proc > 1 else None,
-        cache_file_name=str(cache_file),
-        new_fingerprint=f"{fingerprint}-tokens",
-        desc="tokenising corpus",
-    )
+    with datasets_progress():  # datasets draws this bar, also across num_proc workers
+        return documents.map(
+            tokenize,
+            batched=True,
+            remove_columns=["text"],
+            features=features,
+            num_proc=config.num_proc if config.num_proc > 1 else None,
+            cache_file_name=str(cache_file),
+            new_fingerprint=f"{fingerprint}-tokens",
+            desc="tokenising corpus",
+        )
 
 
 def write_blocks(tokens: datasets.Dataset, file: Path, block_length: int, cls_id: int, sep_id: int) -> int:
@@ -322,7 +323,7 @@ def write_blocks(tokens: datasets.Dataset, file: Path, block_length: int, cls_id
 
     def flat_batches() -> Iterator[dict[str, np.ndarray]]:
         nonlocal total_tokens
-        with hf_tqdm(total=len(tokens), unit=" documents", desc="packing blocks") as progress:
+        with progress_bar(len(tokens), "packing blocks", "doc", leave=False) as progress:
             for table in tokens.with_format("arrow").iter(batch_size=PACK_BATCH_SIZE):
                 flat = {name: pc.list_flatten(table[name]).to_numpy() for name in columns}
                 total_tokens += len(flat["input_ids"])

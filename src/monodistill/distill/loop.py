@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from tqdm.auto import tqdm
-
 from monodistill import checkpoint as ckpt
 from monodistill import ranks
 from monodistill.data.batches import BatchStream
@@ -30,6 +28,7 @@ from monodistill.distill.student_run import StudentRun
 from monodistill.distill.teacher_pass import TeacherPass
 from monodistill.distill.validation import validate
 from monodistill.errors import Interrupted, command_to_resume
+from monodistill.progress import Progress, progress_bar
 
 
 def fit(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> None:
@@ -64,6 +63,11 @@ def train(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun], end
             if not active:
                 return
             metrics = train_step(teacher, stream, active, step)
+            # The step is done before it is validated: the bar says so while validation runs below it.
+            if len(metrics) == 1:
+                shown = {name: f"{value:.3f}" for name, value in next(iter(metrics.values())).items()}
+                bar.set_postfix({name: shown[name] for name in ("loss", "kl", "mlm") if name in shown}, refresh=False)
+            bar.update(1)
             # Students validating at this step share the teacher's validation pass too.
             due = [run for run in metrics if run.validates_now()]
             validations = dict(zip(due, validate(teacher, stream, due) if due else [], strict=True))
@@ -74,10 +78,6 @@ def train(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun], end
             for run in active:
                 if run.error is not None and len(runs) > 1:
                     bar.write(f"student {run.name}: {run.error}; the other students go on")
-            bar.update(1)
-            if len(metrics) == 1:
-                shown = {name: f"{value:.3f}" for name, value in next(iter(metrics.values())).items()}
-                bar.set_postfix({name: shown[name] for name in ("loss", "kl", "mlm") if name in shown})
             if ranks.any_rank(stop.signal is not None):
                 unfinished = [run for run in runs if run.error is None and run.step < run.total_steps]
                 for run in unfinished:
@@ -120,16 +120,15 @@ def describe(run: StudentRun, validation: dict[str, float], named: bool) -> str:
 
 
 @contextmanager
-def progress(runs: list[StudentRun], end: int) -> Iterator[tqdm]:
+def progress(runs: list[StudentRun], end: int) -> Iterator[Progress]:
     """A progress bar over optimizer steps, with a live loss and an ETA, on the main rank only."""
     group = len(runs) > 1
-    bar = tqdm(
+    bar = progress_bar(
         total=end,
         initial=runs[0].step,
         desc=f"distilling {len(runs)} students" if group else "distilling",
         unit="step",
         disable=not ranks.process_state().is_main_process,
-        dynamic_ncols=True,
     )
     try:
         yield bar

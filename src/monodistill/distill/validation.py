@@ -21,6 +21,7 @@ from monodistill.data.batches import BatchStream
 from monodistill.distill.student_run import StudentRun
 from monodistill.distill.teacher_pass import TeacherOutputs, TeacherPass
 from monodistill.losses import Needs, kl_divergence
+from monodistill.progress import progress_bar
 
 
 @dataclass
@@ -72,8 +73,13 @@ class ValidationTotals:
 def validate(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> list[dict[str, float]]:
     """Validation metrics of each of ``runs`` (nothing is logged)."""
     totals = [ValidationTotals() for _ in runs]
-    for batch in stream.validation():
-        outputs = teacher(batch, Needs(), outside_mass=True)
-        for run, total in zip(runs, totals, strict=True):
-            total.add(run.score(batch), outputs, batch.targets)
+    batches = stream.validation()
+    # A pass can take a minute on a CPU: a transient bar with an ETA, under the distillation's.
+    main = ranks.process_state().is_main_process
+    with progress_bar(len(batches), "validating", "batch", leave=False, disable=not main) as bar:
+        for batch in batches:
+            outputs = teacher(batch, Needs(), outside_mass=True)
+            for run, total in zip(runs, totals, strict=True):
+                total.add(run.score(batch), outputs, batch.targets)
+            bar.update(1)
     return [total.metrics(teacher.trimmed) for total in totals]

@@ -24,7 +24,9 @@ from transformers import (
     AutoModelForTokenClassification,
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
+    PrinterCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
@@ -44,9 +46,11 @@ from monodistill.evaluate.distil import (
 from monodistill.evaluate.encode import Encoder, align_labels, word_predictions
 from monodistill.evaluate.metrics import classification_metrics, token_metrics
 from monodistill.evaluate.tasks import Task
+from monodistill.progress import Countdown, Progress, datasets_progress, progress_bar
 from monodistill.teacher import load_weights, max_positions, parameter_counts
 
 __all__ = [
+    "StepProgress",
     "align_labels",
     "finetune",
     "load_for_task",
@@ -83,10 +87,44 @@ def tokenize_task(
         return rows
 
     function = words if task.is_token_task else sequences
-    return {
-        name: split.map(function, batched=True, remove_columns=split.column_names, desc=f"tokenising {task.name}")
-        for name, split in (("train", task.train), ("test", task.test))
-    }
+    with datasets_progress():
+        return {
+            name: split.map(function, batched=True, remove_columns=split.column_names, desc=f"tokenising {task.name}")
+            for name, split in (("train", task.train), ("test", task.test))
+        }
+
+
+class StepProgress(TrainerCallback):
+    """A fine-tuning run's bar over its optimizer steps, with the time left for the whole evaluation.
+
+    It stands in for the Trainer's own bar and printed logs (dicts of numbers as strings).
+    """
+
+    def __init__(self, desc: str = "fine-tuning", countdown: Countdown | None = None) -> None:
+        self.desc, self.countdown = desc, countdown
+        self.bar: Progress | None = None
+        self.loss: float | None = None
+
+    def on_train_begin(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        self.bar = progress_bar(state.max_steps, self.desc, "step", leave=False)
+
+    def on_log(self, args: TrainingArguments, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.loss = float(logs["loss"])
+
+    def on_step_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is None:
+            return
+        shown = [f"loss={self.loss:.3f}"] if self.loss is not None else []
+        if self.countdown is not None:
+            left = self.countdown.left(state.global_step / max(state.max_steps, 1))
+            shown.append(f"evaluation {left} left")
+        self.bar.set_postfix_str(", ".join(shown), refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def finetune(
@@ -98,6 +136,7 @@ def finetune(
     tokenized: dict[tuple[Any, ...], dict[str, datasets.Dataset]] | None = None,
     save_to: Sequence[Path] = (),
     teacher: TeacherLogits | None = None,
+    progress: StepProgress | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model_path`` on ``task`` with ``seed``; returns metrics, timings and sizes.
 
@@ -108,6 +147,7 @@ def finetune(
 
     ``teacher``, a fine-tuned model's logits on this task's training split (``teacher_logits``, same
     seed), adds task-stage distillation (``distil.py``): the KL to them, weighted by evaluate.distil_alpha.
+    ``progress`` is the run's bar (default: one named "fine-tuning").
     """
     label_maps = {
         "id2label": dict(enumerate(task.labels)),
@@ -155,6 +195,7 @@ def finetune(
             eval_strategy="no",
             report_to=[],
             logging_steps=50,
+            disable_tqdm=True,  # StepProgress draws the bar
             use_cpu=not use_cuda,
             dataloader_num_workers=0,
             remove_unused_columns=targets is None,
@@ -169,6 +210,8 @@ def finetune(
         # take their loss as already scaled and sum it over accumulated micro-batches (4x the loss and the
         # gradient at the paper's 8 x 4): have it divide by the accumulation steps, as for any other model.
         trainer.model_accepts_loss_kwargs = False
+        trainer.remove_callback(PrinterCallback)  # it prints every log as a dict of strings
+        trainer.add_callback(progress or StepProgress())
         training = trainer.train()
         prediction = trainer.predict(data["test"])
     for folder in save_to:

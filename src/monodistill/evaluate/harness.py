@@ -43,9 +43,11 @@ from monodistill import runfolder
 from monodistill.config import EvaluateConfig, config_to_dict, save_config
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.distil import TeacherLogits, resolve_source
-from monodistill.evaluate.finetune import finetune, teacher_logits, usable_max_length
+from monodistill.evaluate.finetune import StepProgress, finetune, teacher_logits, usable_max_length
+from monodistill.evaluate.metrics import main_metric
 from monodistill.evaluate.summary import WEIGHT_SUFFIXES, format_summary, summarise
 from monodistill.evaluate.tasks import Task, load_task
+from monodistill.progress import Countdown
 from monodistill.teacher import is_local_reference, load_model_config, load_tokenizer, load_weights
 
 SAVED_MODEL_DIR = "model"
@@ -87,14 +89,18 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                 f"(evaluate.distil_alpha={config.distil_alpha}, distil_temperature={config.distil_temperature})"
             )
         # The teacher of task distillation goes first: the others read its fine-tuned classifiers.
-        for index in sorted(range(len(config.models)), key=lambda index: index != source):
+        order = sorted(range(len(config.models)), key=lambda index: index != source)
+        countdown = Countdown(len(order) * len(tasks) * len(seeds))  # the evaluation's time left
+        for position, index in enumerate(order, 1):
             model, label, folder = config.models[index], labels[index], folders[index]
             keeper = teacher if index == source else None  # keeps its classifiers for the others
             learns_from = teacher if index != source else None  # None: plain fine-tuning
             identity = model_identity(model)
-            for task in tasks:
+            for task_number, task in enumerate(tasks, 1):
                 settings = finetune_settings(config, distilled=learns_from is not None)
-                for seed in seeds:
+                for seed_number, seed in enumerate(seeds, 1):
+                    where = f"model {position}/{len(order)}, task {task_number}/{len(tasks)}, "
+                    where += f"seed {seed_number}/{len(seeds)}"
                     made_from = {**identity, "task": task_digest(task), "settings": settings}
                     made_from["distilled_from"] = learns_from.made_from(task, seed) if learns_from else None
                     path = folder / task.name / f"seed-{seed}.json"
@@ -110,13 +116,18 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                     if stale is None and keeper:
                         stale = keeper.check_classifier(task, seed, path)
                     if stale is None:
+                        countdown.skip()  # reused: not part of the time a run takes
                         continue
                     note = f", distilled from {learns_from.label}" if learns_from else ""
                     print(f"fine-tuning {label} on {task.name} (seed {seed}){note}{stale}")
+                    countdown.start()
                     logits = learns_from.logits(task, seed) if learns_from else None
+                    bar = StepProgress(f"{label} on {task.name} ({where})", countdown)
                     result = finetune(
-                        model, tokenizers[model], task, config, seed, tokenized, save_to=list(keep), teacher=logits
-                    )
+                        model, tokenizers[model], task, config, seed, tokenized,
+                        save_to=list(keep), teacher=logits, progress=bar,
+                    )  # fmt: skip
+                    countdown.finish()
                     distillation = result.pop("distillation", None)
                     result.update(model=model, label=label, task=task.name, seed=seed, metric=task.metric)
                     result.update(test_overlap=overlaps[task.name], made_from=made_from)
@@ -125,6 +136,8 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                         result["distil_classifier"] = keeper.kept_classifier(task, seed)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     ckpt.atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+                    left = f"; {countdown.left()} left" if countdown.done < countdown.jobs else ""
+                    print(f"{describe_result(result)} ({where}{left})")
         summary = summarise(folders, config.models, labels, tasks, seeds)
         # Written with the summary, so the folder's config is the one its results were made with.
         save_config(config, output / "config.yaml")
@@ -202,6 +215,15 @@ class TaskTeacher:
             "classifier": classifier,
             **(distillation or {}),
         }
+
+
+def describe_result(result: dict[str, Any]) -> str:
+    """A fine-tuning run's one line: its task's headline score, training loss and time."""
+    key = main_metric(result["metric"])
+    return (
+        f"{result['label']} on {result['task']} (seed {result['seed']}): {key}={result['metrics'][key]:.4f}, "
+        f"train_loss={result['train_loss']:.3f}, fine-tuned in {result['finetune_seconds']:.1f} s"
+    )
 
 
 def check_model(model: str, max_length: int) -> PreTrainedTokenizerBase:

@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.errors import MonodistillError
+from monodistill.progress import Progress
 from monodistill.vocab.tokenizer import backend_tokenizer, id_to_token, required_ids, tokenizer_json
 
 MAX_UNK_RATE = 0.2
@@ -63,7 +64,11 @@ class SegmentationStats:
 
 
 def count_tokens(
-    tokenizer: PreTrainedTokenizerBase, texts: Iterable[str], *, check_first_batch: bool = True
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Iterable[str],
+    *,
+    check_first_batch: bool = True,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """(V_teacher,) occurrences of every token id in ``texts``, without special tokens.
 
@@ -76,6 +81,7 @@ def count_tokens(
         texts: Documents, read once.
         check_first_batch: Fail early on an UNK-dominated first batch; off for a part that does not
             start the corpus, whose first batch says nothing about the whole.
+        progress: A bar to advance by the documents counted.
 
     Raises:
         MonodistillError: as soon as the first batch shows an UNK-dominated corpus.
@@ -84,6 +90,8 @@ def count_tokens(
     counts = np.zeros(backend.get_vocab_size(with_added_tokens=True), dtype=np.int64)
     for index, batch in enumerate(_batches(texts)):
         counts += _count_batch(backend, batch, len(counts))
+        if progress is not None:
+            progress.update(len(batch))
         if index == 0 and check_first_batch:
             _check_unk_rate(counts, tokenizer.unk_token_id)  # fail on the first batch, not after hours
     return counts

@@ -22,6 +22,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from monodistill import checkpoint as ckpt
 from monodistill.config import DistillConfig
 from monodistill.errors import MonodistillError
+from monodistill.progress import progress_bar
 from monodistill.vocab.count import (
     BATCH_SIZE,
     TrimmedVocab,
@@ -79,8 +80,10 @@ def run_vocab(config: DistillConfig, output_dir: Path) -> Path:
     split = len(corpus) - held_out
     # One pass over the corpus, counted in two parts that add up to the whole: the final vocabulary
     # is chosen from every document, the held-out measurement from the first part alone.
-    first_counts = count_tokens(tokenizer, _texts(corpus.select(range(split))))
-    held_out_counts = count_tokens(tokenizer, _texts(corpus.select(range(split, len(corpus)))), check_first_batch=False)
+    with progress_bar(len(corpus), "counting tokens", "doc", leave=False) as bar:
+        first_counts = count_tokens(tokenizer, _texts(corpus.select(range(split))), progress=bar)
+        last_documents = corpus.select(range(split, len(corpus)))
+        held_out_counts = count_tokens(tokenizer, _texts(last_documents), check_first_batch=False, progress=bar)
     settings = config.vocab
 
     def choose(counts: np.ndarray) -> TrimmedVocab:
