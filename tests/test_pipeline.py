@@ -57,7 +57,9 @@ evaluate:
     assert [row["model"] for row in rows] == ["teacher", "teacher-trimmed", "full-data", "half-data"]
     assert {row["task"] for row in rows} == {"keyword"}
     report = (out / "report" / "report.md").read_text()
-    assert "± " in report and "agreement with teacher" in report and "distillation.png" in report
+    # One seed: no spread is shown, and the count of seeds says so.
+    assert "n = 1" in report and "± " not in report and "agreement with teacher" in report
+    assert "distillation.png" in report
     assert (out / "report" / "distillation.png").stat().st_size > 1000
     assert (out / "report" / "quality.png").stat().st_size > 1000
     assert (out / "report" / "cost.png").stat().st_size > 1000 and "cost.png" in report
@@ -70,6 +72,10 @@ evaluate:
     assert metadata["base_model"] == str(tiny_teacher_dir) and "datasets" not in metadata  # a local corpus
     for section in ("## Model", "## Distillation", "## Intended use", "## Limitations"):
         assert section in card
+    # One parameter count per model: the card's is the report's (the encoder with its embeddings).
+    counts = {row["model"]: int(row["parameters"]) for row in rows}
+    assert f"| {counts['full-data']:,} | {counts['teacher']:,} |" in card
+    assert report.count(f"teacher: `{tiny_teacher_dir}`") == 1
 
     # Nothing finished is redone.
     weights = out / "students" / "full-data" / "student" / "model.safetensors"

@@ -18,7 +18,8 @@ import pytest
 from monodistill.errors import MonodistillError
 from monodistill.report import Named, label_models, write_report
 
-TASKS = ("hatespeech", "nli", "ner", "pos")
+from .report_fixtures import TASKS, TEACHER, make_experiment, read_summary, task_result, write_records, write_summary
+
 CHROMIUM = next(
     (shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None
 )
@@ -37,66 +38,10 @@ window.addEventListener("load", () => {
 """Written into a copy of the page: after load, each image's decoded width and each table's row count."""
 
 
-def task_result(score: float, speedup: float) -> dict[str, Any]:
-    seconds, rate = 10.0 / speedup, 100.0 * speedup
-    return {
-        "main_metric": "accuracy",
-        "seeds": [42, 43],
-        "mixed_precision": ["no"],
-        "metric.accuracy": {"mean": score, "std": 0.01, "values": [score - 0.01, score + 0.01]},
-        "finetune_seconds": {"mean": seconds, "std": 0.1, "values": [seconds, seconds]},
-        "train_samples_per_second": {"mean": rate, "std": 1.0, "values": [rate, rate]},
-        "inference_samples_per_second": {"mean": rate, "std": 1.0, "values": [rate, rate]},
-        "finetune_speedup": speedup,
-        "inference_speedup": speedup,
-        "rank": 1,
-    }
-
-
 @pytest.fixture
 def experiment(tmp_path: Path) -> Path:
-    """An experiment folder as `monodistill run` leaves it, without the weights: config, one distilled
-    student (metrics, config, model card) and an evaluation of the teacher, trimmed teacher and student."""
-    root = tmp_path / "experiment"
-    run = root / "students" / "tiny"
-    (run / "student").mkdir(parents=True)
-    (run / "vocab" / "teacher").mkdir(parents=True)
-    (root / "config.yaml").write_text("name: tiny\nteacher:\n  name_or_path: shared/models/mmt-mini\n")
-    (run / "config.yaml").write_text("student:\n  name: tiny\n  preset: tiny\n")
-    records = [{"split": "train", "step": step, "loss": 3.0 / step, "kl": 2.0 / step, "mlm": 1.0} for step in (1, 2)]
-    records.append(
-        {"split": "validation", "step": 2, "mlm_loss": 5.0, "kl_to_teacher": 0.5, "teacher_agreement": 0.3}
-        | {"student_accuracy": 0.2}
-    )
-    (run / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
-    (run / "student" / "README.md").write_text(
-        "---\ntags: [monodistill]\n---\n\n# tiny: distilled from mmt-mini\n\n## Model\n\n| | student | teacher |\n"
-        "|---|---|---|\n| parameters | 1,000 | 9,000 |\n\n## Distillation\n\n- Loss: KL\n\n"
-        "## Downstream results\n\n| task | metric | this model |\n|---|---|---|\n| nli | accuracy | 50.00 |\n"
-    )
-    models = {
-        "teacher": "shared/models/mmt-mini",
-        "vocab__teacher": run / "vocab" / "teacher",
-        "student": run / "student",
-    }
-    summary = {
-        "baseline": "teacher",
-        "tasks": list(TASKS),
-        "mixed_precision": ["no"],
-        "models": {
-            label: {
-                "model": str(path),
-                "disk_mb": 10.0,
-                "parameters": {"total": 9000 // (index + 1), "embedding": 8000 // (index + 1), "non_embedding": 1000},
-                "tasks": {task: task_result(0.8 - 0.1 * index, 1.0 + index) for task in TASKS},
-            }
-            for index, (label, path) in enumerate(models.items())
-        },
-    }
-    (root / "evaluate").mkdir()
-    (root / "evaluate" / "summary.json").write_text(json.dumps(summary))
-    (root / "evaluate" / "config.yaml").write_text("epochs: 3\n")
-    return root
+    """An experiment folder as `monodistill run` leaves it, without the weights (``make_experiment``)."""
+    return make_experiment(tmp_path / "experiment")
 
 
 def test_models_are_named_as_readers_know_them(experiment: Path, tmp_path: Path) -> None:
@@ -243,3 +188,142 @@ def test_task_distilled_rows_are_marked_in_tables_figures_rows_and_the_card(
     assert names == {"accuracy (mean, fine-tuned with task KD from teacher)"}
     plain = evaluation_section(summary, experiment / "students" / "tiny" / "vocab" / "teacher")
     assert "task KD" not in plain
+
+
+def report_rows(folder: Path) -> list[dict[str, Any]]:
+    return json.loads((folder / "results.json").read_text())  # type: ignore[no-any-return]
+
+
+def model_names(folder: Path) -> list[str]:
+    return list(dict.fromkeys(row["model"] for row in report_rows(folder)))
+
+
+def test_an_evaluation_of_a_student_alone_names_no_teacher(experiment: Path, tmp_path: Path) -> None:
+    """`evaluate --model RUN/student --output eval-nli`: the first model of an evaluation is no teacher."""
+    models = read_summary(experiment / "evaluate")["models"]
+    summary = read_summary(experiment / "evaluate") | {"baseline": "student", "models": {"student": models["student"]}}
+    write_summary(tmp_path / "eval-nli", summary)
+    write_report([tmp_path / "eval-nli"], tmp_path / "report")
+    assert model_names(tmp_path / "report") == ["tiny"]  # its run's name
+    assert {row["label"] for row in report_rows(tmp_path / "report")} == {"student"}
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| teacher" not in report and "teacher:" not in report
+
+    # A model that is no run's student, nor an experiment's teacher, keeps the evaluation's own label.
+    summary = summary | {"baseline": "mmt-mini", "models": {"mmt-mini": models["teacher"]}}
+    write_summary(tmp_path / "eval-other", summary)
+    write_report([tmp_path / "eval-other"], tmp_path / "other-report")
+    assert model_names(tmp_path / "other-report") == ["mmt-mini"]
+
+
+def test_the_teacher_is_the_experiments_own_wherever_it_stands(experiment: Path, tmp_path: Path) -> None:
+    summary = read_summary(experiment / "evaluate")
+    models = summary["models"]
+    adapted = {**models["teacher"], "model": str(experiment / "teacher-adapted" / "student")}
+    # The teacher last: names come from what each model is, not from where it stands.
+    summary["models"] = {"a": models["student"], "b": adapted, "c": models["vocab__teacher"], "d": models["teacher"]}
+    summary["baseline"] = "a"
+    write_summary(experiment / "evaluate", summary)
+    write_report([experiment], tmp_path / "report")
+    assert model_names(tmp_path / "report") == ["tiny", "teacher-adapted", "teacher-trimmed", "teacher"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert report.count(f"teacher: `{TEACHER}`") == 1  # said once, where the console says mmt-mini
+
+
+def test_a_plain_evaluation_knows_the_teacher_from_its_students_runs(experiment: Path, tmp_path: Path) -> None:
+    """No experiment config above `evaluate --output eval`: the student's run names its teacher."""
+    (experiment / "students" / "tiny" / "config.yaml").write_text(
+        f"teacher:\n  name_or_path: {TEACHER}\nstudent:\n  name: tiny\n"
+    )
+    summary = read_summary(experiment / "evaluate")
+    models = summary["models"]
+    summary = summary | {"baseline": "student", "models": {"student": models["student"], "mmt-mini": models["teacher"]}}
+    write_summary(tmp_path / "eval", summary)
+    write_report([tmp_path / "eval"], tmp_path / "report")
+    assert model_names(tmp_path / "report") == ["tiny", "teacher"]
+
+
+def table_row(report: str, label: str, header: str) -> str:
+    """The row of ``label`` in the first table of ``report`` whose header starts with ``header``."""
+    table = report.split(header, 1)[1].split("\n\n", 1)[0]
+    return next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+
+
+def test_sizes_compare_like_with_like(experiment: Path, tmp_path: Path) -> None:
+    """A bf16 teacher file against float32 students: compared at 4 bytes per parameter, dtypes shown; one
+    parameter count per model (the encoder with its embeddings), not the fine-tuned classifier's."""
+    summary = read_summary(experiment / "evaluate")
+    counts = {"teacher": 34_000_000, "vocab__teacher": 8_000_000, "student": 16_000_000}
+    for label, entry in summary["models"].items():
+        total = counts[label]
+        entry["encoder_parameters"] = {"total": total, "embedding": total // 2, "non_embedding": total - total // 2}
+        entry["parameters"] = {"total": total + 70_000, "embedding": total // 2, "non_embedding": 1}  # its head too
+        entry["weights_dtype"] = "bfloat16" if label == "teacher" else "float32"
+        entry["disk_mb"] = (2 if label == "teacher" else 4) * (total + 186_000) / 1e6
+    write_summary(experiment / "evaluate", summary)
+    write_report([experiment], tmp_path / "report")
+    rows = {row["model"]: row for row in report_rows(tmp_path / "report")}
+    assert rows["teacher"]["parameters"] == 34_000_000 and rows["teacher"]["float32_mb"] == pytest.approx(136.0)
+    assert rows["teacher"]["weights_dtype"] == "bfloat16" and rows["tiny"]["float32_mb"] == pytest.approx(64.0)
+    report = (tmp_path / "report" / "report.md").read_text()
+    teacher = table_row(report, "teacher", "| model | parameters")
+    assert "34.0M" in teacher and "136" in teacher and "68.4 bfloat16" in teacher
+    assert "64.7 float32" in table_row(report, "tiny", "| model | parameters")
+    assert "34.1M" not in report  # the classifier's count, head included, is not shown beside it
+    assert "the encoder with its embeddings, heads aside" in report
+
+
+def test_older_summaries_say_which_parameters_they_count(experiment: Path, tmp_path: Path) -> None:
+    write_report([experiment], tmp_path / "report")  # a summary from before encoder counts
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "the fine-tuned classifier" in report and "dtype not recorded" in report
+
+
+def test_one_seed_shows_no_spread(experiment: Path, tmp_path: Path) -> None:
+    summary = read_summary(experiment / "evaluate")
+    for entry in summary["models"].values():
+        entry["tasks"] = {task: task_result(0.6, 1.0, seeds=1) for task in TASKS}
+    write_summary(experiment / "evaluate", summary)
+    write_report([experiment], tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "60.00" in table_row(report, "tiny", "| model | hatespeech") and "±" not in report
+    assert "n = 1" in report
+
+
+def test_several_seeds_show_spread_and_n(experiment: Path, tmp_path: Path) -> None:
+    write_report([experiment], tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "60.00 ± 1.00" in table_row(report, "tiny", "| model | hatespeech") and "n = 2" in report
+
+
+def test_the_constant_prediction_is_a_row_of_the_quality_table(experiment: Path, tmp_path: Path) -> None:
+    summary = read_summary(experiment / "evaluate")
+    summary["constant_prediction"] = {task: {"accuracy": 0.5, "label": "0"} for task in TASKS}
+    write_summary(experiment / "evaluate", summary)
+    write_report([experiment], tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| constant prediction (most frequent test label) | 50.00 | 50.00 | 50.00 | 50.00 |" in report
+
+
+def validation(step: int, share: float, token_id: int) -> dict[str, Any]:
+    metrics = {"mlm_loss": 5.0, "kl_to_teacher": 0.5, "teacher_agreement": 0.3, "student_accuracy": 0.2}
+    return {"split": "validation", "step": step, **metrics} | {
+        "student_top_prediction_share": share,
+        "student_top_prediction_id": float(token_id),
+    }
+
+
+def test_a_degenerate_student_is_explained(experiment: Path, tmp_path: Path, tiny_tokenizer: Any) -> None:
+    run = experiment / "students" / "tiny"
+    tiny_tokenizer.save_pretrained(run / "student")
+    period = tiny_tokenizer.convert_tokens_to_ids(".")
+    write_records(run, [validation(30, 0.9, period), validation(60, 0.9, period)])
+    write_report([experiment], tmp_path / "report")
+    distillation = (tmp_path / "report" / "report.md").read_text().split("## Distillation")[1]
+    assert f"tiny predicts the token `.` (id {period}) at 90% of masked positions" in distillation
+    assert "a degenerate student" in distillation and "smoke-test budget" in distillation
+    assert "validation metrics did not change between steps 30 and 60" in distillation
+
+    write_records(run, [validation(30, 0.9, period), validation(60, 0.3, period)])
+    write_report([experiment], tmp_path / "healthy")
+    assert "a degenerate student" not in (tmp_path / "healthy" / "report.md").read_text()

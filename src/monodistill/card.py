@@ -1,4 +1,10 @@
-"""Model cards for distilled students: what a user needs to trust, cite and reuse the model."""
+"""Model cards for distilled students: what a user needs to trust, cite and reuse the model.
+
+Parameters are counted as the evaluation summary and the report count them (the encoder with its
+embeddings, heads aside: ``evaluate.summary.encoder_parameter_counts``), so a model has one figure on
+every page. A student whose last validation predicts one token at most masked positions is called what
+it is, degenerate (``degenerate_note``, which the report's distillation table shows too).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,27 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
-from transformers import AutoConfig, AutoModelForMaskedLM
+from transformers import AutoTokenizer
 
 from monodistill import checkpoint as ckpt
 from monodistill.config import DistillConfig, LossConfig, load_config
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.summary import distilled_source
+from monodistill.evaluate.summary import (
+    distilled_source,
+    encoder_parameter_counts,
+    format_score,
+    seed_count,
+    seeds_phrase,
+)
 from monodistill.evaluate.tasks import PRESETS
 from monodistill.student import resolve_shape
-from monodistill.teacher import is_local_reference, parameter_counts
+from monodistill.teacher import is_local_reference
+
+DEGENERATE_SHARE = 0.5
+"""A student that predicts one token at more than this share of masked positions is degenerate."""
+FLAT_METRICS = ("mlm_loss", "kl_to_teacher", "teacher_agreement", "student_accuracy", "student_top_prediction_share")
+"""The student's validation metrics that a stuck student repeats from one validation to the next."""
 
 
 def loss_formula(loss: LossConfig) -> str:
@@ -47,12 +63,15 @@ def build_model_card(
     results: str = "",
     model_index: list[dict[str, Any]] | None = None,
     license: str | None = None,
+    note: str | None = None,
 ) -> str:
     """A Hugging Face README.md for the student folder, with YAML front matter.
 
-    ``results`` is a Markdown section of downstream results (from ``evaluation_section``), if any;
-    ``model_index`` the same results as Hub ``model-index`` entries (from ``model_index_results``).
-    ``license`` is a Hub licence id; unset, the card says ``unknown`` and ``monodistill publish`` refuses it.
+    ``student_counts`` and ``teacher_counts`` are ``encoder_parameter_counts``; ``results`` is a Markdown
+    section of downstream results (from ``evaluation_section``), if any; ``model_index`` the same results
+    as Hub ``model-index`` entries (from ``model_index_results``). ``license`` is a Hub licence id; unset,
+    the card says ``unknown`` and ``monodistill publish`` refuses it. ``note`` follows the validation
+    table (``degenerate_note``).
     """
     shape = resolve_shape(config.student)
     name = config.student.name or config.student.preset
@@ -76,13 +95,13 @@ Languages via Knowledge Distillation".
 
 | | student | teacher |
 |---|---|---|
-| parameters | {student_counts["total"]:,} | {teacher_counts["total"]:,} |
+| parameters (encoder with embeddings, heads aside) | {student_counts["total"]:,} | {teacher_counts["total"]:,} |
 | non-embedding parameters | {student_counts["non_embedding"]:,} | {teacher_counts["non_embedding"]:,} |
 | embedding parameters | {student_counts["embedding"]:,} | {teacher_counts["embedding"]:,} |
 
-The student is {ratio:.1f}x smaller: {shape.num_layers} layers, hidden size {shape.hidden_size},
-feed-forward size {shape.intermediate_size}, {shape.num_heads} attention heads; vocabulary {vocabulary};
-initialisation `{config.student.init}`.
+The student has {ratio:.1f}x fewer parameters than the teacher: {shape.num_layers} layers, hidden size
+{shape.hidden_size}, feed-forward size {shape.intermediate_size}, {shape.num_heads} attention heads; vocabulary
+{vocabulary}; initialisation `{config.student.init}`.
 
 ## Distillation
 
@@ -100,7 +119,7 @@ Held-out blocks of the same corpus, fixed masks.
 | metric | value |
 |---|---|
 {rows}
-
+{f"{chr(10)}{note}{chr(10)}" if note else ""}
 {results}## Intended use
 
 A general-purpose encoder for {language}, to fine-tune for sequence classification, sentence-pair
@@ -214,7 +233,12 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:
         return ""
     baseline_label = summary["baseline"]
     baseline = entries[baseline_label]
-    intro = f"Fine-tuned with identical settings; mean ± std over seeds; baseline: `{baseline['model']}`."
+    counts = {
+        seed_count(result[f"metric.{result['main_metric']}"])
+        for entry in (mine, baseline)
+        for result in entry["tasks"].values()
+    }
+    intro = f"Fine-tuned with identical settings; {seeds_phrase(counts)}; baseline: `{baseline['model']}`."
     # evaluate.distil_from: fine-tuned with a KL term to another model's fine-tuned logits, not plainly.
     sources = sorted(
         {result["distilled_from"]["model"] for result in mine["tasks"].values() if result.get("distilled_from")}
@@ -232,14 +256,50 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:
     for task, result in mine["tasks"].items():
         key = f"metric.{result['main_metric']}"
         base = baseline["tasks"].get(task, {}).get(key)
-        base_text = f"{100 * base['mean']:.2f} ± {100 * base['std']:.2f}" if base else "-"
-        score = f"{100 * result[key]['mean']:.2f} ± {100 * result[key]['std']:.2f}"
-        score += " (task KD)" if result.get("distilled_from") else ""
+        score = format_score(result[key]) + (" (task KD)" if result.get("distilled_from") else "")
         lines.append(
             f"| {task} | {result['main_metric']} | {score} "
-            f"| {base_text} | {result.get('finetune_speedup', float('nan')):.2f}x |"
+            f"| {format_score(base) if base else '-'} | {result.get('finetune_speedup', float('nan')):.2f}x |"
         )
     return "\n".join(lines) + "\n\n"
+
+
+def degenerate_note(student_dir: Path, records: list[dict[str, Any]], name: str) -> str | None:
+    """A plain word on a degenerate student, or None: one that, at its last validation, predicts one token
+    at more than ``DEGENERATE_SHARE`` of masked positions (the token decoded with the student's own
+    tokenizer), and whether its validation metrics stopped changing."""
+    validations = [record for record in records if record.get("split") == "validation"]
+    last = validations[-1] if validations else {}
+    share = last.get("student_top_prediction_share")
+    if share is None or share <= DEGENERATE_SHARE:
+        return None
+    token_id = int(last["student_top_prediction_id"])
+    try:
+        token = (
+            f"the token `{AutoTokenizer.from_pretrained(student_dir).convert_ids_to_tokens(token_id)}` (id {token_id})"
+        )
+    except (OSError, ValueError):  # no tokenizer beside it (the student folder was moved away)
+        token = f"token id {token_id}"
+    note = (
+        f"{name} predicts {token} at {share:.0%} of masked positions at its last validation (step {last['step']}): "
+        "a degenerate student, typical of a smoke-test budget (too few steps)."
+    )
+    flat = _unchanged_since(validations)
+    if flat is not None:
+        note += f" Its validation metrics did not change between steps {flat} and {last['step']}."
+    return note
+
+
+def _unchanged_since(validations: list[dict[str, Any]]) -> int | None:
+    """The first step of the validations that end the run with the same metrics (to 4 decimals), or None."""
+
+    def metrics(record: dict[str, Any]) -> list[float]:
+        return [round(record[key], 4) for key in FLAT_METRICS if isinstance(record.get(key), float | int)]
+
+    first = len(validations) - 1
+    while first > 0 and metrics(validations[first - 1]) == metrics(validations[-1]):
+        first -= 1
+    return int(validations[first]["step"]) if first < len(validations) - 1 else None
 
 
 def write_card(run_dir: Path, summary_path: Path | None = None) -> Path:
@@ -266,17 +326,27 @@ def render_card(
     """
     student_dir = run_dir / ckpt.STUDENT_DIR
     if not (run_dir / "config.yaml").is_file() or not student_dir.is_dir():
+        students = sorted(path.parent for path in run_dir.glob(f"students/*/{ckpt.STUDENT_DIR}") if path.is_dir())
+        if students:  # an experiment folder of `monodistill run`
+            held = ", ".join(f"students/{student.name}" for student in students)
+            raise MonodistillError(
+                f"{run_dir} is an experiment folder, not a distillation run: it holds {held}; pass one, "
+                f"e.g. monodistill card {students[0]}"
+            )
         raise MonodistillError(f"{run_dir} is not a finished distillation run (no config.yaml or student/)")
     ckpt.check_model_folder(student_dir, what="student")
     config = load_config(DistillConfig, updates=yaml.safe_load((run_dir / "config.yaml").read_text()))
     if language is not None:
         config = replace(config, data=replace(config.data, language=language))
-    validations = [r for r in ckpt.read_metrics(run_dir) if r.get("split") == "validation"]
+    records = ckpt.read_metrics(run_dir)
+    validations = [r for r in records if r.get("split") == "validation"]
     metrics = {k: v for k, v in (validations[-1] if validations else {}).items() if k not in ("step", "split")}
-    student_counts = parameter_counts(AutoModelForMaskedLM.from_pretrained(student_dir))
-    with torch.device("meta"):
-        teacher_config = AutoConfig.from_pretrained(config.teacher.name_or_path, revision=config.teacher.revision)
-        teacher_counts = parameter_counts(AutoModelForMaskedLM.from_config(teacher_config))
+    student_counts = encoder_parameter_counts(str(student_dir))
+    teacher_counts = encoder_parameter_counts(config.teacher.name_or_path, config.teacher.revision)
+    if student_counts is None or teacher_counts is None:
+        unread = student_dir if student_counts is None else config.teacher.name_or_path
+        raise MonodistillError(f"cannot read the config.json of {unread} to count its parameters")
+    name = str(config.student.name or config.student.preset)
     environment = json.loads((run_dir / "environment.json").read_text())
     summary_path = summary_path or run_dir.parent.parent / "evaluate" / "summary.json"
     results, model_index = "", None
@@ -293,4 +363,5 @@ def render_card(
         results,
         model_index,
         license,
+        degenerate_note(student_dir, records, name),
     )

@@ -4,18 +4,28 @@ Read from the seed results in the output folder (``harness.py`` writes them) int
 written as the Markdown tables of ``summary.md`` (the report shows the same tables). Results fine-tuned
 with task-stage distillation (``evaluate.distil_from``) say so in both: ``distilled_from`` on their
 entries, and a ``(task KD from MODEL)`` mark on their rows.
+
+Beside the scores, the summary records what a reader needs to weigh them: each task's constant-prediction
+score (the most frequent test label everywhere: the floor a model must beat), one parameter count per
+model (the encoder with its embeddings, heads aside: the same whatever head a model carries, so the
+report and the model card give one figure) and the dtype its weight files are stored in, since a bf16
+file is half the size of a float32 one with as many parameters.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import scipy.stats
+import torch
+from transformers import AutoConfig, AutoModel
 
-from monodistill.evaluate.metrics import main_metric
+from monodistill.evaluate.metrics import classification_metrics, main_metric, token_metrics
 from monodistill.evaluate.tasks import Task
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -23,6 +33,11 @@ SIGNIFICANCE_LEVELS = ((0.01, "**"), (0.05, "*"))
 """p-value thresholds of the marks beside a score: Welch's t-test over seeds against the first model."""
 DISTILLED_KEYS = ("label", "model", "alpha", "temperature")
 """What a summary entry keeps of its runs' ``distilled_from`` record."""
+SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "BF16": "bfloat16", "F16": "float16", "I8": "int8"}
+ENCODER_COUNTED = "the encoder with its embeddings, heads aside"
+CLASSIFIER_COUNTED = "the fine-tuned classifier, one task's head included"
+"""What a summary's parameter counts are of: ``encoder_parameters`` (since they were recorded), else the
+classifier of the last task fine-tuned (older summaries)."""
 
 
 def disk_size_mb(model: str) -> float | None:
@@ -31,6 +46,72 @@ def disk_size_mb(model: str) -> float | None:
     if not folder.is_dir():
         return None
     return sum(file.stat().st_size for file in folder.iterdir() if file.suffix in WEIGHT_SUFFIXES) / 1e6
+
+
+def weights_dtype(model: str) -> str | None:
+    """The dtype a local model's safetensors files store (``float32/bfloat16`` when mixed), read from their
+    headers; None for a Hub id or a folder without safetensors files. ``config.json``'s ``dtype`` is not
+    evidence: a bf16 file may say float32 there."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return None
+    dtypes = set()
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with open(file, "rb") as handle:
+                header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        except (OSError, ValueError):  # a damaged file: the checks that load it say so
+            return None
+        dtypes |= {entry["dtype"] for key, entry in header.items() if key != "__metadata__"}
+    return "/".join(sorted(SAFETENSORS_DTYPES.get(dtype, dtype.lower()) for dtype in dtypes)) or None
+
+
+def encoder_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Total, embedding (the input embedding matrix) and non-embedding parameters of a model's encoder with
+    its embeddings: its heads and pooler aside, so that a masked LM and any classifier of it count alike."""
+    encoder = getattr(model, "base_model", model)
+    total = sum(p.numel() for name, p in encoder.named_parameters() if not name.startswith("pooler."))
+    embedding = sum(p.numel() for p in encoder.get_input_embeddings().parameters())  # type: ignore[operator]
+    return {"total": total, "embedding": embedding, "non_embedding": total - embedding}
+
+
+def encoder_parameter_counts(model: str, revision: str | None = None) -> dict[str, int] | None:
+    """``encoder_counts`` of a model folder or Hub id, built from its config on the meta device (no weights
+    read); None when its config cannot be read."""
+    try:
+        config = AutoConfig.from_pretrained(model, revision=revision)
+    except (OSError, ValueError):
+        return None
+    with torch.device("meta"):
+        return encoder_counts(AutoModel.from_config(config))
+
+
+def parameter_counts_of(entry: dict[str, Any]) -> tuple[dict[str, int], str]:
+    """A summary entry's parameter counts and what they are of (``ENCODER_COUNTED`` or ``CLASSIFIER_COUNTED``)."""
+    if entry.get("encoder_parameters"):
+        return entry["encoder_parameters"], ENCODER_COUNTED
+    return entry.get("parameters") or {}, CLASSIFIER_COUNTED
+
+
+def constant_prediction(task: Task) -> dict[str, Any] | None:
+    """The scores of predicting the most frequent test label for every example (every word of a token task),
+    and that label: the floor a model must beat. None for an empty test split."""
+    names = task.label_names
+    if task.is_token_task:
+        gold = [[names[tag] for tag in tags] for tags in task.test["tags"]]
+        counts = Counter(tag for sentence in gold for tag in sentence)
+        if not counts:
+            return None
+        label = counts.most_common(1)[0][0]
+        scores = token_metrics([[label] * len(sentence) for sentence in gold], gold, task.metric)
+    else:
+        labels = np.asarray(task.test["label"])
+        if not len(labels):
+            return None
+        majority = Counter(labels.tolist()).most_common(1)[0][0]
+        label = names[majority]
+        scores = classification_metrics(np.full_like(labels, majority), labels)
+    return {"label": label, **scores}
 
 
 def summarise(
@@ -63,7 +144,14 @@ def summarise(
                 **{key: _mean_std(values) for key, values in fields.items()},
             }
             parameters = runs[0]["parameters"]
-        results[label] = {"model": model, "disk_mb": disk_size_mb(model), "parameters": parameters, "tasks": per_task}
+        results[label] = {
+            "model": model,
+            "disk_mb": disk_size_mb(model),
+            "weights_dtype": weights_dtype(model),
+            "encoder_parameters": encoder_parameter_counts(model),
+            "parameters": parameters,  # of the last task's fine-tuned classifier, its head included
+            "tasks": per_task,
+        }
     baseline = results[labels[0]]["tasks"]
     for task in tasks:
         _rank_and_compare([results[label]["tasks"].get(task.name) for label in labels])
@@ -82,6 +170,7 @@ def summarise(
         "baseline": labels[0],
         "tasks": [task.name for task in tasks],
         "mixed_precision": precisions,
+        "constant_prediction": {task.name: constant_prediction(task) for task in tasks},
         "models": results,
     }
 
@@ -137,14 +226,58 @@ def distilled_note(summary: dict[str, Any], entry: dict[str, Any]) -> str:
     return f" (task KD from {source})" if source else ""
 
 
+def seed_count(metric: dict[str, Any]) -> int | None:
+    """How many seeds a score averages (None when the entry does not list its values)."""
+    values = metric.get("values")
+    return len(values) if isinstance(values, list) else None
+
+
+def format_score(metric: dict[str, Any]) -> str:
+    """A score in points: ``mean ± std`` over several seeds; the mean alone for one seed, whose std is no spread."""
+    if seed_count(metric) == 1:
+        return f"{100 * metric['mean']:.2f}"
+    return f"{100 * metric['mean']:.2f} ± {100 * metric['std']:.2f}"
+
+
+def seeds_phrase(counts: set[int | None]) -> str:
+    """What the scores of a table are, given their seed counts: ``mean ± std over n = 3 seeds``..."""
+    known = {count for count in counts if count is not None}
+    if known == {1}:
+        return "one fine-tuning seed (n = 1), so no spread is shown"
+    if len(known) == 1:
+        return f"mean ± std over n = {known.pop()} seeds"
+    return "mean ± std over seeds (n per score)" if known else "mean ± std over seeds"
+
+
+def _main_scores(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        result[f"metric.{result['main_metric']}"]
+        for entry in summary["models"].values()
+        for result in entry["tasks"].values()
+    ]
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.1f}M" if count >= 100_000 else f"{count:,}"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    """Markdown tables: quality (mean ± std over seeds, rank, significance) and cost (ratios to the baseline)."""
+    """Markdown tables: quality (mean ± std over seeds, rank, significance), size and speed (ratios to the baseline)."""
     tasks = summary["tasks"]
     notes = {label: distilled_note(summary, entry) for label, entry in summary["models"].items()}
-    lines = [
-        f"Scores: mean ± std over seeds, (rank among the models); * p < 0.05, ** p < 0.01 against "
-        f"{summary['baseline']} (Welch's t-test over seeds; needs 2 or more seeds).",
-    ]
+    counts = {seed_count(metric) for metric in _main_scores(summary)}
+    mixed = len(counts - {None}) > 1
+    ranked = any("rank" in result for entry in summary["models"].values() for result in entry["tasks"].values())
+    if not ranked:  # ranks and significance are computed together (_rank_and_compare)
+        significance = ", with no ranks or significance tests (this summary was written before they were)"
+    elif counts == {1}:
+        significance = ", then the rank among the models; no significance test with one seed"
+    else:
+        significance = (
+            f", then the rank among the models; * p < 0.05, ** p < 0.01 against {summary['baseline']} "
+            "(Welch's t-test over seeds; needs 2 or more seeds)"
+        )
+    lines = [f"Scores in points: {seeds_phrase(counts)}{significance}."]
     distilled = [
         result["distilled_from"]
         for entry in summary["models"].values()
@@ -168,31 +301,71 @@ def format_summary(summary: dict[str, Any]) -> str:
                 continue
             metric = result[f"metric.{result['main_metric']}"]
             rank = f" ({result['rank']})" if "rank" in result else ""
-            cells.append(f"{metric['mean'] * 100:.2f} ± {metric['std'] * 100:.2f}{_mark(result)}{rank}")
+            seeds = f", n = {seed_count(metric)}" if mixed else ""
+            cells.append(f"{format_score(metric)}{seeds}{_mark(result)}{rank}")
         lines.append(f"| {label}{notes[label]} | " + " | ".join(cells) + " |")
+    lines += _constant_row(summary)
+    return "\n".join(lines + _size_table(summary, notes) + _speed_table(summary, notes, bool(distilled))) + "\n"
+
+
+def _constant_row(summary: dict[str, Any]) -> list[str]:
+    """The quality table's row of constant-prediction scores, when the summary records them."""
+    constant = summary.get("constant_prediction") or {}
+    if not any(constant.values()):
+        return []
+    metrics = {
+        task: result["main_metric"] for entry in summary["models"].values() for task, result in entry["tasks"].items()
+    }
+    cells = [
+        f"{100 * constant[task][metrics[task]]:.2f}" if constant.get(task) and task in metrics else "-"
+        for task in summary["tasks"]
+    ]
+    return ["| constant prediction (most frequent test label) | " + " | ".join(cells) + " |"]
+
+
+def _size_table(summary: dict[str, Any], notes: dict[str, str]) -> list[str]:
+    """One row per model: the counted parameters, their float32 size, and the weight files as stored."""
+    counted = {parameter_counts_of(entry)[1] for entry in summary["models"].values()}
+    lines = [
+        "",
+        f"Size (parameters: {' / '.join(sorted(counted))}; float32 MB: those parameters at 4 bytes each, to "
+        "compare models stored in different dtypes; file: the weight files as stored, and their dtype):",
+        "",
+        "| model | parameters | embedding | non-embedding | float32 MB | file MB and dtype |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, entry in summary["models"].items():
+        parameters = parameter_counts_of(entry)[0]
+        total, non_embedding = parameters.get("total", 0), parameters.get("non_embedding", 0)
+        disk, dtype = entry.get("disk_mb"), entry.get("weights_dtype") or "(dtype not recorded)"
+        lines.append(
+            f"| {label}{notes[label]} | {_millions(total)} | {_millions(total - non_embedding)} | "
+            f"{_millions(non_embedding)} | {4 * total / 1e6:.1f} | {'-' if disk is None else f'{disk:.1f} {dtype}'} |"
+        )
+    return lines
+
+
+def _speed_table(summary: dict[str, Any], notes: dict[str, str], distilled: bool) -> list[str]:
+    """One row per model and task: fine-tuning time and inference throughput, and their ratios to the baseline."""
     cost = [
         f"speedups against {summary['baseline']}, same run, same machine",
         f"mixed precision {'/'.join(summary.get('mixed_precision') or ['no'])}",
     ]
     if distilled:  # the pass is made once per task and seed, for every model it teaches
         cost.append("a distilled model's fine-tuning time leaves out its teacher's logit pass")
-    lines += [
+    lines = [
         "",
-        f"Cost ({', '.join(cost)}):",
+        f"Speed ({', '.join(cost)}):",
         "",
-        "| model | parameters | non-embedding | disk MB | task | fine-tune s | fine-tune speedup | "
-        "inference samples/s | inference speedup |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | task | fine-tune s | fine-tune speedup | inference samples/s | inference speedup |",
+        "|---|---|---|---|---|---|",
     ]
     for label, entry in summary["models"].items():
-        parameters, disk = entry["parameters"], entry["disk_mb"]
         for task, result in entry["tasks"].items():
             lines.append(
-                f"| {label}{notes[label]} | {parameters['total'] / 1e6:.1f}M | "
-                f"{parameters['non_embedding'] / 1e6:.1f}M | "
-                f"{'-' if disk is None else f'{disk:.0f}'} | {task} | {result['finetune_seconds']['mean']:.1f} | "
+                f"| {label}{notes[label]} | {task} | {result['finetune_seconds']['mean']:.1f} | "
                 f"{result.get('finetune_speedup', float('nan')):.2f}x | "
                 f"{result['inference_samples_per_second']['mean']:.1f} | "
                 f"{result.get('inference_speedup', float('nan')):.2f}x |"
             )
-    return "\n".join(lines) + "\n"
+    return lines

@@ -1,0 +1,180 @@
+"""``monodistill report``: tables and plots from experiment, distillation and evaluation folders.
+
+Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation curves,
+``summary.json`` for evaluation) and writes, into one folder:
+
+- ``report.md``: which model is the teacher; the paper-style quality table (model x task, mean ± std
+  over n seeds, the constant prediction's score below), the size table (one parameter count per model,
+  its float32 size and the weight files with their dtype), the speed table with ratios to the first
+  model, the last validation of each distillation run (with a note on a degenerate student), and the figures;
+- ``report.html``: the same as one self-contained page with the students' model-card summaries and the
+  run settings (``page.py``);
+- ``results.csv`` and ``results.json``: the same numbers, a row per model and task;
+- ``distillation.png``, ``quality.png`` and ``cost.png`` (``figures.py``): one colour per model in all three.
+
+Models fine-tuned with task-stage distillation (``evaluate.distil_from``) are marked: ``(task KD from
+MODEL)`` in the tables, ``(task KD)`` under their bars, and ``distilled_from`` in results.csv/json.
+Models are named from each evaluation's own records (``labels.py``): ``teacher`` is the experiment's
+teacher wherever it stands, not the first model of an evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from monodistill import checkpoint as ckpt
+from monodistill import runfolder
+from monodistill.card import degenerate_note
+from monodistill.errors import MonodistillError
+from monodistill.evaluate.summary import distilled_source, format_summary, parameter_counts_of
+from monodistill.report.figures import model_colours, plot_cost, plot_distillation, plot_quality
+from monodistill.report.labels import TEACHER, Named, evaluation_teachers, label_models, report_labels
+from monodistill.report.page import card_summaries, render_html
+
+__all__ = ["Named", "find_inputs", "label_models", "write_report"]
+
+
+def find_inputs(run_dirs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Distillation run folders and evaluation summaries found in the given folders, each once."""
+    runs: dict[Path, Path] = {}
+    summaries: dict[Path, Path] = {}
+    for folder in run_dirs:
+        if not folder.is_dir():
+            raise MonodistillError(f"report input {folder} does not exist")
+        for metrics in sorted(folder.rglob(ckpt.METRICS_FILE)):
+            runs.setdefault(metrics.parent.resolve(), metrics.parent)
+        for summary in sorted(folder.rglob("summary.json")):
+            summaries.setdefault(summary.resolve(), summary)
+    if not runs and not summaries:
+        folders = ", ".join(str(folder) for folder in run_dirs)
+        raise MonodistillError(f"no distillation runs (metrics.jsonl) or evaluations (summary.json) in {folders}")
+    return list(runs.values()), list(summaries.values())
+
+
+def write_report(run_dirs: list[Path], output: Path) -> Path:
+    """Write report.md, report.html, results.csv/json and PNG figures for the given folders; returns report.md."""
+    runfolder.check_output_path(output)
+    runs, summary_paths = find_inputs(run_dirs)
+    summaries = {path: json.loads(path.read_text()) for path in summary_paths}
+    named, labels, model_labels = report_labels(runs, summaries)
+    names = dict(zip(labels, (model.name for model in named), strict=True))
+    colours = model_colours(named, labels)
+    output.mkdir(parents=True, exist_ok=True)
+    sections = ["# monodistill report", ""]
+    rows: list[dict[str, Any]] = []
+    cards: dict[Path, str] = {}  # model card -> label, each card once
+    teacher_lines = []
+    for summary_path, raw in summaries.items():
+        summary = with_labels(raw, model_labels[summary_path])
+        teacher_lines += [
+            f"{label}: `{entry['model']}` ({evaluation_teachers(summary_path.parent, raw).source})"
+            for label, entry in summary["models"].items()
+            if names[label] == TEACHER
+        ]
+        rows += result_rows(summary, str(summary_path.parent))
+        for label, entry in summary["models"].items():
+            cards.setdefault(Path(entry["model"]) / "README.md", label)
+    if teacher_lines:  # the console says the evaluation's label (mmt-mini); the tables say teacher
+        sections += [*dict.fromkeys(teacher_lines), ""]
+    for summary_path, raw in summaries.items():
+        summary = with_labels(raw, model_labels[summary_path])
+        sections += [f"## Evaluation: {summary_path.parent}", "", format_summary(summary)]
+        if not any((raw.get("constant_prediction") or {}).values()):
+            sections += [
+                f"(No constant-prediction line in quality.png for this evaluation: {summary_path} does not record "
+                "the tasks' constant-prediction scores; evaluations since they were recorded do.)",
+                "",
+            ]
+    if summaries:
+        teachers = {label for label in names if names[label] == TEACHER}
+        plot_quality(rows, output / "quality.png", colours, teachers)
+        plot_cost(rows, output / "cost.png", colours)
+        sections += ["![quality](quality.png)", "", "![size and speed](cost.png)", ""]
+    if runs:
+        run_labels = dict(zip(runs, labels[: len(runs)], strict=True))
+        records = {run_labels[run]: ckpt.read_metrics(run) for run in runs}
+        notes = [
+            note
+            for run in runs
+            if (note := degenerate_note(run / ckpt.STUDENT_DIR, records[run_labels[run]], run_labels[run]))
+        ]
+        sections += ["## Distillation", "", distillation_table(records), "", *[f"{note}\n" for note in notes]]
+        plot_distillation(records, output / "distillation.png", colours)
+        sections += ["![distillation curves](distillation.png)", ""]
+    ckpt.atomic_write_text(output / "results.json", json.dumps(rows, indent=2) + "\n")
+    write_csv(rows, output / "results.csv")
+    report = output / "report.md"
+    ckpt.atomic_write_text(report, "\n".join(sections) + "\n")
+    settings = [path for folder in run_dirs if (path := folder / "config.yaml").is_file()]
+    settings += [path for summary in summaries if (path := summary.parent / "config.yaml").is_file()]
+    card_paths = {label: path for path, label in cards.items()}
+    page = render_html(sections, output, card_summaries(card_paths), list(dict.fromkeys(settings)))
+    ckpt.atomic_write_text(output / "report.html", page)
+    return report
+
+
+def with_labels(summary: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    """The summary with its models keyed by their report labels (``report_labels``) instead of
+    result-folder labels, which each keeps as ``label``."""
+    models = {labels[label]: {**entry, "label": label} for label, entry in summary["models"].items()}
+    return {**summary, "baseline": labels.get(summary["baseline"], summary["baseline"]), "models": models}
+
+
+def result_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """One flat row per model and task: every metric's mean and std, the constant prediction, size and speed."""
+    constant = summary.get("constant_prediction") or {}
+    rows = []
+    for label, entry in summary["models"].items():
+        parameters, counted = parameter_counts_of(entry)
+        for task, result in entry["tasks"].items():
+            metric = result["main_metric"]
+            row: dict[str, Any] = {"source": source, "model": label, "task": task, "main_metric": metric}
+            row["label"] = entry.get("label", label)
+            # Task-stage distillation (evaluate.distil_from): the model whose fine-tuned logits it also learned from.
+            row["distilled_from"] = distilled_source(summary, result)
+            for key, value in result.items():
+                if isinstance(value, dict) and "mean" in value:
+                    row[f"{key}.mean"], row[f"{key}.std"] = value["mean"], value["std"]
+            row["constant_prediction"] = (constant.get(task) or {}).get(metric)
+            row["parameters"] = parameters.get("total")
+            row["non_embedding_parameters"] = parameters.get("non_embedding")
+            row["parameters_counted"] = counted
+            row["float32_mb"] = 4 * row["parameters"] / 1e6 if row["parameters"] is not None else None
+            row["disk_mb"] = entry.get("disk_mb")
+            row["weights_dtype"] = entry.get("weights_dtype")
+            row["baseline"] = summary["baseline"]
+            row["finetune_speedup"] = result.get("finetune_speedup")
+            row["inference_speedup"] = result.get("inference_speedup")
+            row["seeds"] = len(result["seeds"])
+            rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """Rows as CSV, with the union of their columns."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def distillation_table(records: dict[str, list[dict[str, Any]]]) -> str:
+    """Last validation of each distillation run (label -> its metrics records)."""
+    lines = [
+        "| student | steps | MLM loss | KL to teacher | agreement with teacher | student accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, run_records in records.items():
+        validations = [r for r in run_records if r.get("split") == "validation"]
+        if not validations:
+            continue
+        last = validations[-1]
+        lines.append(
+            f"| {label} | {last['step']} | {last['mlm_loss']:.3f} | {last['kl_to_teacher']:.3f} | "
+            f"{last['teacher_agreement']:.3f} | {last['student_accuracy']:.3f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""`monodistill card`: the same parameter count as the report, a word on degenerate students, scores with
+their seed count, and an experiment folder answered with the students it holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transformers import AutoModel, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+
+from monodistill.card import evaluation_section, render_card
+from monodistill.cli import main
+from monodistill.config import DistillConfig, load_config, save_config
+from monodistill.errors import MonodistillError
+
+from .report_fixtures import task_result
+
+
+def encoder_count(folder: Path) -> int:
+    """The encoder with its embeddings, heads (and BERT's pooler) aside, counted on the loaded model."""
+    encoder = AutoModel.from_pretrained(folder)
+    return sum(parameter.numel() for name, parameter in encoder.named_parameters() if not name.startswith("pooler."))
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, tiny_teacher_dir: Path, tiny_tokenizer: PreTrainedTokenizerFast) -> Path:
+    """A finished distillation run of `monodistill run`'s layout: a 1-layer student of the tiny teacher."""
+    run = tmp_path / "exp" / "students" / "tiny"
+    shape = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    student = BertForMaskedLM(BertConfig(vocab_size=len(tiny_tokenizer), max_position_embeddings=64, **shape))
+    student.save_pretrained(run / "student")
+    tiny_tokenizer.save_pretrained(run / "student")
+    config = load_config(
+        DistillConfig,
+        updates={
+            "teacher": {"name_or_path": str(tiny_teacher_dir)},
+            "data": {"corpus": str(tmp_path / "corpus.txt"), "language": "tl"},
+            "student": {"name": "tiny"},
+        },
+    )
+    save_config(config, run / "config.yaml")
+    (run / "environment.json").write_text(json.dumps({"train_blocks": 10}))
+    write_validations(run, [(30, 0.2), (60, 0.3)], token_id=5)
+    return run
+
+
+def write_validations(run: Path, shares: list[tuple[int, float]], token_id: int) -> None:
+    metrics = {"mlm_loss": 5.0, "kl_to_teacher": 0.5, "teacher_agreement": 0.3, "student_accuracy": 0.2}
+    records = [
+        {"split": "validation", "step": step, **metrics}
+        | {"student_top_prediction_share": share, "student_top_prediction_id": float(token_id)}
+        for step, share in shares
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def test_the_card_counts_parameters_as_the_report_does(run_dir: Path, tiny_teacher_dir: Path) -> None:
+    card = render_card(run_dir)
+    student, teacher = encoder_count(run_dir / "student"), encoder_count(tiny_teacher_dir)
+    assert f"| parameters (encoder with embeddings, heads aside) | {student:,} | {teacher:,} |" in card
+    assert f"{teacher / student:.1f}x fewer parameters than the teacher" in card
+
+
+def test_the_card_explains_a_degenerate_student(run_dir: Path, tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    assert "degenerate" not in render_card(run_dir)
+    period = tiny_tokenizer.convert_tokens_to_ids(".")
+    write_validations(run_dir, [(30, 0.95), (60, 0.95)], token_id=period)
+    card = render_card(run_dir)
+    assert f"tiny predicts the token `.` (id {period}) at 95% of masked positions" in card
+    assert "a degenerate student" in card and "smoke-test budget" in card
+    assert "validation metrics did not change between steps 30 and 60" in card
+
+
+def test_card_of_an_experiment_folder_names_its_students(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    experiment = run_dir.parent.parent
+    (experiment / "config.yaml").write_text("name: exp\n")
+    with pytest.raises(MonodistillError, match="students/tiny") as error:
+        render_card(experiment)
+    assert "experiment folder" in str(error.value) and f"monodistill card {run_dir}" in str(error.value)
+    assert main(["card", str(experiment)]) == 2
+    assert "students/tiny" in capsys.readouterr().err
+
+
+def one_seed_summary(student: Path, seeds: int) -> dict[str, Any]:
+    return {
+        "baseline": "teacher",
+        "tasks": ["nli"],
+        "models": {
+            "teacher": {"model": "teacher", "tasks": {"nli": task_result(0.7, 1.0, seeds=seeds)}},
+            "student": {"model": str(student), "tasks": {"nli": task_result(0.6, 2.0, seeds=seeds)}},
+        },
+    }
+
+
+def test_card_scores_say_how_many_seeds(tmp_path: Path) -> None:
+    student = tmp_path / "run" / "student"
+    single = evaluation_section(one_seed_summary(student, seeds=1), student)
+    assert "| nli | accuracy | 60.00 | 70.00 |" in single and "±" not in single and "n = 1" in single
+    several = evaluation_section(one_seed_summary(student, seeds=2), student)
+    assert "| nli | accuracy | 60.00 ± 1.00 | 70.00 ± 1.00 |" in several and "n = 2" in several
