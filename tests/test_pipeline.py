@@ -15,7 +15,12 @@ from .conftest import write_keyword_task
 
 
 def test_run_distils_evaluates_reports_and_resumes(
-    tiny_teacher_dir: Path, tiny_tokenizer: PreTrainedTokenizerFast, corpus_file: Path, tmp_path: Path, cache_dir: Path
+    tiny_teacher_dir: Path,
+    tiny_tokenizer: PreTrainedTokenizerFast,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     shape = "preset: custom\n    num_layers: 1\n    hidden_size: 16\n    intermediate_size: 32\n    num_heads: 2"
     experiment = tmp_path / "experiment.yaml"
@@ -51,6 +56,14 @@ evaluate:
     )
     out = tmp_path / "out"
     assert main(["run", "--config", str(experiment), "--output", str(out)]) == 0
+    # The run ends with where everything is and the headline scores.
+    log = capsys.readouterr().out
+    ending = log[log.index("== done in ") :]
+    assert f"student full-data: {out / 'students' / 'full-data' / 'student'}\n" in ending
+    assert f"student half-data: {out / 'students' / 'half-data' / 'student'}\n" in ending
+    assert f"report: {out / 'report' / 'report.md'} (also report.html" in ending
+    assert "fine-tuning runs: 4 made, 0 reused from earlier runs\n" in ending
+    assert "| model | keyword |" in ending and ending.count("\n| ") == 5  # header and 4 models
 
     rows = list(csv.DictReader((out / "report" / "results.csv").open()))
     # Teacher first, then the trimmed teacher ("Load What You Need" baseline), then the students.
@@ -83,6 +96,7 @@ evaluate:
     stamps = [path.stat().st_mtime_ns for path in [weights, *results]]
     assert main(["run", "--config", str(experiment), "--output", str(out)]) == 0
     assert [path.stat().st_mtime_ns for path in [weights, *results]] == stamps
+    assert "fine-tuning runs: 0 made, 4 reused from earlier runs\n" in capsys.readouterr().out
 
     assert main(["report", str(out / "evaluate"), "--output", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "quality.png").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,10 @@ def test_vocabulary_built_on_the_shared_tagalog_corpus_splits_every_line_as_mber
     assert stats["counted_documents"] == len([line for line in lines if line.strip()])
     # The held-out measurement still uses a vocabulary built without those lines, so it sees new words.
     assert stats["held_out"]["kept_size"] < stats["kept_size"] and stats["held_out"]["identical_documents"] < 1.0
+    # The figure README.md states is the one this builds.
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    stated = re.search(r"mBERT's 119,547 tokens shrink to ([\d,]+)", readme)
+    assert stated is not None and int(stated.group(1).replace(",", "")) == stats["kept_size"]
 
 
 # --- tiny tokenizers trained here: WordPiece (conftest) and Unigram ---

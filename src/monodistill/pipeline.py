@@ -15,11 +15,15 @@ from its last checkpoint, and evaluation skips (model, task, seed) results alrea
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from monodistill import runfolder
 from monodistill.card import write_card
@@ -112,9 +116,35 @@ def run_experiment(config: ExperimentConfig, overwrite: bool = False) -> Path:
     """Run every stage, holding the experiment folder exclusively; returns the report file."""
     if not config.evaluate.tasks:
         raise MonodistillError("evaluate.tasks is empty: name at least one task to evaluate the students on")
+    started = time.monotonic()
     with _experiment_folder(config, overwrite) as root:
         students, student_dirs = _distil_stages(config, root)
-        return _evaluate_stages(config, root, students, student_dirs)
+        report = _evaluate_stages(config, root, students, student_dirs)
+    summary = json.loads((root / "evaluate" / "summary.json").read_text())
+    print(describe_experiment(summary, student_dirs, report, time.monotonic() - started))
+    return report
+
+
+def describe_experiment(summary: dict[str, Any], student_dirs: list[Path], report: Path, seconds: float) -> str:
+    """The end of ``run``: its wall time, where each student and the report are, and the headline scores."""
+    runs = summary.get("fine_tuning_runs") or {}
+    lines = [f"== done in {tqdm.format_interval(seconds)}"]
+    lines += [f"student {folder.parent.name}: {folder}" for folder in student_dirs]
+    lines.append(f"report: {report} (also {report.with_suffix('.html').name}, results.csv, PNG figures)")
+    if runs:
+        lines.append(f"fine-tuning runs: {runs['made']} made, {runs['reused']} reused from earlier runs")
+    tasks = summary["tasks"]
+    lines.append("main metric per task, mean over seeds (points):")
+    lines.append("| model | " + " | ".join(tasks) + " |")
+    lines.append("|---" * (len(tasks) + 1) + "|")
+    for label, entry in summary["models"].items():
+        cells = []
+        for task in tasks:
+            result = entry["tasks"].get(task)
+            metric = result and result.get(f"metric.{result['main_metric']}")
+            cells.append(f"{100 * metric['mean']:.2f}" if metric else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def distil_experiment(config: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> list[Path]:

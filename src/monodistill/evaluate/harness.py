@@ -139,6 +139,8 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                     left = f"; {countdown.left()} left" if countdown.done < countdown.jobs else ""
                     print(f"{describe_result(result)} ({where}{left})")
         summary = summarise(folders, config.models, labels, tasks, seeds)
+        jobs = len(order) * len(tasks) * len(seeds)
+        summary["fine_tuning_runs"] = {"made": countdown.done, "reused": jobs - countdown.jobs}
         # Written with the summary, so the folder's config is the one its results were made with.
         save_config(config, output / "config.yaml")
         ckpt.atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
