@@ -210,3 +210,27 @@ def test_export_says_what_it_wrote_and_hides_only_the_known_harmless_warnings(
     assert lines[0].startswith(f"wrote {tmp_path / 'onnx' / 'model.onnx'} (") and " MB, " in lines[0]
     assert lines[1].startswith("parity check passed: ") and "(tolerance 1e-04)" in lines[1]
     assert lines[2].startswith(f"wrote {tmp_path / 'onnx' / 'model.int8.onnx'} (") and "dynamic int8" in lines[2]
+
+
+def test_a_tied_embedding_is_stored_once_in_the_onnx_graph(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=4000, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    model_dir = tmp_path / "student"
+    BertForMaskedLM(config).save_pretrained(model_dir)  # its decoder is tied to the word embeddings
+    _tokenizer(model_dir).save_pretrained(model_dir)
+    assert main(["export", str(model_dir), "--output", str(tmp_path / "onnx"), "--quantize", "int8"]) == 0
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    large = [tuple(tensor.dims) for tensor in graph.initializer if np.prod(tensor.dims) >= 4000 * 64]
+    assert large == [(4000, 64)]  # not also its (64, 4000) transpose for the decoder's MatMul
+    weights = (model_dir / "model.safetensors").stat().st_size
+    assert (tmp_path / "onnx" / "model.onnx").stat().st_size < 1.1 * weights
+    # The parity check ran on the graph as written, and the int8 graph still has the output's shape.
+    record = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert record["max_abs_logit_difference"] < TOLERANCE and record["tied_weights_shared"] == 1
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.int8.onnx"))
+    sample = BertTokenizerFast.from_pretrained(model_dir)(["magandang umaga"], return_tensors="np")
+    logits = session.run(None, {i.name: sample[i.name].astype(np.int64) for i in session.get_inputs()})[0]
+    assert logits.shape == (1, sample["input_ids"].shape[1], 4000)
