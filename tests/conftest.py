@@ -25,6 +25,8 @@ from transformers import (
     DistilBertForMaskedLM,
     ElectraConfig,
     ElectraForMaskedLM,
+    ModernBertConfig,
+    ModernBertForMaskedLM,
     PreTrainedTokenizerFast,
     RobertaConfig,
     RobertaForMaskedLM,
@@ -152,6 +154,12 @@ def build_tiny_teacher(family: str, vocab_size: int, pad_token_id: int):  # type
         return DistilBertForMaskedLM(
             DistilBertConfig(vocab_size=vocab_size, max_position_embeddings=64, pad_token_id=pad_token_id, **distilbert)
         )
+    if family == "modernbert":
+        # Global attention in layers 0 and 3, a local window of 8 tokens (4 each side) in layers 1 and 2, so that
+        # blocks longer than 8 tokens exercise both; no special ids beyond the padding one (ModernBERT's default
+        # ids are those of its own 50k tokenizer).
+        specials = dict.fromkeys(("bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id"))
+        return ModernBertForMaskedLM(ModernBertConfig(**common, local_attention=8, **specials))
     raise ValueError(family)
 
 

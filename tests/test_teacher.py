@@ -29,7 +29,7 @@ from monodistill.teacher import SUPPORTED_FAMILIES, encoder, load_teacher, max_p
 
 from .conftest import save_teacher
 
-FAMILIES = ["bert", "xlm-roberta", "roberta", "camembert", "deberta-v2", "distilbert", "electra"]
+FAMILIES = ["bert", "xlm-roberta", "roberta", "camembert", "deberta-v2", "distilbert", "electra", "modernbert"]
 
 
 def test_every_supported_family_is_tested() -> None:

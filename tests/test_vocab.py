@@ -268,14 +268,16 @@ def test_bad_inputs_get_clear_errors(tiny_tokenizer: PreTrainedTokenizerFast) ->
         trim_vocabulary(tiny_tokenizer, iter(never_read, None), max_size=3, coverage=None, min_count=1)
     with pytest.raises(MonodistillError, match="strictly increasing"):
         build_trimmed_tokenizer(tiny_tokenizer, [0, 1, 2, 3, 4, 9, 7])
-    with pytest.raises(MonodistillError, match="tokenizer kind BPE cannot be trimmed"):
-        build_trimmed_tokenizer(bpe_tokenizer(), [0, 1])
+    with pytest.raises(MonodistillError, match="tokenizer kind WordLevel cannot be trimmed"):
+        build_trimmed_tokenizer(word_level_tokenizer(), [0, 1])
 
 
-def bpe_tokenizer() -> PreTrainedTokenizerFast:
-    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
-    bpe.train_from_iterator(make_lines(50), trainers.BpeTrainer(vocab_size=60, special_tokens=["[UNK]", "[MASK]"]))
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]", mask_token="[MASK]")
+def word_level_tokenizer() -> PreTrainedTokenizerFast:
+    """A whole-word vocabulary: dropping a word would make it unknown, so it cannot be trimmed."""
+    words = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    words.train_from_iterator(make_lines(50), trainers.WordLevelTrainer(special_tokens=["[UNK]", "[MASK]"]))
+    return PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", mask_token="[MASK]")
 
 
 def test_a_vocabulary_from_another_teacher_is_refused(
@@ -337,7 +339,16 @@ def with_random_biases(model: PreTrainedModel) -> PreTrainedModel:
 
 @pytest.mark.parametrize(
     "family",
-    ["bert", "xlm-roberta", "camembert", "electra", "deberta-v2", "deberta-v2-lm-predictions", "distilbert"],
+    [
+        "bert",
+        "xlm-roberta",
+        "camembert",
+        "electra",
+        "deberta-v2",
+        "deberta-v2-lm-predictions",
+        "distilbert",
+        "modernbert",
+    ],
 )
 def test_trimmed_teacher_gives_the_full_teachers_logits_at_kept_columns(
     family: str,
@@ -434,10 +445,10 @@ def test_cli_reports_bad_inputs_on_stderr(
     japanese = tmp_path / "ja.txt"
     japanese.write_text("日本語のテキストです。\n漢字とひらがな。\n" * 50)
     assert "UNK-dominated" in vocab(tiny_teacher_dir, japanese, out)
-    bpe_dir = tmp_path / "bpe"
-    bpe_tokenizer().save_pretrained(bpe_dir)
+    word_level_dir = tmp_path / "word-level"
+    word_level_tokenizer().save_pretrained(word_level_dir)
     # The tokenizer is refused before the (missing) corpus is read.
-    assert "tokenizer kind BPE cannot be trimmed" in vocab(bpe_dir, tmp_path / "missing.txt", out)
+    assert "tokenizer kind WordLevel cannot be trimmed" in vocab(word_level_dir, tmp_path / "missing.txt", out)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
     assert "is not a trimmed vocabulary folder" in vocab(tiny_teacher_dir, corpus_file, tmp_path / "notes")

@@ -26,11 +26,20 @@ from transformers.utils import logging as transformers_logging
 from monodistill.config import TeacherConfig
 from monodistill.errors import MonodistillError
 
-SUPPORTED_FAMILIES = ("bert", "xlm-roberta", "roberta", "camembert", "deberta-v2", "distilbert", "electra")
+SUPPORTED_FAMILIES = (
+    "bert",
+    "xlm-roberta",
+    "roberta",
+    "camembert",
+    "deberta-v2",
+    "distilbert",
+    "electra",
+    "modernbert",
+)
 # RoBERTa-style families: ``lm_head`` layout, position ids counted from the padding id.
 ROBERTA_FAMILIES = ("xlm-roberta", "roberta", "camembert")
 # Where each family keeps its MLM head weights, as state-dict key prefixes.
-HEAD_PREFIXES = ("cls.", "lm_head.", "lm_predictions.", "vocab_", "generator_")
+HEAD_PREFIXES = ("cls.", "lm_head.", "lm_predictions.", "vocab_", "generator_", "head.", "decoder.")
 # DeBERTa-v2's two head layouts, chosen by the config's ``legacy`` flag (transformers renames neither):
 # True is ``cls.predictions.*`` (transformers' DebertaV2ForMaskedLM), False is ``lm_predictions.lm_head.*``
 # (microsoft's original checkpoints, e.g. mdeberta-v3-base, whose configs leave the flag at True).
@@ -395,6 +404,10 @@ def mlm_head(masked_lm: PreTrainedModel) -> MaskedLMHead:
         # The generator's head: dense -> gelu -> LayerNorm into the embedding size, then the tied projection.
         projection = model.generator_lm_head
         return MaskedLMHead(model.generator_predictions, projection.weight, projection.bias)
+    if family == "modernbert":
+        # dense -> act -> norm, then the decoder (tied or not, with its own bias); the encoder's output already
+        # passed the model's final_norm, as the model's own forward feeds it to the head.
+        return MaskedLMHead(model.head, model.decoder.weight, model.decoder.bias)
     raise MonodistillError(f"no masked-LM head layout known for model type {family!r}")
 
 

@@ -30,7 +30,8 @@ def trim_teacher(model: PreTrainedModel, kept_ids: list[int]) -> PreTrainedModel
     On inputs mapped through the id map, the trimmed model's logits equal the full model's logits
     at the kept columns: every other weight is untouched, and each layout's head (BERT and legacy
     DeBERTa-v2 ``cls.predictions``, RoBERTa/XLM-R ``lm_head``, DeBERTa-v2 ``lm_predictions`` whose
-    projection is the word embeddings, DistilBERT ``vocab_projector``) is sliced to the same rows.
+    projection is the word embeddings, DistilBERT ``vocab_projector``, ModernBERT ``decoder``, tied
+    or not) is sliced to the same rows.
 
     Raises:
         MonodistillError: for an unknown head layout, or a RoBERTa-style model whose padding id would
@@ -76,6 +77,8 @@ def _trim_head(masked_lm: PreTrainedModel, rows: torch.Tensor) -> None:
         model.vocab_projector = _sliced_linear(model.vocab_projector, rows)
     elif family == "electra":
         model.generator_lm_head = _sliced_linear(model.generator_lm_head, rows)
+    elif family == "modernbert":
+        model.decoder = _sliced_linear(model.decoder, rows)  # re-tied below when the config ties it
     else:
         # Left alone, tie_weights() would cut the bias to its first rows: wrong logits, no error.
         raise MonodistillError(f"no trimmed-teacher export for model type {family!r}")
