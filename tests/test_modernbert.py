@@ -19,8 +19,12 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from monodistill.config import TeacherConfig
+from monodistill import cli
+from monodistill.config import StudentConfig, TeacherConfig
+from monodistill.config.base import STUDENT_FAMILIES, ConfigError
 from monodistill.errors import MonodistillError
+from monodistill.student import build_student, resolve_shape, student_model_config
+from monodistill.student.family import BERT_MAX_POSITIONS
 from monodistill.teacher import encoder, load_teacher, mlm_head
 from monodistill.vocab import id_map_tensor, trim_teacher
 
@@ -113,3 +117,142 @@ def test_trimmed_teacher_slices_embeddings_decoder_weight_and_bias(
         expected = full(input_ids=id_map_tensor(kept)[student_ids]).logits[..., kept]  # (2, 24, V_kept)
         logits = exported(input_ids=student_ids).logits
     assert torch.allclose(logits, expected, atol=1e-5)
+
+
+# --- students: either family from either teacher ---
+
+STUDENT = [
+    "student.preset=custom",
+    "student.num_layers=2",
+    "student.hidden_size=16",
+    "student.intermediate_size=32",
+    "student.num_heads=2",
+    "data.max_seq_length=32",
+    "train.batch_size=4",
+    "train.log_interval=1",
+    "data.max_validation_blocks=4",
+]
+
+
+def distil(teacher: Path, corpus: Path, run: Path, cache: Path, *overrides: str, steps: int = 2) -> Path:
+    """``monodistill distill`` of a tiny student for a few steps; returns its ``student`` folder."""
+    return cli.distill(
+        teacher=str(teacher),
+        corpus=str(corpus),
+        output=str(run),
+        max_steps=steps,
+        overrides=[*STUDENT, f"data.cache_dir={cache}", *overrides],
+    )
+
+
+def small(family: str | None = None, init: str = "random", layers: int = 2, hidden: int = 16) -> StudentConfig:
+    """A student of ``hidden`` width; at 32, the tiny teacher's widths (feed-forward 64 included)."""
+    return StudentConfig(
+        preset="custom",
+        num_layers=layers,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_heads=4,
+        init=init,
+        family=family,
+    )
+
+
+def test_presets_map_to_each_familys_fields(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    bert = build_tiny_teacher("bert", len(tiny_tokenizer), tiny_tokenizer.pad_token_id).config
+    modernbert = build_tiny_teacher("modernbert", len(tiny_tokenizer), tiny_tokenizer.pad_token_id).config
+    for teacher in (bert, modernbert):
+        for preset in ("dbert-base", "dbert-tiny"):
+            shape = resolve_shape(StudentConfig(preset=preset))
+            for family in STUDENT_FAMILIES:
+                config = student_model_config(teacher, shape, teacher.vocab_size, family=family)
+                assert config.model_type == family
+                assert (config.num_hidden_layers, config.hidden_size) == (shape.num_layers, shape.hidden_size)
+                assert (config.intermediate_size, config.num_attention_heads) == (
+                    shape.intermediate_size,
+                    shape.num_heads,
+                )
+                assert config.vocab_size == teacher.vocab_size and config.pad_token_id == tiny_tokenizer.pad_token_id
+    # A BERT student of a ModernBERT teacher: BERT's learned positions, no more than the teacher's.
+    assert student_model_config(modernbert, shape, 300, family="bert").max_position_embeddings == 64
+    modernbert.max_position_embeddings = 8192
+    assert student_model_config(modernbert, shape, 300, family="bert").max_position_embeddings == BERT_MAX_POSITIONS
+
+
+def test_modernbert_attention_layout_comes_from_a_modernbert_teacher_else_mmberts(
+    tiny_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    bert = build_tiny_teacher("bert", len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    modernbert = build_tiny_teacher("modernbert", len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    global_every_third = ["full_attention", "sliding_attention", "sliding_attention"] * 2
+    assert modernbert.config.layer_types == global_every_third[:3] + ["full_attention"]
+    from_bert = build_student(small("modernbert", layers=6), bert)
+    assert isinstance(from_bert, ModernBertForMaskedLM)
+    assert from_bert.config.layer_types == global_every_third and from_bert.config.local_attention == 128
+    assert from_bert.config.classifier_pooling == "mean" and from_bert.config.cls_token_id is None
+    from_modernbert = build_student(small(layers=6), modernbert)  # the teacher's family by default
+    assert from_modernbert.config.layer_types == global_every_third and from_modernbert.config.local_attention == 8
+    # teacher-layers: each copied layer keeps its attention (teacher layers 0, 2 and 3 for three layers).
+    copied = build_student(small(init="teacher-layers", layers=3, hidden=32), modernbert)
+    assert copied.config.layer_types == ["full_attention", "sliding_attention", "full_attention"]
+    assert torch.equal(copied.model.layers[1].attn.Wqkv.weight, modernbert.model.layers[2].attn.Wqkv.weight)
+    bert_student = build_student(small("bert"), modernbert)
+    assert type(bert_student).__name__ == "BertForMaskedLM"
+    assert bert_student.config.vocab_size == modernbert.config.vocab_size
+
+
+def test_a_trimmed_student_of_another_family_remaps_the_teachers_special_ids(
+    tiny_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    teacher = build_tiny_teacher("bert", len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    teacher.config.pad_token_id = 4  # [MASK] in the fixture; kept at student id 1 below
+    kept = torch.tensor([2, 4, *range(10, 28)])
+    student = build_student(small("modernbert", init="teacher-embeddings"), teacher, vocab_ids=kept)
+    assert student.config.vocab_size == 20 and student.config.pad_token_id == 1
+
+
+def test_teacher_layers_across_families_is_refused_in_one_line(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    for teacher_family, family in (("bert", "modernbert"), ("modernbert", "bert")):
+        teacher = build_tiny_teacher(teacher_family, len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+        with pytest.raises(MonodistillError, match=r"student.init=teacher-layers .*student.family") as error:
+            build_student(small(family, init="teacher-layers", hidden=32), teacher)
+        assert "\n" not in str(error.value)
+
+
+def test_narrowing_a_modernbert_teacher_is_refused_saying_why(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    teacher = build_tiny_teacher("modernbert", len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    with pytest.raises(MonodistillError, match="cannot narrow a modernbert teacher .*fused"):
+        build_student(small(init="teacher-layers", hidden=16), teacher)  # narrower than the teacher's 32
+
+
+def test_an_unknown_student_family_is_refused_naming_the_field() -> None:
+    with pytest.raises(ConfigError, match="student.family must be one of") as error:
+        StudentConfig(family="gpt2")
+    assert error.value.fields == ("student.family",)
+
+
+def test_a_tokenizer_without_padding_cannot_serve_another_family(
+    tiny_tokenizer: PreTrainedTokenizerFast, corpus_file: Path, tmp_path: Path
+) -> None:
+    # Fine-tuning and fill-mask pad their batches: a student family needs the padding token there.
+    unpadded = PreTrainedTokenizerFast(
+        tokenizer_object=tiny_tokenizer.backend_tokenizer,
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    teacher = save(build_tiny_teacher("modernbert", len(unpadded), 0), unpadded, tmp_path / "teacher")
+    for family in STUDENT_FAMILIES:
+        with pytest.raises(MonodistillError, match=rf"student.family={family}: .* no padding token") as error:
+            distil(teacher, corpus_file, tmp_path / f"run-{family}", tmp_path / "cache", f"student.family={family}")
+        assert "\n" not in str(error.value)
+    assert not (tmp_path / "cache").exists()  # refused before the corpus was read
+
+
+def test_attention_maps_of_a_modernbert_student_are_refused(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path
+) -> None:
+    overrides = ["student.family=modernbert", "loss.alpha_attention=1", "student.num_heads=4"]
+    with pytest.raises(MonodistillError, match="loss.alpha_attention: modernbert attention"):
+        distil(tiny_teacher_dir, corpus_file, tmp_path / "run", tmp_path / "cache", *overrides)

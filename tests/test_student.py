@@ -24,7 +24,7 @@ from monodistill.teacher import parameter_counts
 from .conftest import build_tiny_teacher
 
 MBERT = BertConfig(vocab_size=119_547, hidden_size=768, num_hidden_layers=12, intermediate_size=3072)
-FAMILIES = ["bert", "xlm-roberta", "roberta", "camembert", "deberta-v2", "distilbert", "electra"]
+FAMILIES = ["bert", "xlm-roberta", "roberta", "camembert", "deberta-v2", "distilbert", "electra", "modernbert"]
 # DeBERTa-v2 with its head in the `lm_predictions` layout (config.legacy=False), as mdeberta-v3-base loads.
 TEACHERS = [*FAMILIES, "deberta-v2-lm_predictions"]
 
@@ -170,8 +170,8 @@ def test_teacher_layers_copies_every_weight_from_evenly_spaced_layers(
     teacher_state = teacher.state_dict()
     layer_weights = 0
     for key, value in student.state_dict().items():
-        source_key = re.sub(r"\.layer\.1\.", ".layer.3.", key)
-        layer_weights += ".layer.0." in key or source_key != key
+        source_key = re.sub(r"\.(layers?)\.1\.", r".\1.3.", key)
+        layer_weights += re.search(r"\.layers?\.0\.", key) is not None or source_key != key
         source = teacher_state[source_key]
         if kept is not None and source.shape[0] == teacher.config.vocab_size:
             source = source[kept]  # word embeddings, output projection and bias: kept rows only

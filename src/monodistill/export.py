@@ -25,6 +25,7 @@ beside the new one. Any other content in ``DIR`` is refused, with or without ``-
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -137,7 +138,10 @@ def write_export(
     path = folder / "model.onnx"
     # Positional, in the order of BERT's forward(input_ids, attention_mask, token_type_ids), which is not
     # the tokenizer's order: the TorchScript exporter traces positional arguments.
-    names = [name for name in FORWARD_INPUTS if name in sample]
+    # Only those forward names: ModernBERT takes no token_type_ids (its third argument is position_ids), though a
+    # BERT tokenizer it was distilled with makes them.
+    accepted = inspect.signature(model.forward).parameters
+    names = [name for name in FORWARD_INPUTS if name in sample and name in accepted]
     with warnings.catch_warnings():
         # Tracing reads Python booleans off tensor shapes in transformers' masking and attention code (constant
         # for this graph: the parity check below runs other batch sizes and lengths), and opset 17 spells
@@ -155,8 +159,9 @@ def write_export(
             dynamo=DYNAMO,
         )
     with torch.inference_mode():
-        expected = model(**sample).logits.numpy()  # (B, num_labels) or (B, T, vocab/labels)
-    numpy_sample = {name: tensor.numpy() for name, tensor in sample.items()}
+        inputs = {name: sample[name] for name in names}
+        expected = model(**inputs).logits.numpy()  # (B, num_labels) or (B, T, vocab/labels)
+    numpy_sample = {name: sample[name].numpy() for name in names}
     record: dict[str, Any] = {
         "architecture": type(model).__name__,
         "exporter": "torch.onnx (dynamo)" if DYNAMO else "torch.onnx (TorchScript)",

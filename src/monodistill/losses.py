@@ -352,7 +352,13 @@ class Objective:
         return {"loss": loss, **parts}
 
 
-def check_objective(config: LossConfig, student: dict[str, int], teacher: dict[str, int], family: str) -> None:
+def check_objective(
+    config: LossConfig,
+    student: dict[str, int],
+    teacher: dict[str, int],
+    family: str,
+    student_family: str | None = None,
+) -> None:
     """Refuse, naming the fields, what the two models cannot serve: a layer that does not exist, a width
     that the relation heads do not divide, attention between different head counts.
 
@@ -361,6 +367,7 @@ def check_objective(config: LossConfig, student: dict[str, int], teacher: dict[s
         student: ``layers``, ``hidden`` and ``heads`` of the student.
         teacher: The same of the teacher.
         family: The teacher's ``model_type`` (attention probabilities are recomputed from Q and K).
+        student_family: The student's, when not the teacher's (``student.family``).
     """
     if config.alpha_relation > 0:
         for name, which, model in (
@@ -395,8 +402,9 @@ def check_objective(config: LossConfig, student: dict[str, int], teacher: dict[s
                 f"loss.alpha_attention needs the teacher's head count ({teacher['heads']}); the student has "
                 f"{student['heads']} (student.num_heads); use loss.alpha_relation, which needs no equal heads"
             )
-        if family not in SOFTMAX_ATTENTION:
+        unmatched = next((name for name in (family, student_family or family) if name not in SOFTMAX_ATTENTION), None)
+        if unmatched is not None:
             raise MonodistillError(
-                f"loss.alpha_attention: {family} attention is not a softmax of its query and key projections "
+                f"loss.alpha_attention: {unmatched} attention is not a softmax of its query and key projections "
                 "alone (relative-position terms), so its probabilities cannot be matched; use loss.alpha_relation"
             )

@@ -46,6 +46,7 @@ from monodistill.resume import (
     with_resolved_paths,
 )
 from monodistill.student import StudentShape, build_student, resolve_shape
+from monodistill.student.family import BERT_MAX_POSITIONS, check_family_serves, student_family
 from monodistill.sweep import check_group_fits, check_groupable
 from monodistill.teacher import load_teacher, max_positions, parameter_counts
 
@@ -115,7 +116,7 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
     teacher, teacher_tokenizer = load_teacher(lead.teacher)
     for name, config, shape in zip(names, configs, shapes, strict=True):
         try:
-            check_compatible(config, teacher, shape)
+            check_compatible(config, teacher, shape, teacher_tokenizer)
         except MonodistillError as error:
             raise MonodistillError(f"student {name!r}: {error}" if group else str(error)) from None
     vocabularies = [
@@ -296,12 +297,26 @@ def save_student(path: Path, student: PreTrainedModel, tokenizer: PreTrainedToke
         ) from None
 
 
-def check_compatible(config: DistillConfig, teacher: PreTrainedModel, shape: StudentShape) -> None:
-    """Refuse settings that the teacher cannot serve, before anything is built."""
+def check_compatible(
+    config: DistillConfig,
+    teacher: PreTrainedModel,
+    shape: StudentShape,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> None:
+    """Refuse settings that the teacher (and, for ``student.family``, its ``tokenizer``) cannot serve, before
+    anything is built."""
     limit = max_positions(teacher.config)
     if config.data.max_seq_length > limit:
         raise MonodistillError(
             f"data.max_seq_length={config.data.max_seq_length} is beyond the teacher's {limit} positions"
+        )
+    if tokenizer is not None:
+        check_family_serves(config.student, teacher.config, tokenizer)
+    family = student_family(config.student, teacher.config)
+    if family == "bert" and teacher.config.model_type != "bert" and config.data.max_seq_length > BERT_MAX_POSITIONS:
+        raise MonodistillError(
+            f"data.max_seq_length={config.data.max_seq_length} is beyond the {BERT_MAX_POSITIONS} positions of a "
+            f"student.family=bert student of a {teacher.config.model_type} teacher"
         )
     if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise MonodistillError("train.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
@@ -316,4 +331,4 @@ def check_compatible(config: DistillConfig, teacher: PreTrainedModel, shape: Stu
         "hidden": teacher.config.hidden_size,
         "heads": teacher.config.num_attention_heads,
     }
-    check_objective(config.loss, student, sizes, teacher.config.model_type)
+    check_objective(config.loss, student, sizes, teacher.config.model_type, family)

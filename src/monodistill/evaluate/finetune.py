@@ -322,11 +322,13 @@ HEAD_PREFIXES = {
         "vocab_layer_norm.",
         "vocab_projector.",
         "generator_",
+        "decoder.",
         "pooler.",
     ),
 }
 """Weights a masked-LM checkpoint is expected to lack (the new task head; a pooler that masked-LM classes do
-not build) or hold unused (its masked-LM head), matched after the backbone prefix (``bert.``)."""
+not build) or hold unused (its masked-LM head), matched after the backbone prefix (``bert.``). ModernBERT's
+classifiers reuse its masked-LM ``head.*`` (dense, act, norm) under the classifier, so only ``decoder.*`` goes."""
 _ANNOUNCED: set[tuple[str, str]] = set()  # (model, class): the expected-head line is printed once per model
 
 

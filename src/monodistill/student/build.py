@@ -1,4 +1,5 @@
-"""Build the student: the teacher's architecture family at a smaller shape, and its initialisation.
+"""Build the student: the teacher's architecture family (or ``student.family``) at a smaller shape, and its
+initialisation.
 
 Init modes:
 - ``random``: a blank student (the paper's choice).
@@ -24,6 +25,7 @@ from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
+from monodistill.student.family import check_family_init
 from monodistill.student.narrow import LAYER_ROLES, narrow_teacher_state
 from monodistill.student.shape import embedding_weight, intermediate_field, resolve_shape, student_model_config
 
@@ -51,6 +53,7 @@ def build_student(
         A float32 ``*ForMaskedLM`` model in train mode.
     """
     shape = resolve_shape(config)
+    check_family_init(config, teacher.config)
     vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
     embedding_size = getattr(teacher.config, "embedding_size", teacher.config.hidden_size)
     model_config = student_model_config(
@@ -59,7 +62,12 @@ def build_student(
         vocab_size,
         # Only a factorised size (ELECTRA's) is kept; one equal to the teacher's hidden size follows the student's.
         keep_embedding_size=config.init == "teacher-layers" and embedding_size != teacher.config.hidden_size,
+        family=config.family,
     )
+    if config.init == "teacher-layers" and model_config.model_type == "modernbert":
+        # Each copied layer keeps the attention it was trained with (global, or local in the teacher's window).
+        indices = teacher_layer_indices(teacher.config.num_hidden_layers, shape.num_layers)
+        model_config.layer_types = [teacher.config.layer_types[index] for index in indices]
     if vocab_ids is not None:
         from monodistill.vocab import remap_special_ids
 
@@ -171,8 +179,13 @@ def check_teacher_layers_shape(student_config: Any, teacher_config: Any) -> bool
         return False
     family = teacher_config.model_type
     if family not in LAYER_ROLES or getattr(teacher_config, "position_embedding_type", None) not in (None, "absolute"):
+        why = (
+            "its fused query-key-value, gated feed-forward and rotary positions"
+            if family == "modernbert"
+            else "its relative-position projections"
+        )
         raise MonodistillError(
-            f"student.init=teacher-layers cannot narrow a {family} teacher (its relative-position projections "
+            f"student.init=teacher-layers cannot narrow a {family} teacher ({why} "
             f"are not reduced); give the student the teacher's widths (hidden {teacher_config.hidden_size}, "
             f"intermediate {getattr(teacher_config, field)}), or use teacher-embeddings or random"
         )

@@ -12,6 +12,7 @@ from transformers import PreTrainedModel
 
 from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
+from monodistill.student.family import fresh_config, modernbert_layer_types
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,11 @@ def resolve_shape(config: StudentConfig) -> StudentShape:
 
 
 def student_model_config(
-    teacher_config: Any, shape: StudentShape, vocab_size: int, keep_embedding_size: bool = False
+    teacher_config: Any,
+    shape: StudentShape,
+    vocab_size: int,
+    keep_embedding_size: bool = False,
+    family: str | None = None,
 ) -> Any:
     """The teacher's config (same family, positions, activation, tokenizer ids) at the student's shape.
 
@@ -69,7 +74,11 @@ def student_model_config(
         keep_embedding_size: Keep a factorised embedding size (ELECTRA's ``embedding_size``) as the
             teacher has it, so ``teacher-layers`` can copy the embeddings; otherwise it becomes the
             student's hidden size.
+        family: ``student.family``; another than the teacher's builds that family's config
+            (``student.family``'s module docstring).
     """
+    if family is not None and family != teacher_config.model_type:
+        return fresh_config(family, teacher_config, shape, vocab_size)
     config = copy.deepcopy(teacher_config)
     # DistilBERT's config maps these three names onto n_layers, dim and n_heads itself.
     config.num_hidden_layers = shape.num_layers
@@ -83,6 +92,8 @@ def student_model_config(
         config.pooler_hidden_size = shape.hidden_size
     if hasattr(config, "embedding_size") and not keep_embedding_size:
         config.embedding_size = shape.hidden_size
+    if config.model_type == "modernbert":
+        config.layer_types = modernbert_layer_types(teacher_config, shape.num_layers)  # one per student layer
     return config
 
 
