@@ -159,6 +159,8 @@ def load_tokenizer(
         if os.path.isdir(name_or_path):
             raise MonodistillError(f"{kind} folder {name_or_path} holds no usable tokenizer: {error}") from None
         raise hub_error(f"{kind} tokenizer", name_or_path, error) from None
+    except Exception as error:  # the tokenizers library's own: a tokenizer.json it cannot parse
+        raise MonodistillError(f"the tokenizer of {kind} {name_or_path} is damaged: {_first_line(error)}") from None
     if os.path.isdir(name_or_path):
         check_tokenizer_files(Path(name_or_path), tokenizer, kind)
     if kind == "teacher" and tokenizer.mask_token is None:

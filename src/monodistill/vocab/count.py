@@ -18,7 +18,14 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.errors import MonodistillError
 from monodistill.progress import Progress
-from monodistill.vocab.tokenizer import backend_tokenizer, id_to_token, required_ids, tokenizer_json
+from monodistill.vocab.tokenizer import (
+    backend_tokenizer,
+    id_to_token,
+    merge_closure,
+    merge_parents,
+    required_ids,
+    tokenizer_json,
+)
 
 MAX_UNK_RATE = 0.2
 """A corpus with more unknown tokens than this is in a script or language the teacher does not cover."""
@@ -239,7 +246,7 @@ def select_vocabulary(
             f"vocab.max_size={max_size} is below the {len(special)} special and {len(singles)} single-character "
             f"tokens this corpus needs: use at least {minimum}"
         )
-    kept_ids = select_ids(counts, special | singles, max_size, coverage, min_count)
+    kept_ids = _closed_selection(data, counts, special | singles, max_size, coverage, min_count)
     return TrimmedVocab(
         kept_ids=kept_ids,
         counts=counts,
@@ -249,6 +256,46 @@ def select_vocabulary(
         num_special=len(special),
         num_single_character=len(singles),
     )
+
+
+def _closed_selection(
+    data: dict[str, Any],
+    counts: np.ndarray,
+    forced: set[int],
+    max_size: int | None,
+    coverage: float | None,
+    min_count: int,
+) -> list[int]:
+    """``select_ids``, closed under a BPE tokenizer's merges (``merge_closure``), within ``max_size`` in all.
+
+    A kept BPE token needs every token its merges go through; those come on top of the selection, so
+    with ``max_size`` the selection is the largest one whose closure fits (closures grow with the
+    selection, so a bisection finds it).
+
+    Raises:
+        MonodistillError: a ``max_size`` below the closure of the forced tokens.
+    """
+    parents = merge_parents(data)
+    if not parents:  # WordPiece, Unigram: nothing is built from other tokens
+        return select_ids(counts, forced, max_size, coverage, min_count)
+
+    def closed(size: int | None) -> list[int]:
+        return sorted(merge_closure(data, select_ids(counts, forced, size, coverage, min_count), parents))
+
+    kept = closed(max_size)
+    if max_size is None or len(kept) <= max_size:
+        return kept
+    minimum = closed(len(forced))
+    if len(minimum) > max_size:
+        raise MonodistillError(
+            f"vocab.max_size={max_size} is below the {len(minimum)} special, single-character and byte tokens "
+            f"(and the tokens their merges go through) this corpus needs: use at least {len(minimum)}"
+        )
+    low, high = len(forced), max_size  # closed(low) fits, closed(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if len(closed(middle)) <= max_size else (low, middle)
+    return closed(low)
 
 
 def check_room_for_special(max_size: int | None, num_special: int) -> None:

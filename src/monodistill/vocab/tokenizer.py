@@ -1,24 +1,34 @@
-"""The teacher's tokenizer restricted to kept ids: WordPiece and Unigram rewritten, the rest verbatim.
+"""The teacher's tokenizer restricted to kept ids: WordPiece, Unigram and BPE rewritten, the rest verbatim.
 
 The rewrite keeps everything but the vocabulary: the normalizer, pre-tokenizer, decoder and special
 tokens (ids remapped, including those baked into the post-processor). Kept ids must be strictly
 increasing, so student id ``i`` is teacher id ``kept_ids[i]`` and the relative order of tokens
 (model vocabulary first, added-only tokens last) is the teacher's.
+
+BPE, both kinds: byte-level (GPT-2, RoBERTa, English ModernBERT: every byte is one of 256 alphabet
+characters) and SentencePiece-style with byte fallback (Gemma, Llama, mmBERT: unknown characters
+become ``<0xNN>`` byte pieces). A BPE segmentation is built by merges, so a kept token needs every
+token its merges go through (``merge_closure``), and the rewrite keeps a merge only when both its
+inputs and its result are kept. A word of the corpus then segments as before: every token its merge
+history passes through is an ancestor of a token it ends in, so kept, and no merge it applies is
+dropped. The alphabet (byte-level) and the byte pieces (byte fallback) are always kept, so any text
+still encodes.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterable
 from typing import Any
 
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.errors import MonodistillError
 
-TRIMMABLE_MODELS = ("WordPiece", "Unigram")
+TRIMMABLE_MODELS = ("WordPiece", "Unigram", "BPE")
 
 
 def backend_tokenizer(tokenizer: PreTrainedTokenizerBase) -> Tokenizer:
@@ -33,25 +43,75 @@ def tokenizer_json(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     """The fast tokenizer's full serialisation, once checked to be a kind that can be trimmed.
 
     Raises:
-        MonodistillError: for a slow tokenizer or a model kind other than WordPiece and Unigram.
+        MonodistillError: for a slow tokenizer or a model kind other than WordPiece, Unigram and BPE.
     """
     backend = backend_tokenizer(tokenizer)
     # Older tokenizer.json files omit model.type; the live model's class always names it.
     kind = type(backend.model).__name__
     if kind not in TRIMMABLE_MODELS:
         raise MonodistillError(
-            f"tokenizer kind {kind} cannot be trimmed: only {' and '.join(TRIMMABLE_MODELS)} "
-            "vocabularies (BERT, XLM-R, mDeBERTa families) can be subset without changing segmentation"
+            f"tokenizer kind {kind} cannot be trimmed: only {', '.join(TRIMMABLE_MODELS)} "
+            "vocabularies (BERT, XLM-R, mDeBERTa, RoBERTa, Gemma/mmBERT families) can be subset without "
+            "changing segmentation"
         )
     data: dict[str, Any] = json.loads(backend.to_str())
     data["model"]["type"] = kind
     return data
 
 
+def merges(model: dict[str, Any]) -> list[tuple[str, str]]:
+    """A BPE model's merges as pairs, whichever way the file spells them ("a b" or ["a", "b"])."""
+    pairs = []
+    for merge in model["merges"]:
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        pairs.append((left, right))
+    return pairs
+
+
+def merge_result(model: dict[str, Any], left: str, right: str) -> str:
+    """The token a merge makes (a continuation prefix on the right part is dropped, as BPE does)."""
+    prefix = model.get("continuing_subword_prefix") or ""
+    return left + (right[len(prefix) :] if prefix and right.startswith(prefix) else right)
+
+
+def merge_parents(data: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """Each token a BPE merge makes -> the pairs that make it (empty for other kinds)."""
+    model = data["model"]
+    parents: dict[str, list[tuple[str, str]]] = {}
+    if model["type"] == "BPE":
+        for left, right in merges(model):
+            parents.setdefault(merge_result(model, left, right), []).append((left, right))
+    return parents
+
+
+def merge_closure(
+    data: dict[str, Any], kept_ids: Iterable[int], parents: dict[str, list[tuple[str, str]]] | None = None
+) -> set[int]:
+    """``kept_ids`` with every token that a merge building one of them goes through (BPE; others unchanged).
+
+    ``parents`` is ``merge_parents(data)``, given when the closure of several sets is wanted.
+    """
+    model = data["model"]
+    if model["type"] != "BPE":
+        return set(kept_ids)
+    vocab = model["vocab"]
+    parents = merge_parents(data) if parents is None else parents
+    tokens = id_to_token(data)
+    closed = set(kept_ids)
+    pending = [tokens[i] for i in closed if i in tokens]
+    while pending:
+        for pair in parents.get(pending.pop(), []):
+            for part in pair:
+                if vocab[part] not in closed:
+                    closed.add(vocab[part])
+                    pending.append(part)
+    return closed
+
+
 def id_to_token(data: dict[str, Any]) -> dict[int, str]:
     """Every id of a serialised tokenizer (model vocabulary and added tokens) -> its string."""
     vocab = data["model"]["vocab"]
-    if data["model"]["type"] == "WordPiece":
+    if data["model"]["type"] in ("WordPiece", "BPE"):
         tokens = {index: token for token, index in vocab.items()}
     else:
         tokens = {index: piece for index, (piece, _score) in enumerate(vocab)}
@@ -65,6 +125,8 @@ def required_ids(tokenizer: PreTrainedTokenizerBase, data: dict[str, Any]) -> se
     Special tokens (named, added as special, or inserted by the post-processor), the unknown token,
     and for Unigram the byte-fallback pieces and the lowest-scoring piece: the model's UNK penalty
     is that score minus 10, so keeping it keeps segmentations around unknown characters unchanged.
+    For BPE the byte pieces (byte fallback) and, for a byte-level tokenizer, the 256-character
+    alphabet: with them any text still encodes.
     """
     ids = set(tokenizer.all_special_ids)
     ids |= {added["id"] for added in data["added_tokens"] if added.get("special")}
@@ -72,6 +134,14 @@ def required_ids(tokenizer: PreTrainedTokenizerBase, data: dict[str, Any]) -> se
     model = data["model"]
     if model["type"] == "WordPiece":
         ids.add(model["vocab"][model["unk_token"]])
+    elif model["type"] == "BPE":
+        vocab = model["vocab"]
+        if model.get("unk_token") in vocab:
+            ids.add(vocab[model["unk_token"]])
+        if model.get("byte_fallback"):
+            ids |= {index for token, index in vocab.items() if _is_byte_piece(token)}
+        if _byte_level(data):
+            ids |= {vocab[char] for char in pre_tokenizers.ByteLevel.alphabet() if char in vocab}
     else:
         if model.get("unk_id") is not None:
             ids.add(model["unk_id"])
@@ -86,15 +156,29 @@ def _is_byte_piece(piece: str) -> bool:
     return len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">")
 
 
+def _byte_level(data: dict[str, Any]) -> bool:
+    """Whether text becomes bytes mapped to the ByteLevel alphabet before the model sees it."""
+
+    def has(node: Any) -> bool:
+        if isinstance(node, dict):
+            return node.get("type") == "ByteLevel" or any(has(value) for value in node.values())
+        if isinstance(node, list):
+            return any(has(item) for item in node)
+        return False
+
+    return has(data.get("pre_tokenizer"))
+
+
 def build_trimmed_tokenizer(tokenizer: PreTrainedTokenizerBase, kept_ids: list[int]) -> PreTrainedTokenizerFast:
     """The teacher's tokenizer restricted to ``kept_ids``: student id ``i`` is teacher id ``kept_ids[i]``.
 
     The model section is rewritten (WordPiece: the token -> id map; Unigram: the piece list with its
-    scores and ``unk_id``); added tokens and the post-processor's special-token ids are remapped; the
-    normalizer, pre-tokenizer and decoder are kept verbatim, so text is split exactly as before.
+    scores and ``unk_id``; BPE: the token -> id map and the merges whose inputs and result are kept);
+    added tokens and the post-processor's special-token ids are remapped; the normalizer,
+    pre-tokenizer and decoder are kept verbatim, so text is split exactly as before.
 
     Args:
-        tokenizer: The teacher's fast tokenizer (WordPiece or Unigram).
+        tokenizer: The teacher's fast tokenizer (WordPiece, Unigram or BPE).
         kept_ids: Strictly increasing teacher ids to keep; must include the special tokens.
 
     Returns:
@@ -115,6 +199,14 @@ def build_trimmed_tokenizer(tokenizer: PreTrainedTokenizerBase, kept_ids: list[i
         # Model-vocabulary ids precede added-only ids and kept ids are increasing, so the new model
         # vocabulary is a prefix of the new ids and added-only tokens keep following it.
         model["vocab"] = {token: new_id[old] for token, old in model["vocab"].items() if old in new_id}
+    elif model["type"] == "BPE":
+        vocab = {token: new_id[old] for token, old in model["vocab"].items() if old in new_id}
+        model["merges"] = [
+            [left, right]
+            for left, right in merges(model)
+            if left in vocab and right in vocab and merge_result(model, left, right) in vocab
+        ]
+        model["vocab"] = vocab
     else:
         if model.get("unk_id") is not None:
             if model["unk_id"] not in new_id:
