@@ -17,6 +17,7 @@ from transformers import (
     ModernBertForMaskedLM,
     ModernBertModel,
     PreTrainedTokenizerFast,
+    pipeline,
 )
 
 from monodistill import cli
@@ -28,7 +29,7 @@ from monodistill.student.family import BERT_MAX_POSITIONS
 from monodistill.teacher import encoder, load_teacher, mlm_head
 from monodistill.vocab import id_map_tensor, trim_teacher
 
-from .conftest import build_tiny_teacher
+from .conftest import build_tiny_teacher, write_keyword_task
 
 
 def tiny_modernbert(tokenizer: PreTrainedTokenizerFast, **changes: object) -> ModernBertForMaskedLM:
@@ -256,3 +257,78 @@ def test_attention_maps_of_a_modernbert_student_are_refused(
     overrides = ["student.family=modernbert", "loss.alpha_attention=1", "student.num_heads=4"]
     with pytest.raises(MonodistillError, match="loss.alpha_attention: modernbert attention"):
         distil(tiny_teacher_dir, corpus_file, tmp_path / "run", tmp_path / "cache", *overrides)
+
+
+# --- end to end: vocab -> distill (both families) -> fill-mask -> evaluate -> export ---
+
+
+@pytest.fixture(scope="module")
+def modernbert_teacher_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: PreTrainedTokenizerFast) -> Path:
+    return save(tiny_modernbert(tiny_tokenizer), tiny_tokenizer, tmp_path_factory.mktemp("teacher") / "modernbert")
+
+
+def test_a_modernbert_teacher_distils_both_families_which_fill_masks_fine_tune_and_export(
+    modernbert_teacher_dir: Path, tiny_tokenizer: PreTrainedTokenizerFast, corpus_file: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    vocab = cli.vocab(
+        teacher=str(modernbert_teacher_dir),
+        corpus=str(corpus_file),
+        output=str(tmp_path / "vocab"),
+        max_size=80,
+        export_teacher=True,
+    )
+    trimmed_teacher = AutoModelForMaskedLM.from_pretrained(vocab / "teacher")
+    assert trimmed_teacher.config.model_type == "modernbert" and trimmed_teacher.decoder.bias.shape == (80,)
+    # A BERT student over the full vocabulary; a ModernBERT one over the trimmed one, with the relation and
+    # hidden-state terms, which read the teacher's fused Wqkv and its hidden states.
+    bert = distil(modernbert_teacher_dir, corpus_file, tmp_path / "bert", cache, "student.family=bert")
+    modernbert = distil(
+        modernbert_teacher_dir,
+        corpus_file,
+        tmp_path / "modernbert",
+        cache,
+        f"vocab.path={vocab}",
+        "loss.alpha_relation=1",
+        "loss.alpha_hidden=1",
+        "student.num_heads=4",
+    )
+    metrics = [json.loads(line) for line in (tmp_path / "modernbert" / "metrics.jsonl").read_text().splitlines()]
+    assert any(record.get("relation", 0) > 0 and record.get("hidden", 0) > 0 for record in metrics)
+    task = write_keyword_task(tmp_path, count=40)
+    for student, architecture, vocab_size in (
+        (bert, "BertForMaskedLM", len(tiny_tokenizer)),
+        (modernbert, "ModernBertForMaskedLM", 80),
+    ):
+        model = AutoModelForMaskedLM.from_pretrained(student)
+        assert type(model).__name__ == architecture and model.config.vocab_size == vocab_size
+        fill = pipeline("fill-mask", model=str(student), top_k=3)
+        assert len(fill(f"ka {fill.tokenizer.mask_token} ma.")) == 3
+        results = cli.evaluate(
+            models=[str(student)],
+            tasks=[str(task)],
+            output=str(tmp_path / f"eval-{architecture}"),
+            overrides=["epochs=1", "max_length=16", "batch_size=8", "gradient_accumulation_steps=1"],
+        )
+        assert any(results.rglob("*.json"))
+        onnx_path = cli.export(model=str(student), output=str(tmp_path / f"onnx-{architecture}"))
+        record = json.loads((onnx_path.parent / "export.json").read_text())
+        assert record["architecture"] == architecture and record["max_abs_logit_difference"] < 1e-4
+        assert record["inputs"] == ["input_ids", "attention_mask"]
+
+
+def test_export_of_a_modernbert_student_feeds_no_token_type_ids(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    # A BERT tokenizer (the teacher's) makes token_type_ids; ModernBERT's third forward argument is position_ids.
+    bert_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tiny_tokenizer.backend_tokenizer,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        **{name: getattr(tiny_tokenizer, name) for name in ("unk_token", "pad_token", "cls_token", "sep_token")},
+        mask_token=tiny_tokenizer.mask_token,
+    )
+    assert "token_type_ids" in bert_tokenizer("ka ma")
+    student = save(tiny_modernbert(tiny_tokenizer), bert_tokenizer, tmp_path / "student")
+    onnx_path = cli.export(model=str(student), output=str(tmp_path / "onnx"))
+    record = json.loads((onnx_path.parent / "export.json").read_text())
+    assert record["inputs"] == ["input_ids", "attention_mask"] and record["max_abs_logit_difference"] < 1e-4
