@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from monodistill import cli
-from monodistill.config import StudentConfig, TeacherConfig
+from monodistill.config import ExperimentConfig, StudentConfig, TeacherConfig, load_config
 from monodistill.config.base import STUDENT_FAMILIES, ConfigError
 from monodistill.errors import MonodistillError
 from monodistill.student import build_student, resolve_shape, student_model_config
@@ -29,7 +29,7 @@ from monodistill.student.family import BERT_MAX_POSITIONS
 from monodistill.teacher import encoder, load_teacher, mlm_head
 from monodistill.vocab import id_map_tensor, trim_teacher
 
-from .conftest import build_tiny_teacher, write_keyword_task
+from .conftest import REPO_ROOT, build_tiny_teacher, write_keyword_task
 
 
 def tiny_modernbert(tokenizer: PreTrainedTokenizerFast, **changes: object) -> ModernBertForMaskedLM:
@@ -332,3 +332,30 @@ def test_export_of_a_modernbert_student_feeds_no_token_type_ids(
     onnx_path = cli.export(model=str(student), output=str(tmp_path / "onnx"))
     record = json.loads((onnx_path.parent / "export.json").read_text())
     assert record["inputs"] == ["input_ids", "attention_mask"] and record["max_abs_logit_difference"] < 1e-4
+
+
+def test_a_bert_student_of_a_modernbert_teacher_is_refused_beyond_its_positions(
+    tiny_tokenizer: PreTrainedTokenizerFast, corpus_file: Path, tmp_path: Path
+) -> None:
+    teacher = save(tiny_modernbert(tiny_tokenizer, max_position_embeddings=1024), tiny_tokenizer, tmp_path / "t")
+    overrides = ["student.family=bert", "data.max_seq_length=600"]
+    with pytest.raises(MonodistillError, match="data.max_seq_length=600 is beyond the 512 positions of a student.f"):
+        distil(teacher, corpus_file, tmp_path / "run", tmp_path / "cache", *overrides)
+
+
+# --- the shipped experiment ---
+
+
+def test_the_mmbert_experiment_config_loads_and_validates_without_the_hub() -> None:
+    config = load_config(ExperimentConfig, REPO_ROOT / "configs" / "mmbert-small-tl.yaml")
+    assert config.teacher.name_or_path == "jhu-clsp/mmBERT-small"
+    modernbert, tiny = config.students
+    assert (modernbert.family, modernbert.init, resolve_shape(modernbert).num_layers) == (
+        "modernbert",
+        "teacher-layers",
+        6,
+    )
+    assert "vocab.enabled=true" in modernbert.overrides
+    assert (tiny.family, tiny.preset) == ("bert", "dbert-tiny")
+    assert config.data.hub_config == "unshuffled_deduplicated_tl"
+    assert config.evaluate.tasks == ["hatespeech-filipino", "newsph-nli", "tlunified-ner"]
