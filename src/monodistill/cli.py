@@ -35,6 +35,7 @@ examples:
   monodistill publish runs/tiny --repo-id USER/NAME --license apache-2.0 --dry-run
   monodistill export runs/tiny/student --output runs/tiny/onnx --quantize int8
   monodistill config --config configs/local-quickstart.yaml   every setting, its default and its doc
+  monodistill inspect --teacher ../shared/models/mmt-mini --corpus ../shared/data/tl/corpus.txt
   monodistill COMMAND --help        the flags of one command
 
 Settings: built-in defaults, then a YAML file (--config), then flags, then
@@ -229,6 +230,15 @@ def export(*, model: str, output: str, quantize: str | None = None, overwrite: b
     return export_model(Path(model), Path(output), quantize, overwrite=overwrite)
 
 
+def inspect(*, teachers: list[str] | None = None, corpus: str | None = None, output: str, sample_blocks: int) -> Path:
+    """Measure each teacher on the corpus (segmentation, trimming, held-out masked-token accuracy); inspect.json."""
+    from monodistill.inspection import run_inspect
+
+    if corpus is None:
+        raise MonodistillError("inspect needs --corpus PATH_OR_HUB_ID")
+    return run_inspect(teachers or [], corpus, Path(output), sample_blocks)
+
+
 CONFIG_KINDS = {"distill": DistillConfig, "run": ExperimentConfig, "evaluate": EvaluateConfig}
 """What ``monodistill config --kind`` chooses from: the config each command reads."""
 
@@ -339,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8, ONNX Runtime)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output, all of it")
 
+    p = command(
+        "inspect", help="compare teachers on the target language: segmentation, trimming, masked-token accuracy"
+    )
+    p.add_argument("--teacher", dest="teachers", action="append", help="Hub id or local folder; repeat to compare")
+    p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
+    p.add_argument("--output", default="runs/inspect", help="folder for inspect.json (default: runs/inspect)")
+    p.add_argument("--sample-blocks", type=int, default=1000, help="held-out 128-token blocks to score (default 1000)")
+
     p = command("config", help="print the resolved config: every field with its value, default and doc")
     p.add_argument("--config", help="YAML config file to resolve")
     p.add_argument("--kind", choices=list(CONFIG_KINDS), help="whose config: distill (default), run or evaluate")
@@ -368,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "publish": publish,
         "export": export,
         "config": show_config,
+        "inspect": inspect,
     }
     # Every command stops on SIGTERM as on Ctrl-C, also when started in the background (where a shell
     # leaves SIGINT ignored); the distillation loop puts its own handlers in place while it trains.

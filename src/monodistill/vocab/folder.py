@@ -81,9 +81,9 @@ def run_vocab(config: DistillConfig, output_dir: Path) -> Path:
     # One pass over the corpus, counted in two parts that add up to the whole: the final vocabulary
     # is chosen from every document, the held-out measurement from the first part alone.
     with progress_bar(len(corpus), "counting tokens", "doc", leave=False) as bar:
-        first_counts = count_tokens(tokenizer, _texts(corpus.select(range(split))), progress=bar)
+        first_counts = count_tokens(tokenizer, document_texts(corpus.select(range(split))), progress=bar)
         last_documents = corpus.select(range(split, len(corpus)))
-        held_out_counts = count_tokens(tokenizer, _texts(last_documents), check_first_batch=False, progress=bar)
+        held_out_counts = count_tokens(tokenizer, document_texts(last_documents), check_first_batch=False, progress=bar)
     settings = config.vocab
 
     def choose(counts: np.ndarray) -> TrimmedVocab:
@@ -132,7 +132,7 @@ def _check_exportable(config: DistillConfig) -> None:
         )
 
 
-def _texts(dataset: datasets.Dataset) -> Iterator[str]:
+def document_texts(dataset: datasets.Dataset) -> Iterator[str]:
     # Batched reads keep memory flat on corpora larger than RAM-friendly lists.
     for batch in dataset.iter(batch_size=BATCH_SIZE):
         yield from batch["text"]
@@ -151,7 +151,9 @@ def _held_out_stats(
     of the held-out documents' teacher tokens that it keeps.
     """
     trimmed = build_trimmed_tokenizer(tokenizer, without.kept_ids)
-    held = compare_segmentation(tokenizer, trimmed, without.kept_ids, _texts(corpus.select(range(split, len(corpus)))))
+    held = compare_segmentation(
+        tokenizer, trimmed, without.kept_ids, document_texts(corpus.select(range(split, len(corpus))))
+    )
     coverage = float(held_out_counts[without.kept_ids].sum() / max(int(held_out_counts.sum()), 1))
     return {**asdict(held), "kept_size": len(without.kept_ids), "coverage": coverage}
 

@@ -139,7 +139,7 @@ def required_ids(tokenizer: PreTrainedTokenizerBase, data: dict[str, Any]) -> se
         if model.get("unk_token") in vocab:
             ids.add(vocab[model["unk_token"]])
         if model.get("byte_fallback"):
-            ids |= {index for token, index in vocab.items() if _is_byte_piece(token)}
+            ids |= {index for token, index in vocab.items() if is_byte_piece(token)}
         if _byte_level(data):
             ids |= {vocab[char] for char in pre_tokenizers.ByteLevel.alphabet() if char in vocab}
     else:
@@ -148,11 +148,11 @@ def required_ids(tokenizer: PreTrainedTokenizerBase, data: dict[str, Any]) -> se
         scores = [score for _piece, score in model["vocab"]]
         ids.add(min(range(len(scores)), key=scores.__getitem__))
         if model.get("byte_fallback"):
-            ids |= {index for index, (piece, _) in enumerate(model["vocab"]) if _is_byte_piece(piece)}
+            ids |= {index for index, (piece, _) in enumerate(model["vocab"]) if is_byte_piece(piece)}
     return ids
 
 
-def _is_byte_piece(piece: str) -> bool:
+def is_byte_piece(piece: str) -> bool:
     return len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">")
 
 
