@@ -27,9 +27,10 @@ from monodistill.errors import MonodistillError
 from monodistill.student import build_student, resolve_shape, student_model_config
 from monodistill.student.family import BERT_MAX_POSITIONS
 from monodistill.teacher import encoder, load_teacher, mlm_head
-from monodistill.vocab import id_map_tensor, trim_teacher
+from monodistill.vocab import compare_segmentation, id_map_tensor, load_trimmed_vocab, trim_teacher
 
-from .conftest import REPO_ROOT, build_tiny_teacher, write_keyword_task
+from .bpe_tokenizers import multilingual, sentencepiece_bpe
+from .conftest import REPO_ROOT, build_tiny_teacher, require_shared, write_keyword_task
 
 
 def tiny_modernbert(tokenizer: PreTrainedTokenizerFast, **changes: object) -> ModernBertForMaskedLM:
@@ -315,6 +316,39 @@ def test_a_modernbert_teacher_distils_both_families_which_fill_masks_fine_tune_a
         record = json.loads((onnx_path.parent / "export.json").read_text())
         assert record["architecture"] == architecture and record["max_abs_logit_difference"] < 1e-4
         assert record["inputs"] == ["input_ids", "attention_mask"]
+
+
+def test_a_modernbert_teacher_with_a_byte_fallback_bpe_goes_through_vocab_distill_evaluate_and_export(
+    tmp_path: Path,
+) -> None:
+    """mmBERT's situation at tiny size: a ModernBERT teacher whose tokenizer is SentencePiece BPE with byte
+    fallback (Gemma's kind), trained on the shared Tagalog corpus and other languages."""
+    lines = [line for line in require_shared("data", "tl", "corpus.txt").read_text().splitlines() if line.strip()]
+    tokenizer = sentencepiece_bpe(multilingual(lines))
+    torch.manual_seed(0)
+    teacher = save(build_tiny_teacher("modernbert", len(tokenizer), tokenizer.pad_token_id), tokenizer, tmp_path / "t")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(lines[:3_000]) + "\n")
+    vocab = cli.vocab(teacher=str(teacher), corpus=str(corpus), output=str(tmp_path / "vocab"), export_teacher=True)
+    student_tokenizer, kept = load_trimmed_vocab(vocab, tokenizer)
+    assert len(kept) < len(tokenizer) and sum(token.startswith("<0x") for token in student_tokenizer.get_vocab()) == 256
+    # Every line of the corpus segments exactly as the full tokenizer segments it.
+    stats = compare_segmentation(tokenizer, student_tokenizer, kept, lines[:3_000])
+    assert stats.documents == 3_000 and stats.identical_documents == 1.0
+    cache, task = tmp_path / "cache", write_keyword_task(tmp_path, count=40)
+    for family in ("bert", "modernbert"):
+        student = distil(teacher, corpus, tmp_path / family, cache, f"vocab.path={vocab}", f"student.family={family}")
+        model = AutoModelForMaskedLM.from_pretrained(student)
+        assert model.config.model_type == family and model.config.vocab_size == len(kept)
+        results = cli.evaluate(
+            models=[str(student)],
+            tasks=[str(task)],
+            output=str(tmp_path / f"eval-{family}"),
+            overrides=["epochs=1", "max_length=16", "batch_size=8", "gradient_accumulation_steps=1"],
+        )
+        assert any(results.rglob("seed-*.json"))
+        onnx_path = cli.export(model=str(student), output=str(tmp_path / f"onnx-{family}"))
+        assert json.loads((onnx_path.parent / "export.json").read_text())["max_abs_logit_difference"] < 1e-4
 
 
 def test_export_of_a_modernbert_student_feeds_no_token_type_ids(
