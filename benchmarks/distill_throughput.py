@@ -8,6 +8,12 @@ the masked positions. The last line printed is ``ratio: X.XX`` (masked-only toke
 
     python benchmarks/distill_throughput.py                      # stand-in teacher from ../shared
     python benchmarks/distill_throughput.py --teacher bert-base-multilingual-cased --device cuda
+    python benchmarks/distill_throughput.py --teacher mmbert-small-shaped --batch-size 8 --steps 3 --warmup 1
+
+``mmbert-small-shaped`` is a ModernBERT teacher built in code with mmBERT-small's shape (22 layers, hidden
+384, feed-forward 1152, 6 heads, global attention every third layer and a 128-token window in the others,
+256,000 tokens; random weights, so nothing is downloaded); its students are ModernBERT too unless
+``--student-family bert``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import ModernBertConfig, ModernBertForMaskedLM
 
 from monodistill.config import DistillConfig, TeacherConfig, load_config
 from monodistill.distill.student_run import parameter_groups
@@ -33,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default=str(DEFAULT_TEACHER / "models" / "mmt-mini"))
     parser.add_argument("--student", default="dbert-tiny", help="student preset")
+    parser.add_argument("--student-family", help="student.family (default: the teacher's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant")
@@ -48,12 +56,16 @@ def main() -> None:
     # A dict, not dotted overrides: YAML would read train.mixed_precision=no as False.
     updates = {
         "teacher": {"name_or_path": args.teacher, "dtype": args.teacher_dtype},
-        "student": {"preset": args.student},
+        "student": {"preset": args.student, "family": args.student_family},
         "data": {"max_seq_length": args.seq_length},
         "train": {"batch_size": args.batch_size, "max_steps": total, "mixed_precision": "bf16" if args.bf16 else "no"},
     }
     config = load_config(DistillConfig, updates=updates)
-    teacher, tokenizer = load_teacher(TeacherConfig(name_or_path=args.teacher, dtype=args.teacher_dtype))
+    if args.teacher == MMBERT_SMALL_SHAPED:
+        teacher, special_ids, mask_id = mmbert_small_shaped(), [0, 1, 2, 3, 4], 4
+    else:
+        teacher, tokenizer = load_teacher(TeacherConfig(name_or_path=args.teacher, dtype=args.teacher_dtype))
+        special_ids, mask_id = tokenizer.all_special_ids, tokenizer.mask_token_id
     vocab = teacher.config.vocab_size
     blocks = random_blocks(args.batch_size * total, args.seq_length, 1000, vocab)
     masked_only = ProductionStep(
@@ -61,8 +73,8 @@ def main() -> None:
         teacher,
         [build_student(config.student, teacher, seed=0)],
         blocks,
-        tokenizer.all_special_ids,
-        tokenizer.mask_token_id,
+        special_ids,
+        mask_id,
     )
     device = masked_only.teacher.model.device
     naive_student = build_student(config.student, teacher, seed=0).to(device)
@@ -105,6 +117,29 @@ def main() -> None:
         print(f"{name:>24}: {results[name]:,.0f} tokens/s ({per_step:.0f} ms/step){memory}")
     masked_only.close()
     print(f"ratio: {results['masked positions only'] / results['all positions (naive)']:.2f}")
+
+
+MMBERT_SMALL_SHAPED = "mmbert-small-shaped"
+
+
+def mmbert_small_shaped() -> ModernBertForMaskedLM:
+    """A frozen ModernBERT masked LM of mmBERT-small's shape, random weights (float32, eval mode)."""
+    config = ModernBertConfig(
+        vocab_size=256_000,
+        hidden_size=384,
+        intermediate_size=1152,
+        num_hidden_layers=22,
+        num_attention_heads=6,
+        local_attention=128,
+        max_position_embeddings=8192,
+        pad_token_id=0,
+        bos_token_id=None,
+        eos_token_id=None,
+        cls_token_id=None,
+        sep_token_id=None,
+    )
+    torch.manual_seed(0)
+    return ModernBertForMaskedLM(config).eval().requires_grad_(False)
 
 
 def _synchronize(device: torch.device) -> None:
