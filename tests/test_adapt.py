@@ -49,6 +49,7 @@ def test_adaptation_trains_the_teacher_on_masked_lm_alone_and_measures_before_an
     assert result["after"]["mlm_perplexity"] < result["before"]["mlm_perplexity"]
     line = capsys.readouterr().out
     assert "masked-token accuracy" in line and "masked-LM perplexity" in line
+    assert "on masked-LM alone" in line and "distilling" not in line  # it said "distilling ... student"
 
     # A teacher folder like the original: same shape and vocabulary, usable as --teacher.
     adapted = AutoModelForMaskedLM.from_pretrained(out / "student")

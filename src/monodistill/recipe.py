@@ -187,6 +187,11 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             f"distilling {len(configs)} students ({', '.join(names)}) with one teacher pass of "
             f"{lead.teacher.name_or_path} {where}"
         )
+    elif not runs[0].needs.teacher:  # masked-LM alone (teacher adaptation): the teacher never runs
+        state.print(
+            f"training the {parameter_counts(students[0])['total']:,}-parameter {runs[0].name} on masked-LM "
+            f"alone, from {lead.teacher.name_or_path}, {where}"
+        )
     else:
         state.print(
             f"distilling {parameter_counts(students[0])['total']:,}-parameter student from "
