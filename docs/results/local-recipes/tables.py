@@ -28,9 +28,8 @@ def scores(folder: Path) -> dict[tuple[str, str], list[float]]:
     found: dict[tuple[str, str], list[float]] = {}
     for path in sorted(folder.glob("results/*/*/seed-*.json")):
         result = json.loads(path.read_text())
-        metric = result["metrics"].get(result["metric"])
-        if metric is None:  # the main metric's name as the task file spells it
-            metric = next(iter(result["metrics"].values()))
+        # The task file spells the main metric "entity-f1", the metrics "entity_f1".
+        metric = result["metrics"][result["metric"].replace("-", "_")]
         found.setdefault((short(result["label"]), result["task"]), []).append(100 * metric)
     return found
 
@@ -101,6 +100,17 @@ def main() -> None:
                 f"| {r['teacher_agreement']:.3f} | {r['student_accuracy']:.3f} "
                 f"| {r.get('student_top_prediction_share', float('nan')):.3f} |"
             )
+
+    print("\n### masked-token accuracy (%) at each validation: is it still rising at the end of the budget?\n")
+    curves = {}
+    for metrics in sorted((root / "students").glob("*/metrics.jsonl")):
+        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        curves[metrics.parent.name] = {r["step"]: r["student_accuracy"] for r in records if "student_accuracy" in r}
+    steps = sorted({step for curve in curves.values() for step in curve})
+    print("| student | " + " | ".join(str(step) for step in steps) + " |")
+    print("|---|" + "---|" * len(steps))
+    for name, curve in curves.items():
+        print(f"| {name} | " + " | ".join(f"{100 * curve[s]:.1f}" if s in curve else "-" for s in steps) + " |")
 
 
 if __name__ == "__main__":
