@@ -19,6 +19,8 @@ from pathlib import Path
 
 import scipy.stats
 
+from monodistill.evaluate.metrics import main_metric
+
 TEACHER, ADAPTED = "mmt-mini", "teacher-adapted"
 BAR_TASKS = ("hatespeech-filipino", "ud-tagalog-pos")
 
@@ -28,8 +30,7 @@ def scores(folder: Path) -> dict[tuple[str, str], list[float]]:
     found: dict[tuple[str, str], list[float]] = {}
     for path in sorted(folder.glob("results/*/*/seed-*.json")):
         result = json.loads(path.read_text())
-        # The task file spells the main metric "entity-f1", the metrics "entity_f1".
-        metric = result["metrics"][result["metric"].replace("-", "_")]
+        metric = result["metrics"][main_metric(result["metric"])]
         found.setdefault((short(result["label"]), result["task"]), []).append(100 * metric)
     return found
 
@@ -90,22 +91,25 @@ def main() -> None:
     print("\n### last validation of each student\n")
     print("| student | steps | MLM loss | KL to teacher (T=1) | agreement | accuracy | top-prediction share |")
     print("|---|---|---|---|---|---|---|")
-    for metrics in sorted((root / "students").glob("*/metrics.jsonl")):
-        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    logs = {
+        path.parent.name: [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for path in sorted((root / "students").glob("*/metrics.jsonl"))
+    }
+    for name, records in logs.items():
         last = [record for record in records if "teacher_agreement" in record]
         if last:
             r = last[-1]
             print(
-                f"| {metrics.parent.name} | {r.get('step')} | {r['mlm_loss']:.3f} | {r['kl_to_teacher']:.3f} "
+                f"| {name} | {r.get('step')} | {r['mlm_loss']:.3f} | {r['kl_to_teacher']:.3f} "
                 f"| {r['teacher_agreement']:.3f} | {r['student_accuracy']:.3f} "
                 f"| {r.get('student_top_prediction_share', float('nan')):.3f} |"
             )
 
     print("\n### masked-token accuracy (%) at each validation: is it still rising at the end of the budget?\n")
-    curves = {}
-    for metrics in sorted((root / "students").glob("*/metrics.jsonl")):
-        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        curves[metrics.parent.name] = {r["step"]: r["student_accuracy"] for r in records if "student_accuracy" in r}
+    curves = {
+        name: {r["step"]: r["student_accuracy"] for r in records if "student_accuracy" in r}
+        for name, records in logs.items()
+    }
     steps = sorted({step for curve in curves.values() for step in curve})
     print("| student | " + " | ".join(str(step) for step in steps) + " |")
     print("|---|" + "---|" * len(steps))
