@@ -122,11 +122,14 @@ def describe(run: StudentRun, validation: dict[str, float], named: bool) -> str:
 @contextmanager
 def progress(runs: list[StudentRun], end: int) -> Iterator[Progress]:
     """A progress bar over optimizer steps, with a live loss and an ETA, on the main rank only."""
-    group = len(runs) > 1
+    if len(runs) > 1:
+        desc = f"distilling {len(runs)} students"
+    else:  # masked-LM alone (teacher adaptation) runs no teacher: it trains, it does not distil
+        desc = "distilling" if runs[0].needs.teacher else "training on masked-LM"
     bar = progress_bar(
         total=end,
         initial=runs[0].step,
-        desc=f"distilling {len(runs)} students" if group else "distilling",
+        desc=desc,
         unit="step",
         disable=not ranks.process_state().is_main_process,
     )
