@@ -3,11 +3,12 @@
     .venv/bin/python docs/results/local-recipes/tables.py [runs/local-recipes]     (from the repository root)
 
 Reads every seed's result of the plain evaluation (``EXP/evaluate``) and of the task-stage KD
-evaluation (``EXP/evaluate-kd``), and prints, per task, each model's mean and std over seeds, its gap
-to the teacher and to the adapted teacher (points), and Welch's t-test p-value against each; then the
-run-to-run spread of the reference recipe (``paper`` against ``paper-seed43``), the distillation
-metrics of each student at its last validation, and whether the bar (within 1 point of the teacher on
-Hatespeech and POS) is reached.
+evaluation (``EXP/evaluate-kd``), falling back to ``earlier.json`` (the first session's scores, whose
+seed files are gone) for every model and task the run folder has none for. Prints, per task, each
+model's mean and std over seeds, its gap to the teacher and to the adapted teacher (points), and
+Welch's t-test p-value against each (from means, stds and seed counts); whether the bar (within 1
+point of the teacher on Hatespeech and POS) is reached; the distillation metrics of each student at
+its last validation, and its masked-token accuracy curve.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import scipy.stats
@@ -23,16 +25,39 @@ from monodistill.evaluate.metrics import main_metric
 
 TEACHER, ADAPTED = "mmt-mini", "teacher-adapted"
 BAR_TASKS = ("hatespeech-filipino", "ud-tagalog-pos")
+EARLIER = Path(__file__).with_name("earlier.json")
 
 
-def scores(folder: Path) -> dict[tuple[str, str], list[float]]:
-    """(model label, task) -> the main metric of every seed, in points."""
+@dataclass(frozen=True)
+class Score:
+    """One model's main metric on one task over its fine-tuning seeds, in points."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Score:
+        return cls(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+
+def scores(folder: Path) -> dict[tuple[str, str], Score]:
+    """(model label, task) -> the main metric over every seed file of an evaluation folder."""
     found: dict[tuple[str, str], list[float]] = {}
     for path in sorted(folder.glob("results/*/*/seed-*.json")):
         result = json.loads(path.read_text())
         metric = result["metrics"][main_metric(result["metric"])]
         found.setdefault((short(result["label"]), result["task"]), []).append(100 * metric)
-    return found
+    return {key: Score.of(values) for key, values in found.items()}
+
+
+def earlier(path: Path) -> tuple[dict[tuple[str, str], Score], dict[tuple[str, str], Score]]:
+    """The first session's plain and task-KD scores, whose seed files are gone (see the file's note)."""
+    plain: dict[tuple[str, str], Score] = {}
+    kd: dict[tuple[str, str], Score] = {}
+    for row in json.loads(path.read_text())["results"]:
+        (kd if row["distilled_from"] else plain)[row["model"], row["task"]] = Score(row["mean"], row["std"], row["n"])
+    return plain, kd
 
 
 def short(label: str) -> str:
@@ -41,49 +66,54 @@ def short(label: str) -> str:
     return label.removeprefix("models__").removesuffix("__student")
 
 
-def welch(a: list[float], b: list[float]) -> float | None:
-    if len(a) < 2 or len(b) < 2:
+def welch(a: Score, b: Score) -> float | None:
+    """Welch's t-test p-value from the two means, sample stds and seed counts."""
+    if a.n < 2 or b.n < 2:
         return None
-    return float(scipy.stats.ttest_ind(a, b, equal_var=False).pvalue)
+    if a.std == 0 and b.std == 0:
+        return 1.0 if a.mean == b.mean else 0.0
+    result = scipy.stats.ttest_ind_from_stats(a.mean, a.std, a.n, b.mean, b.std, b.n, equal_var=False)
+    return float(result.pvalue)
 
 
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/local-recipes")
-    plain = scores(root / "evaluate")
-    kd = {(f"{label} + task KD", task): values for (label, task), values in scores(root / "evaluate-kd").items()}
-    kd = {key: values for key, values in kd.items() if not key[0].startswith(TEACHER)}
-    everything = {**plain, **kd}
+    old_plain, old_kd = earlier(EARLIER) if EARLIER.exists() else ({}, {})
+    distilled = scores(root / "evaluate-kd")
+    # The teacher's plain fine-tuning is done in evaluate-kd (which needs its classifiers) when evaluate has none.
+    teacher = {key: score for key, score in distilled.items() if key[0] == TEACHER}
+    plain = {**old_plain, **teacher, **scores(root / "evaluate")}
+    kd = {**old_kd, **{key: score for key, score in distilled.items() if key[0] != TEACHER}}
+    everything = {**plain, **{(f"{label} + task KD", task): score for (label, task), score in kd.items()}}
     tasks = sorted({task for _, task in everything})
-    models = list(dict.fromkeys(label for label, _ in everything))
+    models = sorted(dict.fromkeys(label for label, _ in everything), key=lambda m: ("task KD" in m, m))
     print(f"models: {models}\n")
     for task in tasks:
-        teacher = everything.get((TEACHER, task), [])
-        adapted = next((values for (label, t), values in everything.items() if t == task and ADAPTED in label), [])
+        teacher = everything.get((TEACHER, task))
+        adapted = everything.get((ADAPTED, task))
         print(f"### {task}\n")
         print("| model | score | gap to teacher | p | gap to adapted teacher | p |")
         print("|---|---|---|---|---|---|")
         for model in models:
-            values = everything.get((model, task))
-            if not values:
+            score = everything.get((model, task))
+            if score is None:
                 continue
-            mean = statistics.mean(values)
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells = [f"{mean:.2f} ± {spread:.2f} (n={len(values)})"]
+            cells = [f"{score.mean:.2f} ± {score.std:.2f} (n={score.n})"]
             for reference in (teacher, adapted):
-                if reference:
-                    p = welch(values, reference)
-                    cells += [f"{mean - statistics.mean(reference):+.2f}", f"{p:.3f}" if p is not None else "-"]
-                else:
+                if reference is None:
                     cells += ["-", "-"]
+                    continue
+                p = welch(score, reference)
+                cells += [f"{score.mean - reference.mean:+.2f}", f"{p:.3f}" if p is not None else "-"]
             print(f"| {model} | " + " | ".join(cells) + " |")
         print()
     print("### bar: within 1 point of the teacher on " + " and ".join(BAR_TASKS) + "\n")
     for model in models:
         gaps = []
         for task in BAR_TASKS:
-            values, teacher = everything.get((model, task)), everything.get((TEACHER, task))
-            if values and teacher:
-                gaps.append(statistics.mean(values) - statistics.mean(teacher))
+            score, teacher = everything.get((model, task)), everything.get((TEACHER, task))
+            if score and teacher:
+                gaps.append(score.mean - teacher.mean)
         if len(gaps) == len(BAR_TASKS):
             reached = all(gap >= -1.0 for gap in gaps)
             shown = ", ".join(f"{gap:+.2f}" for gap in gaps)
