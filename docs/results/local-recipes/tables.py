@@ -42,13 +42,14 @@ class Score:
 
 
 def scores(folder: Path) -> dict[tuple[str, str], Score]:
-    """(model label, task) -> the main metric over every seed file of an evaluation folder."""
-    found: dict[tuple[str, str], list[float]] = {}
+    """(model label, task) -> the main metric over every seed file of an evaluation folder. A model evaluated
+    again beside other models (another label, the same seed) counts once per seed."""
+    found: dict[tuple[str, str], dict[int, float]] = {}
     for path in sorted(folder.glob("results/*/*/seed-*.json")):
         result = json.loads(path.read_text())
         metric = result["metrics"][main_metric(result["metric"])]
-        found.setdefault((short(result["label"]), result["task"]), []).append(100 * metric)
-    return {key: Score.of(values) for key, values in found.items()}
+        found.setdefault((short(result["model"]), result["task"]), {})[result["seed"]] = 100 * metric
+    return {key: Score.of(list(values.values())) for key, values in found.items()}
 
 
 def earlier(path: Path) -> tuple[dict[tuple[str, str], Score], dict[tuple[str, str], Score]]:
@@ -60,10 +61,12 @@ def earlier(path: Path) -> tuple[dict[tuple[str, str], Score], dict[tuple[str, s
     return plain, kd
 
 
-def short(label: str) -> str:
-    """``models__mmt-mini`` -> ``mmt-mini``, ``paper__student`` -> ``paper``: evaluate's labels of several folders
-    named ``student`` carry their parent's name."""
-    return label.removeprefix("models__").removesuffix("__student")
+def short(model: str) -> str:
+    """A model's name in the tables: its folder's, or its parent's for a folder named ``student``
+    (``runs/local-recipes/students/paper/student`` -> ``paper``). evaluate's labels depend on which other
+    models were evaluated beside it, so they are not used."""
+    path = Path(model)
+    return path.parent.name if path.name == "student" else path.name
 
 
 def welch(a: Score, b: Score) -> float | None:
