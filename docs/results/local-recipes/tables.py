@@ -84,8 +84,8 @@ def main() -> None:
     old_plain, old_kd = earlier(EARLIER) if EARLIER.exists() else ({}, {})
     distilled = scores(root / "evaluate-kd")
     # The teacher's plain fine-tuning is done in evaluate-kd (which needs its classifiers) when evaluate has none.
-    teacher = {key: score for key, score in distilled.items() if key[0] == TEACHER}
-    plain = {**old_plain, **teacher, **scores(root / "evaluate")}
+    teacher_plain = {key: score for key, score in distilled.items() if key[0] == TEACHER}
+    plain = {**old_plain, **teacher_plain, **scores(root / "evaluate")}
     kd = {**old_kd, **{key: score for key, score in distilled.items() if key[0] != TEACHER}}
     everything = {**plain, **{(f"{label} + task KD", task): score for (label, task), score in kd.items()}}
     tasks = sorted({task for _, task in everything})
