@@ -182,3 +182,51 @@ def test_students_of_one_experiment_are_validated_on_the_same_blocks(
     assert final["all"]["teacher_mass_outside_vocab"] == final["half"]["teacher_mass_outside_vocab"]
     assert final["all"]["teacher_accuracy"] == final["half"]["teacher_accuracy"]
     assert final["all"]["kl_to_teacher"] != final["half"]["kl_to_teacher"]  # different students all the same
+
+
+@pytest.mark.parametrize("damage", ["task key", "task data"])
+def test_run_checks_what_it_will_evaluate_before_it_distils(
+    damage: str,
+    tiny_teacher_dir: Path,
+    tiny_tokenizer: PreTrainedTokenizerFast,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A malformed task file or a missing task split ends ``run`` before the first distillation step."""
+    task = write_keyword_task(tmp_path, 40)
+    if damage == "task key":
+        task.write_text(task.read_text().replace("label_column:", "label_colum:"))
+    else:
+        (tmp_path / "train.csv").unlink()
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(
+        f"""teacher:
+  name_or_path: {tiny_teacher_dir}
+students:
+  - name: s
+    preset: custom
+    num_layers: 1
+    hidden_size: 16
+    intermediate_size: 32
+    num_heads: 2
+data:
+  corpus: {corpus_file}
+  max_seq_length: 32
+  cache_dir: {cache_dir}
+train:
+  max_steps: 2
+  batch_size: 4
+evaluate:
+  tasks: [{task}]
+  epochs: 1
+  max_length: 32
+"""
+    )
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(experiment), "--output", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "distilling" not in captured.out and not (out / "students").exists()
+    (error,) = [line for line in captured.err.splitlines() if line.startswith("monodistill run: error: ")]
+    assert ("label_colum" if damage == "task key" else "train.csv") in error

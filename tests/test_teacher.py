@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import (
+    AutoModelForMaskedLM,
     BertConfig,
     BertModel,
     CamembertConfig,
@@ -319,3 +321,16 @@ def test_a_config_vocab_size_that_disagrees_with_the_weights_is_one_line(
         load_teacher(TeacherConfig(name_or_path=str(path)))
     message = str(error.value)
     assert "\n" not in message and f"{len(tiny_tokenizer)} rows" in message
+
+
+def test_teachers_load_without_hub_kernels_unless_asked(
+    tiny_teacher_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers 5.25 applies Hub kernels by default; a teacher is loaded with torch's own layers unless
+    ``teacher.use_kernels`` says otherwise, and the model checks never load weights at all."""
+    monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    model, _ = load_teacher(TeacherConfig(name_or_path=str(tiny_teacher_dir)))
+    assert model.use_kernels is False
+    # The same load through transformers' default would have asked for them (where the kernels package is).
+    default = AutoModelForMaskedLM.from_pretrained(tiny_teacher_dir)
+    assert default.use_kernels is (importlib.util.find_spec("kernels") is not None)

@@ -190,7 +190,7 @@ def load_for_export(model_dir: Path) -> PreTrainedModel:
     head = next((cls for suffix, cls in HEADS.items() if any(a.endswith(suffix) for a in architectures)), None)
     if head is None:
         raise MonodistillError(f"{model_dir}: cannot export architecture {architectures}; expected {list(HEADS)}")
-    model = head.from_pretrained(model_dir, dtype=torch.float32)
+    model = head.from_pretrained(model_dir, dtype=torch.float32, use_kernels=False)  # the graph traced is torch's own
     model.config.return_dict = True
     return model.eval()
 

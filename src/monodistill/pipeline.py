@@ -37,7 +37,7 @@ from monodistill.config import (
     save_config,
 )
 from monodistill.errors import MonodistillError
-from monodistill.evaluate import run_evaluation
+from monodistill.evaluate import check_evaluation, run_evaluation
 from monodistill.ranks import process_state
 from monodistill.recipe import distill_students, ensure_vocabulary
 from monodistill.report import write_report
@@ -117,6 +117,8 @@ def run_experiment(config: ExperimentConfig, overwrite: bool = False) -> Path:
     if not config.evaluate.tasks:
         raise MonodistillError("evaluate.tasks is empty: name at least one task to evaluate the students on")
     started = time.monotonic()
+    # The teacher and every task as the evaluation will read them: a bad task costs seconds, not a distillation.
+    check_evaluation(replace(config.evaluate, models=[config.teacher.name_or_path]), say=False)
     with _experiment_folder(config, overwrite) as root:
         students, student_dirs = _distil_stages(config, root)
         report = _evaluate_stages(config, root, students, student_dirs)

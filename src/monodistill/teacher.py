@@ -25,6 +25,7 @@ from transformers.utils import logging as transformers_logging
 
 from monodistill.config import TeacherConfig
 from monodistill.errors import MonodistillError
+from monodistill.weights import shape_mismatch_error
 
 SUPPORTED_FAMILIES = (
     "bert",
@@ -287,6 +288,7 @@ def _from_pretrained(config: TeacherConfig, quiet: bool = False, **overrides: An
             config.name_or_path,
             revision=config.revision,
             dtype=resolve_dtype(config.dtype),
+            use_kernels=config.use_kernels,
             **overrides,
         )
     finally:
@@ -294,13 +296,23 @@ def _from_pretrained(config: TeacherConfig, quiet: bool = False, **overrides: An
 
 
 def load_weights(
-    model_class: Any, name_or_path: str, kind: str = "teacher", quiet: bool = False, **kwargs: Any
+    model_class: Any,
+    name_or_path: str,
+    kind: str = "teacher",
+    quiet: bool = False,
+    use_kernels: bool = False,
+    **kwargs: Any,
 ) -> tuple[PreTrainedModel, dict[str, Any]]:
     """``model_class.from_pretrained`` with its loading info, refusing in one line weights that do not fit config.json.
 
     transformers raises on a tensor whose shape differs from the one config.json builds (a ``vocab_size``
     edited or copied from another model) only after logging a table, with an error that says to read
     it. Here the first such tensor is named with both shapes. ``quiet`` drops transformers' table.
+
+    Hub kernels are off unless asked for (``use_kernels``, the teacher's ``teacher.use_kernels``):
+    transformers 5.25 applies them by default, fetching code from the Hub at load time, which fails
+    offline, changes numerics between releases and breaks bit-identical resume. Students and
+    fine-tuned models are always loaded without them.
 
     Raises:
         MonodistillError: for weights that cannot be read or do not fit the config.
@@ -311,7 +323,7 @@ def load_weights(
     report_logger.addFilter(drop)
     try:
         model, info = model_class.from_pretrained(
-            name_or_path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+            name_or_path, output_loading_info=True, ignore_mismatched_sizes=True, use_kernels=use_kernels, **kwargs
         )
     except (OSError, ValueError, RuntimeError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -321,17 +333,7 @@ def load_weights(
     # Mismatched tensors were re-initialised at random: refuse rather than train or score them.
     mismatched = sorted(info.get("mismatched_keys") or [])
     if mismatched:
-        key, stored, built = mismatched[0]
-        rows = getattr(model.config, "vocab_size", None)
-        if rows is not None and built[0] == rows != stored[0]:
-            what = f"says vocab_size={rows} but {key} holds {stored[0]} rows"
-        else:
-            what = f"builds {key} as {list(built)} but the weights hold {list(stored)}"
-        others = f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else ""
-        raise MonodistillError(
-            f"{kind} {name_or_path}: config.json does not match the weights: it {what}{others}; "
-            "use the config.json saved with these weights"
-        )
+        raise shape_mismatch_error(kind, name_or_path, mismatched, getattr(model.config, "vocab_size", None))
     return model, info
 
 

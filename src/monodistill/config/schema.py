@@ -28,6 +28,8 @@ class TeacherConfig:
     """Hub revision (branch, tag or commit) to pin; ignored for local folders."""
     dtype: str = "auto"
     """Teacher weights dtype: auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16 or float16."""
+    use_kernels: bool = False
+    """Let transformers swap teacher layers for Hub kernels (the ``kernels`` package; needs the Hub, GPU)."""
 
     def __post_init__(self) -> None:
         _require(bool(self.name_or_path), "teacher.name_or_path must not be empty", "teacher.name_or_path")

@@ -34,9 +34,7 @@ from typing import Any
 
 import huggingface_hub
 import torch
-from transformers import AutoModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
-from transformers.utils import logging as transformers_logging
 
 from monodistill import checkpoint as ckpt
 from monodistill import runfolder
@@ -48,7 +46,8 @@ from monodistill.evaluate.metrics import main_metric
 from monodistill.evaluate.summary import WEIGHT_SUFFIXES, format_summary, summarise
 from monodistill.evaluate.tasks import Task, load_task
 from monodistill.progress import Countdown
-from monodistill.teacher import is_local_reference, load_model_config, load_tokenizer, load_weights
+from monodistill.teacher import is_local_reference, load_model_config, load_tokenizer
+from monodistill.weights import check_weight_shapes
 
 SAVED_MODEL_DIR = "model"
 """Where ``evaluate.save_models`` keeps a fine-tuned classifier, beside its task's seed results."""
@@ -60,20 +59,13 @@ MAX_TEST_OVERLAP = 0.5
 
 def run_evaluation(config: EvaluateConfig) -> Path:
     """Validate every model and task first, then fine-tune and score; returns the output folder."""
-    if not config.models:
-        raise MonodistillError("no model to evaluate: pass --model PATH_OR_HUB_ID (the teacher first)")
-    if not config.tasks:
-        raise MonodistillError("no task: pass --task NAME_OR_YAML")
     if not config.output_dir:
         raise MonodistillError("no output folder: pass --output DIR")
-    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise MonodistillError("evaluate.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
     output = Path(config.output_dir)
     runfolder.check_output_path(output)
     labels = model_labels(config.models)
     source = resolve_source(config, labels)
-    tokenizers = {model: check_model(model, config.max_length) for model in config.models}
-    tasks = [load_task(reference) for reference in config.tasks]
+    tokenizers, tasks = check_evaluation(config)
     overlaps = {task.name: check_overlap(task) for task in tasks}
     seeds = list(range(config.seed, config.seed + config.seeds))
     with runfolder.claim(output):
@@ -228,27 +220,38 @@ def describe_result(result: dict[str, Any]) -> str:
     )
 
 
-def check_model(model: str, max_length: int) -> PreTrainedTokenizerBase:
+def check_evaluation(config: EvaluateConfig, say: bool = True) -> tuple[dict[str, PreTrainedTokenizerBase], list[Task]]:
+    """Refuse, before anything trains, models and tasks that cannot be evaluated; their tokenizers and tasks.
+
+    ``run`` calls it with the teacher alone before it distils (``say=False``: the evaluation says what
+    it will cut later, once), so a bad task file or setting costs seconds, not a distillation.
+    """
+    if not config.models:
+        raise MonodistillError("no model to evaluate: pass --model PATH_OR_HUB_ID (the teacher first)")
+    if not config.tasks:
+        raise MonodistillError("no task: pass --task NAME_OR_YAML")
+    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise MonodistillError("evaluate.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
+    tokenizers = {model: check_model(model, config.max_length, say) for model in config.models}
+    return tokenizers, [load_task(reference) for reference in config.tasks]
+
+
+def check_model(model: str, max_length: int, say: bool = True) -> PreTrainedTokenizerBase:
     """Refuse, before anything trains, a model that cannot be evaluated as it is; returns its tokenizer.
 
     A local folder's files must be intact (``checkpoint.check_model_folder``), its tokenizer its own
-    (``teacher.load_tokenizer``) and its weights of the shapes config.json builds: read on the meta
-    device, shapes without data, as ``finetune`` will load them. A ``max_length`` beyond the model's
+    (``teacher.load_tokenizer``) and its weights of the shapes config.json builds: the stored shapes
+    from the file headers against the model built on the meta device
+    (``weights.check_weight_shapes``). A ``max_length`` beyond the model's
     positions is cut to them, and said here, once per model.
     """
     model_config = load_model_config(model, kind="model")
     if is_local_reference(model):
         ckpt.check_model_folder(Path(model), what="model")
     tokenizer = load_tokenizer(model, kind="model", model_config=model_config)
-    progress_bar = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()  # a bar for reading shapes alone would look like a load
-    try:
-        load_weights(AutoModel, model, kind="model", quiet=True, device_map="meta")
-    finally:
-        if progress_bar:
-            transformers_logging.enable_progress_bar()
+    check_weight_shapes(model, model_config, kind="model")
     used = usable_max_length(max_length, model_config)
-    if used < max_length:
+    if used < max_length and say:
         print(f"model {model}: max_length={max_length} is beyond its {used} positions; using {used}")
     return tokenizer
 
