@@ -46,7 +46,7 @@ def make_run(
     ids = torch.randint(5, len(kept), (24, 24), generator=torch.Generator().manual_seed(0))
     ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
     rows = datasets.Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
-    blocks = Blocks(train=rows.select(range(16)), validation=rows.select(range(16, 24)), cache_path=run_dir)
+    blocks = Blocks(rows.select(range(16)), rows.select(range(16, 24)), cache_path=run_dir, corpus_digest="")
     masking = Masking(torch.tensor(tokenizer.all_special_ids), tokenizer.mask_token_id, len(kept), 0.15)
     stream = BatchStream(blocks, masking, config.train)
     run = StudentRun(config, run_dir, student, stream.total_steps(config.train), stream.global_batch, {})

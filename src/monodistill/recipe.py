@@ -29,7 +29,6 @@ from monodistill.card import build_model_card
 from monodistill.config import DistillConfig, save_config
 from monodistill.data.batches import BatchStream, Masking
 from monodistill.data.blocks import Blocks, build_blocks, tokenizer_fingerprint
-from monodistill.data.corpus import corpus_digest
 from monodistill.distill import StudentRun, TeacherPass, fit
 from monodistill.distill.student_run import capture_rng, set_rng_state
 from monodistill.errors import MonodistillError, command_to_resume
@@ -134,7 +133,7 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
     stream = BatchStream(blocks, masking, lead.train, state.process_index, state.num_processes, state.device)
     total_steps = stream.total_steps(lead.train)
     fingerprints = {
-        "corpus": corpus_digest(lead.data),
+        "corpus": blocks.corpus_digest,
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "data_order": DATA_ORDER,
     }

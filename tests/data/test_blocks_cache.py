@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ from transformers import PreTrainedTokenizerFast
 from monodistill.config import DataConfig
 from monodistill.data import blocks as blocks_module
 from monodistill.data.blocks import STAGING, blocks_cache_key, build_blocks
+from monodistill.errors import MonodistillError
+
+from ..conftest import make_lines
 
 WORKER = Path(__file__).with_name("blocks_worker.py")
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -169,3 +173,61 @@ def test_a_killed_build_leaves_nothing_that_is_read(
     (path.with_name(f"{path.name}{STAGING}12345-deadbeef") / "train").mkdir(parents=True)
     blocks = build_blocks(config, tiny_tokenizer, seed=0)
     assert len(blocks.train) > 0 and entries(cache_dir) == [path]
+
+
+# --- the key holds everything that changes the blocks ---
+
+
+def test_blocks_built_skipping_bad_documents_are_not_reused_by_a_run_that_refuses_them(
+    tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerFast, cache_dir: Path
+) -> None:
+    path = tmp_path / "corpus.jsonl"
+    documents = [json.dumps({"text": line} if n % 40 else {"body": line}) for n, line in enumerate(make_lines(200))]
+    path.write_text("\n".join(documents) + "\n")  # 5 of 200 documents without "text"
+    skipping = DataConfig(corpus=str(path), max_seq_length=32, skip_bad_documents=True, cache_dir=str(cache_dir))
+    assert len(build_blocks(skipping, tiny_tokenizer, seed=0).train) > 0
+    with pytest.raises(MonodistillError, match="5 of 200 documents lack it"):
+        build_blocks(replace(skipping, skip_bad_documents=False), tiny_tokenizer, seed=0)
+
+
+def test_every_data_setting_that_changes_the_blocks_is_in_the_key(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    base = DataConfig(corpus="someone/oscar-tl", max_documents=10)
+    changed = {
+        "hub_config": "tl",
+        "split": "validation",
+        "revision": "v2",
+        "text_column": "content",
+        "streaming": True,
+        "max_documents": 11,
+        "max_seq_length": 64,
+        "validation_fraction": 0.2,
+        "max_validation_blocks": 7,
+        "whole_word_mask": True,
+        "skip_bad_documents": True,
+    }
+    unchanged = {"data_fraction": 0.5, "mlm_probability": 0.3, "cache_dir": "/elsewhere", "num_proc": 4}
+    unchanged["language"] = "tl"
+    named = {field.name for field in fields(DataConfig)}
+    assert named == {"corpus", *changed, *unchanged}, "a new DataConfig field: say whether it changes the blocks"
+    key = blocks_cache_key(base, tiny_tokenizer)
+    for name, value in changed.items():
+        assert blocks_cache_key(replace(base, **{name: value}), tiny_tokenizer) != key, name
+    for name, value in unchanged.items():
+        assert blocks_cache_key(replace(base, **{name: value}), tiny_tokenizer) == key, name
+
+
+def test_a_corpus_rewritten_with_the_same_size_and_time_is_built_again(
+    tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerFast, cache_dir: Path
+) -> None:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(make_lines(200)) + "\n")
+    config = DataConfig(corpus=str(path), max_seq_length=32, cache_dir=str(cache_dir))
+    first = build_blocks(config, tiny_tokenizer, seed=0)
+    stamp = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("ka", "ma"))  # same length, other text
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert path.stat().st_size == stamp.st_size and path.stat().st_mtime_ns == stamp.st_mtime_ns
+    again = build_blocks(config, tiny_tokenizer, seed=0)
+    assert again.cache_path != first.cache_path
+    assert not torch.equal(again.train[:]["input_ids"], first.train[:]["input_ids"])

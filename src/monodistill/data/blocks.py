@@ -6,7 +6,8 @@ remainder of the whole corpus is dropped. A fixed share of the blocks, drawn fro
 with a fixed seed, is held out for validation, so every student of an experiment (whatever its seed
 or ``data_fraction``) is validated on the same blocks; ``data_fraction`` then keeps a seeded share
 of the training blocks. The blocks are cached on disk under a key made of everything that changes
-them; a second run, or another rank, reads the cache.
+them (the corpus by its content, as a resume checks it, and every data setting but ``BLOCKS_FREE_FIELDS``);
+a second run, or another rank, reads the cache.
 
 Preparation is safe to share: a file lock beside each entry lets one process build it while every
 other (another rank of the job, or an independent run sharing the cache) waits for the lock and
@@ -25,7 +26,7 @@ import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.checkpoint import describe_write_error, is_disk_full
 from monodistill.config import DataConfig
-from monodistill.data.corpus import corpus_fingerprint, load_corpus
+from monodistill.data.corpus import corpus_digest, load_corpus
 from monodistill.errors import MonodistillError
 from monodistill.progress import datasets_progress, progress_bar
 
@@ -50,6 +51,10 @@ SPLIT_SEED = 0
 """Seeds the draw of the validation blocks: fixed, so that it depends on the corpus alone."""
 PACK_BATCH_SIZE = 10_000
 """Documents read per Arrow batch by the packing pass: bounds its memory, not its result."""
+BLOCKS_FREE_FIELDS = ("corpus", "cache_dir", "num_proc", "data_fraction", "mlm_probability", "language")
+"""``DataConfig`` fields left out of the cache key: how the corpus is spelled (its content is keyed),
+where the cache is, the worker count, the training share kept after packing, the masking drawn per
+batch, a description. Every other field is in the key, so a new one changes the key unless listed here."""
 
 
 @dataclass
@@ -59,6 +64,8 @@ class Blocks:
     train: datasets.Dataset
     validation: datasets.Dataset
     cache_path: Path
+    corpus_digest: str
+    """The corpus's content fingerprint (``corpus.corpus_digest``), which a checkpoint records for resuming."""
 
 
 class DamagedEntryError(Exception):
@@ -87,16 +94,17 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def blocks_cache_key(config: DataConfig, tokenizer: PreTrainedTokenizerBase) -> str:
-    """The cache key: everything that changes the blocks (``num_proc`` and ``data_fraction`` do not)."""
+def blocks_cache_key(config: DataConfig, tokenizer: PreTrainedTokenizerBase, digest: str | None = None) -> str:
+    """The cache key: the corpus's content, the tokenizer, and every data setting but ``BLOCKS_FREE_FIELDS``.
+
+    ``digest`` is the corpus's ``corpus_digest`` when the caller has it already (it reads every local file).
+    """
+    settings = {name: value for name, value in asdict(config).items() if name not in BLOCKS_FREE_FIELDS}
     parts = [
         CACHE_FORMAT,
-        corpus_fingerprint(config),
+        digest or corpus_digest(config),
         tokenizer_fingerprint(tokenizer),
-        str(config.max_seq_length),
-        str(config.whole_word_mask),
-        str(config.validation_fraction),
-        str(config.max_validation_blocks),
+        json.dumps(settings, sort_keys=True),
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
@@ -115,13 +123,17 @@ def build_blocks(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: i
         MonodistillError: for a corpus too small to give a training and a validation block.
     """
     cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    path = cache_root / "blocks" / blocks_cache_key(config, tokenizer)
-    splits = _load_or_build(config, tokenizer, path)
+    digest = corpus_digest(config)
+    path = cache_root / "blocks" / blocks_cache_key(config, tokenizer, digest)
+    splits = _load_or_build(config, tokenizer, path, digest)
     train = splits["train"]
     if config.data_fraction < 1.0:
         train = train.select(subset_blocks(len(train), config.data_fraction, seed))
     return Blocks(
-        train=train.with_format("torch"), validation=splits["validation"].with_format("torch"), cache_path=path
+        train=train.with_format("torch"),
+        validation=splits["validation"].with_format("torch"),
+        cache_path=path,
+        corpus_digest=digest,
     )
 
 
@@ -131,7 +143,9 @@ def subset_blocks(count: int, fraction: float, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).permutation(count)[:keep].tolist())
 
 
-def _load_or_build(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path) -> dict[str, datasets.Dataset]:
+def _load_or_build(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path, digest: str
+) -> dict[str, datasets.Dataset]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
         # Staging folders live only while their builder holds this lock: any seen now are from a killed run.
@@ -143,7 +157,7 @@ def _load_or_build(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path:
             except DamagedEntryError as damage:
                 print(f"blocks cache {path} is damaged ({damage}); rebuilding")
                 _discard(path)
-        _build_entry(config, tokenizer, path)
+        _build_entry(config, tokenizer, path, digest)
         return load_entry(path)
 
 
@@ -207,7 +221,7 @@ def _discard(path: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:
+def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path, digest: str) -> None:
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise MonodistillError("the tokenizer has no CLS/SEP (or <s>/</s>) tokens to frame blocks with")
     print(f"building blocks cache {path} from {config.corpus}")
@@ -215,7 +229,7 @@ def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: P
     work = staging / "work"  # intermediate Arrow files, deleted before the entry is sealed
     work.mkdir(parents=True)
     try:
-        total_tokens = _tokenize_and_pack(config, tokenizer, work, path.name)
+        total_tokens = _tokenize_and_pack(config, tokenizer, work, path.name, digest)
         blocks = datasets.Dataset.from_file(str(work / "blocks.arrow"))
         if len(blocks) < 2:
             raise MonodistillError(
@@ -253,10 +267,12 @@ def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: P
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _tokenize_and_pack(config: DataConfig, tokenizer: PreTrainedTokenizerBase, work: Path, fingerprint: str) -> int:
+def _tokenize_and_pack(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, work: Path, fingerprint: str, digest: str
+) -> int:
     # A scope of its own: the tokenised corpus is unmapped and deleted once packed, so the pages and
     # disk it holds are free before the blocks are shuffled and saved.
-    tokens = _tokenize(load_corpus(config), tokenizer, config, work / "tokens.arrow", fingerprint)
+    tokens = _tokenize(load_corpus(config, digest), tokenizer, config, work / "tokens.arrow", fingerprint)
     assert tokenizer.cls_token_id is not None and tokenizer.sep_token_id is not None
     total_tokens = write_blocks(
         tokens, work / "blocks.arrow", config.max_seq_length, tokenizer.cls_token_id, tokenizer.sep_token_id

@@ -52,24 +52,11 @@ def corpus_files(corpus: str) -> list[Path]:
     return files
 
 
-def corpus_fingerprint(config: DataConfig) -> str:
-    """A key that changes whenever the documents `load_corpus` returns would change.
-
-    A local corpus is keyed by its files (resolved path, size, modification time), not by how
-    ``data.corpus`` spells them: ``./x``, ``x`` and ``/abs/x`` share one cache entry. A Hub corpus
-    is keyed by its id, configuration, split and revision.
-    """
-    assert config.corpus is not None
-    parts: list[Any] = [config.text_column, config.max_documents]
-    if is_local_reference(config.corpus):
-        parts += [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in corpus_files(config.corpus)]
-    else:
-        parts += [config.corpus, config.hub_config, config.split, config.revision]
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
-
-
-def load_corpus(config: DataConfig) -> datasets.Dataset:
+def load_corpus(config: DataConfig, digest: str | None = None) -> datasets.Dataset:
     """Load the corpus as a Dataset with one ``text`` column of non-empty documents.
+
+    ``digest`` is the corpus's ``corpus_digest`` when the caller has it already; a local corpus is
+    read through a datasets cache of its own content (see ``_load_local``).
 
     Raises:
         MonodistillError: for a missing path, an unreachable Hub dataset, a missing text column, or
@@ -77,7 +64,10 @@ def load_corpus(config: DataConfig) -> datasets.Dataset:
     """
     if not config.corpus:
         raise MonodistillError("no corpus given: pass --corpus PATH_OR_HUB_ID or set data.corpus")
-    dataset = _load_local(config) if is_local_reference(config.corpus) else _load_hub(config)
+    if is_local_reference(config.corpus):
+        dataset = _load_local(config, digest or corpus_digest(config))
+    else:
+        dataset = _load_hub(config)
     if config.text_column not in dataset.column_names:
         raise MonodistillError(
             f"corpus {config.corpus} has no column {config.text_column!r} (columns: {dataset.column_names}); "
@@ -96,14 +86,17 @@ def _is_usable(batch: dict[str, list[Any]]) -> list[bool]:
     return [isinstance(text, str) and bool(text.strip()) for text in batch["text"]]
 
 
-def _load_local(config: DataConfig) -> datasets.Dataset:
+def _load_local(config: DataConfig, digest: str) -> datasets.Dataset:
     assert config.corpus is not None
     files = corpus_files(config.corpus)
     if all(p.stat().st_size == 0 for p in files):
         raise MonodistillError(f"corpus {config.corpus} is empty")
     builder = BUILDERS[files[0].suffix.lower()]
     # Text files are UTF-8 on any platform locale, a leading BOM tolerated.
-    options = {} if builder == "parquet" else {"encoding": "utf-8-sig"}
+    options: dict[str, Any] = {} if builder == "parquet" else {"encoding": "utf-8-sig"}
+    # datasets keys its copy of a local file by path and modification time: a file rewritten at the same
+    # time would be read from the old copy. A cache folder per content digest never is.
+    options["cache_dir"] = str(Path(datasets.config.HF_DATASETS_CACHE) / "monodistill-corpora" / digest)
     try:
         dataset = datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train", **options)
     except Exception as error:  # datasets raises many types for malformed files
@@ -243,9 +236,11 @@ def _take_documents(stream: datasets.IterableDataset, column: str, count: int) -
 def corpus_digest(config: DataConfig) -> str:
     """A fingerprint of the corpus's content and of the settings that pick documents from it.
 
-    Unlike the cache key it ignores where the files are and when they were touched, so a corpus that
-    is moved or copied keeps its digest and one whose text changed does not. Hashing reads every
-    local file once (about a second per GB).
+    What the blocks cache is keyed by and what a resume checks. It ignores where the files are and when
+    they were touched, so a corpus that is moved, copied or spelled another way (``./x``, ``/abs/x``)
+    keeps its digest, and one whose text changed does not, even at the same size and modification
+    time. Hashing reads every local file once (about a second per GB); a Hub corpus is named by its
+    id, configuration, split and revision.
     """
     assert config.corpus is not None
     digest = hashlib.sha256()
