@@ -1,15 +1,23 @@
 # One command set for quality, locally and in CI.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The newest versions pyproject.toml allows, in a second environment: drift shows the day it is released.
+LATEST ?= .venv-latest
+LOCK := requirements/lock.txt
+# The CPU build of torch first, from this machine's disk: a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
 
-.PHONY: setup test lint types pytest distill-local distill-paper run-local run-paper
+.PHONY: setup test lint types pytest test-latest lock distill-local distill-paper run-local run-paper
 
-$(VENV)/.installed: pyproject.toml
+# The tested versions of every dependency (requirements/lock.txt), then the project itself without resolving again.
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip check
 	touch $@
 
 setup: $(VENV)/.installed
@@ -29,6 +37,24 @@ pytest: setup
 
 # Sets up, then runs lint, types and the test suite.
 test: lint types pytest
+
+# The smoke set (pytest -m smoke: distil, evaluate, export, report in a few steps) on the newest versions the
+# metadata allows, installed afresh each time; on failure it names the releases that differ from the lock.
+test-latest:
+	rm -rf $(LATEST)
+	python3 -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q $(TORCH)
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	@$(LATEST)/bin/python requirements/drift.py $(LOCK) $(LATEST)/bin/python
+	@$(LATEST)/bin/python -m pytest -m smoke -p no:cacheprovider || { \
+		echo "make test-latest: the smoke tests fail on the newest versions above (the lock's pass: make test)"; exit 1; }
+
+# Regenerates the lock from the newest versions, once the smoke set passes on them (then run make test).
+lock: test-latest
+	{ sed -n '/^# /p' $(LOCK); echo "$(TORCH)"; \
+	  $(LATEST)/bin/python -m pip freeze --exclude-editable | grep -v '^torch=='; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
 
 # The paper's experiment: dBERT-Base and -Tiny from mBERT on OSCAR Tagalog, evaluated on the three
 # Tagalog tasks, with the report (Hub and GPU).

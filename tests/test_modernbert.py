@@ -318,6 +318,7 @@ def test_a_modernbert_teacher_distils_both_families_which_fill_masks_fine_tune_a
         assert record["inputs"] == ["input_ids", "attention_mask"]
 
 
+@pytest.mark.smoke
 def test_a_modernbert_teacher_with_a_byte_fallback_bpe_goes_through_vocab_distill_evaluate_and_export(
     tmp_path: Path,
 ) -> None:

@@ -38,6 +38,7 @@ def test_every_supported_family_is_tested() -> None:
     assert sorted(FAMILIES) == sorted(SUPPORTED_FAMILIES)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("family", FAMILIES)
 def test_loads_frozen_in_eval_mode_with_the_requested_dtype(
     family: str, tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
@@ -51,6 +52,7 @@ def test_loads_frozen_in_eval_mode_with_the_requested_dtype(
     assert len(tokenizer) == model.config.vocab_size
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("family", FAMILIES)
 def test_head_at_masked_positions_equals_the_models_own_logits(
     family: str, tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path

@@ -30,6 +30,7 @@ def teacher(request: pytest.FixtureRequest, corpus: list[str]) -> PreTrainedToke
     return KINDS[request.param](multilingual(corpus))
 
 
+@pytest.mark.smoke
 def test_without_a_limit_every_line_of_the_corpus_segments_exactly(
     teacher: PreTrainedTokenizerFast, corpus: list[str]
 ) -> None:
