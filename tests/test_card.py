@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from transformers import AutoModel, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
 from monodistill.card import evaluation_section, render_card
@@ -71,6 +72,17 @@ def test_the_card_explains_a_degenerate_student(run_dir: Path, tiny_tokenizer: P
     assert f"tiny predicts the token `.` (id {period}) at 95% of masked positions" in card
     assert "a degenerate student" in card and "smoke-test budget" in card
     assert "validation metrics did not change between steps 30 and 60" in card
+
+
+def test_a_student_whose_mlm_head_is_never_trained_is_not_called_degenerate(
+    run_dir: Path, tiny_tokenizer: PreTrainedTokenizerFast
+) -> None:
+    settings = yaml.safe_load((run_dir / "config.yaml").read_text())  # resolved: every loss weight is there
+    settings["loss"] |= {"alpha_kl": 0.0, "alpha_mlm": 0.0, "alpha_hidden": 1.0, "alpha_attention": 1.0}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(settings))
+    write_validations(run_dir, [(30, 0.97), (60, 0.97)], token_id=tiny_tokenizer.convert_tokens_to_ids("."))
+    card = render_card(run_dir)
+    assert "degenerate" not in card and "tiny's masked-LM head is never trained" in card
 
 
 def test_card_of_an_experiment_folder_names_its_students(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

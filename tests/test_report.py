@@ -327,3 +327,24 @@ def test_a_degenerate_student_is_explained(experiment: Path, tmp_path: Path, tin
     write_records(run, [validation(30, 0.9, period), validation(60, 0.3, period)])
     write_report([experiment], tmp_path / "healthy")
     assert "a degenerate student" not in (tmp_path / "healthy" / "report.md").read_text()
+
+
+def test_a_student_whose_mlm_head_is_never_trained_is_not_called_degenerate(
+    experiment: Path, tmp_path: Path, tiny_tokenizer: Any
+) -> None:
+    # TinyBERT's recipe (hidden and attention MSE alone) never trains the MLM head: its fill-mask
+    # predictions mean nothing, so one token at most positions says nothing about the student.
+    run = experiment / "students" / "tiny"
+    tiny_tokenizer.save_pretrained(run / "student")
+    period = tiny_tokenizer.convert_tokens_to_ids(".")
+    write_records(run, [validation(30, 0.98, period), validation(60, 0.98, period)])
+    loss = "loss:\n  alpha_kl: 0\n  alpha_mlm: 0\n  alpha_hidden: 1\n  alpha_attention: 1\n"
+    (run / "config.yaml").write_text("student:\n  name: tiny\n  preset: tiny\n" + loss)
+    write_report([experiment], tmp_path / "head-untrained")
+    distillation = (tmp_path / "head-untrained" / "report.md").read_text().split("## Distillation")[1]
+    assert "degenerate" not in distillation
+    assert "masked-LM head is never trained" in distillation
+
+    (run / "config.yaml").write_text("student:\n  name: tiny\n  preset: tiny\nloss:\n  alpha_kl: 0\n")
+    write_report([experiment], tmp_path / "mlm-only")  # the MLM term alone trains the head: the note stays
+    assert "a degenerate student" in (tmp_path / "mlm-only" / "report.md").read_text()

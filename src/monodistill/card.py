@@ -3,7 +3,9 @@
 Parameters are counted as the evaluation summary and the report count them (the encoder with its
 embeddings, heads aside: ``evaluate.summary.encoder_parameter_counts``), so a model has one figure on
 every page. A student whose last validation predicts one token at most masked positions is called what
-it is, degenerate (``degenerate_note``, which the report's distillation table shows too).
+it is, degenerate; one whose loss never trains its MLM head (no logit or MLM term) is said to have
+fill-mask predictions that mean nothing instead (``validation_note``, which the report's distillation
+table shows too).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def build_model_card(
     section of downstream results (from ``evaluation_section``), if any; ``model_index`` the same results
     as Hub ``model-index`` entries (from ``model_index_results``). ``license`` is a Hub licence id; unset,
     the card says ``unknown`` and ``monodistill publish`` refuses it. ``note`` follows the validation
-    table (``degenerate_note``).
+    table (``validation_note``).
     """
     shape = resolve_shape(config.student)
     name = config.student.name or config.student.preset
@@ -264,10 +266,30 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def degenerate_note(student_dir: Path, records: list[dict[str, Any]], name: str) -> str | None:
-    """A plain word on a degenerate student, or None: one that, at its last validation, predicts one token
-    at more than ``DEGENERATE_SHARE`` of masked positions (the token decoded with the student's own
-    tokenizer), and whether its validation metrics stopped changing."""
+def mlm_head_trained(run_dir: Path) -> bool:
+    """Whether a distillation run's loss trains the student's MLM head: a logit or an MLM term in the
+    resolved ``config.yaml`` (a weight it leaves out has the default's value)."""
+    path = run_dir / "config.yaml"
+    settings = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    loss, defaults = settings.get("loss") or {}, LossConfig()
+    return any(float(loss.get(name, getattr(defaults, name))) > 0 for name in ("alpha_kl", "alpha_mlm"))
+
+
+def validation_note(run_dir: Path, records: list[dict[str, Any]], name: str) -> str | None:
+    """A plain word on what the last validation of a run says about its student, or None.
+
+    A student whose loss never trains its MLM head (TinyBERT's or TiME's recipe alone) predicts masked
+    tokens through a head left as it was initialised: its masked-token metrics mean nothing, and one
+    token at most positions is no sign of a degenerate student. Otherwise a degenerate student: one that
+    predicts one token at more than ``DEGENERATE_SHARE`` of masked positions (the token decoded with the
+    student's own tokenizer), and whether its validation metrics stopped changing.
+    """
+    if not mlm_head_trained(run_dir):
+        return (
+            f"{name}'s masked-LM head is never trained (its loss has no logit or MLM term): its masked-token "
+            "accuracy, agreement, KL and top prediction say nothing about the encoder, which fine-tuning uses."
+        )
+    student_dir = run_dir / ckpt.STUDENT_DIR
     validations = [record for record in records if record.get("split") == "validation"]
     last = validations[-1] if validations else {}
     share = last.get("student_top_prediction_share")
@@ -363,5 +385,5 @@ def render_card(
         results,
         model_index,
         license,
-        degenerate_note(student_dir, records, name),
+        validation_note(run_dir, records, name),
     )

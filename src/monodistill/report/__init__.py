@@ -6,7 +6,8 @@ Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation 
 - ``report.md``: which model is the teacher; the paper-style quality table (model x task, mean ± std
   over n seeds, the constant prediction's score below), the size table (one parameter count per model,
   its float32 size and the weight files with their dtype), the speed table with ratios to the first
-  model, the last validation of each distillation run (with a note on a degenerate student), and the figures;
+  model, the last validation of each distillation run (with a note on a degenerate student, or on one whose
+  MLM head is never trained), and the figures;
 - ``report.html``: the same as one self-contained page with the students' model-card summaries and the
   run settings (``page.py``);
 - ``results.csv`` and ``results.json``: the same numbers, a row per model and task;
@@ -27,7 +28,7 @@ from typing import Any
 
 from monodistill import checkpoint as ckpt
 from monodistill import runfolder
-from monodistill.card import degenerate_note
+from monodistill.card import validation_note
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.summary import distilled_source, format_summary, parameter_counts_of
 from monodistill.report.figures import model_colours, plot_cost, plot_distillation, plot_quality
@@ -96,11 +97,7 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     if runs:
         run_labels = dict(zip(runs, labels[: len(runs)], strict=True))
         records = {run_labels[run]: ckpt.read_metrics(run) for run in runs}
-        notes = [
-            note
-            for run in runs
-            if (note := degenerate_note(run / ckpt.STUDENT_DIR, records[run_labels[run]], run_labels[run]))
-        ]
+        notes = [note for run in runs if (note := validation_note(run, records[run_labels[run]], run_labels[run]))]
         sections += ["## Distillation", "", distillation_table(records), "", *[f"{note}\n" for note in notes]]
         plot_distillation(records, output / "distillation.png", colours)
         sections += ["![distillation curves](distillation.png)", ""]
