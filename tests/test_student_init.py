@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -161,6 +162,82 @@ def test_narrow_student_takes_every_weight_from_the_teacher(
     with torch.inference_mode():
         logits = student.eval()(input_ids=torch.randint(len(kept), (2, 12))).logits
     assert logits.shape == (2, 12, len(kept)) and torch.isfinite(logits).all()
+
+
+def teacher_streams(
+    teacher: PreTrainedModel, kept: torch.Tensor, sample: torch.Tensor | None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """What the reduction reads of the residual stream, computed here from its definition: (N, H_t) stream
+    states (with a sample, the first layer's input and every layer's output on it; data-free, the kept
+    word-embedding rows as they enter the stream) and, by teacher LayerNorm, (N, D) inputs of that norm
+    (data-free: the same rows for every norm)."""
+    rows = teacher.get_input_embeddings().weight.detach().double()[kept]
+    project = getattr(teacher.base_model, "embeddings_project", None)
+    if project is not None:  # ELECTRA's factorised embeddings enter the stream through a projection
+        rows = rows @ project.weight.detach().double().T + project.bias.detach().double()
+    norms = {name: module for name, module in teacher.named_modules() if isinstance(module, torch.nn.LayerNorm)}
+    if sample is None:
+        return rows, dict.fromkeys(norms, rows)
+    inputs: dict[str, list[torch.Tensor]] = {name: [] for name in norms}
+    handles = [
+        module.register_forward_pre_hook(lambda _, args, name=name: inputs[name].append(args[0].flatten(0, 1)))
+        for name, module in norms.items()
+    ]
+    try:
+        with torch.inference_mode():
+            states = teacher.eval()(input_ids=sample, output_hidden_states=True).hidden_states
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(states) == teacher.config.num_hidden_layers + 1  # the embeddings' output, then every layer's
+    stream = torch.cat([state.flatten(0, 1) for state in states]).double()
+    return stream, {name: torch.cat(values).double() for name, values in inputs.items() if values}
+
+
+@pytest.mark.parametrize("with_sample", [True, False], ids=["sample", "data-free"])
+@pytest.mark.parametrize("name", NARROW_FAMILIES)
+def test_narrow_layernorms_are_the_teachers_reduced(
+    name: str, with_sample: bool, tiny_tokenizer: PreTrainedTokenizerFast
+) -> None:
+    """gamma_s[j] = s * sum_i P[i, j]^2 gamma_t[i] and beta_s = P^T beta_t (student.narrow), with
+    s = r * sqrt(H_t / H_s), r^2 the mean share of the norm's centred input direction that P keeps; each
+    computed here from the teacher's weights (and activations), checked on every student LayerNorm."""
+    teacher = build_tiny_teacher(name, len(tiny_tokenizer), tiny_tokenizer.pad_token_id)  # 4L, 32H, 4 heads, 64I
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # gains and shifts of their own: at (1, 0), P^T gamma and many wrong rules agree
+        for module in teacher.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.copy_(1 + 0.5 * torch.randn(module.weight.shape, generator=generator))
+                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=generator))
+    kept = torch.tensor([0, 1, 2, 3, 4, *range(10, 60)])
+    sample = torch.randint(5, len(tiny_tokenizer), (8, 24), generator=generator) if with_sample else None
+    student = build_student(narrow(hidden=24), teacher, vocab_ids=kept, sample_ids=sample)
+    stream, norm_inputs = teacher_streams(teacher, kept, sample)
+    basis = stream_basis(stream.T @ stream / len(stream), 24)  # P (32, 24)
+    if name != "electra":  # P is the basis the student was built with: its embeddings are E P
+        expected = teacher.get_input_embeddings().weight.detach().double()[kept] @ basis
+        assert torch.allclose(student.get_input_embeddings().weight.double(), expected, atol=1e-5)
+    modules = dict(teacher.named_modules())
+    checked = 0
+    for student_name, module in student.named_modules():
+        if not isinstance(module, torch.nn.LayerNorm):
+            continue
+        # The 2-layer student takes the teacher's first and last layers.
+        source = re.sub(r"\.layer\.(\d+)\.", lambda match: f".layer.{[0, 3][int(match[1])]}.", student_name)
+        gamma, beta = modules[source].weight.detach().double(), modules[source].bias.detach().double()
+        if gamma.shape != (32,):  # ELECTRA's norms of its 16-wide factorised embeddings: taken as they are
+            expected_gamma, expected_beta = gamma, beta
+        else:
+            inputs = norm_inputs[source]
+            centred = inputs - inputs.mean(dim=-1, keepdim=True)
+            direction = centred / centred.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # the padding row: none
+            kept_share = torch.trace(basis.T @ (direction.T @ direction / len(direction)) @ basis)
+            scale = (kept_share * 32 / 24).sqrt()
+            expected_gamma, expected_beta = scale * (basis**2).T @ gamma, basis.T @ beta
+        assert torch.allclose(module.weight.double(), expected_gamma, atol=1e-5), student_name
+        assert torch.allclose(module.bias.double(), expected_beta, atol=1e-5), student_name
+        checked += 1
+    assert checked == 6  # the embeddings', two in each layer, the MLM head's
 
 
 def test_a_narrower_feed_forward_alone_keeps_the_rest_exact(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
