@@ -153,8 +153,15 @@ def test_each_term_trains_what_it_reads_and_nothing_else_is_computed() -> None:
 
 
 def test_default_layer_map_is_tinyberts() -> None:
+    # TinyBERT's uniform map g(m) = m * N / M, the embeddings (0) to the embeddings, where M divides N.
     assert default_layer_map(4, 12) == [(0, 0), (1, 3), (2, 6), (3, 9), (4, 12)]
     assert default_layer_map(2, 4) == [(0, 0), (1, 2), (2, 4)]
+    # Where it does not, the teacher layer nearest m * N / M, the last to the last. 4 from 6: 1.5, 3, 4.5,
+    # 6; a tie goes to the even layer, so the map reads the same from either end (0, 2, 3, 4, 6), where
+    # flooring (1, 3, 4, 6) or rounding half up (2, 3, 5, 6) would lean to one end, and TinyBERT's code,
+    # N // M layers per block (1, 2, 3, 4), would leave the teacher's last two layers untaught.
+    assert default_layer_map(4, 6) == [(0, 0), (1, 2), (2, 3), (3, 4), (4, 6)]
+    assert default_layer_map(3, 4) == [(0, 0), (1, 1), (2, 3), (3, 4)]  # 1.33, 2.67, 4: no tie
 
 
 TINY = ["student.hidden_size=16", "student.num_heads=2"]
