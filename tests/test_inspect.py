@@ -10,11 +10,17 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerFast
 
+from monodistill import inspection
 from monodistill.cli import main
+from monodistill.config import DataConfig, TrainConfig
+from monodistill.data.batches import BatchStream, MaskedBatch, Masking
+from monodistill.data.blocks import build_blocks
+from monodistill.distill.teacher_pass import TeacherOutputs, TeacherPass
 from monodistill.evaluate.summary import encoder_counts
+from monodistill.losses import Needs
 from monodistill.vocab import trim_vocabulary
 
-from .conftest import save_teacher
+from .conftest import build_tiny_teacher, save_teacher
 
 
 @pytest.fixture
@@ -94,3 +100,49 @@ def test_inspect_bad_input_is_one_line(corpus_file: Path, tmp_path: Path, capsys
     argv = ["inspect", "--teacher", str(tmp_path), "--corpus", str(corpus_file), "--sample-blocks", "0"]
     assert main(argv) == 2
     assert "--sample-blocks must be >= 1" in capsys.readouterr().err
+
+
+def test_inspect_masks_the_held_out_blocks_as_distillations_validation_does(
+    tiny_tokenizer: PreTrainedTokenizerFast, corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random replacements come from the embedding's rows (as in distillation), not from the tokenizer's length:
+    here the embedding has three times as many rows as the tokenizer has tokens (padded, as many models are)."""
+    monkeypatch.setenv("MONODISTILL_CACHE", str(tmp_path / "cache"))
+    rows = 3 * len(tiny_tokenizer)
+    model = build_tiny_teacher("bert", rows, tiny_tokenizer.pad_token_id)
+    model.save_pretrained(tmp_path / "padded")
+    tiny_tokenizer.save_pretrained(tmp_path / "padded")
+    seen: list[torch.Tensor] = []
+
+    class Recording(TeacherPass):
+        def __call__(self, batch: MaskedBatch, needs: Needs) -> TeacherOutputs:
+            seen.append(batch.input_ids.clone())
+            return super().__call__(batch, needs)
+
+    monkeypatch.setattr(inspection, "TeacherPass", Recording)
+    (result,) = inspection.inspect_teachers([str(tmp_path / "padded")], str(corpus_file), sample_blocks=4)
+
+    # What the distillation of this teacher validates on: its blocks, masked over the teacher's vocab_size.
+    data = DataConfig(corpus=str(corpus_file), max_seq_length=64, validation_fraction=0.1, max_validation_blocks=4)
+    special_ids = torch.tensor(sorted(set(tiny_tokenizer.all_special_ids)))
+    masking = Masking(special_ids, tiny_tokenizer.mask_token_id, model.config.vocab_size, data.mlm_probability)
+    stream = BatchStream(build_blocks(data, tiny_tokenizer, seed=42), masking, TrainConfig(batch_size=16, seed=42))
+    validation = stream.validation()
+    assert len(seen) == len(validation) and result.masked_tokens == sum(len(b.targets) for b in validation)
+    for inspected, validated in zip(seen, validation, strict=True):
+        assert torch.equal(inspected, validated.input_ids)
+    assert max(int(batch.max()) for batch in seen) >= len(tiny_tokenizer)  # a replacement past the tokenizer
+
+
+def test_inspect_refuses_held_out_blocks_with_nothing_to_mask_in_one_line(
+    tiny_teacher_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Zero-width spaces are words to str.split but no piece to the tokenizer: every block is [CLS] [SEP] ..."""
+    monkeypatch.setenv("MONODISTILL_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "blank.txt"
+    corpus.write_text("\n".join(["\u200b \u200b"] * 2000) + "\n")
+    argv = ["inspect", "--teacher", str(tiny_teacher_dir), "--corpus", str(corpus), "--output", str(tmp_path / "out")]
+    assert main([*argv, "--sample-blocks", "4"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "nothing to mask" in error, error
+    assert not (tmp_path / "out" / "inspect.json").exists()

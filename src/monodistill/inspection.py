@@ -11,9 +11,10 @@ For each teacher, on the target-language corpus:
   trimmed vocabulary (the encoder with its embeddings, heads aside, as the report counts them);
 - **knowledge of the language**: masked-token accuracy and masked-LM perplexity (exp of the mean
   cross-entropy at the masked positions) on held-out blocks, masked as distillation's validation masks
-  them (15%, 80/10/10, seeded per block). This is the masked-LM perplexity, not the pseudo-perplexity
-  of Salazar et al. (2020) that masks one token at a time (a forward pass per token: 128 times the
-  cost); both measure how well the teacher predicts the language's tokens.
+  them (``data.mlm_probability``, 80/10/10, seeded per block, random replacements drawn from the
+  embedding's rows, which may outnumber the tokenizer's tokens). This is the masked-LM perplexity, not
+  the pseudo-perplexity of Salazar et al. (2020) that masks one token at a time (a forward pass per
+  token: 128 times the cost); both measure how well the teacher predicts the language's tokens.
 
 Accuracy and perplexity are per token of each teacher's own segmentation, so a tokenizer that cuts
 words into more, shorter pieces predicts more easily: the recommendation weighs accuracy, and the
@@ -27,7 +28,7 @@ import math
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import AutoModelForMaskedLM, PreTrainedModel
@@ -133,11 +134,23 @@ def inspect_teachers(
 def held_out_accuracy(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DataConfig
 ) -> tuple[float, float, int, int]:
-    """Masked-token accuracy and masked-LM perplexity on the held-out blocks; and how many blocks and tokens."""
+    """Masked-token accuracy and masked-LM perplexity on the held-out blocks; and how many blocks and tokens.
+
+    Raises:
+        MonodistillError: a held-out block holds nothing but special tokens, so nothing in it can be masked.
+    """
     blocks = build_blocks(data, tokenizer, seed=0)
-    masking = Masking(
-        torch.tensor(sorted(set(tokenizer.all_special_ids))), tokenizer.mask_token_id, len(tokenizer), 0.15
-    )
+    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    # As distillation masks: replacements drawn over the teacher's embedding rows (its config.vocab_size).
+    rows = cast(torch.nn.Embedding, model.get_input_embeddings()).num_embeddings
+    masking = Masking(special_ids, tokenizer.mask_token_id, rows, data.mlm_probability)
+    held_out = blocks.validation[:]["input_ids"]  # (blocks, T)
+    empty = int(torch.isin(held_out, special_ids).all(dim=1).sum())
+    if empty:
+        raise MonodistillError(
+            f"{model.name_or_path}: {empty} of the {len(held_out)} held-out blocks of {data.corpus} hold only "
+            "special tokens, nothing to mask: the corpus has too little text this tokenizer keeps"
+        )
     stream = BatchStream(blocks, masking, TrainConfig(batch_size=16))
     teacher = TeacherPass(model, None, torch.device("cpu"))
     correct, loss, tokens = 0, 0.0, 0
@@ -149,6 +162,8 @@ def held_out_accuracy(
             loss += float(torch.nn.functional.cross_entropy(logits, batch.targets, reduction="sum"))
             tokens += len(batch.targets)
             bar.update(1)
+    if tokens == 0:  # every block has an ordinary token and the masker selects one in each; kept as a guard
+        raise MonodistillError(f"{model.name_or_path}: no held-out token was masked, nothing to mask")
     perplexity = math.exp(loss / tokens) if loss / tokens < 700 else math.inf  # beyond a float's range
     return correct / tokens, perplexity, len(blocks.validation), tokens
 

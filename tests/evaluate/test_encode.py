@@ -7,6 +7,7 @@ from typing import Any
 import datasets
 import numpy as np
 import pytest
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from monodistill.config import EvaluateConfig
@@ -15,6 +16,7 @@ from monodistill.evaluate.finetune import coverage_report, score, tokenize_task
 from monodistill.evaluate.metrics import token_metrics
 from monodistill.evaluate.tasks import Task
 
+from ..bpe_tokenizers import byte_level_bpe, sentencepiece_bpe
 from ..conftest import make_lines, shared_dir
 
 ZWSP = "\u200b"
@@ -169,3 +171,75 @@ def test_share_budget_matches_longest_first() -> None:
     assert share_budget(3, 4, 10) == (3, 4)
     assert share_budget(3, 40, 10) == (3, 7)  # only the longer gives up pieces
     assert share_budget(40, 30, 11) == (6, 5)  # both long: halves, the extra piece to the longer
+
+
+# --- word tasks see each word's pieces as running text has them, for every tokenizer kind ---
+
+
+def unigram_tokenizer(lines: list[str]) -> PreTrainedTokenizerFast:
+    """XLM-R style: SentencePiece Unigram, ``▁`` marking a word start through the Metaspace pre-tokenizer."""
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    unigram = Tokenizer(models.Unigram())
+    unigram.normalizer = normalizers.NFKC()
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    unigram.decoder = decoders.Metaspace()
+    unigram.train_from_iterator(
+        lines, trainers.UnigramTrainer(vocab_size=300, special_tokens=specials, unk_token="<unk>")
+    )
+    unigram.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=unigram, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+    )  # fmt: skip
+
+
+@pytest.fixture(
+    scope="module", params=["wordpiece", "unigram", "byte-level", "sentencepiece", "sentencepiece-no-prefix"]
+)
+def any_tokenizer(request: pytest.FixtureRequest, tiny_tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    """Each tokenizer kind the project supports: BERT, XLM-R, GPT-2/RoBERTa/ModernBERT, SentencePiece BPE with
+    byte fallback with a dummy prefix (Llama) and without one (Gemma, mmBERT: only spaces become ``▁``)."""
+    lines = make_lines(600, seed=1)
+    if request.param == "wordpiece":
+        return tiny_tokenizer
+    if request.param == "unigram":
+        return unigram_tokenizer(lines)
+    if request.param == "byte-level":
+        return byte_level_bpe(lines)
+    # Trained word by word, as SentencePiece splits by whitespace: no piece runs across a space (Gemma's have none).
+    tokenizer = sentencepiece_bpe([word for line in lines for word in line.split()])
+    if request.param == "sentencepiece-no-prefix":
+        tokenizer.backend_tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    return tokenizer
+
+
+def running_text_words(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> list[list[str]]:
+    """The pieces of ``words`` joined by spaces, cut where a word starts: at a piece that is no ``##`` suffix
+    (WordPiece), or at a ``Ġ`` or ``▁`` word-start marker (the others)."""
+    pieces = tokenizer.convert_ids_to_tokens(tokenizer(" ".join(words), add_special_tokens=False)["input_ids"])
+    wordpiece = any(piece.startswith("##") for piece in tokenizer.get_vocab())
+    grouped: list[list[str]] = []
+    for index, piece in enumerate(pieces):
+        starts = not piece.startswith("##") if wordpiece else piece.startswith(("Ġ", "▁"))
+        if index == 0 or starts:
+            grouped.append([])
+        grouped[-1].append(piece)
+    return grouped
+
+
+def test_each_words_pieces_are_those_of_running_text(any_tokenizer: PreTrainedTokenizerFast) -> None:
+    sentences = [line.rstrip(".").split() + ["."] for line in make_lines(12, seed=7)]
+    sentences.append(["Ang", "bata", "ay", "naglalaro", "."])
+    tags = [[NER_LABELS[index % len(NER_LABELS)] for index in range(len(words))] for words in sentences]
+    data = tokenize_task(ner_task(list(zip(sentences, tags, strict=True))), any_tokenizer, max_length=128)
+    index = {label: i for i, label in enumerate(NER_LABELS)}
+    for words, sentence_tags, row in zip(sentences, tags, data["test"], strict=True):
+        assert row["input_ids"] == any_tokenizer(" ".join(words))["input_ids"]
+        pieces = any_tokenizer.convert_ids_to_tokens(row["input_ids"])
+        word_ids = row["word_ids"]
+        by_word = [[p for p, w in zip(pieces, word_ids, strict=True) if w == k] for k in range(len(words))]
+        assert by_word == running_text_words(any_tokenizer, words)
+        # The label sits on each word's first piece, -100 everywhere else.
+        first_pieces = [word_ids.index(k) for k in range(len(words))]
+        assert [row["labels"][position] for position in first_pieces] == [index[tag] for tag in sentence_tags]
+        assert all(label == -100 for p, label in enumerate(row["labels"]) if p not in first_pieces)

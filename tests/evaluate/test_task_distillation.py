@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,10 @@ from transformers import (
     AutoModelForMaskedLM,
     BertConfig,
     BertForSequenceClassification,
+    DataCollatorForTokenClassification,
     PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaForTokenClassification,
     TrainingArguments,
 )
 
@@ -26,8 +31,10 @@ from monodistill.evaluate.distil import (
     TeacherCollator,
     TeacherLogits,
     align_targets,
+    predict_teacher,
     task_distillation_loss,
 )
+from monodistill.evaluate.encode import Encoder
 from monodistill.evaluate.finetune import finetune
 from monodistill.evaluate.tasks import load_task
 
@@ -126,6 +133,35 @@ def test_teacher_logits_go_on_the_students_first_piece_of_the_same_word() -> Non
     assert batch["teacher_mask"][0].tolist() == [False, True] + [False] * 5  # padded as the labels are
     assert batch["teacher_mask"][1].tolist() == targets.mask[0].tolist()
     assert batch["teacher_logits"][0, 1].tolist() == [1.0, 0.0]
+
+
+def test_a_left_padding_teachers_word_logits_are_those_of_each_sentence_alone(
+    tiny_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    left = copy.deepcopy(tiny_tokenizer)
+    left.padding_side = "left"
+    # RoBERTa counts positions past the padding, so a left-padded sentence gets the logits it has alone.
+    config = RobertaConfig(
+        vocab_size=len(left), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=66, pad_token_id=left.pad_token_id, num_labels=3,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = RobertaForTokenClassification(config).eval().requires_grad_(False)
+    sentences = [line.split() for line in make_lines(6, seed=11)]
+    rows = Encoder(left, 64)(sentences, words=True)
+    split = datasets.Dataset.from_dict({"input_ids": rows["input_ids"], "attention_mask": rows["attention_mask"]})
+    assert len({len(ids) for ids in rows["input_ids"]}) > 1  # batches are padded
+    collator = DataCollatorForTokenClassification(left)
+    num_words = [len(words) for words in sentences]
+
+    def predict(batch_size: int) -> TeacherLogits:
+        settings = EvaluateConfig(eval_batch_size=batch_size)
+        return predict_teacher(model, split, collator, settings, rows["word_ids"], num_words)
+
+    batched, alone = predict(len(sentences)), predict(1)
+    assert batched.seen is not None and all(seen.all() for seen in batched.seen)
+    for padded, unpadded in zip(batched.logits, alone.logits, strict=True):
+        np.testing.assert_allclose(padded, unpadded, atol=1e-5)
 
 
 def test_with_alpha_one_the_student_follows_the_teacher_not_the_gold_labels(

@@ -93,7 +93,8 @@ def predict_teacher(
 ) -> TeacherLogits:
     """The frozen, fine-tuned ``model``'s logits over ``split`` (model inputs only), under evaluate.mixed_precision.
 
-    Token tasks (``word_ids`` and ``num_words`` given) keep each word's logits at its first piece.
+    Token tasks (``word_ids`` and ``num_words`` given) keep each word's logits at its first piece, read
+    past the padding the collator put before the pieces when its tokenizer pads on the left.
     """
     start = time.perf_counter()
     device = next(model.parameters()).device
@@ -108,12 +109,14 @@ def predict_teacher(
     if word_ids is None or num_words is None:
         return TeacherLogits(logits, None, seconds)
     rows, seen = [], []
+    left = _pads_left(collator)
     for piece_logits, pieces, words in zip(logits, word_ids, num_words, strict=True):
         row = np.zeros((words, piece_logits.shape[-1]), dtype=np.float32)  # (W, C)
         have = np.zeros(words, dtype=bool)
+        padding = len(piece_logits) - len(pieces) if left else 0  # the batch's longest example has none
         for position, word in enumerate(pieces):
             if word is not None and not have[word]:
-                row[word], have[word] = piece_logits[position], True
+                row[word], have[word] = piece_logits[padding + position], True
         rows.append(row)
         seen.append(have)
     return TeacherLogits(rows, seen, seconds)
@@ -173,13 +176,18 @@ class TeacherCollator:
         length = batch["labels"].shape[1]
         padded = torch.zeros(len(rows), length, logits[0].shape[-1])  # (B, T, C)
         mask = torch.zeros(len(rows), length, dtype=torch.bool)  # (B, T)
-        left = getattr(getattr(self.collator, "tokenizer", None), "padding_side", "right") == "left"
+        left = _pads_left(self.collator)
         for index, (row, values) in enumerate(zip(rows, logits, strict=True)):
             pieces = slice(length - len(values), length) if left else slice(0, len(values))
             padded[index, pieces] = torch.from_numpy(values)
             mask[index, pieces] = torch.from_numpy(self.targets.mask[row])
         batch["teacher_logits"], batch["teacher_mask"] = padded, mask
         return batch
+
+
+def _pads_left(collator: Any) -> bool:
+    """Whether ``collator`` pads before the pieces: its tokenizer's ``padding_side`` (transformers' collators)."""
+    return getattr(getattr(collator, "tokenizer", None), "padding_side", "right") == "left"
 
 
 def task_distillation_loss(

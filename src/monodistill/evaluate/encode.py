@@ -7,13 +7,21 @@ pieces: what transformers' truncation keeps), its ``tail``, or ``head+tail``: th
 the last three quarters of its budget (128 + 382 of 510 pieces, which Sun et al. 2019 found best on
 long news for classification).
 
-Word tasks map pieces to words through the tokenizer's ``word_ids()`` only. A word is predicted at
-its first piece; a word with no piece (a zero-width space, which mBERT's normaliser deletes) or
-whose pieces were all cut off gets the fill label, and the words after it keep their own.
+Word tasks encode each sentence's words joined by single spaces, as one text, so every word gets the
+pieces it has in running text: encoded alone, a word after the first would lose its word-start
+marker under byte-level BPE (``Ġbata``: RoBERTa, GPT-2, ModernBERT) and SentencePiece without a dummy
+prefix (``▁bata``: Gemma, mmBERT). transformers' ``is_split_into_words`` does not help: it encodes
+words apart and adds the marker only where a tokenizer says ``add_prefix_space``. A piece belongs to
+the word its character span starts in; one that starts in the space before a word (a lone ``▁`` or
+``Ġ``) to that next word. A word is predicted at its first piece; a word with no piece (a zero-width
+space, which mBERT's normaliser deletes; a word a piece across the space swallowed, which tokenizers
+trained without splitting on whitespace can have) or whose pieces were all cut off gets the fill
+label, and the words after it keep their own.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Sequence
 from typing import Any
@@ -68,7 +76,8 @@ class Encoder:
         """
         if words and second is not None:
             raise ValueError("word lists come one per example, not in pairs")
-        firsts = self.backend.encode_batch(list(first), is_pretokenized=words, add_special_tokens=False)
+        texts = [" ".join(example) for example in first] if words else list(first)
+        firsts = self.backend.encode_batch(texts, add_special_tokens=False)
         seconds: list[Encoding | None] = [None] * len(firsts)
         if second is not None:
             seconds = list(self.backend.encode_batch(list(second), add_special_tokens=False))
@@ -79,7 +88,9 @@ class Encoder:
         for encoding, pair, example in zip(firsts, seconds, first, strict=True):
             lengths = (len(encoding), None if pair is None else len(pair))
             kept = share_budget(*lengths, budget)
-            present = {word for word in encoding.word_ids if word is not None}
+            word_ends = _word_ends(example) if words else []
+            # The words with a piece, read before the cut changes the encoding in place.
+            present = {word for word in piece_words(encoding, word_ends) if word is not None} if words else set()
             cut_first = cut(encoding, kept[0], self.truncation)
             cut_pair = None if pair is None or kept[1] is None else cut(pair, kept[1], self.truncation)
             merged = self.backend.post_process(cut_first, cut_pair, add_special_tokens=True)
@@ -87,11 +98,33 @@ class Encoder:
                 rows[name].append(getattr(merged, INPUT_FIELDS[name]))
             rows["truncated"].append(kept != lengths)
             if words:
-                word_ids = merged.word_ids
+                word_ids = piece_words(merged, word_ends)
                 rows["word_ids"].append(word_ids)
                 rows["words_cut"].append(len(present - set(word_ids)))
                 rows["words_without_pieces"].append(len(example) - len(present))
         return rows
+
+
+def piece_words(encoding: Encoding, word_ends: Sequence[int]) -> list[int | None]:
+    """Each piece's word, None on special tokens: the first word that ends after the piece starts.
+
+    ``word_ends`` are the words' end offsets in the text they were joined into, in order. A piece that
+    starts in the space before a word goes to that word; one past the last word's end, to the last word.
+    """
+    last = len(word_ends) - 1
+    return [
+        None if sequence is None else min(bisect.bisect_right(word_ends, start), last)
+        for (start, _), sequence in zip(encoding.offsets, encoding.sequence_ids, strict=True)
+    ]
+
+
+def _word_ends(words: Sequence[str]) -> list[int]:
+    """Where each word ends in ``" ".join(words)``."""
+    ends, position = [], -1
+    for word in words:
+        position += 1 + len(word)
+        ends.append(position)
+    return ends
 
 
 def share_budget(first: int, second: int | None, budget: int) -> tuple[int, int | None]:
