@@ -54,6 +54,24 @@ def test_a_bar_in_a_log_writes_a_plain_line_at_most_every_interval_and_the_last(
     assert lines[-1].startswith("counting tokens: 100%") and "100/100" in lines[-1]
 
 
+def test_time_spent_paused_does_not_enter_the_rate_or_the_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 steps of 4 s, then 2 minutes of validation: 30 steps left at 4 s each are 2 minutes, not 6."""
+    clock = FakeClock()
+    monkeypatch.setattr("tqdm.std.time", clock)
+    with progress.progress_bar(total=60, desc="distilling", unit="step", file=io.StringIO()) as bar:
+        for _ in range(30):
+            clock.now += 4
+            bar.update(1)
+        with bar.paused():
+            clock.now += 120
+        clock.now += 4
+        bar.update(1)
+        shown = bar.format_dict
+        left = (shown["total"] - shown["n"]) / (shown["rate"] or shown["n"] / shown["elapsed"])
+        assert left == pytest.approx(29 * 4)
+        assert shown["elapsed"] == pytest.approx(31 * 4 + 120)  # the wall time since the start stays
+
+
 def test_a_transient_bar_in_a_log_is_silent_unless_it_runs_longer_than_the_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -37,6 +37,7 @@ class Progress(tqdm):
         self.interval = LINE_INTERVAL if interval is None else interval
         self.printed_n: float | None = None
         self.printed_at = -math.inf
+        self.paused_seconds = 0.0  # time in ``paused`` blocks, left out of the rate
         if self.lines:
             kwargs["ncols"] = 0  # tqdm's "statistics only": no bar characters in a log
             kwargs["dynamic_ncols"] = False
@@ -65,6 +66,28 @@ class Progress(tqdm):
                 self._write_line()
             self.leave = False  # the line is written: tqdm's close adds no newline and no erasing
         super().close()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time the block takes (a validation between two steps) out of the rate, so out of the ETA.
+
+        The bar's rate is its units over its elapsed time (``smoothing=0``: one slow step does not throw
+        the ETA), which would count the block as training time. The elapsed time shown stays the wall time.
+        """
+        started = self._time()
+        try:
+            yield
+        finally:
+            self.paused_seconds += self._time() - started
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        shown = dict(super().format_dict)
+        # smoothing=0 leaves the rate to format_meter: units over the elapsed time. Here over the unpaused time.
+        active = shown["elapsed"] - self.paused_seconds
+        if shown["rate"] is None and active > 0 and shown["n"] > shown["initial"]:
+            shown["rate"] = (shown["n"] - shown["initial"]) / active
+        return shown
 
     def _write_line(self) -> None:
         self.fp.write(f"{self}\n")
