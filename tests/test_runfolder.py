@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerFast
 from monodistill import runfolder
 from monodistill.checkpoint import MANIFEST_FILE, list_checkpoints, read_metrics
 from monodistill.cli import main
+from monodistill.errors import MonodistillError
 
 from .conftest import REPO_ROOT, save_teacher, write_keyword_task
 from .test_distill import args, assert_same_weights, poison_loss, stop_at
@@ -73,6 +74,90 @@ def test_evaluate_holds_its_output_folder(
     with runfolder.claim(out):
         assert main(argv) == 2
     assert f"{out} is in use by pid {os.getpid()}" in one_error_line(capsys)
+
+
+REFUSAL_TIMER = """
+import sys, time
+from monodistill.cli import main
+started = time.monotonic()
+code = main(sys.argv[1:])
+print(f"main took {time.monotonic() - started:.3f} s")
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("command", ["distill", "run", "evaluate"])
+def test_a_second_writer_is_refused_at_once(
+    command: str, tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """Refused before the command imports what it trains with (which alone takes seconds): in under 2 s."""
+    busy = tmp_path / "busy"
+    experiment = tmp_path / "experiment.yaml"
+    task = write_keyword_task(tmp_path)
+    experiment.write_text(f"teacher:\n  name_or_path: {tiny_teacher_dir}\nevaluate:\n  tasks: [{task}]\n")
+    argv = {
+        "distill": args(tiny_teacher_dir, corpus_file, busy, cache_dir, 2),
+        "run": ["run", "--config", str(experiment), "--output", str(busy)],
+        "evaluate": ["evaluate", "--model", str(tiny_teacher_dir), "--task", str(task), "--output", str(busy)],
+    }[command]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    with runfolder.claim(busy):
+        result = subprocess.run(
+            [sys.executable, "-c", REFUSAL_TIMER, *argv], env=env, capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{busy} is in use by pid {os.getpid()}; wait for it to finish" in result.stderr
+    seconds = float(result.stdout.split("main took ")[1].split()[0])
+    assert seconds < 2, f"the refusal took {seconds:.1f} s"
+
+
+def fake_folder(folder: Path, *entries: str) -> Path:
+    """A folder holding ``entries`` (a name with a suffix is a file), as a command would have left them."""
+    folder.mkdir(parents=True)
+    for name in entries:
+        (folder / name).write_text("{}\n") if "." in name else (folder / name).mkdir()
+    return folder
+
+
+def test_no_command_writes_into_another_commands_folder(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    distill_config = f"teacher:\n  name_or_path: {tiny_teacher_dir}\nstudent:\n  preset: custom\n"
+    distilled = fake_folder(tmp_path / "distilled", "checkpoints", "student", "metrics.jsonl")
+    (distilled / "config.yaml").write_text(distill_config)
+    evaluated = fake_folder(tmp_path / "evaluated", "config.yaml", "results", "summary.json")
+    experiment = fake_folder(tmp_path / "experiment", "config.yaml", "students", "evaluate")
+    started_only = fake_folder(tmp_path / "started-only")  # a run killed before it wrote more than its config
+    (started_only / "config.yaml").write_text(distill_config)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"teacher:\n  name_or_path: {tiny_teacher_dir}\nstudents:\n  - preset: dbert-tiny\n")
+
+    def evaluate(output: Path) -> list[str]:
+        return ["evaluate", "--model", str(tiny_teacher_dir), "--task", "x.yaml", "--output", str(output)]
+
+    refusals = [
+        (evaluate(distilled), "distillation run", "an evaluation"),
+        (["run", "--config", str(sweep), "--output", str(distilled)], "distillation run", "an experiment"),
+        (["run", "--config", str(sweep), "--output", str(started_only)], "distillation run", "an experiment"),
+        (evaluate(experiment), "experiment", "an evaluation"),
+        (args(tiny_teacher_dir, corpus_file, experiment, cache_dir, 2), "experiment", "a distillation run"),
+        ([*args(tiny_teacher_dir, corpus_file, evaluated, cache_dir, 2), "--overwrite"], "evaluation", "a distill"),
+        (["distill", "--config", str(sweep), "--output", str(evaluated)], "evaluation", "an experiment"),
+    ]
+    for argv, held, written in refusals:
+        assert main(argv) == 2, argv
+        line = one_error_line(capsys)
+        assert f"is a{'n' if held[0] in 'ae' else ''} {held} folder (it holds " in line, line
+        assert f"this command writes {written}" in line and line.endswith("choose another --output"), line
+    assert main(evaluate(distilled)) == 2
+    assert f"{distilled} is a distillation run folder (it holds checkpoints, student, metrics.jsonl)" in (
+        one_error_line(capsys)
+    )
+    assert (distilled / "config.yaml").read_text() == distill_config
+    assert sorted(path.name for path in evaluated.iterdir()) == ["config.yaml", "results", "summary.json"]
+    # The claim checks too, for stages called from Python.
+    with pytest.raises(MonodistillError, match="is an evaluation folder"), runfolder.claim(evaluated, "experiment"):
+        pass
 
 
 # --- 2. a fresh run never appends to an old one ---

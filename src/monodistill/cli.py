@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from monodistill import __version__, progress
+from monodistill import __version__, progress, runfolder
 from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, lists_students, load_config
 from monodistill.errors import Interrupted, MonodistillError, Stopped, command_to_resume, record_command
 
@@ -72,29 +72,34 @@ def distill(
         "output_dir": output,
     }
     if lists_students(config):
-        from monodistill.pipeline import distil_experiment
-
         if student is not None:
             raise MonodistillError(f"--student {student}: {config} lists its students; give one or the other")
         sweep = load_config(ExperimentConfig, config, overrides, updates)
-        _check_resumable_folder(sweep.output_dir, resume)
+        _check_output_folder(sweep.output_dir, runfolder.EXPERIMENT, resume)
+        from monodistill.pipeline import distil_experiment
+
         distil_experiment(sweep, resume=resume, overwrite=overwrite)
         return Path(sweep.output_dir or ".") / "students"
 
+    cfg = load_config(DistillConfig, config, overrides, {**updates, "student": {"preset": student}})
+    _check_output_folder(cfg.output_dir, runfolder.DISTILLATION_RUN, resume)
     from monodistill.recipe import run_distillation
 
-    cfg = load_config(DistillConfig, config, overrides, {**updates, "student": {"preset": student}})
-    _check_resumable_folder(cfg.output_dir, resume)
     return run_distillation(cfg, resume=resume, overwrite=overwrite)
 
 
-def _check_resumable_folder(output: str | None, resume: bool) -> None:
-    """``--resume`` of a folder that does not exist is a typo, not a fresh start."""
-    if resume and output and not Path(output).exists():
+def _check_output_folder(output: str | None, kind: str, resume: bool = False) -> None:
+    """Refuse at once, before the stage's libraries are imported, an output folder the command cannot write:
+    another process's, another command's (``runfolder.check_free``), or with ``--resume`` one that does not
+    exist (a typo, not a fresh start)."""
+    if not output:
+        return
+    if resume and not Path(output).exists():
         raise MonodistillError(
             f"nothing to resume in {output}: the folder does not exist; check the path, or leave out --resume "
             "to start a new run there"
         )
+    runfolder.check_free(Path(output), kind)
 
 
 def adapt(
@@ -109,8 +114,6 @@ def adapt(
     overrides: list[str] | None = None,
 ) -> Path:
     """Adapt the teacher to the corpus language by continued masked-LM training; returns the adapted teacher."""
-    from monodistill.adapt import adapt_teacher
-
     updates = {
         "teacher": {"name_or_path": teacher},
         "data": {"corpus": corpus},
@@ -120,7 +123,9 @@ def adapt(
     cfg = load_config(DistillConfig, config, overrides, updates)
     if not cfg.output_dir:
         raise MonodistillError("adapt needs --output DIR")
-    _check_resumable_folder(cfg.output_dir, resume)
+    _check_output_folder(cfg.output_dir, runfolder.DISTILLATION_RUN, resume)
+    from monodistill.adapt import adapt_teacher
+
     return adapt_teacher(cfg, Path(cfg.output_dir), resume=resume, overwrite=overwrite)
 
 
@@ -167,12 +172,13 @@ def evaluate(
     overrides: list[str] | None = None,
 ) -> Path:
     """Fine-tune and evaluate models on tasks, measuring cost; returns the results folder."""
-    from monodistill.evaluate import run_evaluation
-
     updates = {"models": models or None, "tasks": tasks or None, "seeds": seeds, "output_dir": output}
     # `run` spells these settings evaluate.FIELD; the same spelling works here.
     overrides = [item.removeprefix("evaluate.") for item in overrides or []]
     cfg = load_config(EvaluateConfig, config, overrides, updates)
+    _check_output_folder(cfg.output_dir, runfolder.EVALUATION)
+    from monodistill.evaluate import run_evaluation
+
     return run_evaluation(cfg)
 
 
@@ -180,11 +186,13 @@ def run(
     *, config: str | None = None, output: str | None = None, overwrite: bool = False, overrides: list[str] | None = None
 ) -> Path:
     """The whole experiment: vocab (optional) -> distil students -> evaluate -> report; returns the report."""
-    from monodistill.pipeline import run_experiment
-
     if config is None:
         raise MonodistillError("run needs --config FILE (see configs/ for the paper's experiments)")
-    return run_experiment(load_config(ExperimentConfig, config, overrides, {"output_dir": output}), overwrite=overwrite)
+    cfg = load_config(ExperimentConfig, config, overrides, {"output_dir": output})
+    _check_output_folder(cfg.output_dir, runfolder.EXPERIMENT)
+    from monodistill.pipeline import run_experiment
+
+    return run_experiment(cfg, overwrite=overwrite)
 
 
 def report(*, runs: list[str], output: str) -> Path:
@@ -392,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     # leaves SIGINT ignored); the distillation loop puts its own handlers in place while it trains.
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        # A busy folder, or another command's, is refused before the libraries load (seconds): at once.
+        kind = _output_kind(command, args)
+        if kind is not None and args.get("output"):
+            runfolder.check_free(Path(args["output"]), kind)
         with progress.library_output(verbose):
             result = handlers[command](**args)
     except MonodistillError as error:
@@ -415,6 +427,14 @@ def main(argv: list[str] | None = None) -> int:
         _close_process_group()
     print(result)
     return 0
+
+
+def _output_kind(command: str, args: dict[str, Any]) -> str | None:
+    """The kind of folder (``runfolder.FOLDER_KINDS``) a command writes into its ``--output``; None for the others."""
+    if command == "distill":
+        return runfolder.EXPERIMENT if lists_students(args.get("config")) else runfolder.DISTILLATION_RUN
+    kinds = {"adapt": runfolder.DISTILLATION_RUN, "run": runfolder.EXPERIMENT, "evaluate": runfolder.EVALUATION}
+    return kinds.get(command)
 
 
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")

@@ -175,7 +175,7 @@ def _experiment_folder(config: ExperimentConfig, overwrite: bool) -> Iterator[Pa
         raise MonodistillError("no output folder: pass --output DIR or set output_dir")
     root = Path(config.output_dir)
     process_state(config.train.collective_timeout_minutes)  # the first call sets the collective timeout
-    with runfolder.claim(root):
+    with runfolder.claim(root, runfolder.EXPERIMENT):
         if overwrite and process_state().is_main_process:
             runfolder.clear_run(root, experiment_entries(root))
         process_state().wait_for_everyone()

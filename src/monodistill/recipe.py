@@ -82,7 +82,7 @@ def distill_students(configs: list[DistillConfig], resume: bool = False, overwri
     run_dirs = [Path(config.output_dir or "") for config in configs]
     with ExitStack() as stack:
         for run_dir in run_dirs:
-            stack.enter_context(runfolder.claim(run_dir))
+            stack.enter_context(runfolder.claim(run_dir, runfolder.DISTILLATION_RUN))
         latests = [
             prepare_run_folder(config, run_dir, resume, overwrite)
             for config, run_dir in zip(configs, run_dirs, strict=True)

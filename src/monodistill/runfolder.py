@@ -1,9 +1,15 @@
 """Claiming an output folder: one writer at a time, and no run mixed into another.
 
-Every command that writes a folder (``distill``, ``run``, ``evaluate``) claims it for the life of
-the process. The claim is an exclusive ``flock`` on ``FOLDER/.monodistill.lock``: the kernel drops it
-when the process dies, however it dies, so a lock left by a killed run is simply taken over. The
-owner's pid sits beside it so that a second process can say who holds the folder.
+Every command that writes a folder (``distill``, ``adapt``, ``run``, ``evaluate``) claims it for the
+life of the process. The claim is an exclusive ``flock`` on ``FOLDER/.monodistill.lock``, taken
+without waiting: the kernel drops it when the process dies, however it dies, so a lock left by a
+killed run is simply taken over. The owner's pid sits beside it so that a second process can say who
+holds the folder. A claim names the kind of folder its command writes (``FOLDER_KINDS``), and a folder
+that holds another kind's files is refused: ``evaluate`` never writes its ``config.yaml`` over a
+distillation run's.
+
+The CLI calls ``check_free`` as soon as it knows the folder, before it imports the libraries that
+train (seconds to tens of seconds): a second writer is refused at once, not after that wait.
 
 Under torchrun/accelerate launch the ranks of one job share their main process's claim.
 """
@@ -19,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 from filelock import FileLock, Timeout
 
 from monodistill.checkpoint import atomic_write_text
@@ -28,6 +35,19 @@ from monodistill.ranks import process_state
 LOCK_FILE = ".monodistill.lock"
 OWNER_FILE = ".monodistill.owner"
 
+DISTILLATION_RUN, EXPERIMENT, EVALUATION = "distillation run", "experiment", "evaluation"
+FOLDER_KINDS = {
+    DISTILLATION_RUN: ("checkpoints", "student", "metrics.jsonl", "tensorboard"),
+    EXPERIMENT: ("students", "teacher-adapted", "evaluate", "report"),
+    EVALUATION: ("results", "summary.json", "summary.md"),
+}
+"""What each kind of folder holds that no other kind does: ``distill`` and ``adapt`` write a distillation
+run, ``run`` (and ``distill`` of a config listing students) an experiment, ``evaluate`` an evaluation.
+``config.yaml``, ``environment.json`` and ``vocab`` are in several; a folder holding only a ``config.yaml``
+is known by its sections (``CONFIG_SECTIONS``)."""
+CONFIG_SECTIONS = {"students": EXPERIMENT, "student": DISTILLATION_RUN, "models": EVALUATION}
+"""A top-level key of a ``config.yaml`` and the kind of folder whose config holds it."""
+
 
 def check_output_path(folder: Path, flag: str = "--output") -> None:
     """Refuse an output path that exists but is not a folder, before anything is loaded."""
@@ -36,11 +56,17 @@ def check_output_path(folder: Path, flag: str = "--output") -> None:
 
 
 @contextmanager
-def claim(folder: Path) -> Iterator[None]:
+def claim(folder: Path, kind: str | None = None) -> Iterator[None]:
     """Hold ``folder`` exclusively for the block.
 
+    Args:
+        folder: The output folder; made if missing (and removed again if the block writes nothing).
+        kind: The kind of folder the command writes (a key of ``FOLDER_KINDS``); a folder holding
+            another kind's files is refused. None: no check (a folder inside one already checked).
+
     Raises:
-        MonodistillError: when another live process holds it ("FOLDER is in use by pid N").
+        MonodistillError: when another live process holds it ("FOLDER is in use by pid N"), or it holds
+            another kind of folder.
     """
     check_output_path(folder)
     if not process_state().is_main_process:
@@ -52,10 +78,10 @@ def claim(folder: Path) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise MonodistillError(
-            f"{folder} is in use by {_owner(folder)}; wait for it to finish, stop it, or choose another --output"
-        ) from None
+        raise _in_use(folder) from None
     try:
+        if kind is not None:
+            check_kind(folder, kind)
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": sys.argv}
         atomic_write_text(folder / OWNER_FILE, json.dumps(owner) + "\n")
         yield
@@ -64,6 +90,74 @@ def claim(folder: Path) -> Iterator[None]:
         if made is not None:
             _remove_if_unused(folder, made)
         lock.release()
+
+
+def check_free(folder: Path, kind: str) -> None:
+    """Refuse at once what ``claim(folder, kind)`` would refuse, changing nothing on disk.
+
+    For the CLI, before it imports what a command needs: a busy folder or another kind's is refused in
+    well under a second. ``claim`` checks again, under its lock.
+
+    Raises:
+        MonodistillError: as ``claim`` does.
+    """
+    check_output_path(folder)
+    if not folder.is_dir() or not _is_main_rank():  # the other ranks of a job share its main process's claim
+        return
+    # A holder always has its lock file there; where there is none, nobody holds the folder.
+    if (folder / LOCK_FILE).is_file():
+        lock = FileLock(folder / LOCK_FILE)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise _in_use(folder) from None
+        except OSError:  # removed meanwhile by a claim that left the folder empty: nobody holds it
+            return
+        lock.release()
+    check_kind(folder, kind)
+
+
+def _is_main_rank() -> bool:
+    # From the launcher's environment: the process group does not exist yet when the CLI checks.
+    return os.environ.get("RANK", "0") == "0"
+
+
+def folder_kinds(folder: Path) -> dict[str, list[str]]:
+    """The kinds of folder ``folder`` holds the files of, each with those files (``FOLDER_KINDS``)."""
+    found = {kind: held for kind, entries in FOLDER_KINDS.items() if (held := holds_run(folder, entries))}
+    if not found and (folder / "config.yaml").is_file():
+        try:
+            sections = yaml.safe_load((folder / "config.yaml").read_text())
+        except (OSError, ValueError, yaml.YAMLError):
+            sections = None
+        if isinstance(sections, dict):
+            found = {kind: ["config.yaml"] for key, kind in CONFIG_SECTIONS.items() if key in sections}
+    return found
+
+
+def check_kind(folder: Path, kind: str) -> None:
+    """Refuse a folder holding the files of another kind of folder than ``kind`` (``FOLDER_KINDS``).
+
+    Raises:
+        MonodistillError: naming the folder, what it holds and the kind it is.
+    """
+    other = {found: held for found, held in folder_kinds(folder).items() if found != kind}
+    if other:
+        found, held = next(iter(other.items()))
+        raise MonodistillError(
+            f"{folder} is {_article(found)} {found} folder (it holds {', '.join(held)}), and this command writes "
+            f"{_article(kind)} {kind} folder: choose another --output"
+        )
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[0] in "aeiou" else "a"
+
+
+def _in_use(folder: Path) -> MonodistillError:
+    return MonodistillError(
+        f"{folder} is in use by {_owner(folder)}; wait for it to finish, stop it, or choose another --output"
+    )
 
 
 def _first_missing(folder: Path) -> Path | None:
