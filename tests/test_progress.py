@@ -158,3 +158,10 @@ def test_an_evaluation_log_names_each_run_and_gives_one_result_line_each(
     assert any("model 1/1, task 1/1, seed 2/2" in line for line in lines), lines
     results = [line for line in lines if line.startswith("student on keyword (seed ")]
     assert len(results) == 2 and all("accuracy=" in line and "train_loss=" in line for line in results), lines
+
+
+def test_durations_read_as_a_person_reads_them() -> None:
+    """A 9.6 s command said "done in 00:09", easily read as nine minutes; under a minute it is seconds."""
+    assert progress.format_duration(9.6) == "9.6 s"
+    assert progress.format_duration(193.2) == "3 min 13 s"
+    assert progress.format_duration(3725) == "1 h 02 min"

@@ -23,8 +23,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from monodistill import runfolder
 from monodistill.card import write_card
 from monodistill.config import (
@@ -38,6 +36,7 @@ from monodistill.config import (
 )
 from monodistill.errors import MonodistillError
 from monodistill.evaluate import check_evaluation, run_evaluation
+from monodistill.progress import format_duration
 from monodistill.ranks import process_state
 from monodistill.recipe import distill_students, ensure_vocabulary
 from monodistill.report import write_report
@@ -65,8 +64,10 @@ def student_config(
         "train": config_to_dict(experiment.train),
         "output_dir": str(Path(experiment.output_dir or ".") / "students" / name),
     }
+    experiment.vocab.check_given_path()
     try:
         config = load_config(DistillConfig, updates=shared, overrides=student.overrides)
+        config.vocab.check_given_path()  # before this function gives it the folder built for it
     except MonodistillError as error:
         raise MonodistillError(f"student {name!r}: {error}") from None
     if replace(config.adapt, enabled=experiment.adapt.enabled) != experiment.adapt or (
@@ -104,6 +105,9 @@ ADAPTED_TEACHER = "teacher-adapted"
 """The adaptation run of an experiment whose ``adapt.enabled``; its ``student/`` is the adapted teacher."""
 EXPERIMENT_ENTRIES = ("config.yaml", ADAPTED_TEACHER, "vocab", "students", "evaluate", "report")
 """What ``run`` writes into the experiment folder (cleared by ``--overwrite``, with every ``vocab-*``)."""
+TRAINED_ENTRIES = (ADAPTED_TEACHER, "students", "evaluate", "report")
+"""What only training leaves: a folder without them holds no run, only what a command refused before
+training prepared (its ``config.yaml``, trimmed vocabularies), which a fresh start clears."""
 
 
 def experiment_entries(root: Path) -> list[str]:
@@ -112,11 +116,14 @@ def experiment_entries(root: Path) -> list[str]:
     return [*EXPERIMENT_ENTRIES, *own]
 
 
-def run_experiment(config: ExperimentConfig, overwrite: bool = False) -> Path:
-    """Run every stage, holding the experiment folder exclusively; returns the report file."""
+def run_experiment(config: ExperimentConfig, overwrite: bool = False, started: float | None = None) -> Path:
+    """Run every stage, holding the experiment folder exclusively; returns the report file.
+
+    ``started`` (``time.monotonic()``) is when the command began, for the wall time it ends with; default now.
+    """
     if not config.evaluate.tasks:
         raise MonodistillError("evaluate.tasks is empty: name at least one task to evaluate the students on")
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     # The teacher and every task as the evaluation will read them: a bad task costs seconds, not a distillation.
     check_evaluation(replace(config.evaluate, models=[config.teacher.name_or_path]), say=False)
     with _experiment_folder(config, overwrite) as root:
@@ -130,7 +137,7 @@ def run_experiment(config: ExperimentConfig, overwrite: bool = False) -> Path:
 def describe_experiment(summary: dict[str, Any], student_dirs: list[Path], report: Path, seconds: float) -> str:
     """The end of ``run``: its wall time, where each student and the report are, and the headline scores."""
     runs = summary.get("fine_tuning_runs") or {}
-    lines = [f"== done in {tqdm.format_interval(seconds)}"]
+    lines = [f"== done in {format_duration(seconds)}"]
     lines += [f"student {folder.parent.name}: {folder}" for folder in student_dirs]
     lines.append(f"report: {report} (also {report.with_suffix('.html').name}, results.csv, PNG figures)")
     if runs:
@@ -159,12 +166,16 @@ def distil_experiment(config: ExperimentConfig, resume: bool = False, overwrite:
         The folders of the saved students, in the order of ``config.students``.
     """
     with _experiment_folder(config, overwrite) as root:
-        found = runfolder.holds_run(root, experiment_entries(root))
-        if found and not (resume or overwrite):
-            raise MonodistillError(
-                f"{root} already holds a run ({', '.join(found)}); pass --resume to continue it, "
-                "--overwrite to replace it, or choose another --output"
-            )
+        if not (resume or overwrite):
+            found = runfolder.holds_run(root, TRAINED_ENTRIES)
+            if found:
+                raise MonodistillError(
+                    f"{root} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+                    "--overwrite to replace it, or choose another --output"
+                )
+            if process_state().is_main_process:
+                runfolder.clear_run(root, experiment_entries(root))
+            process_state().wait_for_everyone()
         return _distil_stages(config, root)[1]
 
 
@@ -184,10 +195,10 @@ def _experiment_folder(config: ExperimentConfig, overwrite: bool) -> Iterator[Pa
 
 def _distil_stages(config: ExperimentConfig, root: Path) -> tuple[list[DistillConfig], list[Path]]:
     """Each student's vocabulary (when trimmed) and every student, resumed where they stopped."""
+    # Check every student's settings before the first long stage starts, and before anything is written.
+    students = [student_config(config, student, None) for student in config.students]
     if process_state().is_main_process:
         save_config(config, root / "config.yaml")
-    # Check every student's settings before the first long stage starts.
-    students = [student_config(config, student, None) for student in config.students]
     adapting = any(distill_config.adapt.enabled for distill_config in students)
     teacher = str(_adapt_stage(config, root)) if adapting else None
     students = [student_config(config, student, None, teacher) for student in config.students]

@@ -192,6 +192,16 @@ class Countdown:
         return tqdm.format_interval(elapsed / progress * max(self.jobs - progress, 0.0))
 
 
+def format_duration(seconds: float) -> str:
+    """A wall time as a person reads it: ``9.6 s``, ``3 min 13 s``, ``1 h 02 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, whole = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {whole:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def is_verbose(flag: bool = False) -> bool:
     """Whether library output stays on: ``--verbose`` or ``MONODISTILL_VERBOSE=1``."""
     return flag or os.environ.get("MONODISTILL_VERBOSE", "").strip().lower() in TRUE
