@@ -112,3 +112,20 @@ def test_card_scores_say_how_many_seeds(tmp_path: Path) -> None:
     assert "| nli | accuracy | 60.00 | 70.00 |" in single and "±" not in single and "n = 1" in single
     several = evaluation_section(one_seed_summary(student, seeds=2), student)
     assert "| nli | accuracy | 60.00 ± 1.00 | 70.00 ± 1.00 |" in several and "n = 2" in several
+
+
+@pytest.mark.parametrize(
+    ("recorded", "problem"),
+    [("", "is empty"), ("# nothing\n", "is empty"), ("teacher: [unclosed\n", "is not valid YAML"), ("- a\n", "holds a list")],
+)
+def test_card_and_publish_say_that_the_recorded_config_is_empty_or_unreadable(
+    run_dir: Path, recorded: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = run_dir / "config.yaml"
+    config.write_text(recorded)
+    for argv in (["card", str(run_dir)], ["publish", str(run_dir), "--repo-id", "someone/tiny", "--dry-run"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line]
+        assert len(lines) == 1 and f"{config} {problem}" in lines[0], lines
+        assert "bert-base-multilingual-cased" not in lines[0]

@@ -230,3 +230,39 @@ evaluate:
     assert "distilling" not in captured.out and not (out / "students").exists()
     (error,) = [line for line in captured.err.splitlines() if line.startswith("monodistill run: error: ")]
     assert ("label_colum" if damage == "task key" else "train.csv") in error
+
+
+
+def test_a_sweep_refused_before_training_leaves_nothing_the_next_command_trips_on(
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Neither a bad student override nor a group refused for memory leaves what makes the corrected command
+    need --resume (a config.yaml) or builds it from stale preparation (a trimmed vocabulary)."""
+    from monodistill import pipeline, sweep
+
+    students = [{"name": "a"}, {"name": "b", "overrides": ["loss.temperature=-1"]}]
+    bad = write_sweep(tmp_path / "bad.yaml", tiny_teacher_dir, corpus_file, cache_dir, students)
+    out = tmp_path / "out"
+    assert main(["distill", "--config", str(bad), "--output", str(out)]) == 2
+    assert "student 'b'" in capsys.readouterr().err
+    assert not out.exists()
+
+    good = write_sweep(tmp_path / "good.yaml", tiny_teacher_dir, corpus_file, cache_dir, [{"name": "a"}, {"name": "b"}])
+    good.write_text(good.read_text() + "vocab:\n  enabled: true\n")
+    monkeypatch.setattr(sweep, "available_bytes", lambda device: 1)
+    assert main(["distill", "--config", str(good), "--output", str(out)]) == 2
+    assert "need about" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    # The corrected command (here: a smaller vocabulary) starts afresh, without --resume.
+    stages: list[Path] = []
+    monkeypatch.setattr(pipeline, "_distil_stages", lambda config, root: stages.append(root) or ([], []))
+    assert main(["distill", "--config", str(good), "--output", str(out), "vocab.max_size=60"]) == 0, (
+        capsys.readouterr().err
+    )
+    assert stages == [out] and not (out / "vocab").exists()  # the refused command's vocabulary is not reused

@@ -336,6 +336,37 @@ def write_card(run_dir: Path, summary_path: Path | None = None) -> Path:
     return path
 
 
+def read_run_config(run_dir: Path) -> DistillConfig:
+    """The config a distillation run recorded in ``RUN/config.yaml``, as it trained.
+
+    Never the defaults in its place: they would name a teacher (mBERT) and settings the run did not use.
+
+    Raises:
+        MonodistillError: naming the file, when it is empty, not valid YAML, not a mapping of sections, or
+            not a distillation config.
+    """
+    path = run_dir / "config.yaml"
+    remedy = "restore the run's config there (the settings it was distilled with), or distil the student again"
+    try:
+        recorded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise MonodistillError(f"{path} cannot be read ({error.__class__.__name__}: {error}); {remedy}") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise MonodistillError(f"{path} is not valid YAML{at}; {remedy}") from None
+    if recorded is None:
+        raise MonodistillError(f"{path} is empty: the card is written from the config the run recorded; {remedy}")
+    if not isinstance(recorded, dict):
+        raise MonodistillError(
+            f"{path} holds a {type(recorded).__name__}, not the mapping of sections a run records; {remedy}"
+        )
+    try:
+        return load_config(DistillConfig, updates=recorded)
+    except MonodistillError as error:
+        raise MonodistillError(f"{path} is not a distillation run's config ({error}); {remedy}") from None
+
+
 def render_card(
     run_dir: Path, summary_path: Path | None = None, license: str | None = None, language: str | None = None
 ) -> str:
@@ -356,8 +387,8 @@ def render_card(
                 f"e.g. monodistill card {students[0]}"
             )
         raise MonodistillError(f"{run_dir} is not a finished distillation run (no config.yaml or student/)")
+    config = read_run_config(run_dir)
     ckpt.check_model_folder(student_dir, what="student")
-    config = load_config(DistillConfig, updates=yaml.safe_load((run_dir / "config.yaml").read_text()))
     if language is not None:
         config = replace(config, data=replace(config.data, language=language))
     records = ckpt.read_metrics(run_dir)

@@ -30,7 +30,10 @@ RUN_ENTRIES = (
     "tensorboard",
     "vocab",
 )
-"""What a distillation run writes into its folder: a folder holding any of them holds a run."""
+"""What a distillation run writes into its folder (cleared by ``--overwrite``)."""
+PREPARED_ENTRIES = ("vocab",)
+"""What a run prepares before it trains: left by a command refused before training (a corpus too small
+for two blocks, say), it does not make the folder hold a run, and a fresh start clears it."""
 
 DATA_ORDER = "global-batch-v1"
 """How batches and masks are drawn (``data.batches``); a checkpoint made under another order cannot continue."""
@@ -91,7 +94,7 @@ def prepare_run_folder(config: DistillConfig, run_dir: Path, resume: bool, overw
     """
     state = ranks.process_state()
     if overwrite or not resume:
-        found = runfolder.holds_run(run_dir, RUN_ENTRIES)
+        found = runfolder.holds_run(run_dir, [entry for entry in RUN_ENTRIES if entry not in PREPARED_ENTRIES])
         if found and not overwrite:
             raise MonodistillError(
                 f"{run_dir} already holds a run ({', '.join(found)}); pass --resume to continue it, "
