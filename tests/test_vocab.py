@@ -501,3 +501,26 @@ def test_a_teacher_folder_without_tokenizer_files_is_refused_not_blamed_on_the_c
     with pytest.raises(MonodistillError, match=rf"teacher folder {teacher} holds no tokenizer files"):
         run_vocab_on(teacher, corpus_file, tmp_path / "vocab")
     assert not (tmp_path / "vocab").exists()
+
+
+def test_vocab_max_size_beside_vocab_path_is_refused_naming_both(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A vocabulary in vocab.path is used as it was built: a size beside it would be ignored, so it is refused."""
+    import yaml
+
+    folder = tmp_path / "vocab"
+    run = tmp_path / "run"
+    argv = ["distill", "--teacher", str(tiny_teacher_dir), "--corpus", str(corpus_file), "--output", str(run)]
+    assert main([*argv, f"vocab.path={folder}", "vocab.max_size=500"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "vocab.max_size=500" in lines[0] and f"vocab.path={folder}" in lines[0], lines
+    assert not run.exists()
+
+    students = [{"name": "a"}, {"name": "b", "overrides": [f"vocab.path={folder}", "vocab.max_size=500"]}]
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"teacher": {"name_or_path": str(tiny_teacher_dir)}, "students": students}))
+    assert main(["distill", "--config", str(sweep), "--corpus", str(corpus_file), "--output", str(tmp_path / "x")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "student 'b': " in lines[0] and "vocab.max_size=500" in lines[0], lines
+    assert f"vocab.path={folder}" in lines[0] and not (tmp_path / "x").exists()

@@ -82,6 +82,7 @@ def distill(
         return Path(sweep.output_dir or ".") / "students"
 
     cfg = load_config(DistillConfig, config, overrides, {**updates, "student": {"preset": student}})
+    cfg.vocab.check_given_path()
     _check_output_folder(cfg.output_dir, runfolder.DISTILLATION_RUN, resume)
     from monodistill.recipe import run_distillation
 

@@ -73,6 +73,22 @@ class VocabConfig:
         """Whether distillation uses a trimmed vocabulary."""
         return self.enabled or self.path is not None
 
+    def check_given_path(self) -> None:
+        """Refuse trimming settings beside ``path``: a vocabulary built already is used as it is, so they would be
+        ignored. Checked where a user gives settings (``distill``, each student of a sweep), not on every load: a
+        student's recorded config holds the settings of the vocabulary ``run`` built for it beside its folder.
+        """
+        ignored = {"vocab.max_size": self.max_size, "vocab.coverage": self.coverage}
+        ignored["vocab.min_count"] = self.min_count if self.min_count != 1 else None
+        for name, value in ignored.items():
+            _require(
+                self.path is None or value is None,
+                f"{name}={value} beside vocab.path={self.path}: a vocabulary in vocab.path is used as it was built, "
+                f"so {name} would be ignored; drop one of them (build a new vocabulary with `monodistill vocab`)",
+                name,
+                "vocab.path",
+            )
+
 
 @dataclass
 class StudentConfig:
