@@ -524,3 +524,17 @@ def test_vocab_max_size_beside_vocab_path_is_refused_naming_both(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "student 'b': " in lines[0] and "vocab.max_size=500" in lines[0], lines
     assert f"vocab.path={folder}" in lines[0] and not (tmp_path / "x").exists()
+
+
+def test_a_vocabulary_folder_without_tokenizer_json_is_named_in_one_line(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    kept = trim_vocabulary(tiny_tokenizer, make_lines(100), None, None, 1).kept_ids
+    build_trimmed_tokenizer(tiny_tokenizer, kept).save_pretrained(tmp_path)
+    (tmp_path / "id_map.json").write_text(json.dumps({"teacher": "tiny", "id_map": kept}))
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(MonodistillError) as error:
+        load_trimmed_vocab(tmp_path, tiny_tokenizer)
+    message = str(error.value)
+    assert "\n" not in message and f"{tmp_path} holds no tokenizer.json" in message, message
+    assert "sentencepiece" not in message.lower()

@@ -234,6 +234,12 @@ def load_trimmed_vocab(
     if not folder.is_dir():
         raise MonodistillError(f"trimmed vocabulary folder {folder} does not exist; build it with `monodistill vocab`")
     id_map, built_from = _read_id_map(folder / ID_MAP_FILE)
+    # Without it transformers falls back to converting a slow tokenizer, and blames a missing sentencepiece.
+    if not (folder / "tokenizer.json").is_file():
+        raise MonodistillError(
+            f"{folder} holds no tokenizer.json: a trimmed vocabulary folder holds the tokenizer `monodistill vocab` "
+            "wrote beside id_map.json; build it again with `monodistill vocab`"
+        )
     try:
         student = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, TypeError) as error:
