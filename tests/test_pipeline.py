@@ -232,7 +232,6 @@ evaluate:
     assert ("label_colum" if damage == "task key" else "train.csv") in error
 
 
-
 def test_a_sweep_refused_before_training_leaves_nothing_the_next_command_trips_on(
     tiny_teacher_dir: Path,
     corpus_file: Path,
