@@ -213,3 +213,25 @@ def test_the_training_loss_is_a_mean_whatever_the_accumulation(
         losses[accumulation] = json.loads(result.read_text())["train_loss"]
     assert 0.3 < losses[1] < 1.5 and 0.3 < losses[4] < 1.5  # about ln 2 for a 2-class task
     assert 0.6 < losses[4] / losses[1] < 1.6
+
+
+def test_welch_on_seeds_without_spread_raises_no_warning_and_claims_nothing_it_cannot_test() -> None:
+    """Seeds that all score alike leave Welch's test undefined when both models' do (no mark, no p) and
+    valid when only one model's do; scipy's precision-loss warning never reaches the tables."""
+    import warnings
+
+    from monodistill.evaluate.summary import _rank_and_compare
+
+    def entry(values: list[float]) -> dict[str, object]:
+        metric = {"mean": sum(values) / len(values), "std": 0.0, "values": values}
+        return {"main_metric": "accuracy", "metric.accuracy": metric}
+
+    teacher = entry([0.8125, 0.8125, 0.8125])
+    constant = entry([0.5, 0.5, 0.5])  # another score, alike on every seed: nothing to test against
+    rounding = entry([0.8125, 0.8125, 0.8125000000000001])  # the teacher's, but for float rounding
+    varied = entry([0.5, 0.52, 0.51])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _rank_and_compare([teacher, constant, rounding, varied])
+    assert "welch_p" not in constant and "welch_p" not in rounding
+    assert varied["welch_p"] < 0.01  # type: ignore[operator]

@@ -15,7 +15,9 @@ file is half the size of a float32 one with as many parameters.
 from __future__ import annotations
 
 import json
+import math
 import statistics
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -192,9 +194,22 @@ def _rank_and_compare(entries: list[dict[str, Any] | None]) -> None:
     base = entries[0]
     for entry in present[1:] if base is present[0] else []:
         first, other = base[key]["values"], entry[key]["values"]  # type: ignore[index]
-        if len(first) < 2 or len(other) < 2 or statistics.pstdev(first + other) == 0:
+        # Both models alike on every seed: the test's standard error is 0 and its t undefined (0/0 for equal
+        # scores, infinite for others), so no p-value is given rather than scipy's 0 from two seeds apiece.
+        if len(first) < 2 or len(other) < 2 or not (_varies(first) or _varies(other)):
             continue
-        entry["welch_p"] = float(scipy.stats.ttest_ind(other, first, equal_var=False).pvalue)
+        with warnings.catch_warnings():
+            # One model's seeds alike (or alike but for float rounding) make scipy warn of precision loss in
+            # its variance, which is then 0 as it should be: the test stands on the other model's spread.
+            warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+            p = float(scipy.stats.ttest_ind(other, first, equal_var=False).pvalue)
+        if math.isfinite(p):
+            entry["welch_p"] = p
+
+
+def _varies(values: list[float]) -> bool:
+    """Whether seed scores differ beyond float rounding (``1e-12`` relative)."""
+    return max(values) - min(values) > 1e-12 * max(1.0, *(abs(value) for value in values))
 
 
 def _mark(result: dict[str, Any]) -> str:
