@@ -11,10 +11,12 @@ import pytest
 import yaml
 from transformers import AutoModel, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-from monodistill.card import evaluation_section, render_card
+from monodistill.card import evaluation_section, model_index_results, render_card
 from monodistill.cli import main
 from monodistill.config import DistillConfig, load_config, save_config
 from monodistill.errors import MonodistillError
+from monodistill.evaluate.summary import summarise
+from monodistill.evaluate.tasks import load_task
 
 from .report_fixtures import task_result
 
@@ -129,3 +131,77 @@ def test_card_and_publish_say_that_the_recorded_config_is_empty_or_unreadable(
         lines = [line for line in capsys.readouterr().err.splitlines() if line]
         assert len(lines) == 1 and f"{config} {problem}" in lines[0], lines
         assert "bert-base-multilingual-cased" not in lines[0]
+
+
+def evaluate_on(experiment: Path, task_file: Path, models: dict[str, Path], epochs: int = 1) -> None:
+    """``EXP/evaluate`` as `monodistill evaluate` leaves it after one seed of every model on the task in
+    ``task_file``, fine-tuned on 5 examples and scored on 4 (scores made up, the rest as recorded)."""
+    task = load_task(str(task_file))
+    output = experiment / "evaluate"
+    folders = [output / "results" / label for label in models]
+    for folder, score in zip(folders, (0.6, 0.574), strict=False):
+        result = {"metrics": {"accuracy": score}, "seed": 42, "parameters": {"total": 1}}
+        result |= {"finetune_seconds": 1.0, "train_samples_per_second": 5.0, "inference_samples_per_second": 4.0}
+        (folder / task.name).mkdir(parents=True)
+        (folder / task.name / "seed-42.json").write_text(json.dumps(result | {"train_samples": 5, "test_samples": 4}))
+    summary = summarise(folders, [str(model) for model in models.values()], list(models), [task], [42])
+    (output / "summary.json").write_text(json.dumps(summary))
+    (output / "config.yaml").write_text(f"epochs: {epochs}\ntasks: [{task_file}]\n")
+
+
+def test_a_local_task_named_as_a_hub_task_names_its_files_and_claims_no_hub_score(
+    run_dir: Path, tiny_teacher_dir: Path, tmp_path: Path
+) -> None:
+    rows = "".join(f"salita {index} ng,{index % 2}\n" for index in range(12))
+    (tmp_path / "hate").mkdir()
+    (tmp_path / "hate" / "train.csv").write_text("text,label\n" + rows)
+    (tmp_path / "hate" / "valid.csv").write_text("text,label\n" + rows.replace("salita", "iba")[:-1])
+    task_file = tmp_path / "hate" / "hatespeech-filipino-local.yaml"
+    task_file.write_text(
+        "name: hatespeech-filipino\nkind: classification\ntrain: train.csv\ntest: valid.csv\n"
+        "text_column: text\nlabel_column: label\n"
+    )
+    evaluate_on(run_dir.parent.parent, task_file, {"teacher": tiny_teacher_dir, "tiny": run_dir / "student"})
+    card = render_card(run_dir)
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert "model-index" not in metadata and "jcblaise" not in card and "0.574" not in card
+    assert (
+        "`hatespeech-filipino`: local files, not a Hub dataset: `hate/train.csv` (fine-tuned on 5 of its 12 "
+        "examples) and `hate/valid.csv` as the test split (scored on 4 of its 12 examples), 1 epoch; not given to "
+        "the Hub's model-index" in card
+    )
+
+
+def test_a_hub_task_scored_on_its_whole_split_is_given_to_model_index(run_dir: Path, tiny_teacher_dir: Path) -> None:
+    summary = {
+        "baseline": "teacher",
+        "tasks": ["hatespeech-filipino", "newsph-nli"],
+        "task_sources": {
+            "hatespeech-filipino": {"hub": "jcblaise/hatespeech_filipino", "revision": "refs/convert/parquet"}
+            | {"train_split": "train", "test_split": "validation", "train_rows": 10_000, "test_rows": 4_232},
+            "newsph-nli": {"hub": "jcblaise/newsph_nli", "train_split": "train", "test_split": "test"}
+            | {"train_rows": 400_000, "test_rows": 9_000},
+        },
+        "models": {
+            label: {
+                "model": str(model),
+                "tasks": {
+                    "hatespeech-filipino": task_result(0.7, 1.0) | {"train_samples": 10_000, "test_samples": 4_232},
+                    "newsph-nli": task_result(0.6, 1.0) | {"train_samples": 500, "test_samples": 500},
+                },
+            }
+            for label, model in (("teacher", tiny_teacher_dir), ("tiny", run_dir / "student"))
+        },
+    }
+    index = model_index_results(summary, run_dir / "student", {"hatespeech-filipino": "classification"})
+    assert [result["dataset"] for result in index] == [
+        {
+            "name": "hatespeech-filipino",
+            "type": "jcblaise/hatespeech_filipino",
+            "split": "validation",
+            "revision": "refs/convert/parquet",
+        }
+    ]
+    section = evaluation_section(summary, run_dir / "student", epochs=3)
+    assert "the Hub dataset `jcblaise/newsph_nli`, its `train` split (fine-tuned on 500 of its 400,000" in section
+    assert "(scored on 500 of its 9,000 examples), 3 epochs; a sample of the split, not given to model-index" in section

@@ -45,9 +45,12 @@ def run_dir(tmp_path: Path, tiny_teacher_dir: Path) -> Path:
     (run / "environment.json").write_text(json.dumps({"train_blocks": 10}))
     (run / "metrics.jsonl").write_text(json.dumps({"step": 5, "split": "validation", "loss": 2.5}) + "\n")
     score = {"main_metric": "accuracy", "metric.accuracy": {"mean": 0.71234, "std": 0.01}, "finetune_speedup": 3.0}
+    score |= {"train_samples": 10_000, "test_samples": 4_232}  # the Hub dataset's splits, read whole
+    hub = {"hub": "jcblaise/hatespeech_filipino", "train_split": "train", "test_split": "validation"}
     summary = {
         "baseline": "teacher",
         "tasks": [TASK],
+        "task_sources": {TASK: hub | {"train_rows": 10_000, "test_rows": 4_232}},
         "models": {
             "teacher": {"model": str(tiny_teacher_dir), "tasks": {TASK: score}},
             "tiny": {"model": str(student), "tasks": {TASK: score}},
@@ -102,7 +105,7 @@ def test_card_front_matter_holds_language_license_and_model_index(run_dir: Path,
     assert "base_model" not in metadata and str(tiny_teacher_dir) in notes[0]  # a local teacher is no Hub id
     result = metadata["model-index"][0]["results"][0]
     assert result["task"]["type"] == "text-classification"
-    assert result["dataset"] == {"name": TASK, "type": "jcblaise/hatespeech_filipino"}
+    assert result["dataset"] == {"name": TASK, "type": "jcblaise/hatespeech_filipino", "split": "validation"}
     assert result["metrics"][0]["type"] == "accuracy" and result["metrics"][0]["value"] == pytest.approx(0.7123)
     card_data = huggingface_hub.ModelCard(card).data  # huggingface_hub reads the results back
     assert card_data.eval_results[0].metric_value == pytest.approx(0.7123)

@@ -183,27 +183,74 @@ def front_matter(
 def model_index_results(summary: dict[str, Any], student_dir: Path, task_kinds: dict[str, str]) -> list[dict[str, Any]]:
     """This student's downstream scores as Hub ``model-index`` results (mean over seeds, 0-1 scale).
 
-    ``task_kinds`` maps task names to monodistill kinds (``classification``...); unknown: text-classification.
+    Only scores on a Hub dataset's own test split, read whole, as the evaluation recorded the task's source
+    (``summary["task_sources"]``): a local task is left out whatever its name (a local file named
+    ``hatespeech-filipino`` is not ``jcblaise/hatespeech_filipino``), and so are a capped test split and a
+    summary that does not record where its data came from. The card's text names every task's data
+    (``task_data``). ``task_kinds`` maps task names to monodistill kinds (``classification``...); unknown:
+    text-classification.
     """
     mine = _summary_entry(summary, student_dir)
     if mine is None:
         return []
+    sources = summary.get("task_sources") or {}
     results = []
     for task, result in mine["tasks"].items():
+        source = sources.get(task)
+        if source is None or not is_hub_score(source, result):
+            continue
         metric = result["main_metric"]
-        hub_id = PRESETS[task].dataset if task in PRESETS else task
-        source = distilled_source(summary, result)
-        how = f"mean, fine-tuned with task KD from {source}" if source else "mean"
+        distilled = distilled_source(summary, result)
+        how = f"mean, fine-tuned with task KD from {distilled}" if distilled else "mean"
+        dataset = {"name": task, "type": source["hub"], "split": source["test_split"]}
+        dataset |= {key: source[key] for key in ("config", "revision") if source.get(key)}
         results.append(
             {
                 "task": {"type": HUB_TASK_TYPES.get(task_kinds.get(task, ""), "text-classification")},
-                "dataset": {"name": task, "type": hub_id},
+                "dataset": dataset,
                 "metrics": [
                     {"type": metric, "value": round(result[f"metric.{metric}"]["mean"], 4), "name": f"{metric} ({how})"}
                 ],
             }
         )
     return results
+
+
+def is_hub_score(source: dict[str, Any], result: dict[str, Any]) -> bool:
+    """Whether a task result is a score on the Hub dataset its source names: read from the Hub, and its whole
+    test split scored (``evaluate.max_eval_samples`` scores a sample of it)."""
+    return bool(source.get("hub")) and result.get("test_samples") == source.get("test_rows")
+
+
+def task_data(task: str, source: dict[str, Any] | None, result: dict[str, Any], epochs: float | None) -> str:
+    """One line naming the data a task's score was made on, as the evaluation recorded it."""
+    if not source:
+        return (
+            f"`{task}`: this evaluation did not record where its data was read (evaluate again to record it), so "
+            "its score is not given to the Hub's model-index"
+        )
+    trained, scored = result.get("train_samples"), result.get("test_samples")
+    train = _examples(trained, source.get("train_rows"), "fine-tuned on")
+    test = _examples(scored, source.get("test_rows"), "scored on")
+    cadence = f", {epochs:g} epoch{'s' if epochs != 1 else ''}" if epochs is not None else ""
+    if source.get("hub"):
+        config = f" ({source['config']})" if source.get("config") else ""
+        line = (
+            f"`{task}`: the Hub dataset `{source['hub']}`{config}, its `{source['train_split']}` split ({train}) and "
+            f"`{source['test_split']}` split ({test}){cadence}"
+        )
+        return line if is_hub_score(source, result) else line + "; a sample of the split, not given to model-index"
+    files = {split: "/".join(Path(path).parts[-2:]) for split, path in source.get("files", {}).items()}
+    return (
+        f"`{task}`: local files, not a Hub dataset: `{files.get('train')}` ({train}) and `{files.get('test')}` as "
+        f"the test split ({test}){cadence}; not given to the Hub's model-index"
+    )
+
+
+def _examples(used: int | None, rows: int | None, verb: str) -> str:
+    if used is None or rows is None:
+        return f"{verb} {rows:,} examples" if rows is not None else "examples not recorded"
+    return f"{verb} all {rows:,} examples" if used == rows else f"{verb} {used:,} of its {rows:,} examples"
 
 
 def task_kinds(evaluate_config: Path) -> dict[str, str]:
@@ -222,13 +269,22 @@ def task_kinds(evaluate_config: Path) -> dict[str, str]:
     return kinds
 
 
+def evaluation_epochs(evaluate_config: Path) -> float | None:
+    """The fine-tuning epochs an evaluation folder's ``config.yaml`` records, or None."""
+    if not evaluate_config.is_file():
+        return None
+    epochs = (yaml.safe_load(evaluate_config.read_text()) or {}).get("epochs")
+    return float(epochs) if isinstance(epochs, int | float) else None
+
+
 def _summary_entry(summary: dict[str, Any], student_dir: Path) -> dict[str, Any] | None:
     entries = summary["models"].values()
     return next((entry for entry in entries if Path(entry["model"]).resolve() == student_dir.resolve()), None)
 
 
-def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:
-    """Downstream results of this student beside the baseline's, from an evaluation ``summary.json``."""
+def evaluation_section(summary: dict[str, Any], student_dir: Path, epochs: float | None = None) -> str:
+    """Downstream results of this student beside the baseline's, from an evaluation ``summary.json``, and the
+    data each task's score was made on (``task_data``; ``epochs``: the evaluation's ``epochs``)."""
     entries = summary["models"]
     mine = _summary_entry(summary, student_dir)
     if mine is None:
@@ -263,6 +319,9 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path) -> str:
             f"| {task} | {result['main_metric']} | {score} "
             f"| {format_score(base) if base else '-'} | {result.get('finetune_speedup', float('nan')):.2f}x |"
         )
+    data = summary.get("task_sources") or {}
+    lines += ["", "Task data:", ""]
+    lines += [f"- {task_data(task, data.get(task), result, epochs)}." for task, result in mine["tasks"].items()]
     return "\n".join(lines) + "\n\n"
 
 
@@ -405,8 +464,9 @@ def render_card(
     results, model_index = "", None
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
-        results = evaluation_section(summary, student_dir)
-        model_index = model_index_results(summary, student_dir, task_kinds(summary_path.parent / "config.yaml"))
+        evaluation = summary_path.parent / "config.yaml"
+        results = evaluation_section(summary, student_dir, evaluation_epochs(evaluation))
+        model_index = model_index_results(summary, student_dir, task_kinds(evaluation))
     return build_model_card(
         config,
         metrics,

@@ -122,7 +122,7 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                     countdown.finish()
                     distillation = result.pop("distillation", None)
                     result.update(model=model, label=label, task=task.name, seed=seed, metric=task.metric)
-                    result.update(test_overlap=overlaps[task.name], made_from=made_from)
+                    result.update(test_overlap=overlaps[task.name], made_from=made_from, task_source=task.source)
                     result["distilled_from"] = learns_from.record(task, seed, distillation) if learns_from else None
                     if keeper:
                         result["distil_classifier"] = keeper.kept_classifier(task, seed)

@@ -5,7 +5,8 @@ written as the Markdown tables of ``summary.md`` (the report shows the same tabl
 with task-stage distillation (``evaluate.distil_from``) say so in both: ``distilled_from`` on their
 entries, and a ``(task KD from MODEL)`` mark on their rows.
 
-Beside the scores, the summary records what a reader needs to weigh them: each task's constant-prediction
+Beside the scores, the summary records what a reader needs to weigh them: where each task's data was read
+(``task_sources``: a Hub dataset and split, or local files; a name alone does not say), each task's constant-prediction
 score (the most frequent test label everywhere: the floor a model must beat), one parameter count per
 model (the encoder with its embeddings, heads aside: the same whatever head a model carries, so the
 report and the model card give one figure) and the dtype its weight files are stored in, since a bf16
@@ -143,6 +144,9 @@ def summarise(
                 # Cost figures are comparable only between runs at the same precision.
                 "mixed_precision": sorted({r.get("mixed_precision", "no") for r in runs}),
                 "distilled_from": {key: distilled.get(key) for key in DISTILLED_KEYS} if distilled else None,
+                # The examples fine-tuned on and scored (evaluate.max_train_samples, max_eval_samples), alike per seed.
+                "train_samples": runs[0].get("train_samples"),
+                "test_samples": runs[0].get("test_samples"),
                 **{key: _mean_std(values) for key, values in fields.items()},
             }
             parameters = runs[0]["parameters"]
@@ -173,6 +177,7 @@ def summarise(
         "tasks": [task.name for task in tasks],
         "mixed_precision": precisions,
         "constant_prediction": {task.name: constant_prediction(task) for task in tasks},
+        "task_sources": {task.name: task.source for task in tasks},
         "models": results,
     }
 

@@ -69,6 +69,8 @@ class Task:
     test: datasets.Dataset
     unseen_labels: list[str] = field(default_factory=list)
     """Test labels never seen in training, ids ``len(labels)`` on: the model has no output for them."""
+    source: dict[str, Any] = field(default_factory=dict)
+    """Where its data was read (``task_source``): what a model card may claim a score on, whatever the name."""
 
     @property
     def label_names(self) -> list[str]:
@@ -209,7 +211,8 @@ def load_hub_task(name: str, preset: HubPreset) -> Task:
         _warn_unseen(unseen, f"{where} ({preset.test_split} split)", units, has_output=bool(names))
     splits = [_hub_split_to_dataset(split, index, token_task) for split in (train, test)]
     metric = "entity-f1" if token_task and _is_bio(labels) else "accuracy"
-    return Task(name, preset.kind, labels, metric, splits[0], splits[1], extra)
+    origin = task_source(splits[0], splits[1], hub=preset)
+    return Task(name, preset.kind, labels, metric, splits[0], splits[1], extra, origin)
 
 
 def _hub_label_index(
@@ -345,7 +348,28 @@ def load_local_task(path: Path) -> Task:
     metric = spec.get("metric") or ("entity-f1" if token_task and _is_bio(labels) else "accuracy")
     if metric not in METRICS:
         raise MonodistillError(f"task file {path}: metric must be one of {METRICS}, got {metric!r}")
-    return Task(spec["name"], kind, labels, metric, splits["train"], splits["test"], extra)
+    source = task_source(splits["train"], splits["test"], files=files)
+    return Task(spec["name"], kind, labels, metric, splits["train"], splits["test"], extra, source)
+
+
+def task_source(
+    train: datasets.Dataset,
+    test: datasets.Dataset,
+    hub: HubPreset | None = None,
+    files: dict[str, Path] | None = None,
+) -> dict[str, Any]:
+    """Where a task's data was read, with each split's rows: ``{"hub": id, "config", "revision",
+    "train_split", "test_split"}`` or ``{"files": {"train": path, "test": path}}``.
+
+    A name says nothing about the data (a local file may be named as a Hub task): the model card gives a
+    score to the Hub's ``model-index`` only for the Hub dataset's own split, read whole, and names local
+    files as what they are.
+    """
+    rows = {"train_rows": len(train), "test_rows": len(test)}
+    if hub is not None:
+        where = {"hub": hub.dataset, "config": hub.config, "revision": hub.revision}
+        return where | {"train_split": hub.train_split, "test_split": hub.test_split} | rows
+    return {"files": {split: str(file.resolve()) for split, file in (files or {}).items()}} | rows
 
 
 def _check_spec(spec: dict[str, Any], path: Path) -> None:
