@@ -351,3 +351,16 @@ def test_a_student_whose_mlm_head_is_never_trained_is_not_called_degenerate(
     (run / "config.yaml").write_text("student:\n  name: tiny\n  preset: tiny\nloss:\n  alpha_kl: 0\n")
     write_report([experiment], tmp_path / "mlm-only")  # the MLM term alone trains the head: the note stays
     assert "a degenerate student" in (tmp_path / "mlm-only" / "report.md").read_text()
+
+
+def test_html_paragraphs_and_lists_are_read_as_markdown(tmp_path: Path) -> None:
+    """A paragraph wrapped over lines is one paragraph; a list is a list; inline code and images as before."""
+    from monodistill.report.page import markdown_to_html
+
+    (tmp_path / "figure.png").write_bytes(b"\x89PNG fake")
+    text = "A first line\nwrapped on a second.\n\n- one `code`\n- two\n\n![a figure](figure.png)\n\n"
+    text += "| a | b |\n|---|---|\n| 1 | 2 |"
+    page = markdown_to_html(text, tmp_path)
+    assert "<p>A first line\nwrapped on a second.</p>" in page
+    assert "<ul>" in page and "<li>one <code>code</code></li>" in page
+    assert 'src="data:image/png;base64,' in page and "<table>" in page and "<td>1</td>" in page

@@ -8,6 +8,8 @@ import html
 import re
 from pathlib import Path
 
+import markdown
+
 CARD_SECTIONS = ("Model", "Downstream results")
 """Sections of a student's model card that the HTML report shows (its title line too)."""
 PAGE_STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -50,42 +52,14 @@ def render_html(sections: list[str], output: Path, cards: dict[str, str], settin
 
 
 def markdown_to_html(text: str, folder: Path) -> str:
-    """HTML for the Markdown this module writes: headings, pipe tables, images (inlined from ``folder``),
-    fenced blocks and paragraphs."""
-    out: list[str] = []
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        if line.startswith("```"):
-            end = next((i for i in range(index + 1, len(lines)) if lines[i].startswith("```")), len(lines))
-            out.append(f"<pre>{html.escape(chr(10).join(lines[index + 1 : end]))}</pre>")
-            index = end + 1
-            continue
-        if line.startswith("|"):
-            end = next((i for i in range(index, len(lines)) if not lines[i].startswith("|")), len(lines))
-            out.append(_table_html(lines[index:end]))
-            index = end
-            continue
-        if heading := re.match(r"^(#{1,6}) (.*)", line):
-            level = len(heading.group(1))
-            out.append(f"<h{level}>{_inline_html(heading.group(2))}</h{level}>")
-        elif image := re.match(r"^!\[(.*)\]\((.*)\)$", line.strip()):
-            data = base64.b64encode((folder / image.group(2)).read_bytes()).decode()
-            out.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(image.group(1))}">')
-        elif line.strip():
-            out.append(f"<p>{_inline_html(line)}</p>")
-        index += 1
-    return "\n".join(out)
+    """HTML of the report's Markdown (Python-Markdown with tables and fenced blocks), each image inlined
+    from ``folder`` as a PNG data URI, so the page needs no other file."""
+    rendered = markdown.markdown(text, extensions=["tables", "fenced_code"], output_format="html")
 
+    def inline(match: re.Match[str]) -> str:
+        path = folder / html.unescape(match.group(1))
+        if not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
 
-def _table_html(rows: list[str]) -> str:
-    cells = [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows]
-    body = [row for row in cells[1:] if not all(re.fullmatch(r":?-+:?", cell) for cell in row)]
-    head = "".join(f"<th>{_inline_html(cell)}</th>" for cell in cells[0])
-    lines = ["<tr>" + "".join(f"<td>{_inline_html(cell)}</td>" for cell in row) + "</tr>" for row in body]
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(lines) + "\n</tbody>\n</table>"
-
-
-def _inline_html(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r'src="([^":]+)"', inline, rendered)
