@@ -195,3 +195,23 @@ def test_config_kind_chooses_the_schema(capsys: pytest.CaptureFixture[str]) -> N
     assert "students" in yaml.safe_load(capsys.readouterr().out)
     assert main(["config", "train.max_stepz=3"]) == 2
     assert "did you mean 'train.max_steps'?" in one_line_error(capsys, "config")
+
+
+def test_user_facing_lines_are_printed_by_the_main_rank_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under torchrun every rank runs the command: what it prints for the user is printed once, by rank 0,
+    and every rank's errors still reach stderr (each says what happened to it)."""
+
+    def printed(rank: str, argv: list[str]) -> tuple[int, str, str]:
+        monkeypatch.setenv("RANK", rank)
+        code = main(argv)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = printed("0", ["config"])
+    assert code == 0 and "teacher:" in out
+    code, out, _ = printed("1", ["config"])
+    assert code == 0 and out == ""
+    assert printed("1", ["config", "--config", "missing.yaml"])[2].startswith("monodistill config: error:")
+    assert "teacher:" in printed("0", ["config"])[1]  # the next command's stdout is the terminal's again

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from monodistill import __version__, progress, runfolder
+from monodistill import __version__, progress, ranks, runfolder
 from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, lists_students, load_config
 from monodistill.errors import Interrupted, MonodistillError, Stopped, command_to_resume, record_command
 
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         kind = _output_kind(command, args)
         if kind is not None and args.get("output"):
             runfolder.check_free(Path(args["output"]), kind)
-        with progress.library_output(verbose):
+        with progress.library_output(verbose), ranks.main_rank_output():
             result = handlers[command](**args)
     except MonodistillError as error:
         print(f"monodistill {command}: error: {error}", file=sys.stderr)
@@ -426,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _close_process_group()
-    print(result)
+    with ranks.main_rank_output():
+        print(result)
     return 0
 
 

@@ -13,7 +13,9 @@ built (``data.blocks``, ``recipe.resolve_vocabulary``).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 
 import torch
@@ -39,6 +41,22 @@ def process_state(timeout_minutes: float | None = None) -> PartialState:
     cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (launched and not torch.cuda.is_available())
     minutes = DEFAULT_TIMEOUT_MINUTES if timeout_minutes is None else timeout_minutes
     return PartialState(cpu=cpu, timeout=timedelta(minutes=minutes))
+
+
+@contextlib.contextmanager
+def main_rank_output() -> Iterator[None]:
+    """What the block prints to stdout (every line meant for the user) from the main rank only.
+
+    Under torchrun every rank runs the whole command: without this, each line would appear once per
+    rank. The other ranks' stdout goes nowhere for the block; stderr stays, so each rank's error still
+    says what happened to it. The rank is read from the launcher's environment (``RANK``), as the process
+    group does not exist yet when a command starts.
+    """
+    if os.environ.get("RANK", "0") == "0":
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
 
 
 def _reduce(values: list[float], operation: str = "sum") -> list[float]:
