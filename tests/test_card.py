@@ -11,7 +11,7 @@ import pytest
 import yaml
 from transformers import AutoModel, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-from monodistill.card import evaluation_section, model_index_results, render_card
+from monodistill.card import evaluation_section, front_matter, model_index_results, render_card
 from monodistill.cli import main
 from monodistill.config import DistillConfig, load_config, save_config
 from monodistill.errors import MonodistillError
@@ -47,6 +47,14 @@ def run_dir(tmp_path: Path, tiny_teacher_dir: Path, tiny_tokenizer: PreTrainedTo
     (run / "environment.json").write_text(json.dumps({"train_blocks": 10}))
     write_validations(run, [(30, 0.2), (60, 0.3)], token_id=5)
     return run
+
+
+def distill_args(teacher: Path, corpus: Path, run: Path, cache: Path, *extra: str) -> list[str]:
+    """`monodistill distill` of a 1-layer student for 4 steps: a finished run with the card it saved."""
+    shape = ["student.preset=custom", "student.num_layers=1", "student.hidden_size=16", "student.intermediate_size=32"]
+    budget = ["student.num_heads=2", "data.max_seq_length=32", "train.batch_size=4", "data.max_validation_blocks=4"]
+    common = ["--teacher", str(teacher), "--corpus", str(corpus), "--output", str(run), "--max-steps", "4"]
+    return ["distill", *common, *shape, *budget, f"data.cache_dir={cache}", *extra]
 
 
 def write_validations(run: Path, shares: list[tuple[int, float]], token_id: int) -> None:
@@ -205,3 +213,22 @@ def test_a_hub_task_scored_on_its_whole_split_is_given_to_model_index(run_dir: P
     section = evaluation_section(summary, run_dir / "student", epochs=3)
     assert "the Hub dataset `jcblaise/newsph_nli`, its `train` split (fine-tuned on 500 of its 400,000" in section
     assert "(scored on 500 of its 9,000 examples), 3 epochs; a sample of the split, not given to model-index" in section
+
+
+def front_matter_of(card: Path) -> dict[str, Any]:
+    return yaml.safe_load(card.read_text().split("---")[1])  # type: ignore[no-any-return]
+
+
+def test_the_saved_card_of_a_local_teacher_has_no_base_model(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    assert main(distill_args(tiny_teacher_dir, corpus_file, run, tmp_path / "cache")) == 0
+    saved = front_matter_of(run / "student" / "README.md")  # the card `distill` wrote, not a rendering of it
+    assert "base_model" not in saved and saved["tags"]
+    assert str(tiny_teacher_dir) not in yaml.safe_dump(saved)
+    assert f"the multilingual teacher `{tiny_teacher_dir}`" in (run / "student" / "README.md").read_text()
+    rendered = render_card(run)
+    assert "base_model" not in yaml.safe_load(rendered.split("---")[1])
+    hub = load_config(DistillConfig, updates={"teacher": {"name_or_path": "google-bert/bert-base-multilingual-cased"}})
+    assert yaml.safe_load(front_matter(hub))["base_model"] == "google-bert/bert-base-multilingual-cased"

@@ -163,15 +163,17 @@ def front_matter(
 ) -> str:
     """Hub metadata: library, task, language, licence, teacher, Hub datasets and downstream results.
 
-    ``datasets`` must be Hub ids, so a local corpus is left out (the card's text names it); a local
-    teacher stays in ``base_model`` for the record, and ``monodistill publish`` drops it from the upload.
+    ``base_model`` and ``datasets`` must be Hub ids, which the Hub links to their repositories: a local
+    teacher or corpus is left out of both, in the card ``distill`` saves as in the one ``publish`` uploads
+    (the card's text names them).
     """
     metadata: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "fill-mask"}
     if config.data.language:
         metadata["language"] = [config.data.language]
     metadata["license"] = license or UNSET_LICENSE
     metadata["tags"] = ["monodistill", "knowledge-distillation", "masked-lm"]
-    metadata["base_model"] = config.teacher.name_or_path
+    if not is_local_reference(config.teacher.name_or_path):
+        metadata["base_model"] = config.teacher.name_or_path
     if config.data.corpus and not is_local_reference(config.data.corpus):
         metadata["datasets"] = [config.data.corpus]
     if model_index:
