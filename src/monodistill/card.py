@@ -22,9 +22,9 @@ from monodistill import checkpoint as ckpt
 from monodistill.config import DistillConfig, LossConfig, load_config
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.summary import (
+    card_table,
     distilled_source,
     encoder_parameter_counts,
-    format_score,
     seed_count,
     seeds_phrase,
 )
@@ -310,17 +310,8 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path, epochs: float
         "",
         intro,
         "",
-        "| task | metric | this model | baseline | fine-tuning speedup |",
-        "|---|---|---|---|---|",
+        *card_table(summary, next(label for label, entry in entries.items() if entry is mine)),
     ]
-    for task, result in mine["tasks"].items():
-        key = f"metric.{result['main_metric']}"
-        base = baseline["tasks"].get(task, {}).get(key)
-        score = format_score(result[key]) + (" (task KD)" if result.get("distilled_from") else "")
-        lines.append(
-            f"| {task} | {result['main_metric']} | {score} "
-            f"| {format_score(base) if base else '-'} | {result.get('finetune_speedup', float('nan')):.2f}x |"
-        )
     data = summary.get("task_sources") or {}
     lines += ["", "Task data:", ""]
     lines += [f"- {task_data(task, data.get(task), result, epochs)}." for task, result in mine["tasks"].items()]

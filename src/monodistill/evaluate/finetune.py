@@ -44,6 +44,7 @@ from monodistill.evaluate.distil import (
     predict_teacher,
 )
 from monodistill.evaluate.encode import Encoder, align_labels, word_predictions
+from monodistill.evaluate.machine import LoadProbe, machine
 from monodistill.evaluate.metrics import classification_metrics, token_metrics
 from monodistill.evaluate.tasks import Task
 from monodistill.progress import Countdown, Progress, datasets_progress, progress_bar
@@ -53,7 +54,9 @@ __all__ = [
     "StepProgress",
     "align_labels",
     "finetune",
+    "inference_batch",
     "load_for_task",
+    "load_task_model",
     "prepare_splits",
     "score",
     "subset",
@@ -212,8 +215,11 @@ def finetune(
         trainer.model_accepts_loss_kwargs = False
         trainer.remove_callback(PrinterCallback)  # it prints every log as a dict of strings
         trainer.add_callback(progress or StepProgress())
-        training = trainer.train()
-        prediction = trainer.predict(data["test"])
+        # The load each timing ran under goes beside it: a busy machine's times say little of the model.
+        with LoadProbe() as training_load:
+            training = trainer.train()
+        with LoadProbe() as inference_load:
+            prediction = trainer.predict(data["test"])
     for folder in save_to:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
@@ -225,11 +231,14 @@ def finetune(
         "metrics": scores,
         "train_samples": len(data["train"]),
         "test_samples": len(data["test"]),
+        "learning_rate": config.learning_rate,
         "train_loss": float(training.training_loss),
         "finetune_seconds": float(training.metrics["train_runtime"]),
         "train_samples_per_second": float(training.metrics["train_samples_per_second"]),
         "inference_seconds": float(prediction.metrics["test_runtime"]),
         "inference_samples_per_second": float(prediction.metrics["test_samples_per_second"]),
+        "machine": machine(),
+        "load": {"finetune": training_load.record(), "inference": inference_load.record()},
         "parameters": counts,
         "max_length": max_length,
         "truncation": config.truncation,
@@ -265,6 +274,30 @@ def teacher_logits(
     num_words = [len(tags) for tags in rows["train"]["tags"]] if task.is_token_task else None
     split = model_columns(_without_bookkeeping(train), model)
     return predict_teacher(model, split, _collator(task, tokenizer), config, word_ids, num_words)
+
+
+def load_task_model(model_path: str, task: Task, device: torch.device) -> Any:
+    """``model_path`` with a new head for ``task``, frozen in eval mode on ``device``: for timing its forward pass."""
+    model_class = AutoModelForTokenClassification if task.is_token_task else AutoModelForSequenceClassification
+    model = load_for_task(model_class, model_path, num_labels=len(task.labels), dtype=torch.float32)
+    return model.eval().requires_grad_(False).to(device)
+
+
+def inference_batch(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    config: EvaluateConfig,
+    tokenized: dict[tuple[Any, ...], dict[str, datasets.Dataset]] | None,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """The first evaluate.eval_batch_size examples of ``task``'s (capped) test split as ``model``'s inputs,
+    read through ``tokenizer``: the same examples for every model, each as its own tokenizer splits them."""
+    data, _ = prepare_splits(task, tokenizer, config, usable_max_length(config.max_length, model.config), tokenized)
+    test = data["test"]
+    split = model_columns(_without_bookkeeping(test.select(range(min(config.eval_batch_size, len(test))))), model)
+    batch = _collator(task, tokenizer)([split[index] for index in range(len(split))])
+    return {name: value.to(device) for name, value in batch.items() if name != "labels"}
 
 
 def prepare_splits(

@@ -18,7 +18,10 @@ Results are filed under the model's short name plus a hash of where it is (two m
 weights (a local folder's digest, a Hub id's commit), task data, seed and fine-tuning settings;
 otherwise it is recomputed, saying why. So an interrupted evaluation resumes, and a changed setting,
 retrained model or updated Hub repository is never scored from old runs.
-Speed ratios are against the first model (the teacher), measured in the same run on the same machine.
+Speed ratios are against the first model (the teacher). Each result records the machine and its load
+beside its timings (``machine.py``): fine-tuning runs are timed one after another, so their ratio moves with
+the load between them; once every model is fine-tuned, inference is timed again with each model in turns
+with the first on one batch (``timing.py``), and the summary's inference ratios are those.
 With ``evaluate.distil_from``, the model it names is fine-tuned first, and the others learn from its
 fine-tuned classifiers (``TaskTeacher``, ``distil.py``).
 """
@@ -45,6 +48,7 @@ from monodistill.evaluate.finetune import StepProgress, finetune, teacher_logits
 from monodistill.evaluate.metrics import main_metric
 from monodistill.evaluate.summary import WEIGHT_SUFFIXES, format_summary, summarise
 from monodistill.evaluate.tasks import Task, load_task
+from monodistill.evaluate.timing import measure_inference
 from monodistill.progress import Countdown
 from monodistill.teacher import is_local_reference, load_model_config, load_tokenizer
 from monodistill.weights import check_weight_shapes
@@ -130,7 +134,10 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                     ckpt.atomic_write_text(path, json.dumps(result, indent=2) + "\n")
                     left = f"; {countdown.left()} left" if countdown.done < countdown.jobs else ""
                     print(f"{describe_result(result)} ({where}{left})")
-        summary = summarise(folders, config.models, labels, tasks, seeds)
+        # Fine-tuning runs were timed one after another; inference is timed again with the models in turns.
+        print(f"timing inference: each model in turns with {labels[0]}, on one batch of test examples per task")
+        timing = measure_inference(config, labels, tokenizers, tasks, tokenized)
+        summary = summarise(folders, config.models, labels, tasks, seeds, timing)
         jobs = len(order) * len(tasks) * len(seeds)
         summary["fine_tuning_runs"] = {"made": countdown.done, "reused": jobs - countdown.jobs}
         # Written with the summary, so the folder's config is the one its results were made with.

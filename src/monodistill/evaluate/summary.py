@@ -28,6 +28,7 @@ import scipy.stats
 import torch
 from transformers import AutoConfig, AutoModel
 
+from monodistill.evaluate.machine import BUSY_MARGIN, describe_machine
 from monodistill.evaluate.metrics import classification_metrics, main_metric, token_metrics
 from monodistill.evaluate.tasks import Task
 
@@ -118,11 +119,18 @@ def constant_prediction(task: Task) -> dict[str, Any] | None:
 
 
 def summarise(
-    folders: list[Path], models: list[str], labels: list[str], tasks: list[Task], seeds: list[int]
+    folders: list[Path],
+    models: list[str],
+    labels: list[str],
+    tasks: list[Task],
+    seeds: list[int],
+    timing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Mean and std of every metric and cost figure per model and task, with speed ratios to the first model.
 
     Only this evaluation's seeds are read: results of other seeds left in the folder by earlier runs are not.
+    ``timing``, the interleaved inference measurement (``timing.measure_inference``), gives the inference
+    speedups where it has the model and task; the fine-tuning runs' own passes give the others.
     """
     results: dict[str, Any] = {}
     for model, label, folder in zip(models, labels, folders, strict=True):
@@ -148,6 +156,7 @@ def summarise(
                 "train_samples": runs[0].get("train_samples"),
                 "test_samples": runs[0].get("test_samples"),
                 **{key: _mean_std(values) for key, values in fields.items()},
+                **_load_context(runs),
             }
             parameters = runs[0]["parameters"]
         results[label] = {
@@ -166,9 +175,17 @@ def summarise(
             base = baseline.get(name)
             if base:
                 entry["finetune_speedup"] = base["finetune_seconds"]["mean"] / entry["finetune_seconds"]["mean"]
+                # A ratio is as busy as the busier of its two timings (None: neither recorded its load).
+                flags = [entry.get("finetune_busy"), base.get("finetune_busy")]
+                if entry is not base:  # the baseline's own ratio is 1 whatever the load
+                    entry["finetune_speedup_busy"] = True if True in flags else (None if None in flags else False)
                 entry["inference_speedup"] = (
                     entry["inference_samples_per_second"]["mean"] / base["inference_samples_per_second"]["mean"]
                 )
+            interleaved = ((timing or {}).get("tasks", {}).get(name) or {}).get("models", {}).get(label)
+            if interleaved:
+                entry["inference_interleaved"] = interleaved
+                entry["inference_speedup"] = interleaved["speedup"]
     precisions = sorted(
         {p for entry in results.values() for task in entry["tasks"].values() for p in task["mixed_precision"]}
     )
@@ -177,8 +194,31 @@ def summarise(
         "tasks": [task.name for task in tasks],
         "mixed_precision": precisions,
         "constant_prediction": {task.name: constant_prediction(task) for task in tasks},
+        "inference_timing": timing,
+        "machines": sorted(
+            {
+                machine
+                for entry in results.values()
+                for task in entry["tasks"].values()
+                for machine in task.get("machines", [])
+            }
+        ),
         "task_sources": {task.name: task.source for task in tasks},
         "models": results,
+    }
+
+
+def _load_context(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the runs' fine-tuning times were measured on and under: the machines, the peak 1-minute load
+    average, and whether any run was busy (None where no run recorded its load: results made before)."""
+    loads = [run["load"]["finetune"] for run in runs if run.get("load")]
+    peaks = [load["peak"] for load in loads if load.get("peak") is not None]
+    busy = [load.get("busy") for load in loads]
+    return {
+        "machines": sorted({describe_machine(run["machine"]) for run in runs if run.get("machine")}),
+        "finetune_load_peak": max(peaks) if peaks else None,
+        "finetune_busy": True if True in busy else (False if busy and None not in busy else None),
+        "threads": sorted({run["machine"]["torch_threads"] for run in runs if run.get("machine")}),
     }
 
 
@@ -366,26 +406,117 @@ def _size_table(summary: dict[str, Any], notes: dict[str, str]) -> list[str]:
 
 
 def _speed_table(summary: dict[str, Any], notes: dict[str, str], distilled: bool) -> list[str]:
-    """One row per model and task: fine-tuning time and inference throughput, and their ratios to the baseline."""
+    """One row per model and task: fine-tuning time, the load it ran under and inference throughput, with their
+    ratios to the baseline; how each was measured above it, and what a busy measurement means below."""
     cost = [
-        f"speedups against {summary['baseline']}, same run, same machine",
+        f"speedups against {summary['baseline']}",
         f"mixed precision {'/'.join(summary.get('mixed_precision') or ['no'])}",
     ]
     if distilled:  # the pass is made once per task and seed, for every model it teaches
         cost.append("a distilled model's fine-tuning time leaves out its teacher's logit pass")
-    lines = [
-        "",
-        f"Speed ({', '.join(cost)}):",
-        "",
-        "| model | task | fine-tune s | fine-tune speedup | inference samples/s | inference speedup |",
-        "|---|---|---|---|---|---|",
+    lines = ["", f"Speed ({', '.join(cost)}). {' '.join(measurement_notes(summary))}", ""]
+    lines += [
+        "| model | task | fine-tune s | fine-tune speedup | peak load, fine-tuning | inference samples/s "
+        "| inference speedup |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, entry in summary["models"].items():
         for task, result in entry["tasks"].items():
+            busy = " (busy)" if result.get("finetune_speedup_busy") else ""
+            peak = result.get("finetune_load_peak")
+            load = "-" if peak is None else f"{peak:.1f}" + (" (busy)" if result.get("finetune_busy") else "")
+            interleaved = result.get("inference_interleaved")
+            rate = interleaved["samples_per_second"] if interleaved else result["inference_samples_per_second"]["mean"]
             lines.append(
                 f"| {label}{notes[label]} | {task} | {result['finetune_seconds']['mean']:.1f} | "
-                f"{result.get('finetune_speedup', float('nan')):.2f}x | "
-                f"{result['inference_samples_per_second']['mean']:.1f} | "
+                f"{result.get('finetune_speedup', float('nan')):.2f}x{busy} | {load} | {rate:.1f} | "
                 f"{result.get('inference_speedup', float('nan')):.2f}x |"
             )
-    return lines
+    busy_note = busy_measurements(summary)
+    return lines + (["", busy_note] if busy_note else [])
+
+
+def measurement_notes(summary: dict[str, Any], table: bool = True) -> list[str]:
+    """How the speed figures were measured, in sentences: fine-tuning sequential, inference interleaved (or,
+    in summaries made before, each model's own pass), and the machines they ran on; ``table``: with the
+    speed table's peak-load column explained."""
+    timing = summary.get("inference_timing")
+    peak = " (peak load: the highest 1-minute load average during the runs)" if table else ""
+    notes = [
+        "Fine-tuning: each model's own run, one after another, so a change of the machine's load between runs "
+        f"moves its ratio{peak}."
+    ]
+    if timing:
+        sizes = sorted({task["batch_size"] for task in timing["tasks"].values()})
+        notes.append(
+            f"Inference: measured interleaved, {summary['baseline']} and each model taking turns on one batch of "
+            f"{'/'.join(map(str, sizes))} test examples, median of {timing['rounds']} rounds, so a steady load "
+            "slows both alike and the ratio holds."
+        )
+    else:
+        notes.append("Inference: each model's pass over the test split after its fine-tuning, one after another.")
+    machines = list(summary.get("machines") or [])
+    if timing and describe_machine(timing["machine"]) not in machines:
+        machines.append(describe_machine(timing["machine"]))
+    if machines:
+        notes.append(f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}.")
+    else:
+        notes.append("The machine and its load were not recorded (results made before they were).")
+    return notes
+
+
+def busy_measurements(summary: dict[str, Any], labels: list[str] | None = None) -> str:
+    """What the busy timings of ``labels`` (default: every model) are, and how far to trust their ratios; ""
+    when none was busy."""
+    models = {label: entry for label, entry in summary["models"].items() if labels is None or label in labels}
+    busy = [
+        (label, task, result)
+        for label, entry in models.items()
+        for task, result in entry["tasks"].items()
+        if result.get("finetune_busy")
+    ]
+    parts = []
+    if busy:
+        peak = max(result["finetune_load_peak"] for _, _, result in busy)
+        threads = sorted({thread for _, _, result in busy for thread in result.get("threads", [])})
+        runs = ", ".join(f"{label} on {task}" for label, task, _ in busy)
+        parts.append(
+            f"Busy: {runs} fine-tuned while the 1-minute load average (up to {peak:.1f}) was above the "
+            f"{'/'.join(map(str, threads))} torch threads used by more than {BUSY_MARGIN}: other work held CPUs "
+            "they wanted, so those times, and the fine-tuning speedups that involve them, are not the models' own "
+            "speed; rerun on an idle machine to measure it."
+        )
+    timing = summary.get("inference_timing") or {}
+    if (timing.get("load") or {}).get("busy"):
+        parts.append(
+            f"The interleaved inference measurement ran under load too (peak {timing['load']['peak']:.1f}); "
+            "both models of each ratio shared it."
+        )
+    return " ".join(parts)
+
+
+def cost_note(summary: dict[str, Any], labels: list[str]) -> str:
+    """A model card's paragraph under its speedups: how they were measured, on what, and any busy timing of
+    ``labels`` (the model and its baseline)."""
+    return " ".join([*measurement_notes(summary, table=False), busy_measurements(summary, labels)]).strip()
+
+
+def card_table(summary: dict[str, Any], label: str) -> list[str]:
+    """A model card's table of ``label``'s scores beside the baseline's, with both speedups (a busy fine-tuning
+    ratio marked), then how they were measured (``cost_note``)."""
+    mine, baseline = summary["models"][label], summary["models"][summary["baseline"]]
+    lines = [
+        "| task | metric | this model | baseline | fine-tuning speedup | inference speedup |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, result in mine["tasks"].items():
+        key = f"metric.{result['main_metric']}"
+        base = baseline["tasks"].get(task, {}).get(key)
+        score = format_score(result[key]) + (" (task KD)" if result.get("distilled_from") else "")
+        busy = " (busy)" if result.get("finetune_speedup_busy") else ""
+        lines.append(
+            f"| {task} | {result['main_metric']} | {score} | {format_score(base) if base else '-'} "
+            f"| {result.get('finetune_speedup', float('nan')):.2f}x{busy} "
+            f"| {result.get('inference_speedup', float('nan')):.2f}x |"
+        )
+    return [*lines, "", cost_note(summary, [label, summary["baseline"]])]

@@ -6,8 +6,9 @@ Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation 
 - ``report.md``: which model is the teacher; the paper-style quality table (model x task, mean ± std
   over n seeds, the constant prediction's score below), the size table (one parameter count per model,
   its float32 size and the weight files with their dtype), the speed table with ratios to the first
-  model, the last validation of each distillation run (with a note on a degenerate student, or on one whose
-  MLM head is never trained), and the figures;
+  model (fine-tuning runs one after another, each with the load it ran under and busy ones marked;
+  inference timed interleaved), the last validation of each distillation run (with a note on a degenerate
+  student, or on one whose MLM head is never trained), and the figures;
 - ``report.html``: the same as one self-contained page with the students' model-card summaries and the
   run settings (``page.py``);
 - ``results.csv`` and ``results.json``: the same numbers, a row per model and task;
@@ -145,6 +146,12 @@ def result_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
             row["baseline"] = summary["baseline"]
             row["finetune_speedup"] = result.get("finetune_speedup")
             row["inference_speedup"] = result.get("inference_speedup")
+            # How far to trust the ratios: the load fine-tuning ran under, and how inference was timed.
+            row["finetune_load_peak"] = result.get("finetune_load_peak")
+            row["finetune_busy"] = result.get("finetune_busy")
+            row["finetune_speedup_busy"] = result.get("finetune_speedup_busy")
+            row["inference_measured"] = "interleaved" if result.get("inference_interleaved") else "sequential"
+            row["machines"] = "; ".join(result.get("machines") or []) or None
             row["seeds"] = len(result["seeds"])
             rows.append(row)
     return rows

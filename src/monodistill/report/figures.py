@@ -189,18 +189,33 @@ def plot_cost(rows: list[dict[str, Any]], path: Path, colours: dict[str, str]) -
     axes[0].grid(axis="y", alpha=0.3)
     baselines = sorted({str(row.get("baseline")) for row in rows})
     against = baselines[0] if len(baselines) == 1 else "each evaluation's first model"
+    busy = any(row.get("finetune_speedup_busy") for row in rows)
+    interleaved = all(row.get("inference_measured") == "interleaved" for row in rows)
     for axis, key, title in (
-        (axes[1], "finetune_speedup", f"fine-tuning speedup (x) vs {against}"),
-        (axes[2], "inference_speedup", f"inference speedup (x) vs {against}"),
+        (
+            axes[1],
+            "finetune_speedup",
+            f"fine-tuning speedup (x) vs {against}\n(runs one after another"
+            + ("; hatched: busy machine, not the models' speed)" if busy else ")"),
+        ),
+        (
+            axes[2],
+            "inference_speedup",
+            f"inference speedup (x) vs {against}\n"
+            + ("(interleaved: median of rounds in turns)" if interleaved else "(runs one after another)"),
+        ),
     ):
-        _grouped_bars(axis, rows, key, colours)
+        _grouped_bars(axis, rows, key, colours, hatched="finetune_speedup_busy" if key == "finetune_speedup" else None)
         axis.axhline(1.0, color="black", linewidth=0.8)
         axis.set_title(title, fontsize="medium")
     _save(figure, [Patch(color=colours[model], label=model) for model in models], path)
 
 
-def _grouped_bars(axis: Any, rows: list[dict[str, Any]], key: str, colours: dict[str, str]) -> None:
-    """One group of bars per task, one bar per model (in the order the rows list them) of ``row[key]``."""
+def _grouped_bars(
+    axis: Any, rows: list[dict[str, Any]], key: str, colours: dict[str, str], hatched: str | None = None
+) -> None:
+    """One group of bars per task, one bar per model (in the order the rows list them) of ``row[key]``;
+    hatched where ``row[hatched]`` is true."""
     tasks = list(dict.fromkeys(row["task"] for row in rows))
     models = list(dict.fromkeys(row["model"] for row in rows))
     width = 0.8 / max(len(models), 1)
@@ -208,8 +223,12 @@ def _grouped_bars(axis: Any, rows: list[dict[str, Any]], key: str, colours: dict
         picked = [next((r for r in rows if r["model"] == model and r["task"] == task), None) for task in tasks]
         heights = [float(row[key] or 0.0) if row else 0.0 for row in picked]
         positions = [task_index + (index - (len(models) - 1) / 2) * width for task_index in range(len(tasks))]
-        for bar in axis.bar(positions, heights, width, color=colours[model], label=model):
+        for bar, row in zip(
+            axis.bar(positions, heights, width, color=colours[model], label=model), picked, strict=True
+        ):
             bar.set_gid(model)
+            if hatched and row and row.get(hatched):
+                bar.set_hatch("xx")
     names = [textwrap.fill(task, TASK_LABEL_WIDTH) for task in tasks]
     axis.set_xticks(range(len(tasks)), names, fontsize="small")
     axis.grid(axis="y", alpha=0.3)
