@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 FAULTS_SCRIPT = Path(__file__).with_name("distributed_faults.py")
 
 
-def torchrun(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+def torchrun(argv: list[str], timeout: float = 240, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``monodistill`` on 2 CPU processes through the fault-injecting launcher."""
     command = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2", str(FAULTS_SCRIPT), *argv]
     environment = {
@@ -33,7 +33,7 @@ def torchrun(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
         **env,
     }
     # A hang in a collective would show up here as a timeout.
-    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
 def test_sigterm_on_one_rank_stops_both_at_the_same_step_and_resumes_exactly(
@@ -85,6 +85,21 @@ def test_nan_on_one_rank_stops_both_and_keeps_the_last_good_checkpoint(
     assert "Last good checkpoint" in result.stderr and "step-00000004" in result.stderr
     assert [p.name for p in list_checkpoints(run)] == ["step-00000002", "step-00000004"]
     assert not (run / "student").exists()
+
+
+def test_a_rank_without_validation_blocks_takes_every_collective(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """One validation block on two ranks: rank 1 scores no batch, yet joins every reduction of each validation
+    (a rank that skipped one left the other waiting in it until the collective timeout)."""
+    run = tmp_path / "run"
+    extra = ("data.max_validation_blocks=1", "train.eval_interval=1", "train.collective_timeout_minutes=0.2")
+    result = torchrun(args(tiny_teacher_dir, corpus_file, run, cache_dir, 2, *extra), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    validations = [record for record in read_metrics(run) if record["split"] == "validation"]
+    assert [record["step"] for record in validations] == [1, 2]
+    # The share is over rank 0's one block alone: rank 1 added nothing to either sum.
+    assert all(0 < record["student_top_prediction_share"] <= 1 for record in validations)
 
 
 def without_length(argv: list[str]) -> list[str]:

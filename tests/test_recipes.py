@@ -9,13 +9,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transformers import BertConfig, BertForMaskedLM
 
 from monodistill.checkpoint import read_metrics
 from monodistill.cli import main
 from monodistill.config import LossConfig
 from monodistill.data.batches import MaskedBatch
 from monodistill.distill import StudentWithHead, TeacherPass
-from monodistill.internals import capture_projections, num_layers
+from monodistill.errors import MonodistillError
+from monodistill.internals import ProjectionHooks, capture_projections, num_layers
 from monodistill.losses import (
     ModelOutputs,
     Needs,
@@ -73,7 +75,9 @@ def test_relation_loss_works_across_widths_and_matches_its_definition() -> None:
 
 def test_hidden_attention_and_logit_mse_are_their_definitions() -> None:
     a, b = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
-    assert torch.isclose(hidden_mse(a, b), ((a - b) ** 2).mean())
+    # Each state normalised over its width (zero mean, unit variance) before the squared error.
+    normed = [(x - x.mean(-1, keepdim=True)) / (x.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt() for x in (a, b)]
+    assert torch.isclose(hidden_mse(a, b), ((normed[0] - normed[1]) ** 2).mean(), atol=1e-6)
     assert hidden_mse(a, a.clone()).item() == 0
     logits, other = torch.randn(6, 11), torch.randn(6, 11)
     assert torch.isclose(logit_mse(logits, other), ((logits - other) ** 2).mean())
@@ -81,6 +85,39 @@ def test_hidden_attention_and_logit_mse_are_their_definitions() -> None:
     probs = [attention_probabilities(x[0], x[1], 2) for x in (qkv, other_qkv)]
     assert torch.allclose(probs[0].sum(-1), torch.ones(2, 2, 7))
     assert torch.isclose(attention_mse(qkv, other_qkv, 2), ((probs[0] - probs[1]) ** 2).mean())
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, scale=st.floats(min_value=0.5, max_value=1e3), shift=st.floats(min_value=-50, max_value=50))
+def test_hidden_mse_ignores_the_scale_and_offset_of_a_layers_states(seed: int, scale: float, shift: float) -> None:
+    """Each state is normalised before the error: scaling (or shifting) a layer's states, the student's or the
+    teacher's, as a pre-LN model's growing residual stream does, leaves the term as it is."""
+    student, teacher = states(seed)[:2]
+    expected = hidden_mse(student, teacher)
+    assert torch.isclose(hidden_mse(student * scale + shift, teacher), expected, rtol=1e-3, atol=1e-5)
+    assert torch.isclose(hidden_mse(student, teacher * scale + shift), expected, rtol=1e-3, atol=1e-5)
+    assert hidden_mse(student * scale, student).item() < 1e-5
+
+
+def test_a_pre_ln_middle_layer_with_a_huge_norm_does_not_dominate_the_hidden_term() -> None:
+    """A pre-LayerNorm model (ModernBERT) passes its raw residual stream between layers and norms only the
+    last: a middle layer's states can be 100 times larger than the others'. Each mapped layer with the same
+    relative error now weighs alike in the term; with the raw MSE the middle layer was all of it."""
+    generator = torch.Generator().manual_seed(0)
+    teacher = {layer: torch.randn(2, 7, 32, generator=generator) for layer in (1, 2, 3)}
+    student = {layer: states + 0.3 * torch.randn(2, 7, 32, generator=generator) for layer, states in teacher.items()}
+    for outputs in (teacher, student):
+        outputs[2] = outputs[2] * 100  # the middle layer's residual stream, unnormalised
+    terms = torch.stack([hidden_mse(student[layer], teacher[layer]) for layer in (1, 2, 3)])
+    raw = torch.stack([((student[layer] - teacher[layer]) ** 2).mean() for layer in (1, 2, 3)])
+    assert raw[1] / raw.sum() > 0.99  # what the term was before the normalisation
+    assert 0.2 < terms[1] / terms.sum() < 0.5
+
+    config = LossConfig(alpha_kl=0, alpha_mlm=0, alpha_hidden=1, hidden_layers="1:1,2:2,3:3")
+    objective = Objective(config, 3, 3, 4, 4)
+    logits = torch.zeros(2, 120)  # (N, V) at the batch's 2 masked positions
+    parts = objective(ModelOutputs(logits, student), ModelOutputs(logits, teacher), masked_batch(2, 7))
+    assert torch.isclose(parts["hidden"], terms.mean())
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "electra", "distilbert"])
@@ -112,6 +149,59 @@ def test_every_family_gives_the_teacher_pass_what_each_term_reads(family: str) -
     width = teacher.config.hidden_size if family != "distilbert" else teacher.config.dim
     assert all(x.shape == (2, 9, width) for x in outputs.projections[3])
     assert torch.allclose(outputs.logits, nothing.logits)
+
+
+def masked_batch(blocks: int, length: int = 9) -> MaskedBatch:
+    ids = torch.randint(5, 120, (blocks, length), generator=torch.Generator().manual_seed(blocks))
+    positions = torch.zeros(blocks, length, dtype=torch.bool)
+    positions[:, 3] = True
+    return MaskedBatch(ids, positions, ids[positions], blocks, blocks)
+
+
+def test_a_compiled_teacher_reads_the_projections_after_a_pass_that_read_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.compile=true with the relation or attention term. torch.compile does not guard on module hooks: hooks
+    installed per call were absent from the graph traced for a validation pass (which reads no projections), and
+    every training step after it ran that graph and read none (the relation term then failed). Installed once,
+    before the first forward, they run in every graph, and nothing recompiles from step to step."""
+    compilations = []
+
+    def counting(graph: torch.fx.GraphModule, example_inputs: object) -> object:
+        compilations.append(graph)
+        return graph.forward
+
+    compile_module = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **_: compile_module(self, backend=counting))
+    torch._dynamo.reset()
+    needs = Needs(teacher_projections=frozenset({2}))
+
+    def two_layer_teacher() -> BertForMaskedLM:  # the tracing time grows with the layers
+        torch.manual_seed(0)
+        shape = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+        return BertForMaskedLM(BertConfig(vocab_size=120, **shape)).eval().requires_grad_(False)
+
+    eager = TeacherPass(two_layer_teacher(), None, torch.device("cpu"))
+    compiled = TeacherPass(two_layer_teacher(), None, torch.device("cpu"), True, [2])
+    for _ in range(2):  # training steps, each followed by a validation pass over a smaller batch
+        outputs, expected = compiled(masked_batch(4), needs), eager(masked_batch(4), needs)
+        assert len(outputs.projections[2]) == 3
+        assert all(map(torch.allclose, outputs.projections[2], expected.projections[2]))
+        assert compiled(masked_batch(3), Needs(), outside_mass=True).projections == {}
+    assert len(compilations) == 2  # one graph per batch shape, none per step
+    with pytest.raises(MonodistillError, match=r"built to read the projections of layers \[2\], not of \[1\]"):
+        compiled(masked_batch(4), Needs(teacher_projections=frozenset({1})))
+
+
+def test_projection_hooks_keep_nothing_outside_a_capture() -> None:
+    model = build_tiny_teacher("modernbert", 120, 0).eval()
+    hooks = ProjectionHooks(model, [1, 3])
+    ids = masked_batch(2).input_ids
+    with torch.no_grad():
+        model(input_ids=ids)  # outside a capture: nothing is held
+        assert all(states == [] for states in hooks.captured.values())
+        with hooks.capture() as captured:
+            model(input_ids=ids)
+    assert set(captured) == {1, 3} and all(len(qkv) == 3 and qkv[0].shape == (2, 9, 32) for qkv in captured.values())
+    assert all(states == [] for states in hooks.captured.values())
 
 
 def student_and_objective(
@@ -183,6 +273,13 @@ TINY = ["student.hidden_size=16", "student.num_heads=2"]
             "maps 2:7, but the student has 2 layers and the teacher 4",
         ),
         (["loss.alpha_attention=1"], "loss.alpha_attention needs the teacher's head count (4); the student has 2"),
+        # Unused at alpha_hidden = alpha_attention = 0, but a map that cannot be is refused all the same.
+        (["loss.hidden_layers=1:2,2:7"], "maps 2:7, but the student has 2 layers and the teacher 4"),
+        # The teacher's layer 0 is its embeddings: no attention, and layers[0 - 1] would read its last layer.
+        (
+            ["loss.alpha_attention=1", "student.num_heads=4", "loss.hidden_layers=1:0,2:4"],
+            "loss.hidden_layers='1:0,2:4' maps student layer 1 to teacher layer 0",
+        ),
     ],
 )
 def test_terms_the_models_cannot_serve_are_refused_in_one_line(

@@ -19,7 +19,7 @@ from monodistill.checkpoint import list_checkpoints, read_metrics
 from monodistill.cli import main
 from monodistill.config import DistillConfig, load_config
 from monodistill.distill import TeacherPass, loop
-from monodistill.errors import Interrupted, MonodistillError
+from monodistill.errors import Interrupted, MonodistillError, NonFiniteLoss
 from monodistill.recipe import distill_students
 from monodistill.sweep import shared_teacher_groups
 
@@ -268,3 +268,57 @@ def test_distill_takes_a_config_listing_several_students(
     assert "lists its students; give one or the other" in capsys.readouterr().err
     assert main([*command, "--resume"]) == 0
     assert log.count("already complete") == 0 and capsys.readouterr().out.count("is already complete") == 3
+
+
+class ScriptedRun:
+    """A stand-in ``StudentRun`` for ``loop.fit``: records the batch of every step it trains, and its loss turns
+    non-finite on the batch of step ``fails_at``."""
+
+    def __init__(self, name: str, step: int, total_steps: int, fails_at: int | None = None) -> None:
+        self.name, self.step, self.total_steps, self.fails_at = name, step, total_steps, fails_at
+        self.error: NonFiniteLoss | None = None
+        self.final_metrics: dict[str, float] | None = {}  # scored already: no final validation
+        self.needs = losses.Needs()
+        self.trained: list[tuple[int, int]] = []
+        """(the run's step, the batch's step) of every micro-batch trained."""
+
+    def train_micro(self, batch: int, teacher: object, last: bool) -> None:
+        if batch == self.fails_at:
+            self.error = NonFiniteLoss(f"non-finite loss at step {batch + 1}")
+            return
+        self.trained.append((self.step, batch))
+
+    def optimizer_step(self) -> dict[str, float]:
+        self.step += 1
+        return {"loss": 0.0}
+
+    def validates_now(self) -> bool:
+        return False
+
+    def record_step(self, metrics: dict[str, float], validation: dict[str, float] | None) -> None:
+        pass
+
+
+class StepStream:
+    """Batches that are just the index of their step."""
+
+    global_batch = block_length = 1
+
+    def step(self, index: int) -> list[int]:
+        return [index]
+
+
+def test_a_student_that_stops_while_catching_up_does_not_set_the_others_back() -> None:
+    """A resumed student behind the others stops (non-finite loss) during its catch-up; listed first, it used to
+    set the group's start: the others re-ran steps they had taken, on the wrong batches."""
+    behind = ScriptedRun("behind", step=2, total_steps=6, fails_at=3)
+    ahead = ScriptedRun("ahead", step=4, total_steps=6)
+    loop.fit(None, StepStream(), [behind, ahead])  # type: ignore[arg-type, list-item]
+    assert behind.trained == [(2, 2)] and behind.step == 3 and behind.error is not None
+    assert ahead.trained == [(4, 4), (5, 5)] and ahead.step == 6
+
+
+def test_students_to_train_together_must_be_at_the_same_step() -> None:
+    runs = [ScriptedRun("first", step=2, total_steps=6), ScriptedRun("second", step=4, total_steps=6)]
+    with pytest.raises(AssertionError, match=r"first at step 2, second at step 4"):
+        loop.train(None, StepStream(), runs, 6, loop.StopRequest())  # type: ignore[arg-type]

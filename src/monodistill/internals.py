@@ -78,34 +78,78 @@ def attention_projections(model: PreTrainedModel, layer: int) -> tuple[nn.Module
     return tuple(getattr(attention, name) for name in PROJECTIONS[family])
 
 
-def _keeper(into: list[torch.Tensor], parts: int = 1) -> Any:
-    """A forward hook that appends the module's output to ``into``, split into ``parts`` along its last axis."""
+class ProjectionHooks:
+    """Forward hooks on the Q, K, V projections of ``layers`` (1-based), installed once and kept.
 
-    def keep(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        into.extend(output.chunk(parts, dim=-1) if parts > 1 else [output])
+    ``capture()`` gives, for the block, ``{layer: [q, k, v]}`` of the forward run inside it, (B, T, H)
+    each; a forward outside the block keeps nothing. Installed once, before any forward:
+    ``torch.compile`` does not guard on module hooks, so a compiled graph traced while they were absent
+    (a validation pass that needs no projections) would later run without hooks registered since,
+    and capture nothing.
+    """
 
-    return keep
+    def __init__(self, model: PreTrainedModel, layers: Iterable[int]) -> None:
+        # ModernBERT's Wqkv holds the three side by side.
+        parts = 3 if model.config.model_type == "modernbert" else 1
+        self.captured: dict[int, list[torch.Tensor]] = {layer: [] for layer in sorted(set(layers))}
+        self.capturing = False
+        self._handles = [
+            module.register_forward_hook(self._keeper(self.captured[layer], parts))
+            for layer in self.captured
+            for module in attention_projections(model, layer)
+        ]
+
+    @property
+    def layers(self) -> frozenset[int]:
+        """The layers hooked."""
+        return frozenset(self.captured)
+
+    @contextmanager
+    def capture(self) -> Iterator[dict[int, list[torch.Tensor]]]:
+        """``{layer: [q, k, v]}`` of the forward run in the block, filled as it exits (the block's own lists)."""
+        self._clear()
+        self.capturing = True
+        taken: dict[int, list[torch.Tensor]] = {}
+        try:
+            yield taken
+            taken.update({layer: list(states) for layer, states in self.captured.items()})
+        finally:
+            self.capturing = False
+            self._clear()
+
+    def remove(self) -> None:
+        """Take the hooks off the model."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _clear(self) -> None:
+        for states in self.captured.values():
+            states.clear()
+
+    def _keeper(self, into: list[torch.Tensor], parts: int) -> Any:
+        """A forward hook that appends the module's output to ``into`` while capturing, split into ``parts``."""
+
+        def keep(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            if self.capturing:
+                into.extend(output.chunk(parts, dim=-1) if parts > 1 else [output])
+
+        return keep
 
 
 @contextmanager
 def capture_projections(model: PreTrainedModel, layers: Iterable[int]) -> Iterator[dict[int, list[torch.Tensor]]]:
-    """Hooks on the Q, K, V projections of ``layers`` (1-based) for the block: ``{layer: [q, k, v]}`` after a forward.
+    """Hooks on the Q, K, V projections of ``layers`` (1-based) for the block only: ``{layer: [q, k, v]}`` after a
+    forward, (B, T, H) each. For a model that is never compiled; a training loop keeps ``ProjectionHooks``.
 
-    Each is (B, T, H). For a model that runs with gradients the tensors carry them, so losses on them
-    train the projections.
+    For a model that runs with gradients the tensors carry them, so losses on them train the projections.
     """
-    fused = 3 if model.config.model_type == "modernbert" else 1
-    captured: dict[int, list[torch.Tensor]] = {layer: [] for layer in sorted(set(layers))}
-    handles = [
-        module.register_forward_hook(_keeper(captured[layer], fused))
-        for layer in captured
-        for module in attention_projections(model, layer)
-    ]
+    hooks = ProjectionHooks(model, layers)
     try:
-        yield captured
+        with hooks.capture() as captured:
+            yield captured
     finally:
-        for handle in handles:
-            handle.remove()
+        hooks.remove()
 
 
 def freeze_below(model: PreTrainedModel, trainable_layers: int) -> None:

@@ -202,14 +202,21 @@ def attention_mse(
 
 
 def hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, total: float | None = None) -> torch.Tensor:
-    """Mean squared error of (B, T, H) hidden states of equal width, averaged within each block.
+    """Mean squared error of (B, T, H) hidden states of equal width, each normalised first, averaged within each block.
+
+    Every state is brought to zero mean and unit variance over H (a layer norm without affine
+    parameters), in every family alike. A pre-LayerNorm model (ModernBERT) passes its raw residual
+    stream between layers, whose norm grows with depth, and norms only the last: unnormalised, the
+    largest middle layers' errors would make up nearly all of the mean over layers. The term is thus
+    blind to each state's scale and offset.
 
     Args:
         student_hidden: (B, T, H), the student's projected to the teacher's width.
         teacher_hidden: (B, T, H).
         total: Divide the sum over blocks by this count instead of B.
     """
-    return _reduce((student_hidden.float() - teacher_hidden.float()).pow(2).mean(dim=(1, 2)), total)
+    student, teacher = (F.layer_norm(states.float(), states.shape[-1:]) for states in (student_hidden, teacher_hidden))
+    return _reduce((student - teacher).pow(2).mean(dim=(1, 2)), total)
 
 
 def distillation_loss(
@@ -388,9 +395,9 @@ def check_objective(
                     f"{field}={heads} does not divide the {who}'s width {model['hidden']}; choose relation heads "
                     "that divide both widths"
                 )
-    if config.alpha_hidden > 0 or config.alpha_attention > 0:
-        pairs = parse_layer_map(config.hidden_layers) if config.hidden_layers else []
-        for student_layer, teacher_layer in pairs:
+    # Checked even when no term reads the map: a value that cannot be is refused, not kept for a later run.
+    if config.hidden_layers:
+        for student_layer, teacher_layer in parse_layer_map(config.hidden_layers):
             if student_layer > student["layers"] or teacher_layer > teacher["layers"]:
                 raise MonodistillError(
                     f"loss.hidden_layers={config.hidden_layers!r} maps {student_layer}:{teacher_layer}, but the "

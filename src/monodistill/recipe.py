@@ -198,7 +198,8 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
         )
 
     try:
-        fit(TeacherPass(teacher, vocab_ids, state.device, lead.train.compile), stream, runs)
+        read = frozenset().union(*(run.needs.teacher_projections for run in runs))
+        fit(TeacherPass(teacher, vocab_ids, state.device, lead.train.compile, read), stream, runs)
         for config, run_dir, student, run in zip(configs, run_dirs, students, runs, strict=True):
             if run.error is None and state.is_main_process:
                 assert run.final_metrics is not None

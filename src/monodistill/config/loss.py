@@ -80,7 +80,18 @@ class LossConfig:
             value = getattr(self, name)
             _require(value is None or value >= 1, f"loss.{name} must be >= 1, got {value}", f"loss.{name}")
         if self.hidden_layers is not None:
-            parse_layer_map(self.hidden_layers)
+            pairs = parse_layer_map(self.hidden_layers)
+            # Teacher layer 0 is its embeddings' output, which attends to nothing: the attention term would
+            # read transformer layer 0 - 1, i.e. the teacher's last.
+            embeddings = next((student for student, teacher in pairs if student > 0 and teacher == 0), None)
+            _require(
+                self.alpha_attention == 0 or embeddings is None,
+                f"loss.hidden_layers={self.hidden_layers!r} maps student layer {embeddings} to teacher layer 0, "
+                "the embeddings, which have no attention for loss.alpha_attention; map transformer layers (>= 1) "
+                "to transformer layers, or 0:0",
+                "loss.hidden_layers",
+                "loss.alpha_attention",
+            )
 
     def needs_internals(self) -> bool:
         """Whether any term reads the models' internals (relations, hidden states, attention)."""

@@ -56,9 +56,20 @@ def fit(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> No
 
 
 def train(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun], end: int, stop: StopRequest) -> None:
-    """Take ``runs`` (all at the same step) to step ``end``, validating, logging and checkpointing."""
-    with progress(runs, end) as bar:
-        for step in range(runs[0].step, end):
+    """Take ``runs`` to step ``end``, validating, logging and checkpointing.
+
+    The students still training must be at the same step; one stopped earlier (``run.error``, perhaps
+    while catching up, and so behind) is skipped and sets nothing, not even where the loop starts.
+    """
+    training = [run for run in runs if run.error is None]
+    if not training:
+        return
+    start = training[0].step
+    assert all(run.step == start for run in training), "students to train together are at different steps: " + (
+        ", ".join(f"{run.name} at step {run.step}" for run in training)
+    )
+    with progress(runs, start, end) as bar:
+        for step in range(start, end):
             active = [run for run in runs if run.error is None]
             if not active:
                 return
@@ -120,7 +131,7 @@ def describe(run: StudentRun, validation: dict[str, float], named: bool) -> str:
 
 
 @contextmanager
-def progress(runs: list[StudentRun], end: int) -> Iterator[Progress]:
+def progress(runs: list[StudentRun], start: int, end: int) -> Iterator[Progress]:
     """A progress bar over optimizer steps, with a live loss and an ETA, on the main rank only."""
     if len(runs) > 1:
         desc = f"distilling {len(runs)} students"
@@ -128,7 +139,7 @@ def progress(runs: list[StudentRun], end: int) -> Iterator[Progress]:
         desc = "distilling" if runs[0].needs.teacher else "training on masked-LM"
     bar = progress_bar(
         total=end,
-        initial=runs[0].step,
+        initial=start,
         desc=desc,
         unit="step",
         disable=not ranks.process_state().is_main_process,

@@ -29,7 +29,7 @@ from monodistill.config import DistillConfig, config_to_dict, flatten
 from monodistill.data.batches import MaskedBatch
 from monodistill.distill.teacher_pass import TeacherOutputs
 from monodistill.errors import NonFiniteLoss
-from monodistill.internals import capture_projections, num_heads, num_layers
+from monodistill.internals import ProjectionHooks, num_heads, num_layers
 from monodistill.losses import ModelOutputs, Needs, Objective
 from monodistill.teacher import encoder, mlm_head
 
@@ -49,7 +49,8 @@ class StudentWithHead(nn.Module):
         self.head = mlm_head(model)
         needs = objective.needs if objective is not None else Needs()
         self.hidden_layers = needs.student_hidden
-        self.projection_layers = needs.student_projections
+        # Installed once, before the encoder's first (perhaps compiled) forward (``ProjectionHooks``).
+        self.projection_hooks = ProjectionHooks(model, needs.student_projections)
         width = model.config.hidden_size
         pairs = objective.hidden_pairs if objective is not None else []
         self.projections = nn.ModuleDict(
@@ -60,7 +61,7 @@ class StudentWithHead(nn.Module):
         self, input_ids: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, list[torch.Tensor]]]:
         """(B, T) ids and bool positions -> (N, V) logits, hidden states (B, T, H) and Q/K/V projections by layer."""
-        with capture_projections(self.model, self.projection_layers) as projections:
+        with self.projection_hooks.capture() as projections:
             output = encoder(self.model)(input_ids=input_ids, output_hidden_states=bool(self.hidden_layers))
         hidden = {}
         for layer in self.hidden_layers:
@@ -261,6 +262,11 @@ class StudentRun:
             logits = module(batch.input_ids, batch.positions)[0]  # (hidden states and projections unused)
         module.train()
         return logits
+
+    @property
+    def vocab_size(self) -> int:
+        """V, the rows of the student's MLM head: the width of its logits."""
+        return int(self.accelerator.unwrap_model(self.model).head.weight.shape[0])
 
     def unwrapped_student(self) -> PreTrainedModel:
         """The student ``*ForMaskedLM`` model, outside any distributed wrapper."""

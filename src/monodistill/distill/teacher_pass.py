@@ -4,11 +4,14 @@ The teacher is frozen where it is loaded (``teacher.load_teacher``) and runs her
 ``torch.inference_mode()``. Its MLM head runs at the masked positions only, restricted to the
 student's vocabulary when that is trimmed (the softmax over the kept rows is the teacher's
 distribution renormalised to them). Hidden states and attention projections are returned only for
-the layers that some student's objective declared (``losses.Needs``).
+the layers that some student's objective declared (``losses.Needs``); the projections' hooks are
+installed when the pass is built, for every layer any of its students reads, since a compiled
+encoder would not see hooks added later (``internals.ProjectionHooks``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +19,8 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from monodistill.data.batches import MaskedBatch
-from monodistill.internals import capture_projections
+from monodistill.errors import MonodistillError
+from monodistill.internals import ProjectionHooks
 from monodistill.losses import ModelOutputs, Needs
 from monodistill.teacher import MaskedLMHead, encoder, mlm_head
 
@@ -32,18 +36,34 @@ class TeacherOutputs(ModelOutputs):
 
 
 class TeacherPass:
-    """The frozen teacher, on the run's device, read through the student's vocabulary."""
+    """The frozen teacher, on the run's device, read through the student's vocabulary.
+
+    Args:
+        model: The frozen ``*ForMaskedLM`` teacher.
+        vocab_ids: (V,) student id -> teacher id, when the vocabulary is trimmed.
+        device: Where it runs.
+        compile: Compile its encoder (``torch.compile``, in place).
+        projection_layers: The layers whose Q, K, V some student reads (every student's
+            ``Needs.teacher_projections``), hooked before the first forward. An uncompiled pass hooks
+            others when a call asks for them; a compiled one refuses.
+    """
 
     def __init__(
-        self, model: PreTrainedModel, vocab_ids: torch.Tensor | None, device: torch.device, compile: bool = False
+        self,
+        model: PreTrainedModel,
+        vocab_ids: torch.Tensor | None,
+        device: torch.device,
+        compile: bool = False,
+        projection_layers: Iterable[int] = (),
     ) -> None:
         nn.Module.to(model, device)  # in place (transformers types its own `to` for dtypes only)
         self.model = model
         self.encoder = encoder(model)
+        self.compiled = compile
+        self.projection_hooks = ProjectionHooks(model, projection_layers)  # before the encoder first runs
         if compile:
             # In place: parameter names stay those of the plain model.
             self.encoder.compile()
-        # Student id -> teacher id, when the vocabulary is trimmed.
         self.vocab_ids = vocab_ids.to(device) if vocab_ids is not None else None
         self.full_head = mlm_head(model)
         # Sliced once, not per batch.
@@ -58,7 +78,8 @@ class TeacherPass:
 
     def __call__(self, batch: MaskedBatch, needs: Needs, outside_mass: bool = False) -> TeacherOutputs:
         """The teacher's outputs on ``batch``: logits at its masked positions, and what ``needs`` asks for."""
-        with torch.inference_mode(), capture_projections(self.model, needs.teacher_projections) as projections:
+        self._hook(needs.teacher_projections)
+        with torch.inference_mode(), self.projection_hooks.capture() as projections:
             input_ids = self.vocab_ids[batch.input_ids] if self.vocab_ids is not None else batch.input_ids
             output = self.encoder(input_ids=input_ids, output_hidden_states=bool(needs.teacher_hidden))
             masked = output.last_hidden_state[batch.positions]  # (N, H)
@@ -72,6 +93,19 @@ class TeacherPass:
         return TeacherOutputs(
             logits.clone(),
             {layer: states.clone() for layer, states in hidden.items()},
-            {layer: [states.clone() for states in qkv] for layer, qkv in projections.items()},
+            {layer: [states.clone() for states in projections[layer]] for layer in needs.teacher_projections},
             mass.clone() if mass is not None else None,
         )
+
+    def _hook(self, layers: frozenset[int]) -> None:
+        """Hook ``layers`` too, unless they are already: refused once compiled (the graph would not run the hooks)."""
+        if layers <= self.projection_hooks.layers:
+            return
+        if self.compiled:
+            hooked, missing = sorted(self.projection_hooks.layers), sorted(layers - self.projection_hooks.layers)
+            raise MonodistillError(
+                f"the compiled teacher was built to read the projections of layers {hooked}, not of {missing}: "
+                "build it with every student's layers (TeacherPass's projection_layers)"
+            )
+        self.projection_hooks.remove()
+        self.projection_hooks = ProjectionHooks(self.model, layers | self.projection_hooks.layers)

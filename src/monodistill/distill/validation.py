@@ -28,6 +28,8 @@ from monodistill.progress import progress_bar
 class ValidationTotals:
     """Sums over the scored positions of one student, to be reduced over ranks and divided by ``targets``."""
 
+    vocab_size: int
+    """V, the student's vocabulary: every rank reduces (V,) counts, also one that holds no validation batch."""
     targets: float = 0.0
     mlm_loss: float = 0.0
     kl_to_teacher: float = 0.0
@@ -36,8 +38,11 @@ class ValidationTotals:
     teacher_accuracy: float = 0.0
     teacher_mlm_loss: float = 0.0
     teacher_mass_outside_vocab: float = 0.0
-    predictions: torch.Tensor | None = field(default=None, repr=False)
+    predictions: torch.Tensor = field(init=False, repr=False)
     """(V,) how often the student predicted each token: a student stuck on one token is degenerate."""
+
+    def __post_init__(self) -> None:
+        self.predictions = torch.zeros(self.vocab_size, dtype=torch.float64)
 
     def add(self, student_logits: torch.Tensor, teacher: TeacherOutputs, targets: torch.Tensor) -> None:
         """Add one batch: (N, V) student and teacher logits at its masked positions, (N,) true tokens."""
@@ -52,19 +57,24 @@ class ValidationTotals:
         self.teacher_mlm_loss += F.cross_entropy(teacher_logits, targets, reduction="sum").item()
         if teacher.outside_mass is not None:
             self.teacher_mass_outside_vocab += teacher.outside_mass.sum().item()
-        counts = torch.bincount(student_top, minlength=student_logits.shape[-1]).double().cpu()
-        self.predictions = counts if self.predictions is None else self.predictions + counts
+        self.predictions += torch.bincount(student_top, minlength=self.vocab_size).double().cpu()
 
     def metrics(self, trimmed: bool) -> dict[str, float]:
-        """Every sum over all ranks, divided by the positions scored (one collective)."""
-        names = [item.name for item in fields(self) if item.name != "predictions"]
-        totals = dict(zip(names, ranks.sum_over_ranks([getattr(self, name) for name in names]), strict=True))
-        count = max(totals.pop("targets"), 1.0)
+        """Every sum over all ranks, divided by the positions scored.
+
+        One collective of the same length on every rank, whether or not it held a batch: a rank with no
+        validation block (fewer blocks than processes) that skipped it would leave the others waiting.
+        """
+        names = [item.name for item in fields(self) if item.name not in ("vocab_size", "predictions")]
+        summed = ranks.sum_over_ranks([getattr(self, name) for name in names] + self.predictions.tolist())
+        totals = dict(zip(names, summed[: len(names)], strict=True))
+        predictions = torch.tensor(summed[len(names) :])  # (V,)
+        scored = totals.pop("targets")
+        count = max(scored, 1.0)
         if not trimmed:
             totals.pop("teacher_mass_outside_vocab")
         metrics = {name: value / count for name, value in totals.items()}
-        if self.predictions is not None:
-            predictions = torch.tensor(ranks.sum_over_ranks(self.predictions.tolist()))
+        if scored > 0:
             metrics["student_top_prediction_share"] = float(predictions.max()) / count
             metrics["student_top_prediction_id"] = float(predictions.argmax())
         return metrics
@@ -72,7 +82,7 @@ class ValidationTotals:
 
 def validate(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> list[dict[str, float]]:
     """Validation metrics of each of ``runs`` (nothing is logged)."""
-    totals = [ValidationTotals() for _ in runs]
+    totals = [ValidationTotals(run.vocab_size) for run in runs]
     batches = stream.validation()
     # A pass can take a minute on a CPU: a transient bar with an ETA, under the distillation's.
     main = ranks.process_state().is_main_process
