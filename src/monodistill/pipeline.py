@@ -36,6 +36,7 @@ from monodistill.config import (
 )
 from monodistill.errors import MonodistillError
 from monodistill.evaluate import check_evaluation, run_evaluation
+from monodistill.evaluate.summary import column_headers, score_columns
 from monodistill.progress import format_duration
 from monodistill.ranks import process_state
 from monodistill.recipe import distill_students, ensure_vocabulary
@@ -142,15 +143,15 @@ def describe_experiment(summary: dict[str, Any], student_dirs: list[Path], repor
     lines.append(f"report: {report} (also {report.with_suffix('.html').name}, results.csv, PNG figures)")
     if runs:
         lines.append(f"fine-tuning runs: {runs['made']} made, {runs['reused']} reused from earlier runs")
-    tasks = summary["tasks"]
-    lines.append("main metric per task, mean over seeds (points):")
-    lines.append("| model | " + " | ".join(tasks) + " |")
-    lines.append("|---" * (len(tasks) + 1) + "|")
+    columns = score_columns(summary)  # the main metric per task, and macro-F1 beside accuracy
+    lines.append("main metric per task (and macro-F1 for classification), mean over seeds (points):")
+    lines.append("| model | " + " | ".join(column_headers(columns)) + " |")
+    lines.append("|---" * (len(columns) + 1) + "|")
     for label, entry in summary["models"].items():
         cells = []
-        for task in tasks:
+        for task, key in columns:
             result = entry["tasks"].get(task)
-            metric = result and result.get(f"metric.{result['main_metric']}")
+            metric = result and result.get(f"metric.{key}")
             cells.append(f"{100 * metric['mean']:.2f}" if metric else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -45,7 +45,7 @@ from monodistill.evaluate.distil import (
 )
 from monodistill.evaluate.encode import Encoder, align_labels, word_predictions
 from monodistill.evaluate.machine import LoadProbe, machine
-from monodistill.evaluate.metrics import classification_metrics, token_metrics
+from monodistill.evaluate.metrics import classification_metrics, majority_class, token_metrics
 from monodistill.evaluate.tasks import Task
 from monodistill.progress import Countdown, Progress, datasets_progress, progress_bar
 from monodistill.teacher import load_weights, max_positions, parameter_counts
@@ -229,6 +229,7 @@ def finetune(
     counts = parameter_counts(model)
     result = {
         "metrics": scores,
+        "majority_class": majority_class(task, gold),  # the floor on the examples scored
         "train_samples": len(data["train"]),
         "test_samples": len(data["test"]),
         "learning_rate": config.learning_rate,

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
+import datasets
 import numpy as np
 from seqeval.metrics import f1_score as entity_f1
 from seqeval.metrics import precision_score, recall_score
 from sklearn.metrics import f1_score
+
+from monodistill.evaluate.tasks import Task
+
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "entity_f1": "entity F1"}
+"""How tables head a metric's column."""
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -31,3 +40,24 @@ def token_metrics(predicted: list[list[str]], gold: list[list[str]], metric: str
 def main_metric(metric: str) -> str:
     """The key reported first in tables for a task's metric."""
     return "entity_f1" if metric == "entity-f1" else "accuracy"
+
+
+def majority_class(task: Task, test: datasets.Dataset) -> dict[str, Any] | None:
+    """The scores of predicting ``test``'s most frequent label for every example (every word of a token task),
+    and that label: the floor a model must beat on those examples. None for an empty split."""
+    names = task.label_names
+    if task.is_token_task:
+        gold = [[names[tag] for tag in tags] for tags in test["tags"]]
+        counts = Counter(tag for sentence in gold for tag in sentence)
+        if not counts:
+            return None
+        label = counts.most_common(1)[0][0]
+        scores = token_metrics([[label] * len(sentence) for sentence in gold], gold, task.metric)
+    else:
+        labels = np.asarray(test["label"])
+        if not len(labels):
+            return None
+        majority = Counter(labels.tolist()).most_common(1)[0][0]
+        label = names[majority]
+        scores = classification_metrics(np.full_like(labels, majority), labels)
+    return {"label": label, **scores}

@@ -19,17 +19,15 @@ import json
 import math
 import statistics
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import scipy.stats
 import torch
 from transformers import AutoConfig, AutoModel
 
 from monodistill.evaluate.machine import BUSY_MARGIN, describe_machine
-from monodistill.evaluate.metrics import classification_metrics, main_metric, token_metrics
+from monodistill.evaluate.metrics import METRIC_NAMES, main_metric, majority_class
 from monodistill.evaluate.tasks import Task
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -99,23 +97,9 @@ def parameter_counts_of(entry: dict[str, Any]) -> tuple[dict[str, int], str]:
 
 def constant_prediction(task: Task) -> dict[str, Any] | None:
     """The scores of predicting the most frequent test label for every example (every word of a token task),
-    and that label: the floor a model must beat. None for an empty test split."""
-    names = task.label_names
-    if task.is_token_task:
-        gold = [[names[tag] for tag in tags] for tags in task.test["tags"]]
-        counts = Counter(tag for sentence in gold for tag in sentence)
-        if not counts:
-            return None
-        label = counts.most_common(1)[0][0]
-        scores = token_metrics([[label] * len(sentence) for sentence in gold], gold, task.metric)
-    else:
-        labels = np.asarray(task.test["label"])
-        if not len(labels):
-            return None
-        majority = Counter(labels.tolist()).most_common(1)[0][0]
-        label = names[majority]
-        scores = classification_metrics(np.full_like(labels, majority), labels)
-    return {"label": label, **scores}
+    and that label, over the task's whole test split: the floor a model must beat. None for an empty split.
+    Results record it over the examples they scored (``majority_class``), which the summary prefers."""
+    return majority_class(task, task.test)
 
 
 def summarise(
@@ -133,6 +117,7 @@ def summarise(
     speedups where it has the model and task; the fine-tuning runs' own passes give the others.
     """
     results: dict[str, Any] = {}
+    majorities: dict[str, Any] = {}  # task -> its majority class over the examples scored, as results record it
     for model, label, folder in zip(models, labels, folders, strict=True):
         per_task: dict[str, Any] = {}
         parameters: dict[str, int] = {}
@@ -141,6 +126,8 @@ def summarise(
             runs = [json.loads(p.read_text()) for p in files if p.is_file()]
             if not runs:
                 continue
+            if runs[0].get("majority_class"):
+                majorities.setdefault(task.name, runs[0]["majority_class"])
             fields = {**{f"metric.{k}": [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}}
             for key in ("finetune_seconds", "train_samples_per_second", "inference_samples_per_second"):
                 fields[key] = [r[key] for r in runs]
@@ -193,7 +180,8 @@ def summarise(
         "baseline": labels[0],
         "tasks": [task.name for task in tasks],
         "mixed_precision": precisions,
-        "constant_prediction": {task.name: constant_prediction(task) for task in tasks},
+        # Over the examples scored (a capped test split is a sample); over the whole split for older results.
+        "constant_prediction": {task.name: majorities.get(task.name) or constant_prediction(task) for task in tasks},
         "inference_timing": timing,
         "machines": sorted(
             {
@@ -323,7 +311,6 @@ def _millions(count: int) -> str:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """Markdown tables: quality (mean ± std over seeds, rank, significance), size and speed (ratios to the baseline)."""
-    tasks = summary["tasks"]
     notes = {label: distilled_note(summary, entry) for label, entry in summary["models"].items()}
     counts = {seed_count(metric) for metric in _main_scores(summary)}
     mixed = len(counts - {None}) > 1
@@ -351,35 +338,58 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"logits, T = {distilled[0]['temperature']}; the others plainly. Ranks and p-values compare both kinds "
             "in one ranking."
         )
-    lines += ["", "| model | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    columns = score_columns(summary)
+    if any(key == "macro_f1" for _, key in columns):
+        lines.append(
+            "Classification tasks show macro-F1 beside accuracy (rank and significance are the accuracy's): a model "
+            "that predicts mostly one class keeps an accuracy near the constant prediction's, and only its "
+            "macro-F1 shows it."
+        )
+    lines += ["", "| model | " + " | ".join(column_headers(columns)) + " |", "|---" * (len(columns) + 1) + "|"]
     for label, entry in summary["models"].items():
         cells = []
-        for task in tasks:
+        for task, key in columns:
             result = entry["tasks"].get(task)
-            if result is None:
+            if result is None or f"metric.{key}" not in result:
                 cells.append("-")
                 continue
-            metric = result[f"metric.{result['main_metric']}"]
-            rank = f" ({result['rank']})" if "rank" in result else ""
+            metric = result[f"metric.{key}"]
             seeds = f", n = {seed_count(metric)}" if mixed else ""
+            if key != result["main_metric"]:  # ranks and significance are the main metric's
+                cells.append(f"{format_score(metric)}{seeds}")
+                continue
+            rank = f" ({result['rank']})" if "rank" in result else ""
             cells.append(f"{format_score(metric)}{seeds}{_mark(result)}{rank}")
         lines.append(f"| {label}{notes[label]} | " + " | ".join(cells) + " |")
-    lines += _constant_row(summary)
+    lines += _constant_row(summary, columns)
     return "\n".join(lines + _size_table(summary, notes) + _speed_table(summary, notes, bool(distilled))) + "\n"
 
 
-def _constant_row(summary: dict[str, Any]) -> list[str]:
+def score_columns(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The columns of a quality table, as (task, metric key): each task's main metric, and macro-F1 beside it
+    where the task's results have it (classification), since accuracy alone hides a near-constant classifier."""
+    columns = []
+    for task in summary["tasks"]:
+        results = [entry["tasks"][task] for entry in summary["models"].values() if task in entry["tasks"]]
+        main = results[0]["main_metric"] if results else "accuracy"
+        columns.append((task, main))
+        if main != "macro_f1" and any("metric.macro_f1" in result for result in results):
+            columns.append((task, "macro_f1"))
+    return columns
+
+
+def column_headers(columns: list[tuple[str, str]]) -> list[str]:
+    """A quality table's headers: the task's name, with the metric's where the task has two columns."""
+    split = {task for task, key in columns if key == "macro_f1"}
+    return [f"{task} {METRIC_NAMES.get(key, key)}" if task in split else task for task, key in columns]
+
+
+def _constant_row(summary: dict[str, Any], columns: list[tuple[str, str]]) -> list[str]:
     """The quality table's row of constant-prediction scores, when the summary records them."""
     constant = summary.get("constant_prediction") or {}
     if not any(constant.values()):
         return []
-    metrics = {
-        task: result["main_metric"] for entry in summary["models"].values() for task, result in entry["tasks"].items()
-    }
-    cells = [
-        f"{100 * constant[task][metrics[task]]:.2f}" if constant.get(task) and task in metrics else "-"
-        for task in summary["tasks"]
-    ]
+    cells = [f"{100 * constant[task][key]:.2f}" if key in (constant.get(task) or {}) else "-" for task, key in columns]
     return ["| constant prediction (most frequent test label) | " + " | ".join(cells) + " |"]
 
 
@@ -502,8 +512,9 @@ def cost_note(summary: dict[str, Any], labels: list[str]) -> str:
 
 
 def card_table(summary: dict[str, Any], label: str) -> list[str]:
-    """A model card's table of ``label``'s scores beside the baseline's, with both speedups (a busy fine-tuning
-    ratio marked), then how they were measured (``cost_note``)."""
+    """A model card's table of ``label``'s scores beside the baseline's (macro-F1 below accuracy for
+    classification), with both speedups (a busy fine-tuning ratio marked), then how they were measured
+    (``cost_note``)."""
     mine, baseline = summary["models"][label], summary["models"][summary["baseline"]]
     lines = [
         "| task | metric | this model | baseline | fine-tuning speedup | inference speedup |",
@@ -519,4 +530,10 @@ def card_table(summary: dict[str, Any], label: str) -> list[str]:
             f"| {result.get('finetune_speedup', float('nan')):.2f}x{busy} "
             f"| {result.get('inference_speedup', float('nan')):.2f}x |"
         )
+        if "metric.macro_f1" in result and result["main_metric"] != "macro_f1":  # beside accuracy, always
+            base_f1 = baseline["tasks"].get(task, {}).get("metric.macro_f1")
+            lines.append(
+                f"| {task} | macro-F1 | {format_score(result['metric.macro_f1'])} "
+                f"| {format_score(base_f1) if base_f1 else '-'} | | |"
+            )
     return [*lines, "", cost_note(summary, [label, summary["baseline"]])]

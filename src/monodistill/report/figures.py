@@ -77,7 +77,8 @@ def plot_distillation(records: dict[str, list[dict[str, Any]]], path: Path, colo
 
 
 def plot_quality(rows: list[dict[str, Any]], path: Path, colours: dict[str, str], teachers: set[str]) -> None:
-    """A grid of panels, one per task: main metric per model with its value, std error bars over several
+    """A grid of panels, one per task: main metric per model with its value (and macro-F1 under it for
+    classification), std error bars over several
     seeds, a dashed line at the teacher's score, a dotted one at the constant prediction's, and an axis
     that starts near the lowest score (a constant prediction far below it is said in words)."""
     tasks = list(dict.fromkeys(row["task"] for row in rows))
@@ -105,7 +106,10 @@ def plot_quality(rows: list[dict[str, Any]], path: Path, colours: dict[str, str]
         )
         for bar, row, score, error in zip(bars, picked, scores, errors, strict=True):
             bar.set_gid(row["model"])
-            axis.text(bar.get_x() + bar.get_width() / 2, score + error, f"{score:.1f}", ha="center", va="bottom")
+            value = f"{score:.1f}"
+            if metric != "macro_f1" and row.get("metric.macro_f1.mean") is not None:  # accuracy hides a constant
+                value += f"\nmacro-F1 {100 * row['metric.macro_f1.mean']:.1f}"
+            axis.text(bar.get_x() + bar.get_width() / 2, score + error, value, ha="center", va="bottom")
         for text in axis.texts:
             text.set_fontsize("x-small")
         names = [f"{row['model']} (task KD)" if row.get("distilled_from") else row["model"] for row in picked]
@@ -117,7 +121,8 @@ def plot_quality(rows: list[dict[str, Any]], path: Path, colours: dict[str, str]
         constant = None if constant is None else 100 * constant
         bottom = _axis_bottom(scores, constant)
         top = max(score + error for score, error in zip(scores, errors, strict=True))
-        axis.set_ylim(bottom, top + 0.14 * max(top - bottom, 1.0))  # room for the value labels
+        room = 0.24 if any(row.get("metric.macro_f1.mean") is not None for row in picked) else 0.14
+        axis.set_ylim(bottom, top + room * max(top - bottom, 1.0))  # room for the value labels
         title = task
         if constant is not None and constant >= bottom:
             axis.axhline(constant, color="black", linestyle=":", linewidth=1.2)
