@@ -70,6 +70,9 @@ def test_time_spent_paused_does_not_enter_the_rate_or_the_eta(monkeypatch: pytes
         left = (shown["total"] - shown["n"]) / (shown["rate"] or shown["n"] / shown["elapsed"])
         assert left == pytest.approx(29 * 4)
         assert shown["elapsed"] == pytest.approx(31 * 4 + 120)  # the wall time since the start stays
+    # Off the main rank the bar is disabled: pausing it is a no-op, not an error.
+    with progress.progress_bar(total=2, disable=True).paused():
+        pass
 
 
 def test_a_transient_bar_in_a_log_is_silent_unless_it_runs_longer_than_the_interval(

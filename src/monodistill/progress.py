@@ -74,6 +74,9 @@ class Progress(tqdm):
         The bar's rate is its units over its elapsed time (``smoothing=0``: one slow step does not throw
         the ETA), which would count the block as training time. The elapsed time shown stays the wall time.
         """
+        if self.disable:  # a disabled bar (off the main rank) is never drawn, and tqdm gave it no clock
+            yield
+            return
         started = self._time()
         try:
             yield
