@@ -79,13 +79,15 @@ def train(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun], end
                 shown = {name: f"{value:.3f}" for name, value in next(iter(metrics.values())).items()}
                 bar.set_postfix({name: shown[name] for name in ("loss", "kl", "mlm") if name in shown}, refresh=False)
             bar.update(1)
-            # Students validating at this step share the teacher's validation pass too.
-            due = [run for run in metrics if run.validates_now()]
-            validations = dict(zip(due, validate(teacher, stream, due) if due else [], strict=True))
-            for run in metrics:
-                run.record_step(metrics[run], validations.get(run))
-                if run in validations:
-                    bar.write(describe(run, validations[run], len(runs) > 1))
+            # Students validating at this step share the teacher's validation pass too. Validation and
+            # checkpoints are not training steps: their time stays out of the bar's rate and ETA.
+            with bar.paused():
+                due = [run for run in metrics if run.validates_now()]
+                validations = dict(zip(due, validate(teacher, stream, due) if due else [], strict=True))
+                for run in metrics:
+                    run.record_step(metrics[run], validations.get(run))
+                    if run in validations:
+                        bar.write(describe(run, validations[run], len(runs) > 1))
             for run in active:
                 if run.error is not None and len(runs) > 1:
                     bar.write(f"student {run.name}: {run.error}; the other students go on")
