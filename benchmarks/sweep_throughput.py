@@ -31,6 +31,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
 
 from monodistill.config import DistillConfig, StudentConfig, TeacherConfig, load_config
+from monodistill.evaluate.summary import encoder_counts
 from monodistill.flops import ModelShape, masked_lm_forward_flops
 from monodistill.losses import Needs
 from monodistill.student import build_student
@@ -163,7 +164,8 @@ def flop_prediction(
 
 
 def parameters(model: torch.nn.Module) -> int:
-    return sum(parameter.numel() for parameter in model.parameters())
+    """The encoder with its embeddings, heads aside: as the card, report and evaluation summary count."""
+    return encoder_counts(model)["total"]
 
 
 def main() -> None:

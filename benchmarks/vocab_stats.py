@@ -3,7 +3,8 @@
 Each setting runs ``monodistill vocab`` itself (``run_vocab``: the vocabulary is built from every
 line; the last 2% of lines are also measured against a vocabulary built without them) and reads back
 its ``vocab_stats.json``; then every line of the corpus is split with the written tokenizer and
-compared with the teacher's split. Then parameter counts before and after trimming:
+compared with the teacher's split. Then parameter counts before and after trimming (the encoder with its
+embeddings, heads aside, as the card, report and evaluation summary count them):
 mBERT-base and the paper's student presets are built on the meta device from their configs (no
 download), the stand-in teacher mmt-mini is loaded and trimmed for real.
 
@@ -28,8 +29,8 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, PreTrainedModel
 
 from monodistill.config import DistillConfig, load_config
+from monodistill.evaluate.summary import ENCODER_COUNTED, encoder_counts
 from monodistill.student import PRESETS, student_model_config
-from monodistill.teacher import parameter_counts
 from monodistill.vocab import compare_segmentation, run_vocab, trim_teacher
 
 SHARED = Path(os.environ.get("MONODISTILL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
@@ -74,9 +75,9 @@ def measure(tokenizer: str, corpus: str, overrides: list[str], output: Path) -> 
 
 
 def meta_counts(config: Any) -> dict[str, int]:
-    """Parameter counts of a masked LM built from ``config`` without allocating its weights."""
+    """Parameter counts of a masked LM built from ``config`` without allocating its weights (``ENCODER_COUNTED``)."""
     with torch.device("meta"):
-        return parameter_counts(AutoModelForMaskedLM.from_config(config))
+        return encoder_counts(AutoModelForMaskedLM.from_config(config))
 
 
 def millions(count: int) -> str:
@@ -96,7 +97,7 @@ def main() -> None:
     print(f"Measured {date.today().isoformat()} on {machine}, torch {torch.__version__}.\n")
     print(vocabulary_table(results))
     sizes = {"full": next(iter(results.values()))["teacher_vocab_size"], **{k: len(v) for k, v in kept.items()}}
-    print("\nParameters, total (input embeddings in brackets), at each vocabulary size:\n")
+    print(f"\nParameters ({ENCODER_COUNTED}; input embeddings in brackets), at each vocabulary size:\n")
     print(parameter_table(sizes, kept, args.stand_in))
 
 
@@ -139,8 +140,8 @@ def parameter_table(sizes: dict[str, int], kept: dict[str, list[int]], stand_in:
     for label, build in shapes.items():
         lines.append(row(label, [meta_counts(build(size)) for size in sizes.values()]))
     # The stand-in teacher is real: load it and trim it the way `monodistill vocab --export-teacher` does.
-    counts = [parameter_counts(load_stand_in(stand_in, None))]
-    counts += [parameter_counts(load_stand_in(stand_in, ids)) for ids in kept.values()]
+    counts = [encoder_counts(load_stand_in(stand_in, None))]
+    counts += [encoder_counts(load_stand_in(stand_in, ids)) for ids in kept.values()]
     lines.append(row("mmt-mini stand-in teacher (4L/256H/1024I), trimmed for real", counts))
     return "\n".join(lines)
 

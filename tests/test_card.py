@@ -70,7 +70,7 @@ def write_validations(run: Path, shares: list[tuple[int, float]], token_id: int)
 def test_the_card_counts_parameters_as_the_report_does(run_dir: Path, tiny_teacher_dir: Path) -> None:
     card = render_card(run_dir)
     student, teacher = encoder_count(run_dir / "student"), encoder_count(tiny_teacher_dir)
-    assert f"| parameters (encoder with embeddings, heads aside) | {student:,} | {teacher:,} |" in card
+    assert f"| parameters (the encoder with its embeddings, heads aside) | {student:,} | {teacher:,} |" in card
     assert f"{teacher / student:.1f}x fewer parameters than the teacher" in card
 
 
@@ -126,7 +126,12 @@ def test_card_scores_say_how_many_seeds(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("recorded", "problem"),
-    [("", "is empty"), ("# nothing\n", "is empty"), ("teacher: [unclosed\n", "is not valid YAML"), ("- a\n", "holds a list")],
+    [
+        ("", "is empty"),
+        ("# nothing\n", "is empty"),
+        ("teacher: [unclosed\n", "is not valid YAML"),
+        ("- a\n", "holds a list"),
+    ],
 )
 def test_card_and_publish_say_that_the_recorded_config_is_empty_or_unreadable(
     run_dir: Path, recorded: str, problem: str, capsys: pytest.CaptureFixture[str]
@@ -232,3 +237,39 @@ def test_the_saved_card_of_a_local_teacher_has_no_base_model(
     assert "base_model" not in yaml.safe_load(rendered.split("---")[1])
     hub = load_config(DistillConfig, updates={"teacher": {"name_or_path": "google-bert/bert-base-multilingual-cased"}})
     assert yaml.safe_load(front_matter(hub))["base_model"] == "google-bert/bert-base-multilingual-cased"
+
+
+def parameter_row(card: str) -> str:
+    return next(line for line in card.splitlines() if line.startswith("| parameters"))
+
+
+def test_every_card_and_the_distill_log_count_parameters_one_way(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(distill_args(tiny_teacher_dir, corpus_file, run, tmp_path / "cache")) == 0
+    student, teacher = encoder_count(run / "student"), encoder_count(tiny_teacher_dir)
+    expected = f"| parameters (the encoder with its embeddings, heads aside) | {student:,} | {teacher:,} |"
+    assert parameter_row((run / "student" / "README.md").read_text()) == expected  # the card distill saved
+    assert parameter_row(render_card(run)) == expected  # the card `monodistill card` and `run` write
+    assert f"distilling the student run ({student:,} parameters: the encoder with its embeddings, heads aside)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_the_adapted_teachers_card_says_it_was_adapted_not_distilled(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "adapted"
+    common = ["--teacher", str(tiny_teacher_dir), "--corpus", str(corpus_file), "--output", str(out)]
+    budget = ["--max-steps", "4", "data.max_seq_length=32", "train.batch_size=4", "data.max_validation_blocks=4"]
+    assert main(["adapt", *common, *budget, f"data.cache_dir={tmp_path / 'cache'}", "data.language=tl"]) == 0
+    for card in ((out / "student" / "README.md").read_text(), render_card(out)):
+        assert "distilled" not in card and "## Distillation" not in card and "fewer parameters" not in card
+        assert "language-adaptation" in card.split("---")[1]
+        assert f"The teacher `{tiny_teacher_dir}` adapted to the `tl` language by continued masked-LM training on" in (
+            " ".join(card.split())
+        )
+        count = encoder_count(out / "student")
+        assert parameter_row(card) == f"| parameters (the encoder with its embeddings, heads aside) | {count:,} |"
+    assert f"training teacher-adapted ({count:,} parameters: the encoder with its embeddings" in capsys.readouterr().out

@@ -42,6 +42,7 @@ def test_inspect_measures_each_teacher_and_recommends_one(
     assert main([*argv, "--teacher", str(two_teachers[0]), "--teacher", str(two_teachers[1])]) == 0
     printed = capsys.readouterr().out
     assert f"| | {two_teachers[0]} | {two_teachers[1]} |" in printed
+    assert "| teacher parameters (the encoder with its embeddings, heads aside), full -> trimmed |" in printed
     record = json.loads((out / "inspect.json").read_text())
     first, second = record["teachers"]
     assert printed.count("recommended teacher: ") == 1

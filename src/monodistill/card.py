@@ -22,6 +22,7 @@ from monodistill import checkpoint as ckpt
 from monodistill.config import DistillConfig, LossConfig, load_config
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.summary import (
+    ENCODER_COUNTED,
     card_table,
     distilled_source,
     encoder_parameter_counts,
@@ -79,33 +80,61 @@ def build_model_card(
     name = config.student.name or config.student.preset
     loss = config.loss
     data = config.data
+    teacher = config.teacher.name_or_path
+    adapted = is_adaptation(loss)
     vocabulary = "trimmed to the target-language corpus" if config.vocab.active else "the teacher's, unchanged"
     rows = "\n".join(f"| {key.replace('_', ' ')} | {value:.4f} |" for key, value in metrics.items())
-    ratio = teacher_counts["total"] / max(student_counts["total"], 1)
     language = f"the `{data.language}` language" if data.language else "the corpus language"
-    return f"""---
-{front_matter(config, model_index, license)}---
+    architecture = (
+        f"{shape.num_layers} layers, hidden size {shape.hidden_size}, feed-forward size {shape.intermediate_size}, "
+        f"{shape.num_heads} attention heads"
+    )
+    if adapted:  # the teacher itself, trained further: no student, no teacher to compare its size with
+        layers = config.student.trainable_layers
+        trained = f"its top {layers} layers" if layers is not None else "every weight"
+        title = f"{name}: {teacher} adapted to {language}"
+        intro = (
+            f"The teacher `{teacher}` adapted to {language} by continued masked-LM training on `{data.corpus}` "
+            f"(monodistill adapt, as Gurgurov et al. (2025) adapt a teacher before distilling it): {trained} "
+            "trained with the masked-LM loss alone, from the teacher's own weights."
+        )
+        model = f"""| | model |
+|---|---|
+| parameters ({ENCODER_COUNTED}) | {student_counts["total"]:,} |
+| non-embedding parameters | {student_counts["non_embedding"]:,} |
+| embedding parameters | {student_counts["embedding"]:,} |
 
-# {name}: distilled from {config.teacher.name_or_path}
-
-A single-language masked language model distilled by
-monodistill from the multilingual teacher `{config.teacher.name_or_path}` on
-`{data.corpus}`, following Cruz & Aji (2025), "Extracting General-use Transformers for Low-resource
-Languages via Knowledge Distillation".
-
-## Model
-
-| | student | teacher |
+The teacher's shape and vocabulary, unchanged: {architecture}."""
+    else:
+        ratio = teacher_counts["total"] / max(student_counts["total"], 1)
+        title = f"{name}: distilled from {teacher}"
+        intro = (
+            f"A single-language masked language model distilled by monodistill from the multilingual teacher "
+            f'`{teacher}` on `{data.corpus}`, following Cruz & Aji (2025), "Extracting General-use Transformers for '
+            'Low-resource Languages via Knowledge Distillation".'
+        )
+        model = f"""| | student | teacher |
 |---|---|---|
-| parameters (encoder with embeddings, heads aside) | {student_counts["total"]:,} | {teacher_counts["total"]:,} |
+| parameters ({ENCODER_COUNTED}) | {student_counts["total"]:,} | {teacher_counts["total"]:,} |
 | non-embedding parameters | {student_counts["non_embedding"]:,} | {teacher_counts["non_embedding"]:,} |
 | embedding parameters | {student_counts["embedding"]:,} | {teacher_counts["embedding"]:,} |
 
-The student has {ratio:.1f}x fewer parameters than the teacher: {shape.num_layers} layers, hidden size
-{shape.hidden_size}, feed-forward size {shape.intermediate_size}, {shape.num_heads} attention heads; vocabulary
-{vocabulary}; initialisation `{config.student.init}`.
+The student has {ratio:.1f}x fewer parameters than the teacher: {architecture}; vocabulary {vocabulary};
+initialisation `{config.student.init}`."""
+    stage = "adaptation" if adapted else "distillation"
+    whose_rows = "; student: the adapted model, teacher: the original" if adapted else ""
+    return f"""---
+{front_matter(config, model_index, license)}---
 
-## Distillation
+# {title}
+
+{intro}
+
+## Model
+
+{model}
+
+## {stage.capitalize()}
 
 - Loss: {loss_formula(loss)}.
 - Data: `{data.corpus}`{f" ({data.hub_config})" if data.hub_config else ""}, {data.data_fraction:.0%} of the
@@ -114,21 +143,39 @@ The student has {ratio:.1f}x fewer parameters than the teacher: {shape.num_layer
 - Optimisation: AdamW, learning rate {config.train.learning_rate}, batch {config.train.batch_size} x
   {config.train.gradient_accumulation_steps} accumulation, seed {config.train.seed}.
 
-## Validation at the end of distillation
+## Validation at the end of {stage}
 
-Held-out blocks of the same corpus, fixed masks.
+Held-out blocks of the same corpus, fixed masks{whose_rows}.
 
 | metric | value |
 |---|---|
 {rows}
 {f"{chr(10)}{note}{chr(10)}" if note else ""}
-{results}## Intended use
+{results}{intended_use(config, adapted)}"""
 
-A general-purpose encoder for {language}, to fine-tune for sequence classification, sentence-pair
+
+def intended_use(config: DistillConfig, adapted: bool) -> str:
+    """The card's intended use, how to load the model, and its limitations."""
+    data = config.data
+    language = f"the `{data.language}` language" if data.language else "the corpus language"
+    if adapted:
+        use = f"""The teacher adapted to {language}, to distil single-language students from
+(`monodistill distill --teacher PATH_OR_REPO`), or a masked language model for {language} to fine-tune. It
+fills in masked tokens, it does not generate text. Out of scope: the teacher's other languages (this
+training saw only the corpus above, and what it did to them is not measured here), and any use before you
+have measured it on your own task and data."""
+        limits = "It was trained further on this corpus alone: its quality on other domains and languages is"
+    else:
+        use = f"""A general-purpose encoder for {language}, to fine-tune for sequence classification, sentence-pair
 classification and token tagging (named entities, parts of speech) where the multilingual teacher is
 too large or too slow to serve. It is a masked language model: it fills in masked tokens, it does not
 generate text. Out of scope: other languages (the student saw only the corpus above), and any use
-before you have measured it on your own task and data.
+before you have measured it on your own task and data."""
+        limits = "The student knows only what the teacher showed it on this corpus: its quality on other domains"
+        limits += " and languages is"
+    return f"""## Intended use
+
+{use}
 
 ## Use
 
@@ -142,11 +189,16 @@ Fine-tune it like any encoder (`AutoModelForSequenceClassification`, `AutoModelF
 
 ## Limitations
 
-The student knows only what the teacher showed it on this corpus: its quality on other domains and
-languages is not measured here. It inherits the teacher's biases and the corpus's. Validation numbers
-above are masked-token agreement, not downstream quality: evaluate it on your task. Before publishing,
+{limits} not measured here. It inherits the teacher's biases and the corpus's. Validation numbers
+above are masked-token scores, not downstream quality: evaluate it on your task. Before publishing,
 add a licence that the teacher's and the corpus's licences allow.
 """
+
+
+def is_adaptation(loss: LossConfig) -> bool:
+    """Whether a run's objective reads nothing of the teacher (masked-LM alone): the teacher adapted by
+    ``monodistill adapt``, not a student distilled from it."""
+    return loss.alpha_mlm > 0 and all(getattr(loss, name) == 0 for name in LossConfig.WEIGHTS if name != "alpha_mlm")
 
 
 UNSET_LICENSE = "unknown"
@@ -171,7 +223,8 @@ def front_matter(
     if config.data.language:
         metadata["language"] = [config.data.language]
     metadata["license"] = license or UNSET_LICENSE
-    metadata["tags"] = ["monodistill", "knowledge-distillation", "masked-lm"]
+    stage = "language-adaptation" if is_adaptation(config.loss) else "knowledge-distillation"
+    metadata["tags"] = ["monodistill", stage, "masked-lm"]
     if not is_local_reference(config.teacher.name_or_path):
         metadata["base_model"] = config.teacher.name_or_path
     if config.data.corpus and not is_local_reference(config.data.corpus):

@@ -41,7 +41,7 @@ from monodistill.data.blocks import build_blocks
 from monodistill.data.corpus import load_corpus
 from monodistill.distill.teacher_pass import TeacherPass
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.summary import encoder_counts
+from monodistill.evaluate.summary import ENCODER_COUNTED, encoder_counts
 from monodistill.losses import Needs
 from monodistill.progress import progress_bar
 from monodistill.student.shape import PRESETS, student_model_config
@@ -241,8 +241,9 @@ def format_inspection(results: list[Inspection]) -> str:
             [f"{r.trimmed_vocabulary:,}" if r.trimmed_vocabulary else "cannot trim" for r in results],
         ),
     ]
-    for model in results[0].parameters:
-        rows.append((f"{model} parameters, full -> trimmed", [_millions(r.parameters.get(model, {})) for r in results]))
+    for model in results[0].parameters:  # counted as the card, the report and the summary count them
+        sizes = [_millions(r.parameters.get(model, {})) for r in results]
+        rows.append((f"{model} parameters ({ENCODER_COUNTED}), full -> trimmed", sizes))
     rows += [
         ("held-out blocks (masked tokens)", [f"{r.held_out_blocks:,} ({r.masked_tokens:,})" for r in results]),
         ("masked-token accuracy", [f"{100 * r.masked_token_accuracy:.2f}%" for r in results]),

@@ -32,6 +32,7 @@ from monodistill.data.blocks import Blocks, build_blocks, tokenizer_fingerprint
 from monodistill.distill import StudentRun, TeacherPass, fit
 from monodistill.distill.student_run import capture_rng, set_rng_state
 from monodistill.errors import MonodistillError, command_to_resume
+from monodistill.evaluate.summary import ENCODER_COUNTED, encoder_counts
 from monodistill.internals import freeze_below
 from monodistill.losses import check_objective
 from monodistill.resume import (
@@ -47,7 +48,7 @@ from monodistill.resume import (
 from monodistill.student import StudentShape, build_student, resolve_shape
 from monodistill.student.family import BERT_MAX_POSITIONS, check_family_serves, student_family
 from monodistill.sweep import check_group_fits, check_groupable
-from monodistill.teacher import load_teacher, max_positions, parameter_counts
+from monodistill.teacher import load_teacher, max_positions
 
 
 def run_distillation(config: DistillConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -186,16 +187,12 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             f"distilling {len(configs)} students ({', '.join(names)}) with one teacher pass of "
             f"{lead.teacher.name_or_path} {where}"
         )
-    elif not runs[0].needs.teacher:  # masked-LM alone (teacher adaptation): the teacher never runs
-        state.print(
-            f"training the {parameter_counts(students[0])['total']:,}-parameter {runs[0].name} on masked-LM "
-            f"alone, from {lead.teacher.name_or_path}, {where}"
-        )
-    else:
-        state.print(
-            f"distilling {parameter_counts(students[0])['total']:,}-parameter student from "
-            f"{lead.teacher.name_or_path} {where}"
-        )
+    else:  # counted as the card, the report and the summary count them
+        size = f"({encoder_counts(students[0])['total']:,} parameters: {ENCODER_COUNTED})"
+        if not runs[0].needs.teacher:  # masked-LM alone (teacher adaptation): the teacher never runs
+            state.print(f"training {runs[0].name} {size} on masked-LM alone, from {lead.teacher.name_or_path}, {where}")
+        else:
+            state.print(f"distilling the student {runs[0].name} {size} from {lead.teacher.name_or_path} {where}")
 
     try:
         read = frozenset().union(*(run.needs.teacher_projections for run in runs))
@@ -206,8 +203,8 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
                 card = build_model_card(
                     with_resolved_paths(config),
                     run.final_metrics,
-                    parameter_counts(student),
-                    parameter_counts(teacher),
+                    encoder_counts(student),
+                    encoder_counts(teacher),
                     len(blocks.train),
                 )
                 save_student(run_dir / ckpt.STUDENT_DIR, run.unwrapped_student(), tokenizer, card)
