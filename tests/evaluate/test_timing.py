@@ -71,6 +71,7 @@ def test_every_timing_records_its_machine_and_load_and_a_busy_one_says_so(
     summary = json.loads((out / "summary.json").read_text())
     timing = summary["inference_timing"]
     assert timing["method"] == "interleaved" and timing["rounds"] >= 3
+    assert timing["machine"]["torch_threads"] == 1  # one thread: a loaded scheduler stalls no thread barrier
     measured = timing["tasks"]["keyword"]["models"]
     assert set(measured) == {"teacher", "student"} and len(measured["student"]["values"]) == timing["rounds"]
     entry = summary["models"]["student"]["tasks"]["keyword"]
@@ -78,7 +79,7 @@ def test_every_timing_records_its_machine_and_load_and_a_busy_one_says_so(
     assert entry["finetune_busy"] is True
 
     table = (out / "summary.md").read_text()
-    assert "interleaved" in table and "busy" in table and "6.8" in table
+    assert "interleaved" in table and "busy" in table and "6.8" in table and "on 1 torch thread," in table
     write_report([out], tmp_path / "report")
     report = (tmp_path / "report" / "report.md").read_text()
     assert "interleaved" in report and "6.8" in report

@@ -458,15 +458,17 @@ def measurement_notes(summary: dict[str, Any], table: bool = True) -> list[str]:
     ]
     if timing:
         sizes = sorted({task["batch_size"] for task in timing["tasks"].values()})
+        threads = timing["machine"]["torch_threads"]
         notes.append(
             f"Inference: measured interleaved, {summary['baseline']} and each model taking turns on one batch of "
-            f"{'/'.join(map(str, sizes))} test examples, median of {timing['rounds']} rounds, so a steady load "
-            "slows both alike and the ratio holds."
+            f"{'/'.join(map(str, sizes))} test examples, median of {timing['rounds']} turns each, on "
+            f"{threads} torch thread{'s' if threads != 1 else ''}, so a steady load slows both alike and the "
+            "ratio holds."
         )
     else:
         notes.append("Inference: each model's pass over the test split after its fine-tuning, one after another.")
     machines = list(summary.get("machines") or [])
-    if timing and describe_machine(timing["machine"]) not in machines:
+    if not machines and timing:
         machines.append(describe_machine(timing["machine"]))
     if machines:
         notes.append(f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}.")

@@ -4,15 +4,18 @@ Fine-tuning runs are made one after another (the teacher's, then each student's)
 change of load between them moves their ratio; their records say the load each ran under
 (``machine.py``). Inference is measured again once every model is fine-tuned (``measure_inference``):
 the baseline and one other model take turns on the same batch for a few rounds (``time_interleaved``),
-and each keeps its median; a load that holds through a round slows both alike, so the ratio holds. The
-harness stores it in the summary, whose speed table says which figure was measured which way.
+each turn repeating the pass for at least ``TURN_SECONDS``, and each model keeps its median; a load that
+holds through a round slows both alike, so the ratio holds. On a CPU it runs on one thread
+(``CPU_THREADS``, which says why). The harness stores it in the summary, whose speed table says which
+figure was measured which way.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -23,8 +26,17 @@ from monodistill.evaluate.finetune import inference_batch, load_task_model
 from monodistill.evaluate.machine import LoadProbe, machine
 from monodistill.evaluate.tasks import Task
 
-INFERENCE_ROUNDS = 5
-"""Rounds of the interleaved inference measurement: each model's time is the median of as many passes."""
+INFERENCE_ROUNDS = 7
+"""Rounds of the interleaved inference measurement: each model's time is the median of as many turns."""
+CPU_THREADS = 1
+"""torch threads of the interleaved measurement on a CPU. On a loaded 2-core machine, a 2-thread forward pass
+of a tiny model took 20 to 850 ms (a thread barrier waits for a thread the scheduler took off its core) and the
+ratio of two identical models read 0.5 to 1.25; on one thread it took 8 to 16 ms and read 0.94 to 1.13. One
+thread measures the models' compute; with more, a large model gains more from parallel matrix products
+than a small one, so its ratio to a student can differ."""
+TURN_SECONDS = 0.2
+"""A turn repeats its model's forward pass for at least this long: a pass of a few milliseconds, timed once,
+varied 60-fold on a loaded 2-core machine (the scheduler's slices are longer than the pass)."""
 
 
 def time_interleaved(
@@ -32,19 +44,29 @@ def time_interleaved(
     second: Callable[[], object],
     rounds: int = INFERENCE_ROUNDS,
     clock: Callable[[], float] = time.perf_counter,
+    turn_seconds: float = TURN_SECONDS,
 ) -> tuple[list[float], list[float]]:
-    """Seconds of each call of ``first`` and ``second``, taken in turns for ``rounds`` rounds after one
-    untimed warm-up call each; the order flips every round (AB, BA, AB...), so neither always runs
-    second, on a warmer cache or into a load that is rising."""
+    """Seconds per call of ``first`` and ``second``, timed in turns for ``rounds`` rounds after one untimed
+    warm-up call each: a turn repeats its call for at least ``turn_seconds`` and keeps the mean. The order
+    flips every round (AB, BA, AB...), so neither always runs second, on a warmer cache or into a rising load."""
     first(), second()
     times: tuple[list[float], list[float]] = ([], [])
     calls = (first, second)
     for round_index in range(rounds):
         for which in (0, 1) if round_index % 2 == 0 else (1, 0):
-            start = clock()
-            calls[which]()
-            times[which].append(clock() - start)
+            times[which].append(_turn(calls[which], clock, turn_seconds))
     return times
+
+
+def _turn(call: Callable[[], object], clock: Callable[[], float], turn_seconds: float) -> float:
+    """The mean seconds of ``call`` repeated for at least ``turn_seconds`` (once at least)."""
+    count, start = 0, clock()
+    while True:
+        call()
+        count += 1
+        elapsed = clock() - start
+        if elapsed >= turn_seconds:
+            return elapsed / count
 
 
 def measure_inference(
@@ -60,11 +82,12 @@ def measure_inference(
     medians, throughput and the speedup over the first model, with the machine and its load.
 
     Models are loaded with their task head (as fine-tuning starts them: the head's weights do not change
-    the cost), one beside the first at a time, so memory holds two models at most.
+    the cost), one beside the first at a time, so memory holds two models at most. On a CPU they run on
+    ``CPU_THREADS`` thread (the record says so).
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     per_task: dict[str, Any] = {}
-    with LoadProbe() as probe:
+    with _threads(CPU_THREADS if device.type == "cpu" else torch.get_num_threads()), LoadProbe() as probe:
         for task in tasks:
             first = config.models[0]
             baseline, size = _forward_pass(first, tokenizers[first], task, config, tokenized, device)
@@ -79,7 +102,19 @@ def measure_inference(
                 baseline_times, _ = time_interleaved(baseline, baseline, rounds)
             entries = {labels[0]: _timing_entry(baseline_times, baseline_times, size), **entries}
             per_task[task.name] = {"batch_size": size, "models": entries}
-    return {"method": "interleaved", "rounds": rounds, "machine": machine(), "load": probe.record(), "tasks": per_task}
+        where = machine()  # the threads it ran on
+    return {"method": "interleaved", "rounds": rounds, "machine": where, "load": probe.record(), "tasks": per_task}
+
+
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` for the block, as they were afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _forward_pass(
