@@ -13,6 +13,8 @@ from transformers import PreTrainedTokenizerFast
 
 from monodistill.card import evaluation_section
 from monodistill.cli import main
+from monodistill.config import EvaluateConfig, load_config
+from monodistill.errors import MonodistillError
 from monodistill.evaluate.finetune import subset
 from monodistill.evaluate.summary import format_summary
 from monodistill.pipeline import describe_experiment
@@ -94,3 +96,97 @@ def test_the_majority_class_is_recorded_on_the_examples_scored(
     assert result["majority_class"]["accuracy"] == pytest.approx(share)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["constant_prediction"]["skewed"]["accuracy"] == pytest.approx(share)
+
+
+def write_sib200(folder: Path) -> Path:
+    """A small task in SIB-200's layout: ``index_id<TAB>category<TAB>text``, train, dev and test files."""
+    categories = ["science/technology", "travel", "politics", "sports", "health", "entertainment", "geography"]
+    lines = make_lines(70, seed=11)
+    for name, rows in (("train", range(0, 42)), ("dev", range(42, 56)), ("test", range(56, 70))):
+        records = [f"{index}\t{categories[index % 7]}\t{lines[index]}" for index in rows]
+        (folder / f"{name}.tsv").write_text("index_id\tcategory\ttext\n" + "\n".join(records) + "\n")
+    spec = "name: sib200-tgl\nkind: classification\ntrain: train.tsv\nvalidation: dev.tsv\ntest: test.tsv\n"
+    (folder / "sib200.yaml").write_text(spec + "text_column: text\nlabel_column: category\n")
+    return folder / "sib200.yaml"
+
+
+def test_a_sib200_tsv_is_a_classification_task_with_its_dev_split(tmp_path: Path) -> None:
+    from monodistill.evaluate.tasks import load_task
+
+    task = load_task(str(write_sib200(tmp_path)))
+    assert task.kind == "classification" and len(task.labels) == 7 and "science/technology" in task.labels
+    assert len(task.train) == 42 and len(task.test) == 14
+    assert task.train[0]["text"] == make_lines(70, seed=11)[0]
+    assert task.dev is not None and len(task.dev) == 14  # the validation file beside the test file: the dev split
+    assert task.labels[task.dev[0]["label"]] == "science/technology"  # row 42: 42 % 7 == 0
+
+    (tmp_path / "dev.tsv").write_text("index_id\tcategory\ttext\n1\tweather\tumuulan\n")
+    with pytest.raises(MonodistillError, match=r"dev.tsv:2: label 'weather' is not in the label set"):
+        load_task(str(tmp_path / "sib200.yaml"))
+
+
+def test_the_learning_rate_is_chosen_on_a_dev_split_and_reported(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = write_sib200(tmp_path)
+    model = save_teacher("bert", tiny_tokenizer, tmp_path / "model")
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", str(model), "--task", str(task), "--output", str(out), "epochs=1"]
+    argv += ["max_length=16", "batch_size=16", "gradient_accumulation_steps=1", "learning_rates=[1e-5,3e-3]"]
+    assert main(argv) == 0
+
+    result = json.loads(result_file(out, "model", "sib200-tgl", "seed-42.json").read_text())
+    selection = result["learning_rate_selection"]
+    assert selection["by"] == "macro_f1" and selection["dev"] == "the task's dev split (14 examples)"
+    assert [trial["learning_rate"] for trial in selection["trials"]] == [1e-5, 3e-3]
+    best = max(selection["trials"], key=lambda trial: trial["metrics"]["macro_f1"])
+    assert result["learning_rate"] == selection["learning_rate"] == best["learning_rate"]
+    assert "chosen on the task's dev split (14 examples) by dev macro-F1" in capsys.readouterr().out
+
+    table = (out / "summary.md").read_text()
+    rate = f"{best['learning_rate']:g}"
+    assert f"model on sib200-tgl: {rate} (chosen from 1e-05, 0.003 by macro-F1 on the task's dev split" in table
+    summary = json.loads((out / "summary.json").read_text())
+    assert f"model on sib200-tgl: {rate} (chosen from" in evaluation_section(summary, model)
+
+    # Without a dev split of its own, a seeded share of the training split: the same examples for every run.
+    from monodistill.evaluate.selection import development_task
+    from monodistill.evaluate.tasks import load_task
+
+    (tmp_path / "sib200.yaml").write_text((tmp_path / "sib200.yaml").read_text().replace("validation: dev.tsv\n", ""))
+    plain = load_task(str(task))
+    config = load_config(EvaluateConfig, overrides=["learning_rates=[1e-4]"])
+    searched, where = development_task(plain, config)
+    assert len(searched.test) == 4 and len(searched.train) == 38 and where.startswith("10% of the training split")
+    assert development_task(plain, config)[0].test["text"] == searched.test["text"]
+    assert not set(searched.test["text"]) & set(searched.train["text"]) and not set(searched.test["text"]) & set(
+        plain.test["text"]
+    )
+
+
+def test_a_model_that_ends_at_the_majority_class_is_said_to(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels that no input predicts, 80% of them one class: the model can learn only the prior."""
+    lines = make_lines(100, seed=13)
+    labels = ["a" if index % 5 else "b" for index in range(100)]
+    rows = [f"{line},{label}" for line, label in zip(lines, labels, strict=True)]
+    (tmp_path / "train.csv").write_text("text,label\n" + "\n".join(rows[:80]) + "\n")
+    (tmp_path / "test.csv").write_text("text,label\n" + "\n".join(rows[80:]) + "\n")
+    spec = "name: noise\nkind: classification\ntrain: train.csv\ntest: test.csv\ntext_column: text\n"
+    (tmp_path / "task.yaml").write_text(spec + "label_column: label\n")
+    model = save_teacher("bert", tiny_tokenizer, tmp_path / "model")
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", str(model), "--task", str(tmp_path / "task.yaml"), "--output", str(out)]
+    assert main([*argv, "epochs=2", "max_length=16", "batch_size=16", "gradient_accumulation_steps=1"]) == 0
+
+    result = json.loads(result_file(out, "model", "noise", "seed-42.json").read_text())
+    assert result["predictions"]["top_label"] == "a" and result["near_majority"]
+    assert "warning: model on noise (seed 42) ends at the majority class: it predicts 'a'" in capsys.readouterr().err
+    assert "Ends at the majority class: model on noise (seed 42: it predicts 'a'" in (out / "summary.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert "Ends at the majority class: model on noise" in evaluation_section(summary, model)
+    assert (
+        "model on noise: 2e-05 (evaluate.learning_rate, not chosen on held-out data)"
+        in (out / "summary.md").read_text()
+    )

@@ -35,6 +35,14 @@ class EvaluateConfig:
     """First fine-tuning seed."""
     learning_rate: float = 2e-5
     """Fine-tuning learning rate (paper: 2e-5)."""
+    learning_rates: list[float] = field(default_factory=list)
+    """Candidate learning rates, e.g. [1e-4, 3e-4, 1e-3]: when set, each model, task and seed is fine-tuned with
+    each on the training split less a dev split, and the best on dev (macro-F1 for classification, else the
+    task's metric) is used instead of learning_rate. Empty (default): learning_rate for all, the paper's protocol
+    at the cost of one fine-tuning per result; a search costs one more per candidate."""
+    dev_fraction: float = 0.1
+    """Share of the (capped) training split held out, with the first seed, as the dev split of the learning-rate
+    search for a task without one of its own (a task file's validation beside its test)."""
     epochs: float = 3.0
     """Fine-tuning epochs (paper: 3)."""
     batch_size: int = 8
@@ -77,6 +85,23 @@ class EvaluateConfig:
             "evaluate.learning_rate",
         )
         _require(self.epochs > 0, f"evaluate.epochs must be > 0, got {self.epochs}", "evaluate.epochs")
+        _require(
+            all(rate > 0 for rate in self.learning_rates),
+            f"evaluate.learning_rates must all be > 0, got {self.learning_rates}",
+            "evaluate.learning_rates",
+        )
+        _require(
+            0 < self.dev_fraction < 1,
+            f"evaluate.dev_fraction must be between 0 and 1, got {self.dev_fraction}",
+            "evaluate.dev_fraction",
+        )
+        _require(
+            not (self.learning_rates and self.distil_from),
+            "evaluate.learning_rates cannot be combined with evaluate.distil_from yet: the teacher's logits cover "
+            "the whole training split, not the search's share of it; set one of them",
+            "evaluate.learning_rates",
+            "evaluate.distil_from",
+        )
         _require(
             self.batch_size >= 1, f"evaluate.batch_size must be >= 1, got {self.batch_size}", "evaluate.batch_size"
         )

@@ -45,7 +45,14 @@ from monodistill.evaluate.distil import (
 )
 from monodistill.evaluate.encode import Encoder, align_labels, word_predictions
 from monodistill.evaluate.machine import LoadProbe, machine
-from monodistill.evaluate.metrics import classification_metrics, majority_class, token_metrics
+from monodistill.evaluate.metrics import (
+    classification_metrics,
+    majority_class,
+    near_majority,
+    prediction_spread,
+    selection_metric,
+    token_metrics,
+)
 from monodistill.evaluate.tasks import Task
 from monodistill.progress import Countdown, Progress, datasets_progress, progress_bar
 from monodistill.teacher import load_weights, max_positions, parameter_counts
@@ -57,8 +64,10 @@ __all__ = [
     "inference_batch",
     "load_for_task",
     "load_task_model",
+    "predicted_labels",
     "prepare_splits",
     "score",
+    "score_predictions",
     "subset",
     "teacher_logits",
     "tokenize_task",
@@ -225,11 +234,17 @@ def finetune(
         tokenizer.save_pretrained(folder)
     assert prediction.label_ids is not None and prediction.metrics is not None
     _check_order(np.asarray(prediction.label_ids), data["test"]["labels"])
-    scores = score(task, prediction.predictions, gold, word_ids)
+    predicted = predicted_labels(task, prediction.predictions, gold, word_ids)
+    scores = score_predictions(task, predicted, gold)
+    # Whether the model ended at the majority class: a near-constant classifier keeps a near-majority accuracy.
+    majority = majority_class(task, gold)
+    spread = prediction_spread([label for row in predicted for label in row] if task.is_token_task else predicted, task)
     counts = parameter_counts(model)
     result = {
         "metrics": scores,
-        "majority_class": majority_class(task, gold),  # the floor on the examples scored
+        "majority_class": majority,  # the floor on the examples scored
+        "predictions": spread,
+        "near_majority": near_majority(scores, majority, spread, selection_metric(task)),
         "train_samples": len(data["train"]),
         "test_samples": len(data["test"]),
         "learning_rate": config.learning_rate,
@@ -412,19 +427,32 @@ def score(task: Task, logits: Any, gold: datasets.Dataset, word_ids: list[list[i
     ``word_ids`` (one list per sentence, None on special tokens); a word with no piece is predicted as
     "O" (else the first label). Gold labels never seen in training can never be predicted: errors.
     """
-    predictions = np.asarray(logits).argmax(-1)
-    names = task.label_names
+    return score_predictions(task, predicted_labels(task, logits, gold, word_ids), gold)
+
+
+def predicted_labels(
+    task: Task, logits: Any, gold: datasets.Dataset, word_ids: list[list[int | None]] | None
+) -> list[Any]:
+    """The label id predicted for each test example, or for each word of each sentence of a token task (read
+    at its first piece; a word with no piece gets "O", else the first label), as ``score`` scores them."""
+    predictions = np.asarray(logits).argmax(-1)  # (N,) or (N, T)
     if not task.is_token_task:
-        return classification_metrics(predictions, np.asarray(gold["label"]))
+        return [int(label) for label in predictions]
     assert word_ids is not None
     fill = task.labels.index("O") if "O" in task.labels else 0
-    predicted_tags: list[list[str]] = []
-    gold_tags: list[list[str]] = []
-    for sentence_predictions, sentence_word_ids, tags in zip(predictions, word_ids, gold["tags"], strict=True):
-        predicted = word_predictions(sentence_predictions, sentence_word_ids, len(tags), fill)
-        predicted_tags.append([names[i] for i in predicted])
-        gold_tags.append([names[i] for i in tags])
-    return token_metrics(predicted_tags, gold_tags, task.metric)
+    return [
+        word_predictions(sentence, sentence_word_ids, len(tags), fill)
+        for sentence, sentence_word_ids, tags in zip(predictions, word_ids, gold["tags"], strict=True)
+    ]
+
+
+def score_predictions(task: Task, predicted: list[Any], gold: datasets.Dataset) -> dict[str, float]:
+    """Task metrics of ``predicted_labels`` against the gold split."""
+    if not task.is_token_task:
+        return classification_metrics(np.asarray(predicted), np.asarray(gold["label"]))
+    names = task.label_names
+    predicted_tags = [[names[i] for i in sentence] for sentence in predicted]
+    return token_metrics(predicted_tags, [[names[i] for i in tags] for tags in gold["tags"]], task.metric)
 
 
 def coverage_report(task: Task, data: dict[str, datasets.Dataset], gold: datasets.Dataset) -> dict[str, Any]:

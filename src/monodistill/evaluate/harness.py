@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from monodistill.errors import MonodistillError
 from monodistill.evaluate.distil import TeacherLogits, resolve_source
 from monodistill.evaluate.finetune import StepProgress, finetune, teacher_logits, usable_max_length
 from monodistill.evaluate.metrics import main_metric
+from monodistill.evaluate.selection import describe_selection, development_task, select_learning_rate
 from monodistill.evaluate.summary import WEIGHT_SUFFIXES, format_summary, summarise
 from monodistill.evaluate.tasks import Task, load_task
 from monodistill.evaluate.timing import measure_inference
@@ -84,6 +86,8 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                 f"task distillation: every other model also learns from {teacher.label}'s fine-tuned task logits "
                 f"(evaluate.distil_alpha={config.distil_alpha}, distil_temperature={config.distil_temperature})"
             )
+        # evaluate.learning_rates: each task's dev split, made once so every model and seed chooses on it.
+        searches = {task.name: development_task(task, config) for task in tasks} if config.learning_rates else {}
         # The teacher of task distillation goes first: the others read its fine-tuned classifiers.
         order = sorted(range(len(config.models)), key=lambda index: index != source)
         countdown = Countdown(len(order) * len(tasks) * len(seeds))  # the evaluation's time left
@@ -118,11 +122,20 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                     print(f"fine-tuning {label} on {task.name} (seed {seed}){note}{stale}")
                     countdown.start()
                     logits = learns_from.logits(task, seed) if learns_from else None
+                    run_config, selection = config, None
+                    if searches:
+                        selection = select_learning_rate(
+                            model, tokenizers[model], task, searches[task.name], config, seed, tokenized,
+                            f"{label} on {task.name} ({where})",
+                        )  # fmt: skip
+                        print(f"{label} on {task.name} (seed {seed}): {describe_selection(selection)}")
+                        run_config = replace(config, learning_rate=selection["learning_rate"])
                     bar = StepProgress(f"{label} on {task.name} ({where})", countdown)
                     result = finetune(
-                        model, tokenizers[model], task, config, seed, tokenized,
+                        model, tokenizers[model], task, run_config, seed, tokenized,
                         save_to=list(keep), teacher=logits, progress=bar,
                     )  # fmt: skip
+                    result["learning_rate_selection"] = selection
                     countdown.finish()
                     distillation = result.pop("distillation", None)
                     result.update(model=model, label=label, task=task.name, seed=seed, metric=task.metric)
@@ -134,6 +147,8 @@ def run_evaluation(config: EvaluateConfig) -> Path:
                     ckpt.atomic_write_text(path, json.dumps(result, indent=2) + "\n")
                     left = f"; {countdown.left()} left" if countdown.done < countdown.jobs else ""
                     print(f"{describe_result(result)} ({where}{left})")
+                    if result["near_majority"]:
+                        print(f"warning: {near_majority_line(result)}", file=sys.stderr)
         # Fine-tuning runs were timed one after another; inference is timed again with the models in turns.
         print(f"timing inference: each model in turns with {labels[0]}, on one batch of test examples per task")
         timing = measure_inference(config, labels, tokenizers, tasks, tokenized)
@@ -227,6 +242,15 @@ def describe_result(result: dict[str, Any]) -> str:
     )
 
 
+def near_majority_line(result: dict[str, Any]) -> str:
+    """Why a fine-tuned model counts as ending at the majority class, in one line (``metrics.near_majority``)."""
+    return (
+        f"{result['label']} on {result['task']} (seed {result['seed']}) ends at the majority class: "
+        f"{result['near_majority']}; its accuracy says no more than the label distribution (learning rate "
+        f"{result['learning_rate']:g}; evaluate.learning_rates chooses one on held-out data)"
+    )
+
+
 def check_evaluation(config: EvaluateConfig, say: bool = True) -> tuple[dict[str, PreTrainedTokenizerBase], list[Task]]:
     """Refuse, before anything trains, models and tasks that cannot be evaluated; their tokenizers and tasks.
 
@@ -308,6 +332,8 @@ def task_digest(task: Task) -> str:
     """A digest of a task's labels and data, so an edited task file is not scored from old results."""
     content = [task.name, task.kind, task.labels, task.unseen_labels, task.metric]
     content += [task.train.to_dict(), task.test.to_dict()]
+    if task.dev is not None:  # absent from tasks without one, so their stored results stay valid
+        content.append(task.dev.to_dict())
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -327,6 +353,9 @@ def finetune_settings(config: EvaluateConfig, distilled: bool = False) -> dict[s
     ignored = ["models", "tasks", "seeds", "output_dir", "save_models", "distil_from"]
     for name in ignored + ([] if distilled else ["distil_alpha", "distil_temperature"]):
         settings.pop(name, None)
+    if not config.learning_rates:  # no search: results made before it existed stay valid
+        settings.pop("learning_rates", None)
+        settings.pop("dev_fraction", None)
     # Results fine-tuned before the loss was averaged over accumulated micro-batches are not reused.
     settings["loss_scaling"] = LOSS_SCALING
     return settings

@@ -15,6 +15,9 @@ from monodistill.evaluate.tasks import Task
 
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "entity_f1": "entity F1"}
 """How tables head a metric's column."""
+NEAR_MAJORITY = 0.02
+"""How close to the majority class's score a model's may come and still count as ending at the majority class:
+within 2 points of macro-F1 (or of a token task's metric), so a real if weak classifier is not flagged."""
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -35,6 +38,38 @@ def token_metrics(predicted: list[list[str]], gold: list[list[str]], metric: str
         scores["entity_precision"] = float(precision_score(gold, predicted, zero_division=0))
         scores["entity_recall"] = float(recall_score(gold, predicted, zero_division=0))
     return scores
+
+
+def selection_metric(task: Task) -> str:
+    """The score that tells a model from the majority class: macro-F1 for classification (a near-constant
+    classifier keeps a near-majority accuracy), the task's main metric for token tasks. The learning-rate
+    search chooses by it, and ``near_majority`` compares by it."""
+    return main_metric(task.metric) if task.is_token_task else "macro_f1"
+
+
+def prediction_spread(predicted: list[int], task: Task) -> dict[str, Any]:
+    """How many classes a model predicts over the examples (or words) scored, its most frequent one and its share."""
+    if not predicted:
+        return {"classes": 0, "top_label": None, "top_share": 0.0}
+    counts = Counter(predicted)
+    top, count = counts.most_common(1)[0]
+    return {"classes": len(counts), "top_label": task.label_names[top], "top_share": count / len(predicted)}
+
+
+def near_majority(
+    scores: dict[str, float], majority: dict[str, Any] | None, spread: dict[str, Any], key: str
+) -> str | None:
+    """Why a model counts as ending at the majority class, or None: it predicts one class everywhere, or its
+    ``key`` score is within ``NEAR_MAJORITY`` of the majority class's."""
+    name = METRIC_NAMES.get(key, key)
+    if spread["classes"] == 1:
+        return f"it predicts {spread['top_label']!r} for every example"
+    if majority is not None and key in majority and scores[key] <= majority[key] + NEAR_MAJORITY:
+        return (
+            f"its {name} {scores[key]:.3f} is within {NEAR_MAJORITY} of the majority class's {majority[key]:.3f} "
+            f"(it predicts {spread['top_label']!r} for {spread['top_share']:.0%})"
+        )
+    return None
 
 
 def main_metric(metric: str) -> str:

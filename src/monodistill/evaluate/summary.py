@@ -144,6 +144,7 @@ def summarise(
                 "test_samples": runs[0].get("test_samples"),
                 **{key: _mean_std(values) for key, values in fields.items()},
                 **_load_context(runs),
+                **_training_record(runs),
             }
             parameters = runs[0]["parameters"]
         results[label] = {
@@ -207,6 +208,24 @@ def _load_context(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "finetune_load_peak": max(peaks) if peaks else None,
         "finetune_busy": True if True in busy else (False if busy and None not in busy else None),
         "threads": sorted({run["machine"]["torch_threads"] for run in runs if run.get("machine")}),
+    }
+
+
+def _training_record(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The learning rate each seed was fine-tuned with, how it was chosen, and the seeds whose model ended at
+    the majority class, with why (``metrics.near_majority``); empty where the runs were made before these were
+    recorded."""
+    if "learning_rate" not in runs[0]:
+        return {}
+    selection = runs[0].get("learning_rate_selection")
+    chosen_by = None
+    if selection:
+        chosen_by = {key: selection[key] for key in ("by", "dev")}
+        chosen_by["candidates"] = [trial["learning_rate"] for trial in selection["trials"]]
+    return {
+        "learning_rates": [run["learning_rate"] for run in runs],
+        "learning_rate_selection": chosen_by,
+        "near_majority": {str(run["seed"]): run["near_majority"] for run in runs if run.get("near_majority")},
     }
 
 
@@ -362,7 +381,47 @@ def format_summary(summary: dict[str, Any]) -> str:
             cells.append(f"{format_score(metric)}{seeds}{_mark(result)}{rank}")
         lines.append(f"| {label}{notes[label]} | " + " | ".join(cells) + " |")
     lines += _constant_row(summary, columns)
+    lines += [f"\n{note}" for note in (majority_note(summary), learning_rate_note(summary)) if note]
     return "\n".join(lines + _size_table(summary, notes) + _speed_table(summary, notes, bool(distilled))) + "\n"
+
+
+def majority_note(summary: dict[str, Any], labels: list[str] | None = None) -> str:
+    """Which models of ``labels`` (default: all) ended at the majority class on which task and seed, and why;
+    "" when none did."""
+    flagged = [
+        f"{label} on {task} (seed {seed}: {why})"
+        for label, entry in summary["models"].items()
+        if labels is None or label in labels
+        for task, result in entry["tasks"].items()
+        for seed, why in (result.get("near_majority") or {}).items()
+    ]
+    if not flagged:
+        return ""
+    return (
+        f"Ends at the majority class: {'; '.join(flagged)}. Such a score says no more than the label distribution; "
+        "evaluate.learning_rates chooses the learning rate on held-out data."
+    )
+
+
+def learning_rate_note(summary: dict[str, Any], labels: list[str] | None = None) -> str:
+    """The learning rate each model of ``labels`` (default: all) was fine-tuned with per task, and how it was
+    chosen; "" for a summary that does not record it."""
+    chosen: dict[str, list[str]] = {}  # how it was chosen -> "model on task: rate"
+    for label, entry in summary["models"].items():
+        for task, result in entry["tasks"].items():
+            if not result.get("learning_rates") or (labels is not None and label not in labels):
+                continue
+            selection = result.get("learning_rate_selection")
+            if selection:
+                name = METRIC_NAMES.get(selection["by"], selection["by"])
+                candidates = ", ".join(f"{rate:g}" for rate in selection["candidates"])
+                how = f"chosen from {candidates} by {name} on {selection['dev']}"
+            else:
+                how = "evaluate.learning_rate, not chosen on held-out data"
+            rates = "/".join(f"{rate:g}" for rate in dict.fromkeys(result["learning_rates"]))
+            chosen.setdefault(how, []).append(f"{label} on {task}: {rates}")
+    parts = [f"{', '.join(items)} ({how})" for how, items in chosen.items()]
+    return f"Fine-tuning learning rate: {'; '.join(parts)}." if parts else ""
 
 
 def score_columns(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -538,4 +597,5 @@ def card_table(summary: dict[str, Any], label: str) -> list[str]:
                 f"| {task} | macro-F1 | {format_score(result['metric.macro_f1'])} "
                 f"| {format_score(base_f1) if base_f1 else '-'} | | |"
             )
-    return [*lines, "", cost_note(summary, [label, summary["baseline"]])]
+    notes = [majority_note(summary, [label]), learning_rate_note(summary, [label, summary["baseline"]])]
+    return [*lines, *[f"\n{note}" for note in notes if note], "", cost_note(summary, [label, summary["baseline"]])]

@@ -7,7 +7,8 @@ A task becomes two ``datasets.Dataset`` splits with integer labels:
 Local readers check every row and name the file and line of the first problem. A task that cannot
 measure anything is refused: training labels that take one value (a CoNLL-U file that leaves UPOS as
 ``_`` and keeps its tags in XPOS). Test labels never seen in training are scored as errors, with a
-warning that counts them (``strict_labels: true`` refuses them instead).
+warning that counts them (``strict_labels: true`` refuses them instead). A task file naming both ``test``
+and ``validation`` has a dev split (``Task.dev``), on which settings are chosen (``selection.py``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Task:
     """Test labels never seen in training, ids ``len(labels)`` on: the model has no output for them."""
     source: dict[str, Any] = field(default_factory=dict)
     """Where its data was read (``task_source``): what a model card may claim a score on, whatever the name."""
+    dev: datasets.Dataset | None = None
+    """A held-out split to choose settings on (a task file's ``validation`` beside its ``test``), or None."""
 
     @property
     def label_names(self) -> list[str]:
@@ -312,6 +315,8 @@ def load_local_task(path: Path) -> Task:
     if test_key not in spec:
         raise MonodistillError(f"task file {path} needs a test (or validation) split")
     files = {split: path.parent / spec[key] for split, key in (("train", "train"), ("test", test_key))}
+    if test_key == "test" and "validation" in spec:  # beside a test split, the validation split is the dev split
+        files["dev"] = path.parent / spec["validation"]
     for file in files.values():
         if not file.is_file():
             raise MonodistillError(f"task file {path}: data file {file} does not exist")
@@ -336,7 +341,7 @@ def load_local_task(path: Path) -> Task:
     declared = spec.get("labels") or (list(UPOS_TAGS) if universal else None)
     labels = declared or sorted(set(values["train"]))
     for split, file in files.items():
-        if declared or split == "train":
+        if declared or split != "test":  # settings are chosen on the dev split by the model's own outputs
             _check_labels(rows[split], labels, file, kind)
     strict = spec.get("strict_labels") == "true"
     unseen = count_unseen_labels(set(values["train"]), rows["test"], files["test"], kind, strict)
@@ -349,7 +354,7 @@ def load_local_task(path: Path) -> Task:
     if metric not in METRICS:
         raise MonodistillError(f"task file {path}: metric must be one of {METRICS}, got {metric!r}")
     source = task_source(splits["train"], splits["test"], files=files)
-    return Task(spec["name"], kind, labels, metric, splits["train"], splits["test"], extra, source)
+    return Task(spec["name"], kind, labels, metric, splits["train"], splits["test"], extra, source, splits.get("dev"))
 
 
 def task_source(

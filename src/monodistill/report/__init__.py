@@ -152,6 +152,11 @@ def result_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
             row["finetune_speedup_busy"] = result.get("finetune_speedup_busy")
             row["inference_measured"] = "interleaved" if result.get("inference_interleaved") else "sequential"
             row["machines"] = "; ".join(result.get("machines") or []) or None
+            # The learning rate each seed used (chosen on dev with evaluate.learning_rates), and seeds whose
+            # model ended at the majority class.
+            row["learning_rates"] = "/".join(f"{rate:g}" for rate in result.get("learning_rates") or []) or None
+            row["learning_rate_chosen_by"] = (result.get("learning_rate_selection") or {}).get("by")
+            row["near_majority_seeds"] = " ".join(result.get("near_majority") or {}) or None
             row["seeds"] = len(result["seeds"])
             rows.append(row)
     return rows
