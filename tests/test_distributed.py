@@ -109,18 +109,22 @@ def without_length(argv: list[str]) -> list[str]:
 
 
 def test_resuming_on_another_number_of_processes_is_exact_or_refused(
-    still_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The data order, masks and schedule are those of the global batch (blocks per optimizer step): a run
-    resumes on another process count that keeps it, and is refused, saying how, on one that does not."""
+    """The data order, masks, dropout and schedule are those of the global batch (blocks per optimizer step): a
+    run resumes on another process count that keeps it, and is refused, saying how, on one that does not. The
+    student has the tiny teacher's dropout (0.1): each micro-batch draws it from its place in the global batch,
+    not from a stream per process."""
     from monodistill.cli import main
 
     epoch = ("train.epochs=1", "train.log_interval=1", "train.warmup_ratio=0")
     run_args = lambda run, *extra: without_length(
-        args(still_teacher_dir, corpus_file, run, cache_dir, 1, *epoch, *extra, save=4)
+        args(tiny_teacher_dir, corpus_file, run, cache_dir, 1, *epoch, *extra, save=4)
     )
     straight = torchrun(run_args(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr[-3000:]
+    # What a command prints for the user comes once, from rank 0, not once per rank.
+    assert straight.stdout.count(f"{tmp_path / 'straight' / 'student'}\n") == 1, straight.stdout
     stopped = tmp_path / "stopped"
     result = torchrun(run_args(stopped), FAULT="sigterm:1:5")
     assert "stopped by signal 15 at step 6/" in result.stderr, result.stderr[-3000:]
@@ -136,6 +140,9 @@ def test_resuming_on_another_number_of_processes_is_exact_or_refused(
 
     # One process with twice the accumulation takes the same global batch: it continues exactly.
     assert main([*run_args(stopped, "train.gradient_accumulation_steps=2"), "--resume"]) == 0
+    assert "on 1 processes (trained on 2) with the same 8 blocks per step: the same data order, masks, dropout" in (
+        capsys.readouterr().out
+    )
     assert list_checkpoints(stopped)[-1].name == list_checkpoints(tmp_path / "straight")[-1].name
     a, b = (
         load_file(str(tmp_path / "straight" / "student" / "model.safetensors")),

@@ -200,9 +200,17 @@ def check_resumable(latest: Path, run_dir: Path, stream: BatchStream, total_step
             "divided by the process count"
         )
     if state["processes"] != stream.processes:
+        # Dropout is drawn per micro-batch place in the step: the same places need the same micro-batch size.
+        trained_batch = state["settings"]["train.batch_size"]
+        same = "the same data order, masks, dropout and schedule"
+        if trained_batch != stream.batch_size:
+            same = (
+                f"the same data order, masks and schedule; dropout is drawn otherwise (train.batch_size "
+                f"{trained_batch} then, {stream.batch_size} now: keep it, and set the accumulation, for the same)"
+            )
         print(
             f"resuming {run_dir} on {stream.processes} processes (trained on {state['processes']}) with the same "
-            f"{stream.global_batch} blocks per step: the same data order, masks and schedule"
+            f"{stream.global_batch} blocks per step: {same}"
         )
 
 

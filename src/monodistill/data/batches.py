@@ -4,9 +4,12 @@ An optimizer step takes the next ``global_batch`` blocks of a seeded per-epoch p
 them with a generator seeded by (seed, step), and gives each rank its share as
 ``gradient_accumulation_steps`` micro-batches. The data order and the masks therefore depend on the
 global batch alone, not on how it is split: 2 processes x 4 blocks and 1 process x 2 micro-batches
-x 4 blocks and 1 process x 8 blocks train on the same blocks with the same masks. A run resumed
-from any step draws what the uninterrupted run would have drawn, and one resumed on another
-process count that keeps the global batch continues exactly.
+x 4 blocks and 1 process x 8 blocks train on the same blocks with the same masks. Each micro-batch
+also carries the seed of its dropout, from (seed, step, its place in the global batch): 2 processes
+x 4 blocks and 1 process x 2 micro-batches x 4 blocks draw the same dropout too (a split into
+micro-batches of another size cuts the step into other places, and draws other dropout). A run
+resumed from any step draws what the uninterrupted run would have drawn, and one resumed on another
+process count that keeps the global batch and ``train.batch_size`` continues exactly.
 
 Validation blocks are masked once per block (generator seeded by the block's index), so every
 student of an experiment, whatever its seed, batch or process count, is scored on the same masks.
@@ -21,11 +24,13 @@ import torch
 
 from monodistill.config import TrainConfig
 from monodistill.data.blocks import Blocks
-from monodistill.data.masking import IGNORE_INDEX, mask_tokens, step_generator
+from monodistill.data.masking import IGNORE_INDEX, mask_tokens, step_generator, stream_seed
 from monodistill.errors import MonodistillError
 
 VALIDATION_SEED = 0
 """Seeds the validation masks: fixed, so that students of any seed are scored alike."""
+DROPOUT_STREAM = 2
+"""The first of the random streams (``masking.stream_seed``) of the dropout of a step: one per micro-batch place."""
 
 
 @dataclass
@@ -42,6 +47,9 @@ class MaskedBatch:
     """Masked positions in the whole optimizer step: every micro-batch of every rank."""
     step_blocks: int
     """Blocks in the whole optimizer step."""
+    dropout_seed: int | None = None
+    """Seeds the student's dropout on this micro-batch, from (seed, step, its place in the global batch): the
+    same draws on whichever rank and micro-batch its blocks fall. None (validation): no dropout is drawn."""
 
 
 @dataclass
@@ -130,6 +138,7 @@ class BatchStream:
                     input_ids[rows_slice][positions[rows_slice]],
                     step_targets,
                     self.global_batch,
+                    stream_seed(self.seed, step, DROPOUT_STREAM + chunk),
                 )
             )
         return batches

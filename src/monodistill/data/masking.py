@@ -60,9 +60,14 @@ def mask_tokens(
     return masked_ids, labels
 
 
-def step_generator(seed: int, step: int, stream: int, device: torch.device) -> torch.Generator:
-    """A generator whose draws depend only on (seed, step, stream): training masks are stream 0, validation 1."""
-    generator = torch.Generator(device=device)
+def stream_seed(seed: int, step: int, stream: int) -> int:
+    """The seed of (seed, step, stream): training masks are stream 0, validation 1, dropout 2 and up."""
     # Large odd multipliers keep nearby (seed, step, stream) triples far apart.
-    generator.manual_seed((seed * 1_000_003 + step * 7_919 + stream * 104_729) % (2**63 - 1))
+    return (seed * 1_000_003 + step * 7_919 + stream * 104_729) % (2**63 - 1)
+
+
+def step_generator(seed: int, step: int, stream: int, device: torch.device) -> torch.Generator:
+    """A generator whose draws depend only on (seed, step, stream) (``stream_seed``)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(stream_seed(seed, step, stream))
     return generator

@@ -2,9 +2,11 @@
 
 A ``StudentRun`` knows nothing of the teacher or the data order: the loop (``distill.loop``) hands
 it each masked micro-batch with the teacher's outputs. Each student has an ``Accelerator`` of its
-own (its DDP wrapper, mixed precision and grad scaler, TensorBoard run and checkpoint files) and
-draws dropout from a random stream of its own, swapped in around everything it does and saved in
-its checkpoints, so a student trained beside others ends with the weights it would have had alone.
+own (its DDP wrapper, mixed precision and grad scaler, TensorBoard run and checkpoint files). It
+draws each micro-batch's dropout from that micro-batch's own seed (``MaskedBatch.dropout_seed``: seed,
+step and place in the global batch), so a student trained beside others ends with the weights it
+would have had alone, and a run resumed on another process count draws the dropout the uninterrupted
+run drew. Anything else random runs on a stream of its own, swapped in and saved in its checkpoints.
 
 The learning rate is a pure function of the number of optimizer updates applied (``learning_rate``),
 so a resumed run, or a finished one given more steps, needs no scheduler state.
@@ -146,7 +148,7 @@ class StudentRun:
         self.final_metrics: dict[str, float] | None = None
         """The validation metrics at the last step."""
         self.rng_state = rng_state or capture_rng(device)
-        """This student's random stream (dropout), swapped in by ``own_rng``."""
+        """This student's random stream, swapped in by ``own_rng`` (dropout draws from each batch's own seed)."""
         self._parts: dict[str, float] = {}  # this step's loss parts so far, over its micro-batches
         # Train sums since the last log line and the steps they hold; carried in checkpoints, so that a
         # resumed run logs exactly what the uninterrupted one logs.
@@ -159,7 +161,7 @@ class StudentRun:
 
     def train_micro(self, batch: MaskedBatch, teacher: TeacherOutputs | None, last: bool) -> None:
         """Forward and backward on one micro-batch; a non-finite loss (on any rank) sets ``error`` instead."""
-        with self.own_rng(), self.accelerator.no_sync(self.model) if not last else nullcontext():
+        with self.dropout_rng(batch), self.accelerator.no_sync(self.model) if not last else nullcontext():
             logits, hidden, projections = self.model(batch.input_ids, batch.positions)
             parts = self.objective(ModelOutputs(logits, hidden, projections), teacher, batch)
             loss = parts["loss"]
@@ -320,8 +322,27 @@ class StudentRun:
     # ------------------------------------------------------------------------------------- random
 
     @contextmanager
+    def dropout_rng(self, batch: MaskedBatch) -> Iterator[None]:
+        """Draw the block's randomness (dropout) from ``batch.dropout_seed``; the global state is as before after.
+
+        Whatever process and micro-batch the batch's blocks fall to, they see the same dropout. A batch
+        without a seed draws from this student's own stream (``own_rng``).
+        """
+        if batch.dropout_seed is None:
+            with self.own_rng():
+                yield
+            return
+        device = self.accelerator.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.default_generator.manual_seed(batch.dropout_seed)
+            if device.type == "cuda":
+                torch.cuda.manual_seed(batch.dropout_seed)  # the current device's, the one dropout draws on
+            yield
+
+    @contextmanager
     def own_rng(self) -> Iterator[None]:
-        """Swap this student's random stream (dropout) in for the block, and keep where it got to."""
+        """Swap this student's random stream in for the block (what is random beside dropout: the state a checkpoint
+        saves), and keep where it got to."""
         device = self.accelerator.device
         outer = capture_rng(device)
         set_rng_state(self.rng_state)
