@@ -83,7 +83,7 @@ def build_model_card(
     teacher = config.teacher.name_or_path
     adapted = is_adaptation(loss)
     vocabulary = "trimmed to the target-language corpus" if config.vocab.active else "the teacher's, unchanged"
-    rows = "\n".join(f"| {key.replace('_', ' ')} | {value:.4f} |" for key, value in metrics.items())
+    rows = "\n".join(validation_rows(metrics))
     language = f"the `{data.language}` language" if data.language else "the corpus language"
     architecture = (
         f"{shape.num_layers} layers, hidden size {shape.hidden_size}, feed-forward size {shape.intermediate_size}, "
@@ -152,6 +152,19 @@ Held-out blocks of the same corpus, fixed masks{whose_rows}.
 {rows}
 {f"{chr(10)}{note}{chr(10)}" if note else ""}
 {results}{intended_use(config, adapted)}"""
+
+
+VALIDATION_NAMES = {"agreement_constant": "agreement of a constant prediction (the teacher's most frequent top token)"}
+"""Validation metrics whose field name would not say what they are."""
+
+
+def validation_rows(metrics: dict[str, float]) -> list[str]:
+    """The validation table's rows: a metric a line, a token id as an integer."""
+    return [
+        f"| {VALIDATION_NAMES.get(key, key.replace('_', ' '))} | "
+        f"{int(value) if key.endswith('_id') else f'{value:.4f}'} |"
+        for key, value in metrics.items()
+    ]
 
 
 def intended_use(config: DistillConfig, adapted: bool) -> str:

@@ -2,11 +2,14 @@
 
 Per student: its masked-LM loss and accuracy on the true tokens, the KL to the teacher at T = 1
 (unlike the training ``kl`` part, which is at the loss's temperature and times T^2), top-1 agreement
-with the teacher, the teacher's own accuracy and masked-LM loss (over the student's vocabulary), the
-share of positions at which the student predicts its most frequent token (and which: a share near 1
-is a degenerate student, e.g. after a smoke-test budget) and, for a trimmed vocabulary, the teacher's
-probability mass outside the kept tokens. The masks are fixed
-(``data.batches``), so every validation of every student scores the same positions.
+with the teacher beside the agreement a constant prediction of the teacher's most frequent top token
+would get (``agreement_constant``: a student that predicts ``,`` everywhere agrees 70% of the time with
+a teacher that predicts ``,`` at 70% of positions, and shows no more than that), the teacher's own
+accuracy and masked-LM loss (over the student's vocabulary), the share of positions at which the
+student predicts its most frequent token (and which: a share near 1 is a degenerate student, e.g.
+after a smoke-test budget) and, for a trimmed vocabulary, the teacher's probability mass outside the
+kept tokens. The masks are fixed (``data.batches``), so every validation of every student scores the
+same positions.
 """
 
 from __future__ import annotations
@@ -40,9 +43,12 @@ class ValidationTotals:
     teacher_mass_outside_vocab: float = 0.0
     predictions: torch.Tensor = field(init=False, repr=False)
     """(V,) how often the student predicted each token: a student stuck on one token is degenerate."""
+    teacher_predictions: torch.Tensor = field(init=False, repr=False)
+    """(V,) how often the teacher predicted each token: its most frequent one is the constant prediction."""
 
     def __post_init__(self) -> None:
         self.predictions = torch.zeros(self.vocab_size, dtype=torch.float64)
+        self.teacher_predictions = torch.zeros(self.vocab_size, dtype=torch.float64)
 
     def add(self, student_logits: torch.Tensor, teacher: TeacherOutputs, targets: torch.Tensor) -> None:
         """Add one batch: (N, V) student and teacher logits at its masked positions, (N,) true tokens."""
@@ -58,6 +64,7 @@ class ValidationTotals:
         if teacher.outside_mass is not None:
             self.teacher_mass_outside_vocab += teacher.outside_mass.sum().item()
         self.predictions += torch.bincount(student_top, minlength=self.vocab_size).double().cpu()
+        self.teacher_predictions += torch.bincount(teacher_top, minlength=self.vocab_size).double().cpu()
 
     def metrics(self, trimmed: bool) -> dict[str, float]:
         """Every sum over all ranks, divided by the positions scored.
@@ -65,15 +72,23 @@ class ValidationTotals:
         One collective of the same length on every rank, whether or not it held a batch: a rank with no
         validation block (fewer blocks than processes) that skipped it would leave the others waiting.
         """
-        names = [item.name for item in fields(self) if item.name not in ("vocab_size", "predictions")]
-        summed = ranks.sum_over_ranks([getattr(self, name) for name in names] + self.predictions.tolist())
+        counts = ("vocab_size", "predictions", "teacher_predictions")
+        names = [item.name for item in fields(self) if item.name not in counts]
+        summed = ranks.sum_over_ranks(
+            [getattr(self, name) for name in names] + self.predictions.tolist() + self.teacher_predictions.tolist()
+        )
         totals = dict(zip(names, summed[: len(names)], strict=True))
-        predictions = torch.tensor(summed[len(names) :])  # (V,)
+        predictions = torch.tensor(summed[len(names) : len(names) + self.vocab_size])  # (V,)
+        teacher_predictions = torch.tensor(summed[len(names) + self.vocab_size :])  # (V,)
         scored = totals.pop("targets")
         count = max(scored, 1.0)
         if not trimmed:
             totals.pop("teacher_mass_outside_vocab")
-        metrics = {name: value / count for name, value in totals.items()}
+        metrics: dict[str, float] = {}
+        for name, value in totals.items():
+            metrics[name] = value / count
+            if name == "teacher_agreement" and scored > 0:  # read beside it: the floor a constant reaches
+                metrics["agreement_constant"] = float(teacher_predictions.max()) / count
         if scored > 0:
             metrics["student_top_prediction_share"] = float(predictions.max()) / count
             metrics["student_top_prediction_id"] = float(predictions.argmax())

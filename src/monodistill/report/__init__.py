@@ -172,10 +172,16 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def distillation_table(records: dict[str, list[dict[str, Any]]]) -> str:
-    """Last validation of each distillation run (label -> its metrics records)."""
+    """Last validation of each distillation run (label -> its metrics records).
+
+    Agreement stands beside a constant prediction's (the teacher's most frequent top token, always): a
+    student stuck on ``,`` agrees as often as the teacher predicts ``,``, and no more. Runs validated before
+    it was recorded show ``-``.
+    """
     lines = [
-        "| student | steps | MLM loss | KL to teacher | agreement with teacher | student accuracy |",
-        "|---|---|---|---|---|---|",
+        "| student | steps | MLM loss | KL to teacher | agreement with teacher | a constant prediction's agreement "
+        "| student accuracy |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, run_records in records.items():
         validations = [r for r in run_records if r.get("split") == "validation"]
@@ -184,6 +190,11 @@ def distillation_table(records: dict[str, list[dict[str, Any]]]) -> str:
         last = validations[-1]
         lines.append(
             f"| {label} | {last['step']} | {last['mlm_loss']:.3f} | {last['kl_to_teacher']:.3f} | "
-            f"{last['teacher_agreement']:.3f} | {last['student_accuracy']:.3f} |"
+            f"{last['teacher_agreement']:.3f} | {_optional(last.get('agreement_constant'))} | "
+            f"{last['student_accuracy']:.3f} |"
         )
     return "\n".join(lines)
+
+
+def _optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
