@@ -182,7 +182,9 @@ def test_a_model_that_ends_at_the_majority_class_is_said_to(
 
     result = json.loads(result_file(out, "model", "noise", "seed-42.json").read_text())
     assert result["predictions"]["top_label"] == "a" and result["near_majority"]
-    assert "warning: model on noise (seed 42) ends at the majority class: it predicts 'a'" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "warning: model on noise (seed 42) ends at the majority class: it predicts 'a'" in printed.err
+    assert "model on noise (seed 42): accuracy=0.8000, macro_f1=0.4444" in printed.out  # 16 of 20 test rows are 'a'
     assert "Ends at the majority class: model on noise (seed 42: it predicts 'a'" in (out / "summary.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert "Ends at the majority class: model on noise" in evaluation_section(summary, model)

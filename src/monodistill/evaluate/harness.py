@@ -234,10 +234,13 @@ class TaskTeacher:
 
 
 def describe_result(result: dict[str, Any]) -> str:
-    """A fine-tuning run's one line: its task's headline score, training loss and time."""
+    """A fine-tuning run's one line: its task's headline score (and macro-F1 beside accuracy), training loss
+    and time."""
     key = main_metric(result["metric"])
+    shown = [key] + (["macro_f1"] if key != "macro_f1" and "macro_f1" in result["metrics"] else [])
+    scores = ", ".join(f"{name}={result['metrics'][name]:.4f}" for name in shown)
     return (
-        f"{result['label']} on {result['task']} (seed {result['seed']}): {key}={result['metrics'][key]:.4f}, "
+        f"{result['label']} on {result['task']} (seed {result['seed']}): {scores}, "
         f"train_loss={result['train_loss']:.3f}, fine-tuned in {result['finetune_seconds']:.1f} s"
     )
 
