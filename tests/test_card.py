@@ -273,3 +273,27 @@ def test_the_adapted_teachers_card_says_it_was_adapted_not_distilled(
         count = encoder_count(out / "student")
         assert parameter_row(card) == f"| parameters (the encoder with its embeddings, heads aside) | {count:,} |"
     assert f"training teacher-adapted ({count:,} parameters: the encoder with its embeddings" in capsys.readouterr().out
+
+
+TINYBERT = ("loss.alpha_kl=0", "loss.alpha_mlm=0", "loss.alpha_hidden=1")
+"""A loss with no logit or MLM term (TinyBERT's hidden-state MSE): it never trains the masked-LM head."""
+
+
+def test_a_student_whose_mlm_head_is_never_trained_is_saved_and_described_as_an_encoder(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(distill_args(tiny_teacher_dir, corpus_file, run, tmp_path / "cache", *TINYBERT)) == 0
+    saved = json.loads((run / "student" / "config.json").read_text())
+    assert saved["mlm_head_trained"] is False  # the head is in the checkpoint, marked as never trained
+    for card in ((run / "student" / "README.md").read_text(), render_card(run)):
+        assert yaml.safe_load(card.split("---")[1])["pipeline_tag"] == "feature-extraction"
+        assert "masked-lm" not in card.split("---")[1] and "fill-mask" not in card
+        text = " ".join(card.split())
+        assert "fills in masked tokens" not in text and "Its masked-LM head was never trained" in text
+        assert "config.json says so (`mlm_head_trained: false`)" in text
+        assert "| mlm loss |" not in card and "| student accuracy |" not in card  # scores of the untrained head
+    # Not a teacher: its logits come from the untrained head.
+    capsys.readouterr()
+    assert main(distill_args(run / "student", corpus_file, tmp_path / "next", tmp_path / "cache")) == 2
+    assert "masked-LM head was never trained" in capsys.readouterr().err

@@ -347,6 +347,8 @@ def test_a_student_whose_mlm_head_is_never_trained_is_not_called_degenerate(
     distillation = (tmp_path / "head-untrained" / "report.md").read_text().split("## Distillation")[1]
     assert "degenerate" not in distillation
     assert "masked-LM head is never trained" in distillation
+    row = next(line for line in distillation.splitlines() if line.startswith("| tiny |"))
+    assert [cell.strip() for cell in row.split("|")[3:-1]] == ["-"] * (row.count("|") - 3)  # all scores of the head
 
     (run / "config.yaml").write_text("student:\n  name: tiny\n  preset: tiny\nloss:\n  alpha_kl: 0\n")
     write_report([experiment], tmp_path / "mlm-only")  # the MLM term alone trains the head: the note stays

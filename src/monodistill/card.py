@@ -31,7 +31,7 @@ from monodistill.evaluate.summary import (
 )
 from monodistill.evaluate.tasks import PRESETS
 from monodistill.student import resolve_shape
-from monodistill.teacher import is_local_reference
+from monodistill.teacher import MLM_HEAD_TRAINED, is_local_reference
 
 DEGENERATE_SHARE = 0.5
 """A student that predicts one token at more than this share of masked positions is degenerate."""
@@ -82,6 +82,7 @@ def build_model_card(
     data = config.data
     teacher = config.teacher.name_or_path
     adapted = is_adaptation(loss)
+    head = loss.trains_mlm_head()
     vocabulary = "trimmed to the target-language corpus" if config.vocab.active else "the teacher's, unchanged"
     rows = "\n".join(validation_rows(metrics))
     language = f"the `{data.language}` language" if data.language else "the corpus language"
@@ -109,7 +110,8 @@ The teacher's shape and vocabulary, unchanged: {architecture}."""
         ratio = teacher_counts["total"] / max(student_counts["total"], 1)
         title = f"{name}: distilled from {teacher}"
         intro = (
-            f"A single-language masked language model distilled by monodistill from the multilingual teacher "
+            f"A single-language {'masked language model' if head else 'encoder'} distilled by monodistill from the "
+            "multilingual teacher "
             f'`{teacher}` on `{data.corpus}`, following Cruz & Aji (2025), "Extracting General-use Transformers for '
             'Low-resource Languages via Knowledge Distillation".'
         )
@@ -123,6 +125,13 @@ The student has {ratio:.1f}x fewer parameters than the teacher: {architecture}; 
 initialisation `{config.student.init}`."""
     stage = "adaptation" if adapted else "distillation"
     whose_rows = "; student: the adapted model, teacher: the original" if adapted else ""
+    validation = f"""Held-out blocks of the same corpus, fixed masks{whose_rows}.
+
+| metric | value |
+|---|---|
+{rows}"""
+    if not head:  # every held-out figure scores the masked-LM head, which this loss never trains
+        validation = UNTRAINED_HEAD_VALIDATION
     return f"""---
 {front_matter(config, model_index, license)}---
 
@@ -145,11 +154,7 @@ initialisation `{config.student.init}`."""
 
 ## Validation at the end of {stage}
 
-Held-out blocks of the same corpus, fixed masks{whose_rows}.
-
-| metric | value |
-|---|---|
-{rows}
+{validation}
 {f"{chr(10)}{note}{chr(10)}" if note else ""}
 {results}{intended_use(config, adapted)}"""
 
@@ -171,6 +176,9 @@ def intended_use(config: DistillConfig, adapted: bool) -> str:
     """The card's intended use, how to load the model, and its limitations."""
     data = config.data
     language = f"the `{data.language}` language" if data.language else "the corpus language"
+    head = config.loss.trains_mlm_head()
+    load = 'fill = pipeline("fill-mask", model="PATH_OR_REPO")'
+    scores = "Validation numbers above are masked-token scores, not downstream quality: evaluate it on your task."
     if adapted:
         use = f"""The teacher adapted to {language}, to distil single-language students from
 (`monodistill distill --teacher PATH_OR_REPO`), or a masked language model for {language} to fine-tune. It
@@ -186,6 +194,16 @@ generate text. Out of scope: other languages (the student saw only the corpus ab
 before you have measured it on your own task and data."""
         limits = "The student knows only what the teacher showed it on this corpus: its quality on other domains"
         limits += " and languages is"
+    if not head:  # an encoder: fine-tuning and features, no masked-token predictions
+        use = f"""A general-purpose encoder for {language}, to fine-tune for sequence classification, sentence-pair
+classification and token tagging (named entities, parts of speech), or to embed text (mean-pooled token
+vectors), where the multilingual teacher is too large or too slow to serve. Its masked-LM head was never
+trained: its distillation loss ({loss_formula(config.loss)}) has no logit or masked-LM term, so the head
+is saved as it was initialised, config.json says so (`{MLM_HEAD_TRAINED}: false`), and it predicts no
+masked tokens. Out of scope: other languages (the student saw only the corpus above), and any use before
+you have measured it on your own task and data."""
+        load = 'embed = pipeline("feature-extraction", model="PATH_OR_REPO")'
+        scores = "Nothing above measures its quality: evaluate it on your task."
     return f"""## Intended use
 
 {use}
@@ -195,16 +213,15 @@ before you have measured it on your own task and data."""
 ```python
 from transformers import pipeline
 
-fill = pipeline("fill-mask", model="PATH_OR_REPO")
+{load}
 ```
 
 Fine-tune it like any encoder (`AutoModelForSequenceClassification`, `AutoModelForTokenClassification`).
 
 ## Limitations
 
-{limits} not measured here. It inherits the teacher's biases and the corpus's. Validation numbers
-above are masked-token scores, not downstream quality: evaluate it on your task. Before publishing,
-add a licence that the teacher's and the corpus's licences allow.
+{limits} not measured here. It inherits the teacher's biases and the corpus's. {scores} Before
+publishing, add a licence that the teacher's and the corpus's licences allow.
 """
 
 
@@ -214,6 +231,10 @@ def is_adaptation(loss: LossConfig) -> bool:
     return loss.alpha_mlm > 0 and all(getattr(loss, name) == 0 for name in LossConfig.WEIGHTS if name != "alpha_mlm")
 
 
+UNTRAINED_HEAD_VALIDATION = (
+    "Not shown: every held-out figure (masked-LM loss and accuracy, KL to and agreement with the teacher) scores "
+    "the masked-LM head."
+)
 UNSET_LICENSE = "unknown"
 """The card's licence until one is chosen: the Hub accepts it, ``monodistill publish`` does not."""
 HUB_TASK_TYPES = {
@@ -232,12 +253,17 @@ def front_matter(
     teacher or corpus is left out of both, in the card ``distill`` saves as in the one ``publish`` uploads
     (the card's text names them).
     """
-    metadata: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "fill-mask"}
+    # A student whose loss never trains its masked-LM head is an encoder: the Hub shows no fill-mask widget.
+    head = config.loss.trains_mlm_head()
+    metadata: dict[str, Any] = {
+        "library_name": "transformers",
+        "pipeline_tag": "fill-mask" if head else "feature-extraction",
+    }
     if config.data.language:
         metadata["language"] = [config.data.language]
     metadata["license"] = license or UNSET_LICENSE
     stage = "language-adaptation" if is_adaptation(config.loss) else "knowledge-distillation"
-    metadata["tags"] = ["monodistill", stage, "masked-lm"]
+    metadata["tags"] = ["monodistill", stage, "masked-lm" if head else "feature-extraction"]
     if not is_local_reference(config.teacher.name_or_path):
         metadata["base_model"] = config.teacher.name_or_path
     if config.data.corpus and not is_local_reference(config.data.corpus):

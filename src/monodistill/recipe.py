@@ -48,7 +48,7 @@ from monodistill.resume import (
 from monodistill.student import StudentShape, build_student, resolve_shape
 from monodistill.student.family import BERT_MAX_POSITIONS, check_family_serves, student_family
 from monodistill.sweep import check_group_fits, check_groupable
-from monodistill.teacher import load_teacher, max_positions
+from monodistill.teacher import MLM_HEAD_TRAINED, load_teacher, max_positions
 
 
 def run_distillation(config: DistillConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -207,7 +207,8 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
                     encoder_counts(teacher),
                     len(blocks.train),
                 )
-                save_student(run_dir / ckpt.STUDENT_DIR, run.unwrapped_student(), tokenizer, card)
+                head = config.loss.trains_mlm_head()
+                save_student(run_dir / ckpt.STUDENT_DIR, run.unwrapped_student(), tokenizer, card, head)
         state.wait_for_everyone()
     finally:
         # Trackers only: the process group outlives one stage (`run` distils several groups) and is
@@ -274,8 +275,15 @@ def _float32_weights(config: DistillConfig, teacher: PreTrainedModel) -> PreTrai
     return load_teacher(replace(config.teacher, dtype="float32"))[0]
 
 
-def save_student(path: Path, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: str) -> None:
+def save_student(
+    path: Path, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: str, mlm_head_trained: bool = True
+) -> None:
     """Write the student, its tokenizer and model card atomically, loadable with ``from_pretrained``.
+
+    A student whose loss never trained its masked-LM head keeps it, so that every student loads, resumes,
+    evaluates and exports alike (the head is a transform and a bias: its decoder is the tied embedding), and
+    says so in config.json (``teacher.MLM_HEAD_TRAINED``: false), which ``--teacher`` refuses; its card
+    describes it as an encoder (``card.front_matter``).
 
     A manifest of every file (``checkpoint.MODEL_MANIFEST``) is written last, so that a damaged or
     half-copied student is never taken for a finished one.
@@ -287,6 +295,8 @@ def save_student(path: Path, student: PreTrainedModel, tokenizer: PreTrainedToke
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with ckpt.atomic_dir(path) as staging:
+            if not mlm_head_trained:
+                setattr(student.config, MLM_HEAD_TRAINED, False)
             student.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
             (staging / "README.md").write_text(card)

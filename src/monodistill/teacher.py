@@ -50,6 +50,9 @@ EMBEDDING_PADDING_ROWS = 1024
 """Embedding rows a model may hold beyond its tokenizer: ``vocab_size`` rounded up for fast matmuls
 (DeBERTa-v3: 128,001 tokens in 128,100 rows; mDeBERTa-v3: 250,102 in 251,000; ModernBERT: 50,280 in
 50,368). A tokenizer smaller by more is another model's, or a trimmed one."""
+MLM_HEAD_TRAINED = "mlm_head_trained"
+"""A saved student's config.json field, false when its loss never trained its masked-LM head (no logit or MLM
+term): the head is saved (every student loads alike) but its predictions mean nothing."""
 TRIMMED_VOCAB_MARKER = "id_map.json"
 """The file of a trimmed vocabulary folder (``vocab.folder.ID_MAP_FILE``): its tokenizer indexes a sliced model."""
 HUB_FILES = ("config.json", "tokenizer_config.json")
@@ -246,6 +249,11 @@ def load_teacher(config: TeacherConfig) -> tuple[PreTrainedModel, PreTrainedToke
         raise MonodistillError(
             f"teacher {config.name_or_path} is not a masked language model (architectures: {architectures}); "
             "use a checkpoint saved from a *ForMaskedLM class"
+        )
+    if getattr(model_config, MLM_HEAD_TRAINED, True) is False:
+        raise MonodistillError(
+            f"teacher {config.name_or_path}'s masked-LM head was never trained (config.json: {MLM_HEAD_TRAINED}: "
+            "false; its loss had no logit or MLM term), so its logits mean nothing; distil from its own teacher"
         )
     # Checked against config.json before the weights are read; load_weights holds the weights to config.json.
     tokenizer = load_tokenizer(config.name_or_path, config.revision, model_config=model_config)

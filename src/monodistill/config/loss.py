@@ -93,6 +93,11 @@ class LossConfig:
                 "loss.alpha_attention",
             )
 
+    def trains_mlm_head(self) -> bool:
+        """Whether a term trains the student's masked-LM head (the logit term or the MLM cross-entropy): TinyBERT's
+        and TiME's objectives alone (hidden states, attention, relations) leave it as it was initialised."""
+        return self.alpha_kl > 0 or self.alpha_mlm > 0
+
     def needs_internals(self) -> bool:
         """Whether any term reads the models' internals (relations, hidden states, attention)."""
         return self.alpha_relation > 0 or self.alpha_hidden > 0 or self.alpha_attention > 0 or self.alpha_cosine > 0

@@ -29,7 +29,7 @@ from typing import Any
 
 from monodistill import checkpoint as ckpt
 from monodistill import runfolder
-from monodistill.card import validation_note
+from monodistill.card import mlm_head_trained, validation_note
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.summary import distilled_source, format_summary, parameter_counts_of
 from monodistill.report.figures import model_colours, plot_cost, plot_distillation, plot_quality
@@ -99,7 +99,9 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         run_labels = dict(zip(runs, labels[: len(runs)], strict=True))
         records = {run_labels[run]: ckpt.read_metrics(run) for run in runs}
         notes = [note for run in runs if (note := validation_note(run, records[run_labels[run]], run_labels[run]))]
-        sections += ["## Distillation", "", distillation_table(records), "", *[f"{note}\n" for note in notes]]
+        untrained = frozenset(run_labels[run] for run in runs if not mlm_head_trained(run))
+        table = distillation_table(records, untrained)
+        sections += ["## Distillation", "", table, "", *[f"{note}\n" for note in notes]]
         plot_distillation(records, output / "distillation.png", colours)
         sections += ["![distillation curves](distillation.png)", ""]
     ckpt.atomic_write_text(output / "results.json", json.dumps(rows, indent=2) + "\n")
@@ -171,7 +173,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def distillation_table(records: dict[str, list[dict[str, Any]]]) -> str:
+def distillation_table(records: dict[str, list[dict[str, Any]]], untrained: frozenset[str] = frozenset()) -> str:
     """Last validation of each distillation run (label -> its metrics records).
 
     Agreement stands beside a constant prediction's (the teacher's most frequent top token, always): a
@@ -188,6 +190,9 @@ def distillation_table(records: dict[str, list[dict[str, Any]]]) -> str:
         if not validations:
             continue
         last = validations[-1]
+        if label in untrained:  # its loss never trains the MLM head, which every figure here scores
+            lines.append(f"| {label} | {last['step']} |" + " - |" * (lines[1].count("|") - 3))
+            continue
         lines.append(
             f"| {label} | {last['step']} | {last['mlm_loss']:.3f} | {last['kl_to_teacher']:.3f} | "
             f"{last['teacher_agreement']:.3f} | {_optional(last.get('agreement_constant'))} | "
