@@ -120,3 +120,19 @@ def test_an_extension_killed_before_its_next_checkpoint_is_not_reported_finished
     assert "already complete" not in capsys.readouterr().out
     assert list_checkpoints(run)[-1].name == "step-00000060"
     assert any(not torch.equal(four_steps[name], tensor) for name, tensor in weights(run).items())
+
+
+def test_the_logged_learning_rate_is_the_one_of_the_logged_step(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """Logged every 4 steps, the loss is the 4 steps' mean, but the learning rate is the step's own (a mean
+    over a warmup would rise while the schedule decays)."""
+    run = tmp_path / "run"
+    assert (
+        main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 8, "train.log_interval=4", "train.warmup_ratio=0"))
+        == 0
+    )
+    rates = learning_rates(run)
+    assert sorted(rates) == [4, 8]
+    # Linear decay without warmup: step s (1-based) trains at lr * (1 - (s - 1) / 8).
+    assert rates[8] / rates[4] == pytest.approx((1 - 7 / 8) / (1 - 3 / 8))

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import monodistill
 from monodistill import __version__, progress, ranks, runfolder
 from monodistill.config import DistillConfig, EvaluateConfig, ExperimentConfig, lists_students, load_config
 from monodistill.errors import Interrupted, MonodistillError, Stopped, command_to_resume, record_command
@@ -193,7 +194,7 @@ def run(
     _check_output_folder(cfg.output_dir, runfolder.EXPERIMENT)
     from monodistill.pipeline import run_experiment
 
-    return run_experiment(cfg, overwrite=overwrite)
+    return run_experiment(cfg, overwrite=overwrite, started=monodistill.STARTED)  # start-up counts: it is waited for
 
 
 def report(*, runs: list[str], output: str) -> Path:

@@ -74,6 +74,10 @@ class StudentWithHead(nn.Module):
         return self.head.logits(output.last_hidden_state[positions]), hidden, projections
 
 
+AT_STEP = ("learning_rate",)
+"""Train metrics logged as their value at the logged step; the others are means over the log interval."""
+
+
 def learning_rate(update: int, peak: float, warmup_steps: int, total_steps: int) -> float:
     """Linear warmup to ``peak`` over ``warmup_steps``, then linear decay to 0 at ``total_steps``.
 
@@ -217,7 +221,10 @@ class StudentRun:
             self.running[name] = self.running.get(name, 0.0) + value
         self.running_steps += 1
         if self.step % self.train.log_interval == 0 or self.step == self.total_steps:
-            self.log("train", {name: value / self.running_steps for name, value in self.running.items()})
+            means = {name: value / self.running_steps for name, value in self.running.items()}
+            # A setting of the step, not a measurement: the value at the logged step, as the schedule has it.
+            means |= {name: metrics[name] for name in AT_STEP if name in metrics}
+            self.log("train", means)
             self.running, self.running_steps = {}, 0
         if validation is not None:
             self.log("validation", validation)
