@@ -217,6 +217,8 @@ from transformers import pipeline
 ```
 
 Fine-tune it like any encoder (`AutoModelForSequenceClassification`, `AutoModelForTokenClassification`).
+For sentence embeddings, `SentenceTransformer("PATH_OR_REPO")` (sentence-transformers) reads the configuration
+saved beside the weights: mean pooling over the token vectors, inputs of up to {config.data.max_seq_length} tokens.
 
 ## Limitations
 

@@ -124,13 +124,14 @@ def collect_files(run_dir: Path) -> dict[str, Path]:
     """Repository path -> local file: the student, the run's record, and the evaluation and report if present.
 
     The student's README.md is replaced by the card rendered afresh; hidden files (the manifest that
-    vouches for the saved student, ``checkpoint.MODEL_MANIFEST``) stay local.
+    vouches for the saved student, ``checkpoint.MODEL_MANIFEST``) stay local. Subfolders go up as they are
+    (``1_Pooling/``, the sentence-transformers pooling the student is saved with).
     """
     student_dir = run_dir / ckpt.STUDENT_DIR
     files = {
-        path.name: path
-        for path in sorted(student_dir.iterdir())
-        if path.is_file() and path.name != "README.md" and not path.name.startswith(".")
+        path.relative_to(student_dir).as_posix(): path
+        for path in sorted(student_dir.rglob("*"))
+        if path.is_file() and path != student_dir / "README.md" and not path.name.startswith(".")
     }
     files |= {f"monodistill/{name}": run_dir / name for name in RUN_RECORD if (run_dir / name).is_file()}
     experiment = run_dir.parent.parent

@@ -47,6 +47,7 @@ from monodistill.resume import (
 )
 from monodistill.student import StudentShape, build_student, resolve_shape
 from monodistill.student.family import BERT_MAX_POSITIONS, check_family_serves, student_family
+from monodistill.student.sentence import save_sentence_transformers_config
 from monodistill.sweep import check_group_fits, check_groupable
 from monodistill.teacher import MLM_HEAD_TRAINED, load_teacher, max_positions
 
@@ -207,8 +208,8 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
                     encoder_counts(teacher),
                     len(blocks.train),
                 )
-                head = config.loss.trains_mlm_head()
-                save_student(run_dir / ckpt.STUDENT_DIR, run.unwrapped_student(), tokenizer, card, head)
+                student_dir, head = run_dir / ckpt.STUDENT_DIR, config.loss.trains_mlm_head()
+                save_student(student_dir, run.unwrapped_student(), tokenizer, card, head, config.data.max_seq_length)
         state.wait_for_everyone()
     finally:
         # Trackers only: the process group outlives one stage (`run` distils several groups) and is
@@ -276,9 +277,16 @@ def _float32_weights(config: DistillConfig, teacher: PreTrainedModel) -> PreTrai
 
 
 def save_student(
-    path: Path, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: str, mlm_head_trained: bool = True
+    path: Path,
+    student: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    card: str,
+    mlm_head_trained: bool = True,
+    max_seq_length: int = 512,
 ) -> None:
-    """Write the student, its tokenizer and model card atomically, loadable with ``from_pretrained``.
+    """Write the student, its tokenizer and model card atomically, loadable with ``from_pretrained``, and a
+    sentence-transformers configuration beside them (mean pooling over ``max_seq_length`` tokens, the length
+    it was distilled on: ``student.sentence``).
 
     A student whose loss never trained its masked-LM head keeps it, so that every student loads, resumes,
     evaluates and exports alike (the head is a transform and a bias: its decoder is the tied embedding), and
@@ -299,6 +307,7 @@ def save_student(
                 setattr(student.config, MLM_HEAD_TRAINED, False)
             student.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
+            save_sentence_transformers_config(staging, student, max_seq_length)
             (staging / "README.md").write_text(card)
             ckpt.write_manifest(staging, ckpt.MODEL_MANIFEST, leave_out=("README.md",))
     except (OSError, RuntimeError, SafetensorError) as error:  # safetensors reports a full disk as its own error
