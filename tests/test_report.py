@@ -152,7 +152,7 @@ def test_labels_tell_apart_runs_that_share_a_name_in_one_experiment(tmp_path: Pa
     one, two = runs / "a", runs / "b"  # two `distill --output runs/X` runs, both of a student named tiny
     named = [Named("tiny", runs, one, "distillation"), Named("tiny", runs, two, "distillation")]
     named.append(Named("tiny", runs, runs / "eval", "evaluation"))  # another table: no clash with the runs
-    assert label_models(named) == [f"{one}/tiny", f"{two}/tiny", "tiny"]
+    assert label_models(named) == ["a/tiny", "b/tiny", "tiny"]  # the end of their folders
     same = [Named("a", runs, one, "distillation"), Named("a", runs, runs / "eval", "evaluation")]
     assert label_models(same) == ["a", "a"]  # a student's run and its scores carry one label
 
@@ -223,6 +223,8 @@ def test_the_teacher_is_the_experiments_own_wherever_it_stands(experiment: Path,
     summary = read_summary(experiment / "evaluate")
     models = summary["models"]
     adapted = {**models["teacher"], "model": str(experiment / "teacher-adapted" / "student")}
+    (experiment / "teacher-adapted").mkdir()  # a run folder: the student inside is named by it
+    (experiment / "teacher-adapted" / "config.yaml").write_text("student:\n  name: teacher-adapted\n")
     # The teacher last: names come from what each model is, not from where it stands.
     summary["models"] = {"a": models["student"], "b": adapted, "c": models["vocab__teacher"], "d": models["teacher"]}
     summary["baseline"] = "a"

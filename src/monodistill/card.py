@@ -30,6 +30,7 @@ from monodistill.evaluate.summary import (
     seeds_phrase,
 )
 from monodistill.evaluate.tasks import PRESETS
+from monodistill.labels import run_name
 from monodistill.student import resolve_shape
 from monodistill.teacher import MLM_HEAD_TRAINED, is_local_reference
 
@@ -392,7 +393,8 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path, epochs: float
         for entry in (mine, baseline)
         for result in entry["tasks"].values()
     }
-    intro = f"Fine-tuned with identical settings; {seeds_phrase(counts)}; baseline: `{baseline['model']}`."
+    intro = f"Fine-tuned with identical settings; {seeds_phrase(counts)}; "
+    intro += f"baseline: {baseline_label} (`{baseline['model']}`)."
     # evaluate.distil_from: fine-tuned with a KL term to another model's fine-tuned logits, not plainly.
     sources = sorted(
         {result["distilled_from"]["model"] for result in mine["tasks"].values() if result.get("distilled_from")}
@@ -534,6 +536,8 @@ def render_card(
             )
         raise MonodistillError(f"{run_dir} is not a finished distillation run (no config.yaml or student/)")
     config = read_run_config(run_dir)
+    # The run's label, as the console, the evaluation and the report name it (``labels.run_name``).
+    config = replace(config, student=replace(config.student, name=run_name(run_dir)))
     ckpt.check_model_folder(student_dir, what="student")
     if language is not None:
         config = replace(config, data=replace(config.data, language=language))

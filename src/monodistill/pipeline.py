@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from monodistill import checkpoint as ckpt
 from monodistill import runfolder
 from monodistill.card import write_card
 from monodistill.config import (
@@ -132,6 +133,7 @@ def run_experiment(config: ExperimentConfig, overwrite: bool = False, started: f
         report = _evaluate_stages(config, root, students, student_dirs)
     summary = json.loads((root / "evaluate" / "summary.json").read_text())
     print(describe_experiment(summary, student_dirs, report, time.monotonic() - started))
+    print(ckpt.describe_disk(root))  # what takes the space, and what may go once done
     return report
 
 
@@ -139,7 +141,9 @@ def describe_experiment(summary: dict[str, Any], student_dirs: list[Path], repor
     """The end of ``run``: its wall time, where each student and the report are, and the headline scores."""
     runs = summary.get("fine_tuning_runs") or {}
     lines = [f"== done in {format_duration(seconds)}"]
-    lines += [f"student {folder.parent.name}: {folder}" for folder in student_dirs]
+    # Each student by its label, as the tables below and every other output name it.
+    labels = {Path(entry["model"]).resolve(): label for label, entry in summary["models"].items()}
+    lines += [f"{labels.get(folder.resolve(), folder.parent.name)}: {folder}" for folder in student_dirs]
     lines.append(f"report: {report} (also {report.with_suffix('.html').name}, results.csv, PNG figures)")
     if runs:
         lines.append(f"fine-tuning runs: {runs['made']} made, {runs['reused']} reused from earlier runs")

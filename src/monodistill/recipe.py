@@ -202,7 +202,7 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             if run.error is None and state.is_main_process:
                 assert run.final_metrics is not None
                 card = build_model_card(
-                    with_resolved_paths(config),
+                    with_resolved_paths(replace(config, student=replace(config.student, name=run.name))),
                     run.final_metrics,
                     encoder_counts(student),
                     encoder_counts(teacher),

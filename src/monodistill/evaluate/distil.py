@@ -45,7 +45,7 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def resolve_source(config: EvaluateConfig, labels: list[str]) -> int | None:
     """The index in ``config.models`` of the model named by ``evaluate.distil_from`` (None when unset).
 
-    It may be named as given in ``models`` or by its label (``model_labels``); a reference wins.
+    It may be named as given in ``models`` or by its label (``labels.evaluation_labels``); a reference wins.
 
     Raises:
         MonodistillError: with a single model, or a name that is no evaluated model.

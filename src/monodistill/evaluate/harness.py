@@ -13,8 +13,9 @@ Layout of the output folder::
     OUT/summary.json                              mean/std per model and task, cost and ratios
     OUT/summary.md                                the same as tables
 
-Results are filed under the model's short name plus a hash of where it is (two models both named
-``student`` never share results). A stored result is reused only when it was made from the same
+Results are filed under the model's label, the one every output gives it (``labels.py``: ``teacher``,
+``teacher-trimmed``, a student's run name, a folder's name), plus a hash of where it is (two models both
+named ``student`` never share results). A stored result is reused only when it was made from the same
 weights (a local folder's digest, a Hub id's commit), task data, seed and fine-tuning settings;
 otherwise it is recomputed, saying why. So an interrupted evaluation resumes, and a changed setting,
 retrained model or updated Hub repository is never scored from old runs.
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +51,7 @@ from monodistill.evaluate.selection import describe_selection, development_task,
 from monodistill.evaluate.summary import WEIGHT_SUFFIXES, format_summary, summarise
 from monodistill.evaluate.tasks import Task, load_task
 from monodistill.evaluate.timing import measure_inference
+from monodistill.labels import evaluation_labels
 from monodistill.progress import Countdown
 from monodistill.teacher import is_local_reference, load_model_config, load_tokenizer
 from monodistill.weights import check_weight_shapes
@@ -69,7 +70,7 @@ def run_evaluation(config: EvaluateConfig) -> Path:
         raise MonodistillError("no output folder: pass --output DIR")
     output = Path(config.output_dir)
     runfolder.check_output_path(output)
-    labels = model_labels(config.models)
+    labels = evaluation_labels(config.models, output)  # the labels every output gives them (``labels.py``)
     source = resolve_source(config, labels)
     tokenizers, tasks = check_evaluation(config)
     overlaps = {task.name: check_overlap(task) for task in tasks}
@@ -77,6 +78,8 @@ def run_evaluation(config: EvaluateConfig) -> Path:
     with runfolder.claim(output):
         ckpt.write_environment(output)
         folders = [result_folder(output, label, model) for model, label in zip(config.models, labels, strict=True)]
+        for folder in folders:
+            adopt_results(folder)
         tokenized: dict[tuple[Any, ...], Any] = {}  # tokenised tasks, shared by models with one tokenizer
         teacher = None
         if source is not None:
@@ -291,9 +294,19 @@ def check_model(model: str, max_length: int, say: bool = True) -> PreTrainedToke
 
 
 def result_folder(output: Path, label: str, model: str) -> Path:
-    """Where a model's results live: its short name plus a hash of where it is."""
+    """Where a model's results live: its label (a ``/`` in it as ``__``) plus a hash of where it is."""
     where = str(Path(model).resolve()) if is_local_reference(model) else model
-    return output / "results" / f"{label}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+    return output / "results" / f"{label.replace('/', '__')}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+
+
+def adopt_results(folder: Path) -> None:
+    """Rename the results of the same model filed under an earlier label (the same hash) to ``folder``, so they
+    are reused: labels were the folder's name, or PARENT__NAME beside a namesake, before they were unified."""
+    digest = folder.name.rpartition("-")[2]
+    earlier = [path for path in folder.parent.glob(f"*-{digest}") if path.is_dir() and path != folder]
+    if not folder.exists() and len(earlier) == 1:
+        earlier[0].rename(folder)
+        print(f"results of {earlier[0].name} are now filed under its label: {folder.name}")
 
 
 def model_identity(model: str) -> dict[str, Any]:
@@ -410,13 +423,3 @@ def check_overlap(task: Task) -> float:
     if overlap > 0:
         print(f"task {task.name}: {overlap:.1%} of the test examples also occur in the training split")
     return overlap
-
-
-def model_labels(models: list[str]) -> list[str]:
-    """Short, unique, filesystem-safe names: the last path part, with its parent where needed."""
-    labels = [Path(model.rstrip("/")).name or model for model in models]
-    if len(set(labels)) < len(labels):
-        labels = ["__".join(Path(model.rstrip("/")).parts[-2:]) for model in models]
-    if len(set(labels)) < len(labels):
-        labels = [f"{index}-{label}" for index, label in enumerate(labels)]
-    return [label.replace(os.sep, "_") for label in labels]

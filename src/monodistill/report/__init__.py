@@ -33,7 +33,7 @@ from monodistill.card import mlm_head_trained, validation_note
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.summary import distilled_source, format_summary, parameter_counts_of
 from monodistill.report.figures import model_colours, plot_cost, plot_distillation, plot_quality
-from monodistill.report.labels import TEACHER, Named, evaluation_teachers, label_models, report_labels
+from monodistill.report.labels import TEACHER, Named, label_models, report_labels, summary_teachers
 from monodistill.report.page import card_summaries, render_html
 
 __all__ = ["Named", "find_inputs", "label_models", "write_report"]
@@ -72,14 +72,14 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     for summary_path, raw in summaries.items():
         summary = with_labels(raw, model_labels[summary_path])
         teacher_lines += [
-            f"{label}: `{entry['model']}` ({evaluation_teachers(summary_path.parent, raw).source})"
+            f"{label}: `{entry['model']}` ({summary_teachers(summary_path.parent, raw)})"
             for label, entry in summary["models"].items()
             if names[label] == TEACHER
         ]
         rows += result_rows(summary, str(summary_path.parent))
         for label, entry in summary["models"].items():
             cards.setdefault(Path(entry["model"]) / "README.md", label)
-    if teacher_lines:  # the console says the evaluation's label (mmt-mini); the tables say teacher
+    if teacher_lines:  # which model `teacher` is, and which record says so
         sections += [*dict.fromkeys(teacher_lines), ""]
     for summary_path, raw in summaries.items():
         summary = with_labels(raw, model_labels[summary_path])
