@@ -3,6 +3,7 @@ the scores, one colour per model in every figure, and tick labels that do not co
 
 from __future__ import annotations
 
+import shutil
 from itertools import combinations
 from pathlib import Path
 
@@ -12,7 +13,15 @@ import pytest
 
 from monodistill.report import write_report
 
-from .report_fixtures import TASKS, capture_figures, make_experiment, read_summary, task_result, write_summary
+from .report_fixtures import (
+    TASKS,
+    capture_figures,
+    make_experiment,
+    read_summary,
+    task_result,
+    write_records,
+    write_summary,
+)
 
 
 @pytest.fixture
@@ -94,3 +103,66 @@ def test_tick_labels_do_not_collide(tmp_path: Path, saved_figures: dict[str, mat
             boxes = [label.get_window_extent(renderer) for label in axis.get_xticklabels() if label.get_text()]
             for one, other in combinations(boxes, 2):
                 assert not one.overlaps(other), f"{name}: tick labels collide in {axis.get_title()!r}"
+
+
+def add_run(experiment: Path, name: str, loss: str, vocab_size: int, parts: tuple[str, ...]) -> None:
+    """A distillation run of ``experiment``: its loss section, its student's vocabulary, and records of ``parts``."""
+    run = experiment / "students" / name
+    (run / "student").mkdir(parents=True)
+    (run / "config.yaml").write_text(f"student:\n  name: {name}\nloss: {loss}\n")
+    (run / "student" / "config.json").write_text(f'{{"vocab_size": {vocab_size}}}')
+    records = [{"split": "train", "step": step} | {part: 2.0 / step for part in parts} for step in (1, 2)]
+    validation = {"mlm_loss": 5.0, "kl_to_teacher": 0.5, "teacher_agreement": 0.3, "student_accuracy": 0.2}
+    write_records(run, [*records, {"split": "validation", "step": 2, **validation}])
+
+
+def test_distillation_curves_are_the_terms_each_recipe_trains_and_say_when_vocabularies_differ(
+    experiment: Path, tmp_path: Path, saved_figures: dict[str, matplotlib.figure.Figure]
+) -> None:
+    shutil.rmtree(experiment / "students" / "tiny")
+    # TinyBERT's recipe logs an MLM loss it never trains; the paper's on a full and on a trimmed vocabulary.
+    add_run(experiment, "tinybert", "{alpha_kl: 0, alpha_mlm: 0, alpha_hidden: 1, alpha_attention: 1}", 19_796,
+            ("loss", "mlm", "hidden", "attention"))  # fmt: skip
+    add_run(experiment, "full", "{}", 119_547, ("loss", "kl", "mlm"))
+    add_run(experiment, "trimmed", "{}", 19_796, ("loss", "kl", "mlm"))
+    write_report([experiment], tmp_path / "report")
+
+    panels = {axis.get_title(): axis for axis in saved_figures["distillation.png"].axes if axis.get_visible()}
+
+    def drawn(title: str) -> set[str]:
+        return {line.get_label() for line in panels[title].get_lines()}
+
+    assert drawn("train hidden-state MSE") == {"tinybert"} and drawn("train attention-probability MSE") == {"tinybert"}
+    assert drawn("train MLM loss") == {"full", "trimmed"}  # not tinybert's, which its loss never weighs
+    assert drawn("train KL at T, x T^2") == {"full", "trimmed"}
+    # Its masked-LM head is never trained: its validation scores are not curves of its training.
+    assert drawn("validation KL to the teacher (T = 1)") == {"full", "trimmed"}
+    # Losses over 19,796 and 119,547 tokens on one axis say so; tinybert's hidden and attention terms need not.
+    for title in ("train MLM loss", "train KL at T, x T^2", "train loss", "validation KL to the teacher (T = 1)"):
+        assert "19,796" in panels[title].get_ylabel() and "119,547" in panels[title].get_ylabel(), title
+    assert panels["train hidden-state MSE"].get_ylabel() == ""
+
+
+def test_the_cost_legend_shows_model_colours_and_a_busy_machine_swatch(
+    experiment: Path, tmp_path: Path, saved_figures: dict[str, matplotlib.figure.Figure]
+) -> None:
+    summary = read_summary(experiment / "evaluate")
+    summary["models"]["student"]["tasks"][TASKS[0]]["finetune_speedup_busy"] = True
+    write_summary(experiment / "evaluate", summary)
+    write_report([experiment], tmp_path / "report")
+    figure = saved_figures["cost.png"]
+    bars = {
+        patch.get_gid(): matplotlib.colors.to_rgb(patch.get_facecolor())
+        for axis in figure.axes[1:]
+        for patch in axis.patches
+        if not patch.get_hatch()
+    }
+    (legend,) = figure.legends
+    swatches = {text.get_text(): handle for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)}
+    for model, colour in bars.items():
+        assert matplotlib.colors.to_rgb(swatches[model].get_facecolor()) == colour, model
+        assert not swatches[model].get_hatch(), model  # a model's swatch is its plain colour
+    busy = [handle for label, handle in swatches.items() if label.startswith("busy machine")]
+    assert len(busy) == 1 and busy[0].get_hatch() == "xx"  # the hatch of the busy bars, on its own swatch
+    hatched = [patch for axis in figure.axes[1:] for patch in axis.patches if patch.get_hatch()]
+    assert [patch.get_gid() for patch in hatched] == ["tiny"]

@@ -93,6 +93,20 @@ class LossConfig:
                 "loss.alpha_attention",
             )
 
+    def trained_parts(self) -> tuple[str, ...]:
+        """The logged loss parts this objective weighs (weight > 0), as ``losses`` names them: ``kl`` or ``mse``
+        (the logit term), ``mlm``, ``cosine``, ``relation``, ``hidden``, ``attention``. ``mlm`` is logged also
+        when it weighs nothing, so a reader of the log (the progress bar, the report's curves) asks this."""
+        weights = {
+            self.logit_loss: self.alpha_kl,
+            "mlm": self.alpha_mlm,
+            "cosine": self.alpha_cosine,
+            "relation": self.alpha_relation,
+            "hidden": self.alpha_hidden,
+            "attention": self.alpha_attention,
+        }
+        return tuple(part for part, weight in weights.items() if weight > 0)
+
     def trains_mlm_head(self) -> bool:
         """Whether a term trains the student's masked-LM head (the logit term or the MLM cross-entropy): TinyBERT's
         and TiME's objectives alone (hidden states, attention, relations) leave it as it was initialised."""

@@ -29,10 +29,17 @@ from typing import Any
 
 from monodistill import checkpoint as ckpt
 from monodistill import runfolder
-from monodistill.card import mlm_head_trained, validation_note
+from monodistill.card import mlm_head_trained, read_run_config, validation_note
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.summary import distilled_source, format_summary, parameter_counts_of
-from monodistill.report.figures import model_colours, plot_cost, plot_distillation, plot_quality
+from monodistill.report.figures import (
+    TRAIN_TITLES,
+    RunTerms,
+    model_colours,
+    plot_cost,
+    plot_distillation,
+    plot_quality,
+)
 from monodistill.report.labels import TEACHER, Named, label_models, report_labels, summary_teachers
 from monodistill.report.page import card_summaries, render_html
 
@@ -102,7 +109,8 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         untrained = frozenset(run_labels[run] for run in runs if not mlm_head_trained(run))
         table = distillation_table(records, untrained)
         sections += ["## Distillation", "", table, "", *[f"{note}\n" for note in notes]]
-        plot_distillation(records, output / "distillation.png", colours)
+        terms = {run_labels[run]: run_terms(run, records[run_labels[run]]) for run in runs}
+        plot_distillation(records, output / "distillation.png", colours, terms)
         sections += ["![distillation curves](distillation.png)", ""]
     ckpt.atomic_write_text(output / "results.json", json.dumps(rows, indent=2) + "\n")
     write_csv(rows, output / "results.csv")
@@ -114,6 +122,22 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     page = render_html(sections, output, card_summaries(card_paths), list(dict.fromkeys(settings)))
     ckpt.atomic_write_text(output / "report.html", page)
     return report
+
+
+def run_terms(run: Path, records: list[dict[str, Any]]) -> RunTerms:
+    """The loss parts a run's recipe trains (its ``config.yaml``; a run without a readable one: every part its log
+    records) and its student's vocabulary size (``student/config.json``), for the distillation figure."""
+    try:
+        parts = read_run_config(run).loss.trained_parts()
+    except MonodistillError:
+        logged = [key for record in records if record.get("split") == "train" for key in record]
+        parts = tuple(part for part in TRAIN_TITLES if part in logged)
+    config = run / ckpt.STUDENT_DIR / "config.json"
+    try:
+        vocab_size = json.loads(config.read_text())["vocab_size"] if config.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        vocab_size = None
+    return RunTerms(tuple(part for part in parts if part != "loss"), vocab_size)
 
 
 def with_labels(summary: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:

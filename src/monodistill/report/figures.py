@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.colors
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt
@@ -21,23 +23,50 @@ from matplotlib.patches import Patch
 
 from monodistill.report.labels import Named, is_teacher_family
 
-CURVES = (
-    ("train", "loss", "train loss"),
-    ("train", "kl", "train KL at T, x T^2"),
-    ("train", "mlm", "train MLM loss"),
-    ("validation", "kl_to_teacher", "validation KL to the teacher (T = 1)"),
-    ("validation", "student_accuracy", "validation masked-token accuracy"),
-    ("validation", "teacher_agreement", "validation top-1 agreement with the teacher"),
+TRAIN_TITLES = {
+    "loss": "train loss",
+    "kl": "train KL at T, x T^2",
+    "mse": "train logit MSE",
+    "mlm": "train MLM loss",
+    "cosine": "train hidden-state cosine (1 - cos)",
+    "relation": "train attention-relation KL (Q-Q, K-K, V-V)",
+    "hidden": "train hidden-state MSE",
+    "attention": "train attention-probability MSE",
+}
+"""Panels of the distillation figure's training terms (the weighted total, then each part a recipe trains)."""
+VALIDATION_CURVES = (
+    ("kl_to_teacher", "validation KL to the teacher (T = 1)"),
+    ("student_accuracy", "validation masked-token accuracy"),
+    ("teacher_agreement", "validation top-1 agreement with the teacher"),
 )
-"""Panels of the distillation figure: (split, metric, title). Validation KL is at T = 1, so students
-distilled at different temperatures compare on it; top-1 agreement alone can mislead when the teacher
-favours one token."""
+"""Validation panels: (metric, title). They score the masked-LM head, so they are drawn for runs whose loss
+trains it. Validation KL is at T = 1, so students distilled at different temperatures compare on it; top-1
+agreement alone can mislead when the teacher favours one token."""
+HEAD_PARTS = frozenset({"kl", "mse", "mlm"})
+"""Parts over the vocabulary (and the terms that train the masked-LM head): their scale grows with its size
+(a uniform guess's cross-entropy is log V), so runs on different vocabularies do not compare on them."""
+OVER_VOCABULARY = frozenset({"kl_to_teacher"}) | HEAD_PARTS
+
+
+@dataclass(frozen=True)
+class RunTerms:
+    """What a distillation run's curves mean: the loss parts its recipe trains, and its student's vocabulary."""
+
+    parts: tuple[str, ...]
+    """``LossConfig.trained_parts``: ``kl``, ``hidden``, ..."""
+    vocab_size: int | None
+    """V of the student's vocabulary (None: unknown)."""
+
+
 TEACHER_GREYS = ("#333333", "#8c8c8c", "#5e5e5e", "#b5b5b5")
 STUDENT_COLOURS: tuple[str, ...] = (
     *("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"),
     *("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5"),
 )
 """Matplotlib's tab10 without its grey, which the teachers have; then tab20's light shades."""
+BUSY_HATCH = "xx"
+"""The hatch of a fine-tuning speedup timed on a busy machine (``finetune_speedup_busy``)."""
+BUSY_LABEL = "busy machine: fine-tuning\ntimed under load, not\nthe models' speed"
 TASK_LABEL_WIDTH = 12
 """Characters per line of a task name under its bars: long names wrap at their hyphens instead of colliding."""
 
@@ -56,24 +85,61 @@ def model_colours(models: list[Named], labels: list[str]) -> dict[str, str]:
     return colours
 
 
-def plot_distillation(records: dict[str, list[dict[str, Any]]], path: Path, colours: dict[str, str]) -> None:
-    """Training loss parts and validation KL, accuracy and agreement against the step, a line per student."""
+def plot_distillation(
+    records: dict[str, list[dict[str, Any]]], path: Path, colours: dict[str, str], terms: dict[str, RunTerms]
+) -> None:
+    """A panel per curve, a line per student: the training loss, each part some student's recipe trains
+    (drawn for the students that train it: TinyBERT's recipe logs an MLM loss it never weighs), and
+    validation KL, accuracy and agreement (for students whose loss trains the masked-LM head they score).
+
+    A panel of losses over the vocabulary that holds students of vocabularies of different sizes says so in
+    its axis label, and the legend gives each student's vocabulary size.
+    """
+    parts = [part for part in TRAIN_TITLES if any(part in terms[label].parts for label in records)]
+    panels = [("train", "loss", TRAIN_TITLES["loss"]), *[("train", part, TRAIN_TITLES[part]) for part in parts]]
+    head = [label for label in records if HEAD_PARTS & set(terms[label].parts)]
+    if head:
+        panels += [("validation", key, title) for key, title in VALIDATION_CURVES]
     columns = 3
+    rows = math.ceil(len(panels) / columns)
     figure, grid = plt.subplots(
-        len(CURVES) // columns, columns, figsize=(4 * columns + 2, 3.2 * len(CURVES) // columns), layout="constrained"
+        rows, columns, figsize=(4 * columns + 2, 3.2 * rows), layout="constrained", squeeze=False
     )
     axes = grid.ravel()
-    for label, run_records in records.items():
-        for axis, (split, key, _) in zip(axes, CURVES, strict=True):
+    for axis, (split, key, title) in zip(axes, panels, strict=False):
+        drawn = []
+        for label, run_records in records.items():
+            trains = terms[label].parts
+            if (split == "train" and key != "loss" and key not in trains) or (
+                split == "validation" and label not in head
+            ):
+                continue
             points = [(r["step"], r[key]) for r in run_records if r.get("split") == split and key in r]
             if points:
                 marker = "." if split == "validation" else None
                 axis.plot(*zip(*points, strict=True), marker=marker, label=label, color=colours[label])
-    for axis, (_, _, title) in zip(axes, CURVES, strict=True):
+                over_vocabulary = key in OVER_VOCABULARY or (key == "loss" and HEAD_PARTS & set(trains))
+                drawn += [terms[label].vocab_size] if over_vocabulary else []
+        sizes = sorted({size for size in drawn if size is not None})
+        if len(sizes) > 1:  # one axis, different scales: said where the values are read
+            axis.set_ylabel(
+                f"over vocabularies of {' and '.join(f'{size:,}' for size in sizes)}\ntokens: not comparable"
+            )
         axis.set_title(title, fontsize="medium")
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
-    _save(figure, [Line2D([], [], color=colours[label], marker=".", label=label) for label in records], path)
+    for axis in axes[len(panels) :]:
+        axis.set_visible(False)
+    mixed = len({terms[label].vocab_size for label in records} - {None}) > 1
+    handles = [
+        Line2D([], [], color=colours[label], marker=".", label=_with_vocabulary(label, terms[label].vocab_size, mixed))
+        for label in records
+    ]
+    _save(figure, handles, path)
+
+
+def _with_vocabulary(label: str, vocab_size: int | None, mixed: bool) -> str:
+    return f"{label} ({vocab_size:,} tokens)" if mixed and vocab_size is not None else label
 
 
 def plot_quality(rows: list[dict[str, Any]], path: Path, colours: dict[str, str], teachers: set[str]) -> None:
@@ -213,7 +279,12 @@ def plot_cost(rows: list[dict[str, Any]], path: Path, colours: dict[str, str]) -
         _grouped_bars(axis, rows, key, colours, hatched="finetune_speedup_busy" if key == "finetune_speedup" else None)
         axis.axhline(1.0, color="black", linewidth=0.8)
         axis.set_title(title, fontsize="medium")
-    _save(figure, [Patch(color=colours[model], label=model) for model in models], path)
+    # The models' plain colours, then the hatch of the busy bars on a swatch of its own: a model's swatch
+    # never shows a pattern that only some of its bars have.
+    handles = [Patch(facecolor=colours[model], label=model) for model in models]
+    if busy:
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch=BUSY_HATCH, label=BUSY_LABEL))
+    _save(figure, handles, path)
 
 
 def _grouped_bars(
@@ -233,10 +304,17 @@ def _grouped_bars(
         ):
             bar.set_gid(model)
             if hatched and row and row.get(hatched):
-                bar.set_hatch("xx")
+                bar.set_hatch(BUSY_HATCH)
+                bar.set_hatchcolor(_contrast(colours[model]))  # black on the teacher's dark grey would not show
     names = [textwrap.fill(task, TASK_LABEL_WIDTH) for task in tasks]
     axis.set_xticks(range(len(tasks)), names, fontsize="small")
     axis.grid(axis="y", alpha=0.3)
+
+
+def _contrast(colour: str) -> str:
+    """White on a dark colour, black on a light one."""
+    red, green, blue = matplotlib.colors.to_rgb(colour)
+    return "white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.5 else "black"
 
 
 def _save(figure: Any, handles: list[Any], path: Path, where: str = "outside right upper") -> None:
