@@ -33,6 +33,7 @@ STUDENT = [
     "train.log_interval=2",
     "train.eval_interval=4",
     "data.max_validation_blocks=8",
+    "train.keep_checkpoints=2",  # as runs longer than SHORT_RUN_STEPS keep them: the tests resume from either
 ]
 
 

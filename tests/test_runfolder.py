@@ -529,8 +529,11 @@ def test_everything_a_run_saves_is_readable_by_others(
         assert main(args(tiny_teacher_dir, corpus_file, run, cache_dir, 2)) == 0
     finally:
         os.umask(previous)
-    modes = {path.name: path.stat().st_mode & 0o777 for path in (run / "student").iterdir()}
-    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}
+    student = run / "student"
+    modes = {path.relative_to(student).as_posix(): path.stat().st_mode & 0o777 for path in student.rglob("*")}
+    folders = {name for name in modes if (student / name).is_dir()}  # 1_Pooling/, of sentence-transformers
+    assert modes["model.safetensors"] == 0o644 and {modes[name] for name in modes.keys() - folders} == {0o644}
+    assert folders == {"1_Pooling"} and modes["1_Pooling"] == 0o755
     assert (run / "student").stat().st_mode & 0o777 == 0o755
 
 

@@ -53,8 +53,11 @@ from monodistill.teacher import MLM_HEAD_TRAINED, load_teacher, max_positions
 
 
 def run_distillation(config: DistillConfig, resume: bool = False, overwrite: bool = False) -> Path:
-    """``monodistill distill``: one student; returns the folder of the saved student (``RUN/student``)."""
-    return distill_students([config], resume=resume, overwrite=overwrite)[0]
+    """``monodistill distill``: one student; returns the folder of the saved student (``RUN/student``), having
+    said what the run folder takes on disk (``checkpoint.describe_disk``)."""
+    student = distill_students([config], resume=resume, overwrite=overwrite)[0]
+    print(ckpt.describe_disk(student.parent))
+    return student
 
 
 def distill_students(configs: list[DistillConfig], resume: bool = False, overwrite: bool = False) -> list[Path]:

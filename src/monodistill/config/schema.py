@@ -215,6 +215,12 @@ class DataConfig:
         )
 
 
+SHORT_RUN_STEPS = 1000
+"""A run of at most this many optimizer steps keeps one checkpoint unless told otherwise (``keep_checkpoints``):
+redoing it costs minutes, where a second checkpoint costs disk (the 60-step quickstart's two: 380 MB). A longer
+run keeps two: the previous one to resume from should the newest be damaged."""
+
+
 @dataclass
 class TrainConfig:
     """The optimisation loop."""
@@ -249,8 +255,8 @@ class TrainConfig:
     """Optimizer steps between validations; 0 validates only at the end."""
     save_interval: int = 200
     """Optimizer steps between checkpoints (CLI: --save-steps)."""
-    keep_checkpoints: int = 2
-    """How many recent checkpoints to keep."""
+    keep_checkpoints: int | None = None
+    """Checkpoints kept for --resume (each ~3x the student); unset: 1 for runs of <= SHORT_RUN_STEPS steps, else 2."""
     share_teacher: bool = True
     """`run`: distil compatible students together, one teacher forward per batch for all of them."""
     collective_timeout_minutes: float = 10.0
@@ -301,7 +307,7 @@ class TrainConfig:
             "train.eval_interval",
         )
         _require(
-            self.keep_checkpoints >= 1,
+            self.keep_checkpoints is None or self.keep_checkpoints >= 1,
             f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}",
             "train.keep_checkpoints",
         )
@@ -310,6 +316,12 @@ class TrainConfig:
             f"train.collective_timeout_minutes must be > 0, got {self.collective_timeout_minutes}",
             "train.collective_timeout_minutes",
         )
+
+    def checkpoints_kept(self, total_steps: int) -> int:
+        """``keep_checkpoints``, or when unset its default for a run of ``total_steps`` optimizer steps."""
+        if self.keep_checkpoints is not None:
+            return self.keep_checkpoints
+        return 1 if total_steps <= SHORT_RUN_STEPS else 2
 
 
 @dataclass

@@ -304,7 +304,7 @@ class StudentRun:
                 self.step,
                 lambda staging: self.accelerator.save_state(str(staging), safe_serialization=False),
                 self.checkpoint_state(),
-                keep=self.train.keep_checkpoints,
+                keep=self.train.checkpoints_kept(self.total_steps),
                 job_id=self._job_id,
                 estimate=3 * sum(p.numel() * p.element_size() for p in self.model.parameters()),
             )
