@@ -252,7 +252,7 @@ def test_every_card_and_the_distill_log_count_parameters_one_way(
     expected = f"| parameters (the encoder with its embeddings, heads aside) | {student:,} | {teacher:,} |"
     assert parameter_row((run / "student" / "README.md").read_text()) == expected  # the card distill saved
     assert parameter_row(render_card(run)) == expected  # the card `monodistill card` and `run` write
-    assert f"distilling the student run ({student:,} parameters: the encoder with its embeddings, heads aside)" in (
+    assert f"distilling run ({student:,} parameters: the encoder with its embeddings, heads aside)" in (
         capsys.readouterr().out
     )
 

@@ -64,6 +64,8 @@ evaluate:
     assert f"report: {out / 'report' / 'report.md'} (also report.html" in ending
     assert "fine-tuning runs: 4 made, 0 reused from earlier runs\n" in ending
     assert "| model | keyword accuracy | keyword macro-F1 |" in ending and ending.count("\n| ") == 5  # header, 4 models
+    assert log.count("| model | keyword accuracy | keyword macro-F1 |") == 1  # the score table printed once
+    assert log.count(f"report: {out / 'report' / 'report.md'}") == 1
 
     rows = list(csv.DictReader((out / "report" / "results.csv").open()))
     # Teacher first, then the trimmed teacher ("Load What You Need" baseline), then the students.

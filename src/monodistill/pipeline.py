@@ -244,13 +244,12 @@ def _evaluate_stages(
     models += [str(path) for path in student_dirs]
     evaluation = replace(config.evaluate, models=models, output_dir=str(root / "evaluate"))
     print(f"== evaluating {len(models)} models on {len(evaluation.tasks)} tasks")
-    run_evaluation(evaluation)
+    run_evaluation(evaluation, show_summary=False)  # the run ends with the headline scores, the report has the rest
 
     summary = root / "evaluate" / "summary.json"
     for student_dir in student_dirs:
         write_card(student_dir.parent, summary)
-    report = write_report([root], root / "report")
-    print(f"== report: {report}")
+    report = write_report([root], root / "report")  # where it is: said once, at the end (describe_experiment)
     return report
 
 

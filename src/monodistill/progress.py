@@ -195,6 +195,22 @@ class Countdown:
         return tqdm.format_interval(elapsed / progress * max(self.jobs - progress, 0.0))
 
 
+_SAID: set[str] = set()
+"""Lines ``say_once`` has printed in this process."""
+
+
+def say_once(message: str, file: IO[str] | None = None) -> None:
+    """Print ``message`` (to stdout, or ``file``) unless this process printed it already.
+
+    For what a command learns again each time it reads the same input (a task file's format, its unseen
+    labels): ``run`` checks every task before distilling and evaluation reads them again, and a dev split
+    a third time, which said each line up to six times.
+    """
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message, file=file or sys.stdout)
+
+
 def format_duration(seconds: float) -> str:
     """A wall time as a person reads it: ``9.6 s``, ``3 min 13 s``, ``1 h 02 min``."""
     if seconds < 60:

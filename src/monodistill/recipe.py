@@ -196,7 +196,7 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
         if not runs[0].needs.teacher:  # masked-LM alone (teacher adaptation): the teacher never runs
             state.print(f"training {runs[0].name} {size} on masked-LM alone, from {lead.teacher.name_or_path}, {where}")
         else:
-            state.print(f"distilling the student {runs[0].name} {size} from {lead.teacher.name_or_path} {where}")
+            state.print(f"distilling {runs[0].name} {size} from {lead.teacher.name_or_path} {where}")
 
     try:
         read = frozenset().union(*(run.needs.teacher_projections for run in runs))

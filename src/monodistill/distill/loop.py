@@ -75,9 +75,10 @@ def train(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun], end
                 return
             metrics = train_step(teacher, stream, active, step)
             # The step is done before it is validated: the bar says so while validation runs below it.
-            if len(metrics) == 1:
-                shown = {name: f"{value:.3f}" for name, value in next(iter(metrics.values())).items()}
-                bar.set_postfix({name: shown[name] for name in ("loss", "kl", "mlm") if name in shown}, refresh=False)
+            if len(metrics) == 1:  # the loss and the terms the recipe weighs (TinyBERT's: hidden, attention)
+                run, values = next(iter(metrics.items()))
+                shown = ("loss", *run.config.loss.trained_parts())
+                bar.set_postfix({name: f"{values[name]:.3f}" for name in shown if name in values}, refresh=False)
             bar.update(1)
             # Students validating at this step share the teacher's validation pass too. Validation and
             # checkpoints are not training steps: their time stays out of the bar's rate and ETA.
@@ -127,9 +128,10 @@ def train_step(
 
 
 def describe(run: StudentRun, validation: dict[str, float], named: bool) -> str:
-    """The line shown for a validation."""
+    """The line shown for a validation: a token id as an integer."""
     prefix = f"{run.name} " if named else ""
-    return f"{prefix}step {run.step}: " + ", ".join(f"{name}={value:.4f}" for name, value in validation.items())
+    shown = (f"{name}={int(value) if name.endswith('_id') else f'{value:.4f}'}" for name, value in validation.items())
+    return f"{prefix}step {run.step}: " + ", ".join(shown)
 
 
 @contextmanager

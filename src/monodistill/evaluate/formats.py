@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from monodistill.config import read_text
 from monodistill.errors import MonodistillError
+from monodistill.progress import say_once
 
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 UPOS_TAGS = (
@@ -104,7 +105,7 @@ def read_token_file(path: Path, spec: TokenFileSpec) -> TokenFile:
     lines = split_lines(read_text(path))
     if spec.format is None:
         name, reason = detect_format(path, lines)
-        print(f"{path}: read as {name} ({reason}; set format: in the task file to choose another)")
+        say_once(f"{path}: read as {name} ({reason}; set format: in the task file to choose another)")
     else:
         name = spec.format
     layout = FORMATS[name]

@@ -64,8 +64,12 @@ MAX_TEST_OVERLAP = 0.5
 """Real splits share a few percent of their inputs (3% on Hatespeech Filipino); a copied split shares most."""
 
 
-def run_evaluation(config: EvaluateConfig) -> Path:
-    """Validate every model and task first, then fine-tune and score; returns the output folder."""
+def run_evaluation(config: EvaluateConfig, show_summary: bool = True) -> Path:
+    """Validate every model and task first, then fine-tune and score; returns the output folder.
+
+    The summary's tables end the output unless ``show_summary`` is false (``run`` ends with its own table of
+    headline scores, and the report holds the rest).
+    """
     if not config.output_dir:
         raise MonodistillError("no output folder: pass --output DIR")
     output = Path(config.output_dir)
@@ -163,7 +167,10 @@ def run_evaluation(config: EvaluateConfig) -> Path:
         ckpt.atomic_write_text(output / "summary.json", json.dumps(summary, indent=2) + "\n")
         table = format_summary(summary)
         ckpt.atomic_write_text(output / "summary.md", table)
-    print(table)
+    if show_summary:
+        print(table)
+    else:
+        print(f"evaluation summary: {output / 'summary.md'}")
     return output
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from monodistill.evaluate.formats import (
     varying_table_columns,
 )
 from monodistill.hub import PARQUET_REVISION, load_hub_dataset
+from monodistill.progress import say_once
 
 KINDS = ("classification", "pair-classification", "token-classification")
 METRICS = ("accuracy", "entity-f1")
@@ -314,9 +316,9 @@ def load_local_task(path: Path) -> Task:
     test_key = "test" if "test" in spec else "validation"
     if test_key not in spec:
         raise MonodistillError(f"task file {path} needs a test (or validation) split")
-    files = {split: path.parent / spec[key] for split, key in (("train", "train"), ("test", test_key))}
+    files = {split: data_path(path, spec[key]) for split, key in (("train", "train"), ("test", test_key))}
     if test_key == "test" and "validation" in spec:  # beside a test split, the validation split is the dev split
-        files["dev"] = path.parent / spec["validation"]
+        files["dev"] = data_path(path, spec["validation"])
     for file in files.values():
         if not file.is_file():
             raise MonodistillError(f"task file {path}: data file {file} does not exist")
@@ -432,6 +434,15 @@ def count_unseen_labels(seen: set[str], rows: list[Any], file: Path, kind: str, 
     return unseen
 
 
+def data_path(task_file: Path, given: str) -> Path:
+    """A data file named in ``task_file``, relative to its folder, as messages print it: normalised
+    (``configs/tasks/../../../shared/x`` is ``../shared/x``), or resolved where a link in it would make that
+    another file."""
+    path = task_file.parent / given
+    normal = Path(os.path.normpath(path))
+    return normal if normal.resolve() == path.resolve() else path.resolve()
+
+
 def _warn_unseen(unseen: Counter[str], file: Path | str, units: str, has_output: bool) -> None:
     """Say how many test labels training never showed, and how they are scored."""
     counts = ", ".join(f"{label}: {count}" for label, count in unseen.most_common())
@@ -439,7 +450,7 @@ def _warn_unseen(unseen: Counter[str], file: Path | str, units: str, has_output:
         note = "the model has an output for each that training never taught"
     else:
         note = "the model has no output for them, so each is scored as an error"
-    print(
+    say_once(
         f"warning: {file}: {sum(unseen.values())} test {units} carry labels never seen in training ({counts}); "
         f"{note} (strict_labels: true refuses such a test split)",
         file=sys.stderr,
