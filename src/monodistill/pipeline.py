@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from monodistill import checkpoint as ckpt
 from monodistill import runfolder
 from monodistill.card import write_card
 from monodistill.config import (
@@ -132,6 +133,7 @@ def run_experiment(config: ExperimentConfig, overwrite: bool = False, started: f
         report = _evaluate_stages(config, root, students, student_dirs)
     summary = json.loads((root / "evaluate" / "summary.json").read_text())
     print(describe_experiment(summary, student_dirs, report, time.monotonic() - started))
+    print(ckpt.describe_disk(root))  # what takes the space, and what may go once done
     return report
 
 
