@@ -263,7 +263,7 @@ def test_distill_takes_a_config_listing_several_students(
 
     # Accidents: the same command again, --student beside a students list, then --resume.
     assert main(command) == 2
-    assert "already holds a run (config.yaml, students); pass --resume" in capsys.readouterr().err
+    assert "already holds a run (students); pass --resume" in capsys.readouterr().err
     assert main([*command, "--student", "dbert-tiny"]) == 2
     assert "lists its students; give one or the other" in capsys.readouterr().err
     assert main([*command, "--resume"]) == 0
