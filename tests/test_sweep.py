@@ -279,6 +279,7 @@ class ScriptedRun:
         self.error: NonFiniteLoss | None = None
         self.final_metrics: dict[str, float] | None = {}  # scored already: no final validation
         self.needs = losses.Needs()
+        self.config = DistillConfig()  # the progress bar shows the parts its loss trains
         self.trained: list[tuple[int, int]] = []
         """(the run's step, the batch's step) of every micro-batch trained."""
 
