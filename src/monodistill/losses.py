@@ -264,7 +264,11 @@ def distillation_loss(
 
 
 def default_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
-    """TinyBERT's map: the embeddings to the embeddings, student layer m to teacher layer m * L_t / L_s."""
+    """TinyBERT's map: the embeddings to the embeddings, student layer m to teacher layer m * L_t / L_s.
+
+    A map that is not an exact multiple takes the nearest teacher layer, a tie going to the even one
+    (Python's ``round``), so it is symmetric end to end: 4 from 6 is 0, 2, 3, 4, 6.
+    """
     return [(layer, round(layer * teacher_layers / student_layers)) for layer in range(student_layers + 1)]
 
 
