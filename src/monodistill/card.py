@@ -415,12 +415,11 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path, epochs: float
 
 
 def mlm_head_trained(run_dir: Path) -> bool:
-    """Whether a distillation run's loss trains the student's MLM head: a logit or an MLM term in the
-    resolved ``config.yaml`` (a weight it leaves out has the default's value)."""
-    path = run_dir / "config.yaml"
-    settings = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-    loss, defaults = settings.get("loss") or {}, LossConfig()
-    return any(float(loss.get(name, getattr(defaults, name))) > 0 for name in ("alpha_kl", "alpha_mlm"))
+    """Whether a distillation run's loss trains the student's MLM head (``LossConfig.trains_mlm_head`` of
+    the config it recorded); a folder that recorded none is taken as the default recipe's."""
+    if not (run_dir / "config.yaml").is_file():
+        return LossConfig().trains_mlm_head()
+    return read_run_config(run_dir).loss.trains_mlm_head()
 
 
 def validation_note(run_dir: Path, records: list[dict[str, Any]], name: str) -> str | None:
