@@ -140,12 +140,11 @@ def held_out_accuracy(
         MonodistillError: a held-out block holds nothing but special tokens, so nothing in it can be masked.
     """
     blocks = build_blocks(data, tokenizer, seed=0)
-    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
     # As distillation masks: replacements drawn over the teacher's embedding rows (its config.vocab_size).
     rows = cast(torch.nn.Embedding, model.get_input_embeddings()).num_embeddings
-    masking = Masking(special_ids, tokenizer.mask_token_id, rows, data.mlm_probability)
+    masking = Masking.of(tokenizer, rows, data.mlm_probability)
     held_out = blocks.validation[:]["input_ids"]  # (blocks, T)
-    empty = int(torch.isin(held_out, special_ids).all(dim=1).sum())
+    empty = int(torch.isin(held_out, masking.special_ids).all(dim=1).sum())
     if empty:
         raise MonodistillError(
             f"{model.name_or_path}: {empty} of the {len(held_out)} held-out blocks of {data.corpus} hold only "

@@ -133,8 +133,7 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
     blocks = build_blocks(lead.data, tokenizer, lead.train.seed)
     state = ranks.process_state()
     vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
-    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
-    masking = Masking(special_ids, tokenizer.mask_token_id, vocab_size, lead.data.mlm_probability)
+    masking = Masking.of(tokenizer, vocab_size, lead.data.mlm_probability)
     stream = BatchStream(blocks, masking, lead.train, state.process_index, state.num_processes, state.device)
     total_steps = stream.total_steps(lead.train)
     fingerprints = {

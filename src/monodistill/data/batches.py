@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.config import TrainConfig
 from monodistill.data.blocks import Blocks
@@ -62,6 +63,13 @@ class Masking:
     vocab_size: int
     """Random replacements are drawn from ``[0, vocab_size)``."""
     probability: float
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerBase, rows: int, probability: float) -> Masking:
+        """The masking of a tokenizer's blocks for a model of ``rows`` embedding rows (the replacements'
+        range): what distillation, its validation and ``inspect`` all use."""
+        special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+        return cls(special_ids, int(tokenizer.mask_token_id), rows, probability)
 
     def __call__(
         self, input_ids: torch.Tensor, generator: torch.Generator, word_starts: torch.Tensor | None = None
