@@ -11,7 +11,9 @@ import pytest
 import yaml
 from transformers import AutoModel, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-from monodistill.card import evaluation_section, front_matter, model_index_results, render_card
+from monodistill.card import render_card
+from monodistill.card.metadata import front_matter, model_index_results
+from monodistill.card.results import evaluation_section
 from monodistill.cli import main
 from monodistill.config import DistillConfig, load_config, save_config
 from monodistill.errors import MonodistillError

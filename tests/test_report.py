@@ -160,7 +160,8 @@ def test_labels_tell_apart_runs_that_share_a_name_in_one_experiment(tmp_path: Pa
 def test_task_distilled_rows_are_marked_in_tables_figures_rows_and_the_card(
     experiment: Path, tmp_path: Path, figure_texts: dict[str, set[str]]
 ) -> None:
-    from monodistill.card import evaluation_section, model_index_results
+    from monodistill.card.metadata import model_index_results
+    from monodistill.card.results import evaluation_section
 
     path = experiment / "evaluate" / "summary.json"
     summary = json.loads(path.read_text())

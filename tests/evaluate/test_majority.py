@@ -11,7 +11,7 @@ import matplotlib.figure
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from monodistill.card import evaluation_section
+from monodistill.card.results import evaluation_section
 from monodistill.cli import main
 from monodistill.config import EvaluateConfig, load_config
 from monodistill.errors import MonodistillError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from monodistill.card import evaluation_section
+from monodistill.card.results import evaluation_section
 from monodistill.cli import main
 from monodistill.evaluate import machine as machine_module
 from monodistill.evaluate.timing import time_interleaved

@@ -29,7 +29,7 @@ from typing import Any
 
 from monodistill import checkpoint as ckpt
 from monodistill import runfolder
-from monodistill.card import mlm_head_trained, read_run_config, validation_note
+from monodistill.card.record import mlm_head_trained, read_run_config, validation_note
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.summary import distilled_source, format_summary, parameter_counts_of
 from monodistill.report.figures import (
