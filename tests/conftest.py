@@ -9,7 +9,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -27,7 +29,10 @@ from transformers import (
     ElectraForMaskedLM,
     ModernBertConfig,
     ModernBertForMaskedLM,
+    PreTrainedModel,
     PreTrainedTokenizerFast,
+    RemBertConfig,
+    RemBertForMaskedLM,
     RobertaConfig,
     RobertaForMaskedLM,
     XLMRobertaConfig,
@@ -123,44 +128,57 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokeni
     )
 
 
-def build_tiny_teacher(family: str, vocab_size: int, pad_token_id: int):  # type: ignore[no-untyped-def]
-    """A random 4-layer masked LM of a family (hidden 32, 4 heads, FFN 64), small enough for a CPU test."""
+def _distilbert(common: dict[str, Any]) -> PreTrainedModel:
+    # DistilBERT's own field names for the same shape.
+    sizes = {"dim": 32, "n_layers": 4, "n_heads": 4, "hidden_dim": 64}
+    kept = {key: common[key] for key in ("vocab_size", "max_position_embeddings", "pad_token_id")}
+    return DistilBertForMaskedLM(DistilBertConfig(**kept, **sizes))
+
+
+def _modernbert(common: dict[str, Any]) -> PreTrainedModel:
+    # Global attention in layers 0 and 3, a local window of 8 tokens (4 each side) in layers 1 and 2, so that
+    # blocks longer than 8 tokens exercise both; no special ids beyond the padding one (ModernBERT's default
+    # ids are those of its own 50k tokenizer).
+    specials = dict.fromkeys(("bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id"))
+    return ModernBertForMaskedLM(ModernBertConfig(**common, local_attention=8, **specials))
+
+
+ROBERTA_POSITIONS = {"max_position_embeddings": 66}
+TINY_TEACHERS: dict[str, Callable[[dict[str, Any]], PreTrainedModel]] = {
+    "bert": lambda common: BertForMaskedLM(BertConfig(**common)),
+    # RoBERTa-style position ids start after the padding id: two more rows.
+    "camembert": lambda common: CamembertForMaskedLM(CamembertConfig(**{**common, **ROBERTA_POSITIONS})),
+    "deberta-v2": lambda common: DebertaV2ForMaskedLM(
+        DebertaV2Config(**common, relative_attention=True, position_biased_input=False)
+    ),
+    "distilbert": _distilbert,
+    # A generator as ELECTRA ships them: a factorised embedding size apart from the hidden size.
+    "electra": lambda common: ElectraForMaskedLM(ElectraConfig(**common, embedding_size=16)),
+    "modernbert": _modernbert,
+    # Decoupled embeddings as RemBERT ships them: narrow input (16 of 32), wide untied output (48).
+    "rembert": lambda common: RemBertForMaskedLM(
+        RemBertConfig(**common, input_embedding_size=16, output_embedding_size=48)
+    ),
+    "roberta": lambda common: RobertaForMaskedLM(RobertaConfig(**{**common, **ROBERTA_POSITIONS})),
+    "xlm-roberta": lambda common: XLMRobertaForMaskedLM(XLMRobertaConfig(**{**common, **ROBERTA_POSITIONS})),
+}
+"""One row per family adapter (``monodistill.families``): a random 4-layer masked LM of that family (hidden 32,
+4 heads, FFN 64), small enough for a CPU test. Tests parametrise over these rows; a new family adds one."""
+
+
+def build_tiny_teacher(family: str, vocab_size: int, pad_token_id: int) -> PreTrainedModel:
+    """The family's tiny teacher (``TINY_TEACHERS``), seeded."""
     common = {
         "vocab_size": vocab_size,
         "hidden_size": 32,
         "num_hidden_layers": 4,
         "num_attention_heads": 4,
         "intermediate_size": 64,
-        "max_position_embeddings": 66 if family in ("xlm-roberta", "roberta", "camembert") else 64,
+        "max_position_embeddings": 64,
         "pad_token_id": pad_token_id,
     }
     torch.manual_seed(0)
-    if family == "bert":
-        return BertForMaskedLM(BertConfig(**common))
-    if family == "xlm-roberta":
-        return XLMRobertaForMaskedLM(XLMRobertaConfig(**common))
-    if family == "deberta-v2":
-        return DebertaV2ForMaskedLM(DebertaV2Config(**common, relative_attention=True, position_biased_input=False))
-    if family == "roberta":
-        return RobertaForMaskedLM(RobertaConfig(**common))
-    if family == "camembert":
-        return CamembertForMaskedLM(CamembertConfig(**common))
-    if family == "electra":
-        # A generator as ELECTRA ships them: a factorised embedding size apart from the hidden size.
-        return ElectraForMaskedLM(ElectraConfig(**common, embedding_size=16))
-    if family == "distilbert":
-        # DistilBERT's own field names for the same shape.
-        distilbert = {"dim": 32, "n_layers": 4, "n_heads": 4, "hidden_dim": 64}
-        return DistilBertForMaskedLM(
-            DistilBertConfig(vocab_size=vocab_size, max_position_embeddings=64, pad_token_id=pad_token_id, **distilbert)
-        )
-    if family == "modernbert":
-        # Global attention in layers 0 and 3, a local window of 8 tokens (4 each side) in layers 1 and 2, so that
-        # blocks longer than 8 tokens exercise both; no special ids beyond the padding one (ModernBERT's default
-        # ids are those of its own 50k tokenizer).
-        specials = dict.fromkeys(("bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id"))
-        return ModernBertForMaskedLM(ModernBertConfig(**common, local_attention=8, **specials))
-    raise ValueError(family)
+    return TINY_TEACHERS[family](common)
 
 
 def save_teacher(family: str, tokenizer: PreTrainedTokenizerFast, path: Path) -> Path:

@@ -22,10 +22,11 @@ from transformers import (
 
 from monodistill import cli
 from monodistill.config import ExperimentConfig, StudentConfig, TeacherConfig, load_config
-from monodistill.config.base import STUDENT_FAMILIES, ConfigError
+from monodistill.config.base import ConfigError
 from monodistill.errors import MonodistillError
+from monodistill.families import student_families
+from monodistill.families.bert import BERT_MAX_POSITIONS
 from monodistill.student import build_student, resolve_shape, student_model_config
-from monodistill.student.family import BERT_MAX_POSITIONS
 from monodistill.teacher import encoder, load_teacher, mlm_head
 from monodistill.vocab import compare_segmentation, id_map_tensor, load_trimmed_vocab, trim_teacher
 
@@ -166,7 +167,7 @@ def test_presets_map_to_each_familys_fields(tiny_tokenizer: PreTrainedTokenizerF
     for teacher in (bert, modernbert):
         for preset in ("dbert-base", "dbert-tiny"):
             shape = resolve_shape(StudentConfig(preset=preset))
-            for family in STUDENT_FAMILIES:
+            for family in student_families():
                 config = student_model_config(teacher, shape, teacher.vocab_size, family=family)
                 assert config.model_type == family
                 assert (config.num_hidden_layers, config.hidden_size) == (shape.num_layers, shape.hidden_size)
@@ -245,7 +246,7 @@ def test_a_tokenizer_without_padding_cannot_serve_another_family(
         mask_token="[MASK]",
     )
     teacher = save(build_tiny_teacher("modernbert", len(unpadded), 0), unpadded, tmp_path / "teacher")
-    for family in STUDENT_FAMILIES:
+    for family in student_families():
         with pytest.raises(MonodistillError, match=rf"student.family={family}: .* no padding token") as error:
             distil(teacher, corpus_file, tmp_path / f"run-{family}", tmp_path / "cache", f"student.family={family}")
         assert "\n" not in str(error.value)

@@ -17,6 +17,7 @@ from monodistill.config import LossConfig
 from monodistill.data.batches import MaskedBatch
 from monodistill.distill import StudentWithHead, TeacherPass
 from monodistill.errors import MonodistillError
+from monodistill.families import supported_families
 from monodistill.internals import ProjectionHooks, capture_projections, num_layers
 from monodistill.losses import (
     ModelOutputs,
@@ -29,7 +30,6 @@ from monodistill.losses import (
     logit_mse,
     relation_loss,
 )
-from monodistill.teacher import SUPPORTED_FAMILIES
 
 from .conftest import build_tiny_teacher
 from .test_distill import args
@@ -134,7 +134,7 @@ def test_attention_probabilities_from_the_projections_are_the_models_own(family:
     assert torch.allclose(ours, output.attentions[1], atol=1e-5)
 
 
-@pytest.mark.parametrize("family", SUPPORTED_FAMILIES)
+@pytest.mark.parametrize("family", supported_families())
 def test_every_family_gives_the_teacher_pass_what_each_term_reads(family: str) -> None:
     teacher = build_tiny_teacher(family, 120, 0).eval().requires_grad_(False)
     teacher_pass = TeacherPass(teacher, None, torch.device("cpu"))

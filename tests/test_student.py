@@ -12,6 +12,7 @@ from transformers import BertConfig, DebertaV2ForMaskedLM, PreTrainedModel, PreT
 
 from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
+from monodistill.families import supported_families
 from monodistill.student import (
     PRESETS,
     build_student,
@@ -24,7 +25,7 @@ from monodistill.teacher import parameter_counts
 from .conftest import build_tiny_teacher
 
 MBERT = BertConfig(vocab_size=119_547, hidden_size=768, num_hidden_layers=12, intermediate_size=3072)
-FAMILIES = ["bert", "xlm-roberta", "roberta", "camembert", "deberta-v2", "distilbert", "electra", "modernbert"]
+FAMILIES = supported_families()
 # DeBERTa-v2 with its head in the `lm_predictions` layout (config.legacy=False), as mdeberta-v3-base loads.
 TEACHERS = [*FAMILIES, "deberta-v2-lm_predictions"]
 

@@ -12,13 +12,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from monodistill.config import StudentConfig
 from monodistill.data.masking import IGNORE_INDEX, mask_tokens
 from monodistill.errors import MonodistillError
+from monodistill.families import family_of, supported_families
 from monodistill.student import build_student
 from monodistill.student.narrow import stream_basis
 
 from .conftest import build_tiny_teacher
 
 BLOCK_LENGTH = 32
-NARROW_FAMILIES = ["bert", "xlm-roberta", "roberta", "camembert", "distilbert", "electra"]
+NARROW_FAMILIES = [name for name in supported_families() if family_of(name).layer_roles is not None]
+"""Families the narrow reduction knows (the others are refused a narrower teacher-layers student)."""
 
 
 def narrow(init: str = "teacher-layers", hidden: int = 16, intermediate: int = 32, heads: int = 4) -> StudentConfig:
@@ -145,7 +147,7 @@ def test_narrow_student_takes_every_weight_from_the_teacher(
         assert torch.equal(first[key], second[key]), key
     student = built[0]
     config = student.config
-    field = "hidden_dim" if name == "distilbert" else "intermediate_size"
+    field = family_of(name).intermediate_field
     assert (config.num_hidden_layers, config.hidden_size, getattr(config, field)) == (2, 24, 32)
     assert config.num_attention_heads == 4 and config.vocab_size == len(kept)
     shapes = {key: tuple(value.shape) for key, value in first.items()}
@@ -153,7 +155,8 @@ def test_narrow_student_takes_every_weight_from_the_teacher(
     ffn_in = next(key for key in shapes if key.endswith(("intermediate.dense.weight", "lin1.weight")))
     assert shapes[query] == (24, 24) and shapes[ffn_in] == (32, 24)
     embeddings = student.get_input_embeddings().weight
-    assert student.get_output_embeddings().weight.data_ptr() == embeddings.data_ptr()  # still tied
+    if teacher.config.tie_word_embeddings:  # still tied (RemBERT's output embeddings are its own)
+        assert student.get_output_embeddings().weight.data_ptr() == embeddings.data_ptr()
     if name == "electra":  # the factorised embeddings are the teacher's; the projection into the stream narrows
         assert torch.equal(embeddings, teacher.get_input_embeddings().weight[kept])
         assert student.electra.embeddings_project.weight.shape == (24, 16)
@@ -172,8 +175,8 @@ def teacher_streams(
     word-embedding rows as they enter the stream) and, by teacher LayerNorm, (N, D) inputs of that norm
     (data-free: the same rows for every norm)."""
     rows = teacher.get_input_embeddings().weight.detach().double()[kept]
-    project = getattr(teacher.base_model, "embeddings_project", None)
-    if project is not None:  # ELECTRA's factorised embeddings enter the stream through a projection
+    project = family_of(teacher).stream_input(teacher)
+    if project is not None:  # factorised embeddings (ELECTRA's, RemBERT's) enter the stream through a projection
         rows = rows @ project.weight.detach().double().T + project.bias.detach().double()
     norms = {name: module for name, module in teacher.named_modules() if isinstance(module, torch.nn.LayerNorm)}
     if sample is None:
@@ -214,7 +217,7 @@ def test_narrow_layernorms_are_the_teachers_reduced(
     student = build_student(narrow(hidden=24), teacher, vocab_ids=kept, sample_ids=sample)
     stream, norm_inputs = teacher_streams(teacher, kept, sample)
     basis = stream_basis(stream.T @ stream / len(stream), 24)  # P (32, 24)
-    if name != "electra":  # P is the basis the student was built with: its embeddings are E P
+    if family_of(teacher).stream_input(teacher) is None:  # P is the basis the student was built with: E P
         expected = teacher.get_input_embeddings().weight.detach().double()[kept] @ basis
         assert torch.allclose(student.get_input_embeddings().weight.double(), expected, atol=1e-5)
     modules = dict(teacher.named_modules())
@@ -225,7 +228,7 @@ def test_narrow_layernorms_are_the_teachers_reduced(
         # The 2-layer student takes the teacher's first and last layers.
         source = re.sub(r"\.layer\.(\d+)\.", lambda match: f".layer.{[0, 3][int(match[1])]}.", student_name)
         gamma, beta = modules[source].weight.detach().double(), modules[source].bias.detach().double()
-        if gamma.shape != (32,):  # ELECTRA's norms of its 16-wide factorised embeddings: taken as they are
+        if gamma.shape != (32,):  # norms of factorised embeddings (16 wide) or RemBERT's output embedding (48)
             expected_gamma, expected_beta = gamma, beta
         else:
             inputs = norm_inputs[source]

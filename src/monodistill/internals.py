@@ -1,17 +1,13 @@
-"""What the relation, hidden-state and attention losses read inside a model, for each supported family.
+"""What the relation, hidden-state and attention losses read inside a model, in any family.
 
 Hidden states come from transformers' ``output_hidden_states`` (numbered as it numbers them: 0 is the
 embeddings' output, layer ``l`` is the output of the ``l``-th transformer layer). The query, key and
-value projections are read from each family's own modules, by forward hooks on the layers asked for
-only, so nothing is kept that no loss reads:
+value projections are read from the modules the family's adapter names (``Family.attention_projections``:
+``encoder.layer[i].attention.self.{query, key, value}`` in BERT's layout, a fused ``Wqkv`` split into three
+in ModernBERT's), by forward hooks on the layers asked for only, so nothing is kept that no loss reads.
 
-    bert, xlm-roberta, roberta, camembert, electra   encoder.layer[i].attention.self.{query, key, value}
-    deberta-v2                                       encoder.layer[i].attention.self.{query,key,value}_proj
-    distilbert                                       transformer.layer[i].attention.{q,k,v}_lin
-    modernbert                                       layers[i].attn.Wqkv (fused: split into three)
-
-The outputs are the projections before any scaling (and, for ModernBERT, before its rotary position
-embedding), (B, T, H) each, heads side by side along H.
+The outputs are the projections before any scaling (and, for rotary families, before the rotation),
+(B, T, H) each, heads side by side along H.
 """
 
 from __future__ import annotations
@@ -25,23 +21,11 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from monodistill.errors import MonodistillError
+from monodistill.families import REGISTRY, family_of
 
-PROJECTIONS = {
-    "bert": ("query", "key", "value"),
-    "xlm-roberta": ("query", "key", "value"),
-    "roberta": ("query", "key", "value"),
-    "camembert": ("query", "key", "value"),
-    "electra": ("query", "key", "value"),
-    "deberta-v2": ("query_proj", "key_proj", "value_proj"),
-    "distilbert": ("q_lin", "k_lin", "v_lin"),
-    "modernbert": ("Wqkv",),
-}
-"""Each family's query, key and value projection modules, inside its attention module."""
-
-SOFTMAX_ATTENTION = ("bert", "xlm-roberta", "roberta", "camembert", "electra", "distilbert")
-"""Families whose attention probabilities are softmax(Q K^T / sqrt(d)) of those projections alone (DeBERTa-v2's
-disentangled attention adds relative-position terms, and ModernBERT rotates queries and keys by position and
-attends within a window in most layers, so their probabilities cannot be recomputed from them)."""
+SOFTMAX_ATTENTION = tuple(name for name, family in REGISTRY.items() if family.softmax_attention)
+"""Families whose attention probabilities are softmax(Q K^T / sqrt(d)) of those projections alone
+(``Family.softmax_attention``)."""
 
 
 def num_layers(model: PreTrainedModel) -> int:
@@ -56,26 +40,13 @@ def num_heads(model: PreTrainedModel) -> int:
 
 def transformer_layers(model: PreTrainedModel) -> nn.ModuleList:
     """The model's transformer layers, in order."""
-    base: Any = getattr(model, model.base_model_prefix)
-    family = model.config.model_type
-    if family == "distilbert":
-        return base.transformer.layer
-    if family == "modernbert":
-        return base.layers
-    if family in PROJECTIONS:
-        return base.encoder.layer
-    raise MonodistillError(f"no layer layout known for model type {family!r}")
+    return family_of(model).layers(model)
 
 
 def attention_projections(model: PreTrainedModel, layer: int) -> tuple[nn.Module, ...]:
     """The query, key and value projection modules of transformer layer ``layer`` (1-based); one fused
-    module for ModernBERT, whose output holds the three side by side."""
-    block: Any = transformer_layers(model)[layer - 1]
-    family = model.config.model_type
-    if family == "modernbert":
-        return (block.attn.Wqkv,)
-    attention = block.attention if family == "distilbert" else block.attention.self
-    return tuple(getattr(attention, name) for name in PROJECTIONS[family])
+    module where the family fuses them, whose output holds the three side by side."""
+    return family_of(model).attention_projections(model, layer)
 
 
 class ProjectionHooks:
@@ -89,8 +60,7 @@ class ProjectionHooks:
     """
 
     def __init__(self, model: PreTrainedModel, layers: Iterable[int]) -> None:
-        # ModernBERT's Wqkv holds the three side by side.
-        parts = 3 if model.config.model_type == "modernbert" else 1
+        parts = family_of(model).projection_parts  # a fused projection holds the three side by side
         self.captured: dict[int, list[torch.Tensor]] = {layer: [] for layer in sorted(set(layers))}
         self.capturing = False
         self._handles = [

@@ -30,7 +30,7 @@ from monodistill.config import DistillConfig, save_config
 from monodistill.data.batches import BatchStream, Masking
 from monodistill.data.blocks import Blocks, build_blocks, tokenizer_fingerprint
 from monodistill.distill import StudentRun, TeacherPass, fit
-from monodistill.distill.student_run import capture_rng, set_rng_state
+from monodistill.distill.random_stream import capture_rng, set_rng_state
 from monodistill.errors import MonodistillError, command_to_resume
 from monodistill.evaluate.summary import ENCODER_COUNTED, encoder_counts
 from monodistill.internals import freeze_below
@@ -46,7 +46,7 @@ from monodistill.resume import (
     with_resolved_paths,
 )
 from monodistill.student import StudentShape, build_student, resolve_shape
-from monodistill.student.family import BERT_MAX_POSITIONS, check_family_serves, student_family
+from monodistill.student.family import check_family_serves, fresh_config, student_family
 from monodistill.student.sentence import save_sentence_transformers_config
 from monodistill.sweep import check_group_fits, check_groupable
 from monodistill.teacher import MLM_HEAD_TRAINED, load_teacher, max_positions
@@ -336,11 +336,13 @@ def check_compatible(
     if tokenizer is not None:
         check_family_serves(config.student, teacher.config, tokenizer)
     family = student_family(config.student, teacher.config)
-    if family == "bert" and teacher.config.model_type != "bert" and config.data.max_seq_length > BERT_MAX_POSITIONS:
-        raise MonodistillError(
-            f"data.max_seq_length={config.data.max_seq_length} is beyond the {BERT_MAX_POSITIONS} positions of a "
-            f"student.family=bert student of a {teacher.config.model_type} teacher"
-        )
+    if family != teacher.config.model_type:  # a fresh config: its own position limit (BERT's 512)
+        student_limit = max_positions(fresh_config(family, teacher.config, shape, teacher.config.vocab_size))
+        if config.data.max_seq_length > student_limit:
+            raise MonodistillError(
+                f"data.max_seq_length={config.data.max_seq_length} is beyond the {student_limit} positions of a "
+                f"student.family={family} student of a {teacher.config.model_type} teacher"
+            )
     if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise MonodistillError("train.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
     if config.loss.alpha_cosine > 0 and shape.hidden_size != teacher.config.hidden_size:

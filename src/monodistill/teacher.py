@@ -2,7 +2,7 @@
 
 The LM head is split into a transform (hidden -> embedding space) and an output projection, so the
 distiller can apply it to masked positions only, and to a subset of vocabulary rows when the
-vocabulary is trimmed. ``mlm_head`` knows the head layout of each supported family.
+vocabulary is trimmed. Each family's adapter (``monodistill.families``) knows its head's layout.
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import huggingface_hub
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import FULL_TOKENIZER_FILE, PreTrainedTokenizerBase
@@ -25,27 +23,9 @@ from transformers.utils import logging as transformers_logging
 
 from monodistill.config import TeacherConfig
 from monodistill.errors import MonodistillError
+from monodistill.families import REGISTRY, Family, MaskedLMHead, family_of, supported_families
 from monodistill.weights import shape_mismatch_error
 
-SUPPORTED_FAMILIES = (
-    "bert",
-    "xlm-roberta",
-    "roberta",
-    "camembert",
-    "deberta-v2",
-    "distilbert",
-    "electra",
-    "modernbert",
-)
-# RoBERTa-style families: ``lm_head`` layout, position ids counted from the padding id.
-ROBERTA_FAMILIES = ("xlm-roberta", "roberta", "camembert")
-# Where each family keeps its MLM head weights, as state-dict key prefixes.
-HEAD_PREFIXES = ("cls.", "lm_head.", "lm_predictions.", "vocab_", "generator_", "head.", "decoder.")
-# DeBERTa-v2's two head layouts, chosen by the config's ``legacy`` flag (transformers renames neither):
-# True is ``cls.predictions.*`` (transformers' DebertaV2ForMaskedLM), False is ``lm_predictions.lm_head.*``
-# (microsoft's original checkpoints, e.g. mdeberta-v3-base, whose configs leave the flag at True).
-DEBERTA_HEAD_PREFIX = {True: "cls.predictions.", False: "lm_predictions.lm_head."}
-ELECTRA_HINT = "use a generator checkpoint (ElectraForMaskedLM, e.g. google/electra-base-generator)"
 EMBEDDING_PADDING_ROWS = 1024
 """Embedding rows a model may hold beyond its tokenizer: ``vocab_size`` rounded up for fast matmuls
 (DeBERTa-v3: 128,001 tokens in 128,100 rows; mDeBERTa-v3: 250,102 in 251,000; ModernBERT: 50,280 in
@@ -233,18 +213,14 @@ def load_teacher(config: TeacherConfig) -> tuple[PreTrainedModel, PreTrainedToke
             tokenizer that does not fit the model.
     """
     model_config = load_model_config(config.name_or_path, config.revision)
-    if model_config.model_type not in SUPPORTED_FAMILIES:
+    if model_config.model_type not in REGISTRY:
         raise MonodistillError(
             f"teacher {config.name_or_path} is a {model_config.model_type!r} model; "
-            f"monodistill distils masked-LM families {SUPPORTED_FAMILIES}"
+            f"monodistill distils masked-LM families {supported_families()}"
         )
+    family = family_of(model_config)
     architectures = getattr(model_config, "architectures", None) or []
-    if model_config.model_type == "electra" and architectures and not any("MaskedLM" in name for name in architectures):
-        # ElectraForPreTraining passes the check below, but that is the discriminator: it has no MLM head.
-        raise MonodistillError(
-            f"teacher {config.name_or_path} is an ELECTRA discriminator (architectures: {architectures}); "
-            f"only ELECTRA generators have a masked-LM head: {ELECTRA_HINT}"
-        )
+    family.check_architectures(config.name_or_path, architectures)
     if architectures and not any("MaskedLM" in name or name.endswith("ForPreTraining") for name in architectures):
         raise MonodistillError(
             f"teacher {config.name_or_path} is not a masked language model (architectures: {architectures}); "
@@ -257,31 +233,29 @@ def load_teacher(config: TeacherConfig) -> tuple[PreTrainedModel, PreTrainedToke
         )
     # Checked against config.json before the weights are read; load_weights holds the weights to config.json.
     tokenizer = load_tokenizer(config.name_or_path, config.revision, model_config=model_config)
-    model = load_masked_lm(config, model_config.model_type)
+    model = load_masked_lm(config, family)
     model.eval().requires_grad_(False)
     return model, tokenizer
 
 
-def load_masked_lm(config: TeacherConfig, family: str) -> PreTrainedModel:
+def load_masked_lm(config: TeacherConfig, family: Family) -> PreTrainedModel:
     """Load the ``*ForMaskedLM`` weights, refusing a checkpoint whose MLM head would be randomly initialised.
 
-    A DeBERTa-v2 checkpoint whose head is stored in the other layout than its ``legacy`` flag says is
-    loaded again with the flag flipped, so both layouts come with their trained head.
+    A checkpoint whose head is stored in another layout than its config says (``Family.reload_overrides``:
+    DeBERTa-v2's ``legacy`` flag) is loaded again with the config mended, so every layout comes with its head.
     """
-    # The first DeBERTa-v2 try may report the whole head missing only because of the flag: keep it quiet.
-    model, info = _from_pretrained(config, quiet=family == "deberta-v2")
-    if family == "deberta-v2":
-        legacy = bool(model.config.legacy)
-        stored_other = any(key.startswith(DEBERTA_HEAD_PREFIX[not legacy]) for key in info["unexpected_keys"])
-        if stored_other and untrained_head_keys(model, info["missing_keys"]):
-            del model
-            model, info = _from_pretrained(config, legacy=not legacy)
+    model, info = _from_pretrained(config, quiet=family.quiet_first_load)
+    untrained = untrained_head_keys(model, info["missing_keys"])
+    overrides = family.reload_overrides(model, info["unexpected_keys"], untrained)
+    if overrides:
+        del model
+        model, info = _from_pretrained(config, **overrides)
     # A checkpoint without MLM head weights loads "fine" with a random head: silently wrong targets.
     missing_head = untrained_head_keys(model, info["missing_keys"])
     if missing_head:
         raise MonodistillError(
             f"teacher {config.name_or_path} has no trained masked-LM head (missing {missing_head[:3]}): "
-            + (ELECTRA_HINT if family == "electra" else "it is not a masked language model checkpoint")
+            + family.missing_head_hint
         )
     return model
 
@@ -358,69 +332,14 @@ def untrained_head_keys(model: PreTrainedModel, missing_keys: Iterable[str]) -> 
     """The MLM head weights a checkpoint did not hold, except a projection tied to the word embeddings."""
     word_embeddings = model.get_input_embeddings().weight
     parameters = dict(model.named_parameters(remove_duplicate=False))
-    return sorted(
-        key for key in missing_keys if key.startswith(HEAD_PREFIXES) and parameters.get(key) is not word_embeddings
-    )
-
-
-@dataclass
-class MaskedLMHead:
-    """A masked-LM head split into its transform and its output projection.
-
-    ``logits(hidden)`` equals the model's own head on those positions; passing ``rows`` restricts
-    the projection to a subset of the vocabulary without building the full logits.
-    """
-
-    transform: Callable[[torch.Tensor], torch.Tensor]
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(N, H) hidden states at the positions to score -> (N, V) logits."""
-        return F.linear(self.transform(hidden), self.weight, self.bias)
-
-    def restricted(self, rows: torch.Tensor) -> MaskedLMHead:
-        """A copy projecting only onto ``rows`` (vocabulary ids), sliced once, not per step."""
-        bias = self.bias[rows].contiguous() if self.bias is not None else None
-        return MaskedLMHead(self.transform, self.weight[rows].contiguous(), bias)
+    prefixes = family_of(model).head_prefixes
+    tied = [key for key in missing_keys if parameters.get(key) is word_embeddings]
+    return sorted(key for key in missing_keys if key.startswith(prefixes) and key not in tied)
 
 
 def mlm_head(masked_lm: PreTrainedModel) -> MaskedLMHead:
-    """Split a ``*ForMaskedLM`` model's head; the parameters stay shared (and trainable) with the model."""
-    model: Any = masked_lm  # head modules differ per family; attributes are looked up per layout
-    family = model.config.model_type
-    if family == "bert" or (family == "deberta-v2" and getattr(model, "legacy", True)):
-        predictions = model.cls.predictions
-        return MaskedLMHead(predictions.transform, predictions.decoder.weight, predictions.bias)
-    if family in ROBERTA_FAMILIES:
-        head = model.lm_head
-
-        def roberta_transform(hidden: torch.Tensor) -> torch.Tensor:
-            return head.layer_norm(F.gelu(head.dense(hidden)))
-
-        return MaskedLMHead(roberta_transform, head.decoder.weight, head.bias)
-    if family == "deberta-v2":
-        head = model.lm_predictions.lm_head
-
-        def deberta_transform(hidden: torch.Tensor) -> torch.Tensor:
-            return head.LayerNorm(head.transform_act_fn(head.dense(hidden)))
-
-        return MaskedLMHead(deberta_transform, model.deberta.embeddings.word_embeddings.weight, head.bias)
-    if family == "distilbert":
-
-        def distilbert_transform(hidden: torch.Tensor) -> torch.Tensor:
-            return model.vocab_layer_norm(model.activation(model.vocab_transform(hidden)))
-
-        return MaskedLMHead(distilbert_transform, model.vocab_projector.weight, model.vocab_projector.bias)
-    if family == "electra":
-        # The generator's head: dense -> gelu -> LayerNorm into the embedding size, then the tied projection.
-        projection = model.generator_lm_head
-        return MaskedLMHead(model.generator_predictions, projection.weight, projection.bias)
-    if family == "modernbert":
-        # dense -> act -> norm, then the decoder (tied or not, with its own bias); the encoder's output already
-        # passed the model's final_norm, as the model's own forward feeds it to the head.
-        return MaskedLMHead(model.head, model.decoder.weight, model.decoder.bias)
-    raise MonodistillError(f"no masked-LM head layout known for model type {family!r}")
+    """Split a ``*ForMaskedLM`` model's head (its family's layout); the parameters stay shared (and trainable)."""
+    return family_of(masked_lm).mlm_head(masked_lm)
 
 
 def encoder(model: PreTrainedModel) -> nn.Module:
@@ -429,12 +348,9 @@ def encoder(model: PreTrainedModel) -> nn.Module:
 
 
 def max_positions(model_config: Any) -> int:
-    """The longest input the model's position embeddings allow."""
-    positions = int(getattr(model_config, "max_position_embeddings", 512))
-    if model_config.model_type in ROBERTA_FAMILIES:
-        # RoBERTa-style position ids start after the padding index.
-        positions -= int(model_config.pad_token_id) + 1
-    return positions
+    """The longest input the model's position embeddings allow (any model: a family without an adapter is read
+    as BERT's layout is)."""
+    return family_of(model_config, required=False).max_positions(model_config)
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:

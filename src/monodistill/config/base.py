@@ -19,7 +19,6 @@ from monodistill.errors import MonodistillError
 TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 STUDENT_INITS = ("random", "teacher-embeddings", "teacher-layers")
-STUDENT_FAMILIES = ("bert", "modernbert")
 LOGIT_LOSSES = ("kl", "mse")
 
 

@@ -11,9 +11,10 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from monodistill.config.base import MIXED_PRECISIONS, STUDENT_FAMILIES, STUDENT_INITS, TEACHER_DTYPES
+from monodistill.config.base import MIXED_PRECISIONS, STUDENT_INITS, TEACHER_DTYPES
 from monodistill.config.base import require as _require
 from monodistill.config.loss import LossConfig
+from monodistill.families import student_families
 
 
 @dataclass
@@ -99,7 +100,8 @@ class StudentConfig:
     preset: str = "dbert-tiny"
     """dbert-base (6L/768H/3072I/12 heads), dbert-tiny (4L/312H/1200I/12 heads) or custom."""
     family: str | None = None
-    """Architecture: bert or modernbert (over the teacher's tokenizer, full or trimmed); default the teacher's own.
+    """Architecture: bert or modernbert (``families.student_families()``, over the teacher's tokenizer, full or
+    trimmed); default the teacher's own.
     A ModernBERT student of a ModernBERT teacher repeats its global/local attention layout and window, of any other
     teacher mmBERT's (global every third layer, local window 128); teacher-layers needs the teacher's family."""
     num_layers: int | None = None
@@ -130,8 +132,8 @@ class StudentConfig:
             "student.init",
         )
         _require(
-            self.family is None or self.family in STUDENT_FAMILIES,
-            f"student.family must be one of {STUDENT_FAMILIES}, got {self.family!r}",
+            self.family is None or self.family in student_families(),
+            f"student.family must be one of {student_families()}, got {self.family!r}",
             "student.family",
         )
 

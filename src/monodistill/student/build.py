@@ -25,8 +25,9 @@ from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
+from monodistill.families import family_of
 from monodistill.student.family import check_family_init
-from monodistill.student.narrow import LAYER_ROLES, narrow_teacher_state
+from monodistill.student.narrow import narrow_teacher_state
 from monodistill.student.shape import embedding_weight, intermediate_field, resolve_shape, student_model_config
 
 
@@ -64,10 +65,9 @@ def build_student(
         keep_embedding_size=config.init == "teacher-layers" and embedding_size != teacher.config.hidden_size,
         family=config.family,
     )
-    if config.init == "teacher-layers" and model_config.model_type == "modernbert":
-        # Each copied layer keeps the attention it was trained with (global, or local in the teacher's window).
+    if config.init == "teacher-layers":
         indices = teacher_layer_indices(teacher.config.num_hidden_layers, shape.num_layers)
-        model_config.layer_types = [teacher.config.layer_types[index] for index in indices]
+        family_of(teacher).copied_layers_config(model_config, teacher.config, indices)
     if vocab_ids is not None:
         from monodistill.vocab import remap_special_ids
 
@@ -177,15 +177,10 @@ def check_teacher_layers_shape(student_config: Any, teacher_config: Any) -> bool
         )
     if all(student_size == teacher_size for student_size, teacher_size in sizes.values()):
         return False
-    family = teacher_config.model_type
-    if family not in LAYER_ROLES or getattr(teacher_config, "position_embedding_type", None) not in (None, "absolute"):
-        why = (
-            "its fused query-key-value, gated feed-forward and rotary positions"
-            if family == "modernbert"
-            else "its relative-position projections"
-        )
+    unsupported = family_of(teacher_config).narrow_support(teacher_config)
+    if unsupported:
         raise MonodistillError(
-            f"student.init=teacher-layers cannot narrow a {family} teacher ({why} "
+            f"student.init=teacher-layers cannot narrow a {teacher_config.model_type} teacher ({unsupported} "
             f"are not reduced); give the student the teacher's widths (hidden {teacher_config.hidden_size}, "
             f"intermediate {getattr(teacher_config, field)}), or use teacher-embeddings or random"
         )

@@ -56,33 +56,9 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 
 from monodistill.errors import MonodistillError
+from monodistill.families import family_of
 from monodistill.internals import transformer_layers
 from monodistill.student.shape import embedding_weight, intermediate_field
-
-_BERT_LAYER = {
-    "attention.self.query": "query",
-    "attention.self.key": "key",
-    "attention.self.value": "value",
-    "attention.output.dense": "attention_output",
-    "intermediate.dense": "ffn_in",
-    "output.dense": "ffn_out",
-}
-LAYER_ROLES = {
-    "bert": _BERT_LAYER,
-    "roberta": _BERT_LAYER,
-    "xlm-roberta": _BERT_LAYER,
-    "camembert": _BERT_LAYER,
-    "electra": _BERT_LAYER,
-    "distilbert": {
-        "attention.q_lin": "query",
-        "attention.k_lin": "key",
-        "attention.v_lin": "value",
-        "attention.out_lin": "attention_output",
-        "ffn.lin1": "ffn_in",
-        "ffn.lin2": "ffn_out",
-    },
-}
-"""Families whose layers the narrow reduction knows: module path inside a layer -> its role."""
 
 Statistics = dict[str, torch.Tensor]
 """What the reduction reads of the teacher, from a sample or from its weights alone, by key:
@@ -101,9 +77,7 @@ IDENTITY_ABOVE_FOUR = ("gelu", "gelu_new", "gelu_fast", "gelu_python", "gelu_pyt
 
 def head_activation(config: Any) -> str:
     """The activation between the MLM head's transform and its LayerNorm (RoBERTa's heads call GELU directly)."""
-    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
-        return "gelu"
-    return str(config.activation if config.model_type == "distilbert" else config.hidden_act)
+    return family_of(config).head_activation(config)
 
 
 @dataclass(frozen=True)
@@ -124,7 +98,7 @@ def teacher_parts(teacher: PreTrainedModel, layer_indices: list[int]) -> list[Te
     names = {id(module): name for name, module in teacher.named_modules()}
     layers = [names[id(layer)] for layer in transformer_layers(teacher)]
     taken = {layers[index] for index in layer_indices}
-    roles = LAYER_ROLES[teacher.config.model_type]
+    roles = family_of(teacher).layer_roles or {}
     parts = []
     for name, module in teacher.named_modules():
         if next(module.parameters(recurse=False), None) is None:
@@ -286,8 +260,8 @@ def _stream_embeddings(teacher: PreTrainedModel, vocab_ids: torch.Tensor | None)
     rows = embedding_weight(teacher).detach().double().cpu()
     if vocab_ids is not None:
         rows = rows[vocab_ids]
-    project = getattr(getattr(teacher, teacher.base_model_prefix), "embeddings_project", None)
-    if isinstance(project, nn.Linear):
+    project = family_of(teacher).stream_input(teacher)
+    if project is not None:
         rows = rows @ project.weight.detach().double().cpu().T + project.bias.detach().double().cpu()
     return rows
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +11,8 @@ from transformers import PreTrainedModel
 
 from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
-from monodistill.student.family import fresh_config, modernbert_layer_types
+from monodistill.families import family_of
+from monodistill.student.family import fresh_config
 
 
 @dataclass(frozen=True)
@@ -79,27 +79,12 @@ def student_model_config(
     """
     if family is not None and family != teacher_config.model_type:
         return fresh_config(family, teacher_config, shape, vocab_size)
-    config = copy.deepcopy(teacher_config)
-    # DistilBERT's config maps these three names onto n_layers, dim and n_heads itself.
-    config.num_hidden_layers = shape.num_layers
-    config.hidden_size = shape.hidden_size
-    config.num_attention_heads = shape.num_heads
-    setattr(config, intermediate_field(config), shape.intermediate_size)
-    config.vocab_size = vocab_size
-    config.architectures = None
-    config.dtype = torch.float32
-    if hasattr(config, "pooler_hidden_size"):
-        config.pooler_hidden_size = shape.hidden_size
-    if hasattr(config, "embedding_size") and not keep_embedding_size:
-        config.embedding_size = shape.hidden_size
-    if config.model_type == "modernbert":
-        config.layer_types = modernbert_layer_types(teacher_config, shape.num_layers)  # one per student layer
-    return config
+    return family_of(teacher_config).student_config(teacher_config, shape, vocab_size, keep_embedding_size)
 
 
 def intermediate_field(model_config: Any) -> str:
-    """The config field of the feed-forward size: DistilBERT's ``hidden_dim`` has no alias."""
-    return "hidden_dim" if model_config.model_type == "distilbert" else "intermediate_size"
+    """The config field of the feed-forward width (DistilBERT's ``hidden_dim`` has no alias)."""
+    return family_of(model_config).intermediate_field
 
 
 def embedding_weight(model: PreTrainedModel) -> torch.Tensor:

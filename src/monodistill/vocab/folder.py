@@ -22,6 +22,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from monodistill import checkpoint as ckpt
 from monodistill.config import DistillConfig
 from monodistill.errors import MonodistillError
+from monodistill.families import REGISTRY, supported_families
 from monodistill.progress import progress_bar
 from monodistill.vocab.count import (
     BATCH_SIZE,
@@ -122,13 +123,13 @@ def _check_output_dir(output_dir: Path) -> None:
 
 
 def _check_exportable(config: DistillConfig) -> None:
-    from monodistill.teacher import SUPPORTED_FAMILIES, load_model_config
+    from monodistill.teacher import load_model_config
 
     family = load_model_config(config.teacher.name_or_path, config.teacher.revision).model_type
-    if family not in SUPPORTED_FAMILIES:
+    if family not in REGISTRY:
         raise MonodistillError(
             f"vocab.export_teacher: teacher {config.teacher.name_or_path} is a {family!r} model; "
-            f"trimmed teachers can be exported for {SUPPORTED_FAMILIES}"
+            f"trimmed teachers can be exported for {supported_families()}"
         )
 
 

@@ -1,0 +1,209 @@
+"""The family adapter: all that monodistill knows of one model architecture, in one object.
+
+Every module outside ``families`` asks the adapter of a model (``families.family_of``) instead of
+comparing ``model_type`` names: where the transformer layers are, a layer's attention projections as
+``(q, k, v)`` (a fused projection split inside), the masked-LM head and how to trim its rows, the
+layer roles the narrow reduction reads, the student config at a shape, the head weights a
+fine-tuned model drops. The defaults here are BERT's layout; a family overrides what differs (as
+litgpt's per-family conversions and peft's per-architecture mappings, gathered into one object).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from monodistill.errors import MonodistillError
+
+if TYPE_CHECKING:
+    from monodistill.student.shape import StudentShape
+
+BERT_LAYER_ROLES = {
+    "attention.self.query": "query",
+    "attention.self.key": "key",
+    "attention.self.value": "value",
+    "attention.output.dense": "attention_output",
+    "intermediate.dense": "ffn_in",
+    "output.dense": "ffn_out",
+}
+"""Module path inside a BERT-layout layer -> its role in the narrow reduction."""
+
+
+@dataclass
+class MaskedLMHead:
+    """A masked-LM head split into its transform and its output projection.
+
+    ``logits(hidden)`` equals the model's own head on those positions; passing ``rows`` restricts
+    the projection to a subset of the vocabulary without building the full logits.
+    """
+
+    transform: Callable[[torch.Tensor], torch.Tensor]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(N, H) hidden states at the positions to score -> (N, V) logits."""
+        return F.linear(self.transform(hidden), self.weight, self.bias)
+
+    def restricted(self, rows: torch.Tensor) -> MaskedLMHead:
+        """A copy projecting only onto ``rows`` (vocabulary ids), sliced once, not per step."""
+        bias = self.bias[rows].contiguous() if self.bias is not None else None
+        return MaskedLMHead(self.transform, self.weight[rows].contiguous(), bias)
+
+
+def sliced_linear(linear: nn.Linear, rows: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Linear:
+    """A new Linear holding ``rows`` of ``linear``'s outputs (and of ``bias``, default its own)."""
+    bias = linear.bias if bias is None else bias
+    sliced = nn.Linear(linear.in_features, len(rows), bias=bias is not None)
+    sliced.to(device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        sliced.weight.copy_(linear.weight[rows])  # (V_kept, H)
+        if bias is not None:
+            sliced.bias.copy_(bias[rows])
+    return sliced
+
+
+def trim_prediction_head(head: Any, rows: torch.Tensor) -> None:
+    """Slice a BERT-style prediction head in place: a ``decoder`` Linear and the ``bias`` parameter it shares."""
+    head.decoder = sliced_linear(head.decoder, rows, bias=head.bias)
+    head.bias = head.decoder.bias
+
+
+def module_at(root: nn.Module, path: str) -> Any:
+    """The submodule at a dotted ``path`` ("" is ``root`` itself)."""
+    return root.get_submodule(path) if path else root
+
+
+class Family:
+    """One architecture's adapter. Class attributes describe the layout; methods read and build models.
+
+    Instances are stateless: one per family, registered by ``model_types`` (``families.family_of``).
+    """
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    """The ``model_type`` values (config.json) this adapter serves."""
+    layers_path: ClassVar[str] = "encoder.layer"
+    """Where the transformer layers are, inside the base model (``model.base_model_prefix``)."""
+    attention_path: ClassVar[str] = "attention.self"
+    """Where the query, key and value projections are, inside a layer."""
+    projection_names: ClassVar[tuple[str, ...]] = ("query", "key", "value")
+    """The projections' module names (one name: a fused projection holding the three side by side)."""
+    softmax_attention: ClassVar[bool] = True
+    """Whether attention probabilities are softmax(Q K^T / sqrt(d)) of the projections alone, so that they can
+    be recomputed from them (not with relative-position terms or rotary positions)."""
+    layer_roles: ClassVar[dict[str, str] | None] = BERT_LAYER_ROLES
+    """Module path inside a layer -> its role, for narrowing ``teacher-layers``; None where it cannot narrow."""
+    narrow_refusal: ClassVar[str] = ""
+    """Why a narrower ``teacher-layers`` student is refused, where ``layer_roles`` is None."""
+    head_prefixes: ClassVar[tuple[str, ...]] = ("cls.",)
+    """State-dict prefixes of the masked-LM head (a checkpoint without them has no trained head)."""
+    task_head_prefixes: ClassVar[tuple[str, ...]] = ("classifier.", "pooler.")
+    """State-dict prefixes (after the base model's) a task model adds: missing from a masked-LM checkpoint."""
+    intermediate_field: ClassVar[str] = "intermediate_size"
+    """The config field of the feed-forward width."""
+    builds_fresh: ClassVar[bool] = False
+    """Whether a student of this family can be built for a teacher of another (``student.family``)."""
+    missing_head_hint: ClassVar[str] = "it is not a masked language model checkpoint"
+    """Said when a checkpoint holds no trained masked-LM head."""
+
+    # ------------------------------------------------------------------------------ layout
+
+    def layers(self, model: PreTrainedModel) -> nn.ModuleList:
+        """The model's transformer layers, in order."""
+        return module_at(getattr(model, model.base_model_prefix), self.layers_path)
+
+    def attention_projections(self, model: PreTrainedModel, layer: int) -> tuple[nn.Module, ...]:
+        """The query, key and value projection modules of transformer layer ``layer`` (1-based); a fused
+        family gives its one module, whose output ``projection_parts`` splits."""
+        attention = module_at(self.layers(model)[layer - 1], self.attention_path)
+        return tuple(getattr(attention, name) for name in self.projection_names)
+
+    @property
+    def projection_parts(self) -> int:
+        """How many of (q, k, v) one projection module's output holds, side by side (3 for a fused one)."""
+        return 3 // len(self.projection_names)
+
+    def stream_input(self, model: PreTrainedModel) -> nn.Linear | None:
+        """The map that takes factorised word embeddings into the residual stream, where the family has one."""
+        return None
+
+    def max_positions(self, model_config: Any) -> int:
+        """The longest input the model's position embeddings allow."""
+        return int(getattr(model_config, "max_position_embeddings", 512))
+
+    def head_activation(self, model_config: Any) -> str:
+        """The activation between the masked-LM head's transform and its LayerNorm."""
+        return str(model_config.hidden_act)
+
+    # ------------------------------------------------------------------------------ the head
+
+    def mlm_head(self, model: Any) -> MaskedLMHead:
+        """Split a ``*ForMaskedLM`` model's head; the parameters stay shared (and trainable) with the model."""
+        predictions = model.cls.predictions
+        return MaskedLMHead(predictions.transform, predictions.decoder.weight, predictions.bias)
+
+    def trim_head(self, model: Any, rows: torch.Tensor) -> None:
+        """Restrict the head's output projection (and bias) to ``rows``, in place; embeddings are not touched."""
+        trim_prediction_head(model.cls.predictions, rows)
+
+    def check_trim(self, model_config: Any, kept_ids: list[int]) -> None:
+        """Refuse kept ids the family cannot be restricted to (RoBERTa's padding id must not move)."""
+
+    def head_drops(self) -> tuple[str, ...]:
+        """State-dict prefixes (after the base model's) a task model finds unused in a masked-LM checkpoint."""
+        return (*self.head_prefixes, "pooler.")
+
+    # ------------------------------------------------------------------------------ loading
+
+    def check_architectures(self, name: str, architectures: list[str]) -> None:
+        """Refuse, in one line, a checkpoint of this family that has no masked-LM head by its architectures."""
+
+    def reload_overrides(self, model: Any, unexpected_keys: list[str], untrained: list[str]) -> dict[str, Any]:
+        """Config overrides to load the checkpoint again with, when its head was stored in another layout."""
+        return {}
+
+    quiet_first_load: ClassVar[bool] = False
+    """Whether the first load may report a whole head missing only because of a layout flag (DeBERTa-v2)."""
+
+    # ------------------------------------------------------------------------------ students
+
+    def student_config(self, teacher_config: Any, shape: StudentShape, vocab_size: int, keep_embedding: bool) -> Any:
+        """The teacher's config (positions, activation, tokenizer ids) at the student's shape.
+
+        ``keep_embedding`` keeps a factorised embedding size as the teacher has it (``teacher-layers``
+        copies the embeddings); otherwise it follows the student's hidden size.
+        """
+        config = copy.deepcopy(teacher_config)
+        config.num_hidden_layers = shape.num_layers
+        config.hidden_size = shape.hidden_size
+        config.num_attention_heads = shape.num_heads
+        setattr(config, self.intermediate_field, shape.intermediate_size)
+        config.vocab_size = vocab_size
+        config.architectures = None
+        config.dtype = torch.float32
+        return config
+
+    def fresh_config(
+        self, teacher_config: Any, shape: StudentShape, vocab_size: int, specials: dict[str, Any], positions: int
+    ) -> Any:
+        """This family's config at the student's shape for a teacher of another family (``builds_fresh``), over the
+        teacher's vocabulary (``vocab_size``), special-token ids and position limit; otherwise the family's defaults."""
+        raise MonodistillError(f"a {self.model_types[0]} student cannot be built for a teacher of another family")
+
+    def copied_layers_config(self, student_config: Any, teacher_config: Any, layer_indices: list[int]) -> None:
+        """Adjust a ``teacher-layers`` student's config to the teacher layers it copies (their attention kinds)."""
+
+    def narrow_support(self, teacher_config: Any) -> str | None:
+        """None where a teacher of this family can be narrowed; otherwise what the reduction does not handle."""
+        if self.layer_roles is None:
+            return self.narrow_refusal
+        if getattr(teacher_config, "position_embedding_type", None) not in (None, "absolute"):
+            return "its relative-position projections"
+        return None
