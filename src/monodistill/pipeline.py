@@ -37,7 +37,7 @@ from monodistill.config import (
 )
 from monodistill.errors import MonodistillError
 from monodistill.evaluate import check_evaluation, run_evaluation
-from monodistill.evaluate.summary import column_headers, score_columns
+from monodistill.evaluate.tables import column_headers, score_columns
 from monodistill.progress import format_duration
 from monodistill.ranks import process_state
 from monodistill.recipe import distill_students, ensure_vocabulary

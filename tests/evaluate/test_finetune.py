@@ -162,7 +162,8 @@ def test_models_sharing_a_tokenizer_tokenise_each_task_once_and_are_ranked(
 
 
 def test_ranks_and_welch_marks_against_the_first_model() -> None:
-    from monodistill.evaluate.summary import _rank_and_compare, format_summary
+    from monodistill.evaluate.summary import rank_and_compare
+    from monodistill.evaluate.tables import format_summary
 
     def entry(values: list[float]) -> dict[str, object]:
         mean = sum(values) / len(values)
@@ -176,7 +177,7 @@ def test_ranks_and_welch_marks_against_the_first_model() -> None:
         }
 
     teacher, worse, same = entry([0.90, 0.91, 0.92]), entry([0.50, 0.52, 0.51]), entry([0.91, 0.90, 0.92])
-    _rank_and_compare([teacher, worse, same])
+    rank_and_compare([teacher, worse, same])
     assert (teacher["rank"], same["rank"], worse["rank"]) == (1, 1, 3)
     assert worse["welch_p"] < 0.01 and same["welch_p"] > 0.5  # type: ignore[operator]
     parameters = {"total": 1, "non_embedding": 1}
@@ -220,7 +221,7 @@ def test_welch_on_seeds_without_spread_raises_no_warning_and_claims_nothing_it_c
     valid when only one model's do; scipy's precision-loss warning never reaches the tables."""
     import warnings
 
-    from monodistill.evaluate.summary import _rank_and_compare
+    from monodistill.evaluate.summary import rank_and_compare
 
     def entry(values: list[float]) -> dict[str, object]:
         metric = {"mean": sum(values) / len(values), "std": 0.0, "values": values}
@@ -232,6 +233,6 @@ def test_welch_on_seeds_without_spread_raises_no_warning_and_claims_nothing_it_c
     varied = entry([0.5, 0.52, 0.51])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _rank_and_compare([teacher, constant, rounding, varied])
+        rank_and_compare([teacher, constant, rounding, varied])
     assert "welch_p" not in constant and "welch_p" not in rounding
     assert varied["welch_p"] < 0.01  # type: ignore[operator]

@@ -9,7 +9,8 @@ import datasets
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM, PreTrainedTokenizerFast
 
-from monodistill.evaluate.summary import constant_prediction, encoder_parameter_counts, format_summary, weights_dtype
+from monodistill.evaluate.summary import constant_prediction, encoder_parameter_counts, weights_dtype
+from monodistill.evaluate.tables import format_summary
 from monodistill.evaluate.tasks import Task
 
 from ..report_fixtures import task_result

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from monodistill.evaluate.summary import card_table, seed_count, seeds_phrase
+from monodistill.evaluate.tables import card_table, seed_count, seeds_phrase
 
 
 def summary_entry(summary: dict[str, Any], student_dir: Path) -> dict[str, Any] | None:

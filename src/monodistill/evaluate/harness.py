@@ -48,7 +48,8 @@ from monodistill.evaluate.distil import TeacherLogits, resolve_source
 from monodistill.evaluate.finetune import StepProgress, finetune, teacher_logits, usable_max_length
 from monodistill.evaluate.metrics import main_metric
 from monodistill.evaluate.selection import describe_selection, development_task, select_learning_rate
-from monodistill.evaluate.summary import WEIGHT_SUFFIXES, format_summary, summarise
+from monodistill.evaluate.summary import WEIGHT_SUFFIXES, summarise
+from monodistill.evaluate.tables import format_summary
 from monodistill.evaluate.tasks import Task, load_task
 from monodistill.evaluate.timing import measure_inference
 from monodistill.labels import evaluation_labels

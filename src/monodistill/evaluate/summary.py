@@ -1,9 +1,9 @@
 """The summary of an evaluation: mean ± std over seeds per model and task, ranks, significance and cost.
 
 Read from the seed results in the output folder (``harness.py`` writes them) into ``summary.json``, and
-written as the Markdown tables of ``summary.md`` (the report shows the same tables). Results fine-tuned
-with task-stage distillation (``evaluate.distil_from``) say so in both: ``distilled_from`` on their
-entries, and a ``(task KD from MODEL)`` mark on their rows.
+written as the Markdown tables of ``summary.md`` (``tables.py``; the report shows the same tables). Results
+fine-tuned with task-stage distillation (``evaluate.distil_from``) say so in both: ``distilled_from`` on
+their entries, and a ``(task KD from MODEL)`` mark on their rows.
 
 Beside the scores, the summary records what a reader needs to weigh them: where each task's data was read
 (``task_sources``: a Hub dataset and split, or local files; a name alone does not say), each task's constant-prediction
@@ -26,13 +26,11 @@ import scipy.stats
 import torch
 from transformers import AutoConfig, AutoModel
 
-from monodistill.evaluate.machine import BUSY_MARGIN, describe_machine
-from monodistill.evaluate.metrics import METRIC_NAMES, main_metric, majority_class
+from monodistill.evaluate.machine import describe_machine
+from monodistill.evaluate.metrics import main_metric, majority_class
 from monodistill.evaluate.tasks import Task
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-SIGNIFICANCE_LEVELS = ((0.01, "**"), (0.05, "*"))
-"""p-value thresholds of the marks beside a score: Welch's t-test over seeds against the first model."""
 DISTILLED_KEYS = ("label", "model", "alpha", "temperature")
 """What a summary entry keeps of its runs' ``distilled_from`` record."""
 SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "BF16": "bfloat16", "F16": "float16", "I8": "int8"}
@@ -119,61 +117,14 @@ def summarise(
     results: dict[str, Any] = {}
     majorities: dict[str, Any] = {}  # task -> its majority class over the examples scored, as results record it
     for model, label, folder in zip(models, labels, folders, strict=True):
-        per_task: dict[str, Any] = {}
-        parameters: dict[str, int] = {}
-        for task in tasks:
-            files = [folder / task.name / f"seed-{seed}.json" for seed in seeds]
-            runs = [json.loads(p.read_text()) for p in files if p.is_file()]
-            if not runs:
-                continue
-            if runs[0].get("majority_class"):
-                majorities.setdefault(task.name, runs[0]["majority_class"])
-            fields = {**{f"metric.{k}": [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}}
-            for key in ("finetune_seconds", "train_samples_per_second", "inference_samples_per_second"):
-                fields[key] = [r[key] for r in runs]
-            # One evaluation distils every seed alike (a result made otherwise is recomputed, not reused).
-            distilled = runs[0].get("distilled_from")
-            per_task[task.name] = {
-                "main_metric": main_metric(task.metric),
-                "seeds": [r["seed"] for r in runs],
-                # Cost figures are comparable only between runs at the same precision.
-                "mixed_precision": sorted({r.get("mixed_precision", "no") for r in runs}),
-                "distilled_from": {key: distilled.get(key) for key in DISTILLED_KEYS} if distilled else None,
-                # The examples fine-tuned on and scored (evaluate.max_train_samples, max_eval_samples), alike per seed.
-                "train_samples": runs[0].get("train_samples"),
-                "test_samples": runs[0].get("test_samples"),
-                **{key: _mean_std(values) for key, values in fields.items()},
-                **_load_context(runs),
-                **_training_record(runs),
-            }
-            parameters = runs[0]["parameters"]
-        results[label] = {
-            "model": model,
-            "disk_mb": disk_size_mb(model),
-            "weights_dtype": weights_dtype(model),
-            "encoder_parameters": encoder_parameter_counts(model),
-            "parameters": parameters,  # of the last task's fine-tuned classifier, its head included
-            "tasks": per_task,
-        }
-    baseline = results[labels[0]]["tasks"]
+        runs = {task.name: _read_runs(folder / task.name, seeds) for task in tasks}
+        for name, task_runs in runs.items():
+            if task_runs and task_runs[0].get("majority_class"):
+                majorities.setdefault(name, task_runs[0]["majority_class"])
+        results[label] = _model_entry(model, tasks, runs)
     for task in tasks:
-        _rank_and_compare([results[label]["tasks"].get(task.name) for label in labels])
-    for label in labels:
-        for name, entry in results[label]["tasks"].items():
-            base = baseline.get(name)
-            if base:
-                entry["finetune_speedup"] = base["finetune_seconds"]["mean"] / entry["finetune_seconds"]["mean"]
-                # A ratio is as busy as the busier of its two timings (None: neither recorded its load).
-                flags = [entry.get("finetune_busy"), base.get("finetune_busy")]
-                if entry is not base:  # the baseline's own ratio is 1 whatever the load
-                    entry["finetune_speedup_busy"] = True if True in flags else (None if None in flags else False)
-                entry["inference_speedup"] = (
-                    entry["inference_samples_per_second"]["mean"] / base["inference_samples_per_second"]["mean"]
-                )
-            interleaved = ((timing or {}).get("tasks", {}).get(name) or {}).get("models", {}).get(label)
-            if interleaved:
-                entry["inference_interleaved"] = interleaved
-                entry["inference_speedup"] = interleaved["speedup"]
+        rank_and_compare([results[label]["tasks"].get(task.name) for label in labels])
+    _add_speedups(results, labels, timing)
     precisions = sorted(
         {p for entry in results.values() for task in entry["tasks"].values() for p in task["mixed_precision"]}
     )
@@ -195,6 +146,75 @@ def summarise(
         "task_sources": {task.name: task.source for task in tasks},
         "models": results,
     }
+
+
+def _read_runs(task_folder: Path, seeds: list[int]) -> list[dict[str, Any]]:
+    """The stored results of ``seeds`` in a model's task folder (``seed-<n>.json``), those that exist."""
+    files = [task_folder / f"seed-{seed}.json" for seed in seeds]
+    return [json.loads(path.read_text()) for path in files if path.is_file()]
+
+
+def _model_entry(model: str, tasks: list[Task], runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A model's summary entry: where it is, its size, and each task it has results on (``_task_entry``)."""
+    per_task: dict[str, Any] = {}
+    parameters: dict[str, int] = {}
+    for task in tasks:
+        if runs[task.name]:
+            per_task[task.name] = _task_entry(task, runs[task.name])
+            parameters = runs[task.name][0]["parameters"]
+    return {
+        "model": model,
+        "disk_mb": disk_size_mb(model),
+        "weights_dtype": weights_dtype(model),
+        "encoder_parameters": encoder_parameter_counts(model),
+        "parameters": parameters,  # of the last task's fine-tuned classifier, its head included
+        "tasks": per_task,
+    }
+
+
+def _task_entry(task: Task, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model's results on one task: mean and std over its seeds of every metric and cost figure, and what
+    they were measured with."""
+    fields = {**{f"metric.{k}": [r["metrics"][k] for r in runs] for k in runs[0]["metrics"]}}
+    for key in ("finetune_seconds", "train_samples_per_second", "inference_samples_per_second"):
+        fields[key] = [r[key] for r in runs]
+    # One evaluation distils every seed alike (a result made otherwise is recomputed, not reused).
+    distilled = runs[0].get("distilled_from")
+    return {
+        "main_metric": main_metric(task.metric),
+        "seeds": [r["seed"] for r in runs],
+        # Cost figures are comparable only between runs at the same precision.
+        "mixed_precision": sorted({r.get("mixed_precision", "no") for r in runs}),
+        "distilled_from": {key: distilled.get(key) for key in DISTILLED_KEYS} if distilled else None,
+        # The examples fine-tuned on and scored (evaluate.max_train_samples, max_eval_samples), alike per seed.
+        "train_samples": runs[0].get("train_samples"),
+        "test_samples": runs[0].get("test_samples"),
+        **{key: _mean_std(values) for key, values in fields.items()},
+        **_load_context(runs),
+        **_training_record(runs),
+    }
+
+
+def _add_speedups(results: dict[str, Any], labels: list[str], timing: dict[str, Any] | None) -> None:
+    """Add each result's fine-tuning and inference speedups over the baseline's (the first model's) on its task,
+    the interleaved inference measurement's where it has the model and task."""
+    baseline = results[labels[0]]["tasks"]
+    for label in labels:
+        for name, entry in results[label]["tasks"].items():
+            base = baseline.get(name)
+            if base:
+                entry["finetune_speedup"] = base["finetune_seconds"]["mean"] / entry["finetune_seconds"]["mean"]
+                # A ratio is as busy as the busier of its two timings (None: neither recorded its load).
+                flags = [entry.get("finetune_busy"), base.get("finetune_busy")]
+                if entry is not base:  # the baseline's own ratio is 1 whatever the load
+                    entry["finetune_speedup_busy"] = True if True in flags else (None if None in flags else False)
+                entry["inference_speedup"] = (
+                    entry["inference_samples_per_second"]["mean"] / base["inference_samples_per_second"]["mean"]
+                )
+            interleaved = ((timing or {}).get("tasks", {}).get(name) or {}).get("models", {}).get(label)
+            if interleaved:
+                entry["inference_interleaved"] = interleaved
+                entry["inference_speedup"] = interleaved["speedup"]
 
 
 def _load_context(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -229,7 +249,7 @@ def _training_record(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _rank_and_compare(entries: list[dict[str, Any] | None]) -> None:
+def rank_and_compare(entries: list[dict[str, Any] | None]) -> None:
     """Add each model's rank on a task (1 = best mean) and Welch's t-test over seeds against the first.
 
     Welch's test compares the seeds' scores without assuming equal variances; it needs at least two
@@ -264,338 +284,9 @@ def _varies(values: list[float]) -> bool:
     return max(values) - min(values) > 1e-12 * max(1.0, *(abs(value) for value in values))
 
 
-def _mark(result: dict[str, Any]) -> str:
-    p = result.get("welch_p")
-    return next((mark for level, mark in SIGNIFICANCE_LEVELS if p is not None and p < level), "")
-
-
 def _mean_std(values: list[float]) -> dict[str, Any]:
     return {
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
         "values": values,
     }
-
-
-def distilled_source(summary: dict[str, Any], result: dict[str, Any]) -> str | None:
-    """The summary's name for the model a task result was distilled from (a report renames models), or None."""
-    source = result.get("distilled_from")
-    if not source:
-        return None
-    names = {entry["model"]: label for label, entry in summary["models"].items()}
-    return str(names.get(source["model"], source["label"]))
-
-
-def distilled_note(summary: dict[str, Any], entry: dict[str, Any]) -> str:
-    """`` (task KD from MODEL)`` for a model fine-tuned with task-stage distillation, else ``""``."""
-    sources = [distilled_source(summary, result) for result in entry["tasks"].values()]
-    source = next((name for name in sources if name), None)
-    return f" (task KD from {source})" if source else ""
-
-
-def seed_count(metric: dict[str, Any]) -> int | None:
-    """How many seeds a score averages (None when the entry does not list its values)."""
-    values = metric.get("values")
-    return len(values) if isinstance(values, list) else None
-
-
-def format_score(metric: dict[str, Any]) -> str:
-    """A score in points: ``mean ± std`` over several seeds; the mean alone for one seed, whose std is no spread."""
-    if seed_count(metric) == 1:
-        return f"{100 * metric['mean']:.2f}"
-    return f"{100 * metric['mean']:.2f} ± {100 * metric['std']:.2f}"
-
-
-def seeds_phrase(counts: set[int | None]) -> str:
-    """What the scores of a table are, given their seed counts: ``mean ± std over n = 3 seeds``..."""
-    known = {count for count in counts if count is not None}
-    if known == {1}:
-        return "one fine-tuning seed (n = 1), so no spread is shown"
-    if len(known) == 1:
-        return f"mean ± std over n = {known.pop()} seeds"
-    return "mean ± std over seeds (n per score)" if known else "mean ± std over seeds"
-
-
-def _main_scores(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        result[f"metric.{result['main_metric']}"]
-        for entry in summary["models"].values()
-        for result in entry["tasks"].values()
-    ]
-
-
-def _millions(count: int) -> str:
-    return f"{count / 1e6:.1f}M" if count >= 100_000 else f"{count:,}"
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """Markdown tables: quality (mean ± std over seeds, rank, significance), size and speed (ratios to the baseline)."""
-    notes = {label: distilled_note(summary, entry) for label, entry in summary["models"].items()}
-    counts = {seed_count(metric) for metric in _main_scores(summary)}
-    mixed = len(counts - {None}) > 1
-    ranked = any("rank" in result for entry in summary["models"].values() for result in entry["tasks"].values())
-    if not ranked:  # ranks and significance are computed together (_rank_and_compare)
-        significance = ", with no ranks or significance tests (this summary was written before they were)"
-    elif counts == {1}:
-        significance = ", then the rank among the models; no significance test with one seed"
-    else:
-        significance = (
-            f", then the rank among the models; * p < 0.05, ** p < 0.01 against {summary['baseline']} "
-            "(Welch's t-test over seeds; needs 2 or more seeds)"
-        )
-    lines = [f"Scores in points: {seeds_phrase(counts)}{significance}."]
-    distilled = [
-        result["distilled_from"]
-        for entry in summary["models"].values()
-        for result in entry["tasks"].values()
-        if result.get("distilled_from")
-    ]
-    if distilled:
-        lines.append(
-            "Rows marked (task KD from MODEL) were fine-tuned with task-stage distillation: "
-            f"(1 - {distilled[0]['alpha']}) x task loss + {distilled[0]['alpha']} x T^2 x KL to MODEL's fine-tuned "
-            f"logits, T = {distilled[0]['temperature']}; the others plainly. Ranks and p-values compare both kinds "
-            "in one ranking."
-        )
-    columns = score_columns(summary)
-    if any(key == "macro_f1" for _, key in columns):
-        lines.append(
-            "Classification tasks show macro-F1 beside accuracy (rank and significance are the accuracy's): a model "
-            "that predicts mostly one class keeps an accuracy near the constant prediction's, and only its "
-            "macro-F1 shows it."
-        )
-    lines += ["", "| model | " + " | ".join(column_headers(columns)) + " |", "|---" * (len(columns) + 1) + "|"]
-    for label, entry in summary["models"].items():
-        cells = []
-        for task, key in columns:
-            result = entry["tasks"].get(task)
-            if result is None or f"metric.{key}" not in result:
-                cells.append("-")
-                continue
-            metric = result[f"metric.{key}"]
-            seeds = f", n = {seed_count(metric)}" if mixed else ""
-            if key != result["main_metric"]:  # ranks and significance are the main metric's
-                cells.append(f"{format_score(metric)}{seeds}")
-                continue
-            rank = f" ({result['rank']})" if "rank" in result else ""
-            cells.append(f"{format_score(metric)}{seeds}{_mark(result)}{rank}")
-        lines.append(f"| {label}{notes[label]} | " + " | ".join(cells) + " |")
-    lines += _constant_row(summary, columns)
-    lines += [f"\n{note}" for note in (majority_note(summary), learning_rate_note(summary)) if note]
-    return "\n".join(lines + _size_table(summary, notes) + _speed_table(summary, notes, bool(distilled))) + "\n"
-
-
-def majority_note(summary: dict[str, Any], labels: list[str] | None = None) -> str:
-    """Which models of ``labels`` (default: all) ended at the majority class on which task and seed, and why;
-    "" when none did."""
-    flagged = [
-        f"{label} on {task} (seed {seed}: {why})"
-        for label, entry in summary["models"].items()
-        if labels is None or label in labels
-        for task, result in entry["tasks"].items()
-        for seed, why in (result.get("near_majority") or {}).items()
-    ]
-    if not flagged:
-        return ""
-    return (
-        f"Ends at the majority class: {'; '.join(flagged)}. Such a score says no more than the label distribution; "
-        "evaluate.learning_rates chooses the learning rate on held-out data."
-    )
-
-
-def learning_rate_note(summary: dict[str, Any], labels: list[str] | None = None) -> str:
-    """The learning rate each model of ``labels`` (default: all) was fine-tuned with per task, and how it was
-    chosen; "" for a summary that does not record it."""
-    chosen: dict[str, list[str]] = {}  # how it was chosen -> "model on task: rate"
-    for label, entry in summary["models"].items():
-        for task, result in entry["tasks"].items():
-            if not result.get("learning_rates") or (labels is not None and label not in labels):
-                continue
-            selection = result.get("learning_rate_selection")
-            if selection:
-                name = METRIC_NAMES.get(selection["by"], selection["by"])
-                candidates = ", ".join(f"{rate:g}" for rate in selection["candidates"])
-                how = f"chosen from {candidates} by {name} on {selection['dev']}"
-            else:
-                how = "evaluate.learning_rate, not chosen on held-out data"
-            rates = "/".join(f"{rate:g}" for rate in dict.fromkeys(result["learning_rates"]))
-            chosen.setdefault(how, []).append(f"{label} on {task}: {rates}")
-    parts = [f"{', '.join(items)} ({how})" for how, items in chosen.items()]
-    return f"Fine-tuning learning rate: {'; '.join(parts)}." if parts else ""
-
-
-def score_columns(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """The columns of a quality table, as (task, metric key): each task's main metric, and macro-F1 beside it
-    where the task's results have it (classification), since accuracy alone hides a near-constant classifier."""
-    columns = []
-    for task in summary["tasks"]:
-        results = [entry["tasks"][task] for entry in summary["models"].values() if task in entry["tasks"]]
-        main = results[0]["main_metric"] if results else "accuracy"
-        columns.append((task, main))
-        if main != "macro_f1" and any("metric.macro_f1" in result for result in results):
-            columns.append((task, "macro_f1"))
-    return columns
-
-
-def column_headers(columns: list[tuple[str, str]]) -> list[str]:
-    """A quality table's headers: the task's name, with the metric's where the task has two columns."""
-    split = {task for task, key in columns if key == "macro_f1"}
-    return [f"{task} {METRIC_NAMES.get(key, key)}" if task in split else task for task, key in columns]
-
-
-def _constant_row(summary: dict[str, Any], columns: list[tuple[str, str]]) -> list[str]:
-    """The quality table's row of constant-prediction scores, when the summary records them."""
-    constant = summary.get("constant_prediction") or {}
-    if not any(constant.values()):
-        return []
-    cells = [f"{100 * constant[task][key]:.2f}" if key in (constant.get(task) or {}) else "-" for task, key in columns]
-    return ["| constant prediction (most frequent test label) | " + " | ".join(cells) + " |"]
-
-
-def _size_table(summary: dict[str, Any], notes: dict[str, str]) -> list[str]:
-    """One row per model: the counted parameters, their float32 size, and the weight files as stored."""
-    counted = {parameter_counts_of(entry)[1] for entry in summary["models"].values()}
-    lines = [
-        "",
-        f"Size (parameters: {' / '.join(sorted(counted))}; float32 MB: those parameters at 4 bytes each, to "
-        "compare models stored in different dtypes; file: the weight files as stored, and their dtype):",
-        "",
-        "| model | parameters | embedding | non-embedding | float32 MB | file MB and dtype |",
-        "|---|---|---|---|---|---|",
-    ]
-    for label, entry in summary["models"].items():
-        parameters = parameter_counts_of(entry)[0]
-        total, non_embedding = parameters.get("total", 0), parameters.get("non_embedding", 0)
-        disk, dtype = entry.get("disk_mb"), entry.get("weights_dtype") or "(dtype not recorded)"
-        lines.append(
-            f"| {label}{notes[label]} | {_millions(total)} | {_millions(total - non_embedding)} | "
-            f"{_millions(non_embedding)} | {4 * total / 1e6:.1f} | {'-' if disk is None else f'{disk:.1f} {dtype}'} |"
-        )
-    return lines
-
-
-def _speed_table(summary: dict[str, Any], notes: dict[str, str], distilled: bool) -> list[str]:
-    """One row per model and task: fine-tuning time, the load it ran under and inference throughput, with their
-    ratios to the baseline; how each was measured above it, and what a busy measurement means below."""
-    cost = [
-        f"speedups against {summary['baseline']}",
-        f"mixed precision {'/'.join(summary.get('mixed_precision') or ['no'])}",
-    ]
-    if distilled:  # the pass is made once per task and seed, for every model it teaches
-        cost.append("a distilled model's fine-tuning time leaves out its teacher's logit pass")
-    lines = ["", f"Speed ({', '.join(cost)}). {' '.join(measurement_notes(summary))}", ""]
-    lines += [
-        "| model | task | fine-tune s | fine-tune speedup | peak load, fine-tuning | inference samples/s "
-        "| inference speedup |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for label, entry in summary["models"].items():
-        for task, result in entry["tasks"].items():
-            busy = " (busy)" if result.get("finetune_speedup_busy") else ""
-            peak = result.get("finetune_load_peak")
-            load = "-" if peak is None else f"{peak:.1f}" + (" (busy)" if result.get("finetune_busy") else "")
-            interleaved = result.get("inference_interleaved")
-            rate = interleaved["samples_per_second"] if interleaved else result["inference_samples_per_second"]["mean"]
-            lines.append(
-                f"| {label}{notes[label]} | {task} | {result['finetune_seconds']['mean']:.1f} | "
-                f"{result.get('finetune_speedup', float('nan')):.2f}x{busy} | {load} | {rate:.1f} | "
-                f"{result.get('inference_speedup', float('nan')):.2f}x |"
-            )
-    busy_note = busy_measurements(summary)
-    return lines + (["", busy_note] if busy_note else [])
-
-
-def measurement_notes(summary: dict[str, Any], table: bool = True) -> list[str]:
-    """How the speed figures were measured, in sentences: fine-tuning sequential, inference interleaved (or,
-    in summaries made before, each model's own pass), and the machines they ran on; ``table``: with the
-    speed table's peak-load column explained."""
-    timing = summary.get("inference_timing")
-    peak = " (peak load: the highest 1-minute load average during the runs)" if table else ""
-    notes = [
-        "Fine-tuning: each model's own run, one after another, so a change of the machine's load between runs "
-        f"moves its ratio{peak}."
-    ]
-    if timing:
-        sizes = sorted({task["batch_size"] for task in timing["tasks"].values()})
-        threads = timing["machine"]["torch_threads"]
-        notes.append(
-            f"Inference: measured interleaved, {summary['baseline']} and each model taking turns on one batch of "
-            f"{'/'.join(map(str, sizes))} test examples, median of {timing['rounds']} turns each, on "
-            f"{threads} torch thread{'s' if threads != 1 else ''}, so a steady load slows both alike and the "
-            "ratio holds."
-        )
-    else:
-        notes.append("Inference: each model's pass over the test split after its fine-tuning, one after another.")
-    machines = list(summary.get("machines") or [])
-    if not machines and timing:
-        machines.append(describe_machine(timing["machine"]))
-    if machines:
-        notes.append(f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}.")
-    else:
-        notes.append("The machine and its load were not recorded (results made before they were).")
-    return notes
-
-
-def busy_measurements(summary: dict[str, Any], labels: list[str] | None = None) -> str:
-    """What the busy timings of ``labels`` (default: every model) are, and how far to trust their ratios; ""
-    when none was busy."""
-    models = {label: entry for label, entry in summary["models"].items() if labels is None or label in labels}
-    busy = [
-        (label, task, result)
-        for label, entry in models.items()
-        for task, result in entry["tasks"].items()
-        if result.get("finetune_busy")
-    ]
-    parts = []
-    if busy:
-        peak = max(result["finetune_load_peak"] for _, _, result in busy)
-        threads = sorted({thread for _, _, result in busy for thread in result.get("threads", [])})
-        runs = ", ".join(f"{label} on {task}" for label, task, _ in busy)
-        parts.append(
-            f"Busy: {runs} fine-tuned while the 1-minute load average (up to {peak:.1f}) was above the "
-            f"{'/'.join(map(str, threads))} torch threads used by more than {BUSY_MARGIN}: other work held CPUs "
-            "they wanted, so those times, and the fine-tuning speedups that involve them, are not the models' own "
-            "speed; rerun on an idle machine to measure it."
-        )
-    timing = summary.get("inference_timing") or {}
-    if (timing.get("load") or {}).get("busy"):
-        parts.append(
-            f"The interleaved inference measurement ran under load too (peak {timing['load']['peak']:.1f}); "
-            "both models of each ratio shared it."
-        )
-    return " ".join(parts)
-
-
-def cost_note(summary: dict[str, Any], labels: list[str]) -> str:
-    """A model card's paragraph under its speedups: how they were measured, on what, and any busy timing of
-    ``labels`` (the model and its baseline)."""
-    return " ".join([*measurement_notes(summary, table=False), busy_measurements(summary, labels)]).strip()
-
-
-def card_table(summary: dict[str, Any], label: str) -> list[str]:
-    """A model card's table of ``label``'s scores beside the baseline's (macro-F1 below accuracy for
-    classification), with both speedups (a busy fine-tuning ratio marked), then how they were measured
-    (``cost_note``)."""
-    mine, baseline = summary["models"][label], summary["models"][summary["baseline"]]
-    lines = [
-        "| task | metric | this model | baseline | fine-tuning speedup | inference speedup |",
-        "|---|---|---|---|---|---|",
-    ]
-    for task, result in mine["tasks"].items():
-        key = f"metric.{result['main_metric']}"
-        base = baseline["tasks"].get(task, {}).get(key)
-        score = format_score(result[key]) + (" (task KD)" if result.get("distilled_from") else "")
-        busy = " (busy)" if result.get("finetune_speedup_busy") else ""
-        lines.append(
-            f"| {task} | {result['main_metric']} | {score} | {format_score(base) if base else '-'} "
-            f"| {result.get('finetune_speedup', float('nan')):.2f}x{busy} "
-            f"| {result.get('inference_speedup', float('nan')):.2f}x |"
-        )
-        if "metric.macro_f1" in result and result["main_metric"] != "macro_f1":  # beside accuracy, always
-            base_f1 = baseline["tasks"].get(task, {}).get("metric.macro_f1")
-            lines.append(
-                f"| {task} | macro-F1 | {format_score(result['metric.macro_f1'])} "
-                f"| {format_score(base_f1) if base_f1 else '-'} | | |"
-            )
-    notes = [majority_note(summary, [label]), learning_rate_note(summary, [label, summary["baseline"]])]
-    return [*lines, *[f"\n{note}" for note in notes if note], "", cost_note(summary, [label, summary["baseline"]])]

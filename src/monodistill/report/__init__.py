@@ -31,7 +31,8 @@ from monodistill import checkpoint as ckpt
 from monodistill import runfolder
 from monodistill.card.record import mlm_head_trained, read_run_config, validation_note
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.summary import distilled_source, format_summary, parameter_counts_of
+from monodistill.evaluate.summary import parameter_counts_of
+from monodistill.evaluate.tables import distilled_source, format_summary
 from monodistill.report.figures import (
     TRAIN_TITLES,
     RunTerms,
