@@ -2,11 +2,8 @@
 
 A ``StudentRun`` knows nothing of the teacher or the data order: the loop (``distill.loop``) hands
 it each masked micro-batch with the teacher's outputs. Each student has an ``Accelerator`` of its
-own (its DDP wrapper, mixed precision and grad scaler, TensorBoard run and checkpoint files). It
-draws each micro-batch's dropout from that micro-batch's own seed (``MaskedBatch.dropout_seed``: seed,
-step and place in the global batch), so a student trained beside others ends with the weights it
-would have had alone, and a run resumed on another process count draws the dropout the uninterrupted
-run drew. Anything else random runs on a stream of its own, swapped in and saved in its checkpoints.
+own (its DDP wrapper, mixed precision and grad scaler, TensorBoard run and checkpoint files), and a
+random stream of its own (``distill.random_stream``).
 
 The learning rate is a pure function of the number of optimizer updates applied (``learning_rate``),
 so a resumed run, or a finished one given more steps, needs no scheduler state.
@@ -14,8 +11,7 @@ so a resumed run, or a finished one given more steps, needs no scheduler state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +25,7 @@ from monodistill import checkpoint as ckpt
 from monodistill import ranks
 from monodistill.config import DistillConfig, config_to_dict, flatten
 from monodistill.data.batches import MaskedBatch
+from monodistill.distill.random_stream import RandomStream
 from monodistill.distill.teacher_pass import TeacherOutputs
 from monodistill.errors import NonFiniteLoss
 from monodistill.internals import ProjectionHooks, num_heads, num_layers
@@ -151,8 +148,8 @@ class StudentRun:
         """Set when the student's loss turned non-finite: it trains no further."""
         self.final_metrics: dict[str, float] | None = None
         """The validation metrics at the last step."""
-        self.rng_state = rng_state or capture_rng(device)
-        """This student's random stream, swapped in by ``own_rng`` (dropout draws from each batch's own seed)."""
+        self.random = RandomStream(device, rng_state)
+        """This student's own random stream (dropout draws from each batch's own seed)."""
         self._parts: dict[str, float] = {}  # this step's loss parts so far, over its micro-batches
         # Train sums since the last log line and the steps they hold; carried in checkpoints, so that a
         # resumed run logs exactly what the uninterrupted one logs.
@@ -165,7 +162,10 @@ class StudentRun:
 
     def train_micro(self, batch: MaskedBatch, teacher: TeacherOutputs | None, last: bool) -> None:
         """Forward and backward on one micro-batch; a non-finite loss (on any rank) sets ``error`` instead."""
-        with self.dropout_rng(batch), self.accelerator.no_sync(self.model) if not last else nullcontext():
+        with (
+            self.random.dropout(batch.dropout_seed),
+            self.accelerator.no_sync(self.model) if not last else nullcontext(),
+        ):
             logits, hidden, projections = self.model(batch.input_ids, batch.positions)
             parts = self.objective(ModelOutputs(logits, hidden, projections), teacher, batch)
             loss = parts["loss"]
@@ -298,7 +298,7 @@ class StudentRun:
 
     def save_checkpoint(self) -> Path:
         """Save model, optimizer, RNG and state atomically; prune old checkpoints (``checkpoint.save_checkpoint``)."""
-        with self.own_rng():  # Accelerate saves the global random state: here, this student's own stream
+        with self.random.own():  # Accelerate saves the global random state: here, this student's own stream
             return ckpt.save_checkpoint(
                 self.run_dir,
                 self.step,
@@ -312,7 +312,7 @@ class StudentRun:
     def resume(self, checkpoint: Path) -> None:
         """Continue from a verified checkpoint of this run (``checkpoint.latest_intact_checkpoint``)."""
         state = ckpt.read_state(checkpoint)
-        with self.own_rng():
+        with self.random.own():
             self.accelerator.load_state(str(checkpoint))
         self.step, self.updates = state["step"], state["updates"]
         self.running, self.running_steps = dict(state["running"]["sums"]), state["running"]["steps"]
@@ -325,54 +325,6 @@ class StudentRun:
             )
         else:
             self.accelerator.print(f"resumed from {checkpoint} at step {self.step}/{self.total_steps}")
-
-    # ------------------------------------------------------------------------------------- random
-
-    @contextmanager
-    def dropout_rng(self, batch: MaskedBatch) -> Iterator[None]:
-        """Draw the block's randomness (dropout) from ``batch.dropout_seed``; the global state is as before after.
-
-        Whatever process and micro-batch the batch's blocks fall to, they see the same dropout. A batch
-        without a seed draws from this student's own stream (``own_rng``).
-        """
-        if batch.dropout_seed is None:
-            with self.own_rng():
-                yield
-            return
-        device = self.accelerator.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.default_generator.manual_seed(batch.dropout_seed)
-            if device.type == "cuda":
-                torch.cuda.manual_seed(batch.dropout_seed)  # the current device's, the one dropout draws on
-            yield
-
-    @contextmanager
-    def own_rng(self) -> Iterator[None]:
-        """Swap this student's random stream in for the block (what is random beside dropout: the state a checkpoint
-        saves), and keep where it got to."""
-        device = self.accelerator.device
-        outer = capture_rng(device)
-        set_rng_state(self.rng_state)
-        try:
-            yield
-        finally:
-            self.rng_state = capture_rng(device)
-            set_rng_state(outer)
-
-
-def capture_rng(device: torch.device) -> dict[str, torch.Tensor]:
-    """The global torch random state that dropout draws from: the CPU one, and the GPU's on CUDA."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, torch.Tensor]) -> None:
-    """Make ``state`` (from ``capture_rng``) the global random state."""
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"])
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
