@@ -17,7 +17,8 @@ from huggingface_hub.utils._http import default_client_factory
 from monodistill import hub, teacher
 from monodistill.cli import main
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.tasks import HubPreset, load_hub_task
+from monodistill.evaluate.hub_tasks import HubPreset
+from monodistill.evaluate.tasks import load_hub_task
 from monodistill.hub import PARQUET_REVISION, load_hub_dataset
 
 ROWS = {"text": ["maganda ito", "pangit ito", "ayos lang", "masama"], "label": [0, 1, 0, 1]}

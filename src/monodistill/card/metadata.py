@@ -14,8 +14,8 @@ import yaml
 from monodistill.card.results import is_hub_score, summary_entry
 from monodistill.card.sections import is_adaptation
 from monodistill.config import DistillConfig
+from monodistill.evaluate.hub_tasks import PRESETS
 from monodistill.evaluate.tables import distilled_source
-from monodistill.evaluate.tasks import PRESETS
 from monodistill.teacher import is_local_reference
 
 UNSET_LICENSE = "unknown"
