@@ -25,7 +25,9 @@ def random_blocks(count: int, seq_length: int, low: int, high: int, seed: int = 
     """``count`` blocks of random ids in ``[low, high)``: speed does not depend on which tokens they are."""
     ids = torch.randint(low, high, (count, seq_length), generator=torch.Generator().manual_seed(seed))
     rows = datasets.Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
-    return Blocks(train=rows, validation=rows.select(range(1)), cache_path=Path(tempfile.gettempdir()), corpus_digest="random")
+    return Blocks(
+        train=rows, validation=rows.select(range(1)), cache_path=Path(tempfile.gettempdir()), corpus_digest="random"
+    )
 
 
 class ProductionStep:
