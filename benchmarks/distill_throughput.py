@@ -28,7 +28,7 @@ from transformers import ModernBertConfig, ModernBertForMaskedLM
 
 from monodistill.config import DistillConfig, TeacherConfig, load_config
 from monodistill.distill.student_run import parameter_groups
-from monodistill.losses import distillation_loss
+from monodistill.losses import kl_divergence, masked_lm_loss
 from monodistill.student import build_student
 from monodistill.teacher import load_teacher
 from production import ProductionStep, random_blocks
@@ -86,9 +86,10 @@ def main() -> None:
                 teacher_logits = teacher(input_ids=batch.input_ids).logits  # (B, T, V)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 student_logits = naive_student(input_ids=batch.input_ids).logits  # (B, T, V)
-            loss = distillation_loss(
-                config.loss, student_logits[batch.positions], teacher_logits[batch.positions].clone(), batch.targets
-            )["loss"]
+            # The production step's loss (the paper's, at the default config), taken at the masked positions.
+            student_masked, teacher_masked = student_logits[batch.positions], teacher_logits[batch.positions].clone()
+            kl = kl_divergence(student_masked, teacher_masked, config.loss.temperature)
+            loss = config.loss.alpha_kl * kl + config.loss.alpha_mlm * masked_lm_loss(student_masked, batch.targets)
             loss.backward()
         torch.nn.utils.clip_grad_norm_(naive_student.parameters(), 1.0)
         optimizer.step()

@@ -53,7 +53,7 @@ import production
 from monodistill.config import DistillConfig, LossConfig, StudentConfig, load_config
 from monodistill.data.masking import mask_tokens
 from monodistill.flops import ModelShape, distillation_step_flops, paper_style_step_flops
-from monodistill.losses import distillation_loss
+from monodistill.losses import kl_divergence, masked_lm_loss
 from monodistill.student import PRESETS, build_student, resolve_shape
 
 # bf16 dense tensor-core peaks (TFLOP/s) by torch.cuda.get_device_name(). Other cards (H100/H200 NVL,
@@ -193,8 +193,10 @@ class PaperStyleTrainer(Trainer):
             teacher_logits = self.teacher(**inputs).logits  # (B, T, V)
         outputs = model(**inputs)
         keep = inputs["attention_mask"].bool()  # (B, T): every non-padding position
-        # The same loss function as monodistill; only where the heads run differs.
-        loss = distillation_loss(self.loss_config, outputs.logits[keep], teacher_logits[keep], labels[keep])["loss"]
+        # monodistill's loss at this config (the paper's, KL and MLM); only where the heads run differs.
+        student_logits, config = outputs.logits[keep], self.loss_config  # (M, V)
+        kl = kl_divergence(student_logits, teacher_logits[keep], config.temperature)
+        loss = config.alpha_kl * kl + config.alpha_mlm * masked_lm_loss(student_logits, labels[keep])
         return (loss, outputs) if return_outputs else loss
 
 

@@ -3,8 +3,8 @@
 The stand-in teacher ``../shared/models/mmt-mini`` (4 layers, hidden 256, 4 heads), a random
 dBERT-Tiny-shaped student (4 layers, hidden 312, feed-forward 1200) with the teacher's 4 heads (the
 attention term needs equal head counts), Tagalog blocks of 128 tokens from ``../shared/data/tl/corpus.txt``.
-Each value is monodistill's own step-0 loss part (``distill.train_step``: TeacherPass, StudentRun,
-Objective), for several student seeds and batches. For comparison, the same pairs scored as TinyBERT's
+Each value is monodistill's own step-0 loss part (``distill.train_step``: TeacherPass, StudentRun and its
+loss terms), for several student seeds and batches. For comparison, the same pairs scored as TinyBERT's
 code scores them (``huawei-noah/Pretrained-Language-Model``, ``TinyBERT/general_distill.py``): the MSE of
 the raw hidden states (the student's through the same projection) and of the attention scores before the
 softmax, each summed over the mapped layers rather than averaged.

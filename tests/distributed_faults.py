@@ -63,17 +63,15 @@ def inject(fault: str) -> None:
 
         blocks._build_entry = slow  # type: ignore[assignment]
     elif kind == "nan":
-        real_loss = losses.distillation_loss
+        real_sum = losses.MaskedLM.sum  # every objective computes the MLM term, once per micro-batch
         calls = {"count": 0}
 
-        def poisoned(*args: Any, **kwargs: Any) -> Any:
-            parts = real_loss(*args, **kwargs)
+        def poisoned(self: losses.MaskedLM, *args: Any, **kwargs: Any) -> Any:
+            value = real_sum(self, *args, **kwargs)
             calls["count"] += 1
-            if calls["count"] == int(when):
-                parts["loss"] = parts["loss"] * float("nan")
-            return parts
+            return value * float("nan") if calls["count"] == int(when) else value
 
-        losses.distillation_loss = poisoned  # type: ignore[assignment]
+        losses.MaskedLM.sum = poisoned  # type: ignore[method-assign]
 
 
 def record_parts(folder: Path) -> None:

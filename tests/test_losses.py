@@ -9,8 +9,15 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monodistill.config import LossConfig
-from monodistill.losses import distillation_loss, hidden_cosine_loss, kl_divergence, masked_lm_loss
+from monodistill.losses import (
+    attention_mse,
+    hidden_cosine_loss,
+    hidden_mse,
+    kl_divergence,
+    logit_mse,
+    masked_lm_loss,
+    relation_loss,
+)
 
 temperatures = st.floats(min_value=0.5, max_value=8.0)
 seeds = st.integers(min_value=0, max_value=10_000)
@@ -74,43 +81,21 @@ def test_cosine_loss_zero_for_parallel_and_two_for_opposite() -> None:
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=seeds, alpha_kl=st.floats(0, 5), alpha_mlm=st.floats(0.1, 5), alpha_cosine=st.floats(0, 2))
-def test_total_is_the_weighted_sum_of_logged_parts(
-    seed: int, alpha_kl: float, alpha_mlm: float, alpha_cosine: float
-) -> None:
-    config = LossConfig(alpha_kl=alpha_kl, alpha_mlm=alpha_mlm, alpha_cosine=alpha_cosine, temperature=3.0)
-    student, teacher = logits(seed), logits(seed + 1)
+@given(seed=seeds, temperature=temperatures)
+def test_each_sum_is_its_mean_times_what_it_is_a_mean_over(seed: int, temperature: float) -> None:
+    """A loss term sums its values over a micro-batch and divides by the whole step's count (``losses.terms``):
+    each sum is the mean over the same positions or blocks times their number."""
+    student, teacher = logits(seed), logits(seed + 1)  # 6 positions
     labels = torch.arange(6) % 11
-    hidden_s, hidden_t = torch.randn(9, 4), torch.randn(9, 4)
-    parts = distillation_loss(config, student, teacher, labels, hidden_s, hidden_t)
-    zero = torch.tensor(0.0)
-    expected = alpha_kl * parts.get("kl", zero) + alpha_mlm * parts["mlm"] + alpha_cosine * parts.get("cosine", zero)
-    assert torch.isclose(parts["loss"], expected, atol=1e-5)
-    assert ("cosine" in parts) == (alpha_cosine > 0) and ("kl" in parts) == (alpha_kl > 0)
-
-
-@settings(max_examples=30, deadline=None)
-@given(seed=seeds, split=st.integers(min_value=0, max_value=6), alpha_cosine=st.floats(0, 2))
-def test_micro_batch_parts_add_up_to_the_step_mean_over_every_token(seed: int, split: int, alpha_cosine: float) -> None:
-    """Two micro-batches of unequal masked counts (or two ranks), each divided by the step's counts, sum to
-    the loss of the whole step as one batch: accumulation weights tokens, not micro-batches."""
-    config = LossConfig(alpha_cosine=alpha_cosine, temperature=2.0)
-    student, teacher = logits(seed), logits(seed + 1)
-    labels = torch.arange(6) % 11
-    hidden_s, hidden_t = torch.randn(10, 4), torch.randn(10, 4)
-    whole = distillation_loss(config, student, teacher, labels, hidden_s, hidden_t)
-    halves = [
-        distillation_loss(
-            config,
-            student[part],
-            teacher[part],
-            labels[part],
-            hidden_s[cut],
-            hidden_t[cut],
-            step_targets=6,
-            step_positions=10,
-        )
-        for part, cut in ((slice(0, split), slice(0, 5)), (slice(split, 6), slice(5, 10)))
+    states = [torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(seed + n)) for n in range(6)]  # 3 blocks
+    pairs = [
+        (lambda reduction: kl_divergence(student, teacher, temperature, reduction), 6),
+        (lambda reduction: logit_mse(student, teacher, reduction), 6),
+        (lambda reduction: masked_lm_loss(student, labels, reduction), 6),
+        (lambda reduction: hidden_cosine_loss(states[0].flatten(0, 1), states[1].flatten(0, 1), reduction), 15),
+        (lambda reduction: hidden_mse(states[0], states[1], reduction), 3),
+        (lambda reduction: relation_loss(states[:3], states[3:], 2, reduction), 3),
+        (lambda reduction: attention_mse(states[:3], states[3:], 4, reduction), 3),
     ]
-    for name, value in whole.items():
-        assert torch.isclose(halves[0][name] + halves[1][name], value, atol=1e-5), name
+    for loss, count in pairs:
+        assert torch.isclose(loss("sum"), loss("mean") * count, rtol=1e-5, atol=1e-6)

@@ -20,15 +20,19 @@ from monodistill.errors import MonodistillError
 from monodistill.families import supported_families
 from monodistill.internals import ProjectionHooks, capture_projections, num_layers
 from monodistill.losses import (
+    LossTerm,
     ModelOutputs,
+    ModelSizes,
     Needs,
-    Objective,
     attention_mse,
     attention_probabilities,
+    build_terms,
     default_layer_map,
     hidden_mse,
     logit_mse,
+    needs_of,
     relation_loss,
+    step_count,
 )
 
 from .conftest import build_tiny_teacher
@@ -114,10 +118,10 @@ def test_a_pre_ln_middle_layer_with_a_huge_norm_does_not_dominate_the_hidden_ter
     assert 0.2 < terms[1] / terms.sum() < 0.5
 
     config = LossConfig(alpha_kl=0, alpha_mlm=0, alpha_hidden=1, hidden_layers="1:1,2:2,3:3")
-    objective = Objective(config, 3, 3, 4, 4)
-    logits = torch.zeros(2, 120)  # (N, V) at the batch's 2 masked positions
-    parts = objective(ModelOutputs(logits, student), ModelOutputs(logits, teacher), masked_batch(2, 7))
-    assert torch.isclose(parts["hidden"], terms.mean())
+    (hidden,) = [term for term in build_terms(config, ModelSizes(3, 3, 4, 4)) if term.name == "hidden"]
+    logits, batch = torch.zeros(2, 120), masked_batch(2, 7)  # (N, V) at the batch's 2 masked positions
+    part = hidden.sum(ModelOutputs(logits, student), ModelOutputs(logits, teacher), batch)
+    assert torch.isclose(part / step_count(batch, hidden.count), terms.mean())
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "electra", "distilbert"])
@@ -204,36 +208,39 @@ def test_projection_hooks_keep_nothing_outside_a_capture() -> None:
     assert all(states == [] for states in hooks.captured.values())
 
 
-def student_and_objective(
+def student_and_terms(
     config: LossConfig, width: int = 16, heads: int = 2, layers: int = 2
-) -> tuple[StudentWithHead, Objective, TeacherPass]:
+) -> tuple[StudentWithHead, list[LossTerm], TeacherPass]:
     teacher = build_tiny_teacher("bert", 120, 0).eval().requires_grad_(False)  # 4 layers, width 32, 4 heads
     from monodistill.config import StudentConfig
     from monodistill.student import build_student
 
     shape = {"num_layers": layers, "hidden_size": width, "intermediate_size": 2 * width, "num_heads": heads}
     student = build_student(StudentConfig(preset="custom", **shape), teacher)
-    objective = Objective(config, num_layers(student), 4, 4, heads)
-    return StudentWithHead(student, objective, 32), objective, TeacherPass(teacher, None, torch.device("cpu"))
+    terms = build_terms(config, ModelSizes(num_layers(student), 4, heads, 4))
+    return StudentWithHead(student, needs_of(terms), 32), terms, TeacherPass(teacher, None, torch.device("cpu"))
 
 
 def test_each_term_trains_what_it_reads_and_nothing_else_is_computed() -> None:
     config = LossConfig(alpha_kl=0, alpha_mlm=0, alpha_relation=1, alpha_hidden=1)
-    wrapped, objective, teacher = student_and_objective(config)
-    assert objective.needs == Needs(
+    wrapped, terms, teacher = student_and_terms(config)
+    needs = needs_of(terms)
+    assert needs == Needs(
         teacher_hidden=frozenset({0, 2, 4}),
         student_hidden=frozenset({0, 1, 2}),
         teacher_projections=frozenset({4}),
         student_projections=frozenset({2}),
+        projected_hidden=(0, 1, 2),
     )
     ids = torch.randint(5, 120, (3, 10), generator=torch.Generator().manual_seed(1))
     positions = torch.rand(3, 10, generator=torch.Generator().manual_seed(2)) < 0.3
     batch = MaskedBatch(ids, positions, ids[positions], int(positions.sum()), 3)
     logits, hidden, projections = wrapped(ids, positions)
     assert set(hidden) == {0, 1, 2} and all(h.shape == (3, 10, 32) for h in hidden.values())  # projected
-    parts = objective(ModelOutputs(logits, hidden, projections), teacher(batch, objective.needs), batch)
-    assert set(parts) == {"loss", "mlm", "relation", "hidden"}  # no logit term at alpha_kl=0: no teacher logits read
-    parts["loss"].backward()
+    student, outputs = ModelOutputs(logits, hidden, projections), teacher(batch, needs)
+    parts = {term.name: term.sum(student, outputs, batch) / step_count(batch, term.count) for term in terms}
+    assert set(parts) == {"mlm", "relation", "hidden"}  # no logit term at alpha_kl=0: no teacher logits read
+    sum(term.weight * parts[term.name] for term in terms).backward()
     last = wrapped.model.bert.encoder.layer[1].attention.self
     assert all(
         module.weight.grad is not None and module.weight.grad.abs().sum() > 0

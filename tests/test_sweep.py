@@ -116,15 +116,13 @@ def test_a_diverging_student_stops_alone_and_the_others_finish(
     cache_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_loss = losses.distillation_loss
+    real_sum = losses.LogitKL.sum
 
-    def poisoned(config: object, *a: object, **k: object) -> dict[str, torch.Tensor]:
-        parts = real_loss(config, *a, **k)  # type: ignore[arg-type]
-        if getattr(config, "temperature", None) == 4.0:  # the "shallow" student
-            parts["loss"] = parts["loss"] * float("nan")
-        return parts
+    def poisoned(self: losses.LogitKL, *a: object, **k: object) -> torch.Tensor:
+        value = real_sum(self, *a, **k)
+        return value * float("nan") if self.temperature == 4.0 else value  # the "shallow" student
 
-    monkeypatch.setattr(losses, "distillation_loss", poisoned)
+    monkeypatch.setattr(losses.LogitKL, "sum", poisoned)
     configs = group_configs(tiny_teacher_dir, corpus_file, tmp_path, cache_dir, 4)
     with pytest.raises(MonodistillError, match=r"1 of 3 students stopped: shallow: non-finite loss at step 1"):
         distill_students(configs)

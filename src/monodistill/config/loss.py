@@ -94,9 +94,10 @@ class LossConfig:
             )
 
     def trained_parts(self) -> tuple[str, ...]:
-        """The logged loss parts this objective weighs (weight > 0), as ``losses`` names them: ``kl`` or ``mse``
-        (the logit term), ``mlm``, ``cosine``, ``relation``, ``hidden``, ``attention``. ``mlm`` is logged also
-        when it weighs nothing, so a reader of the log (the progress bar, the report's curves) asks this."""
+        """The logged loss parts this objective weighs (weight > 0), as its terms name them (``losses.build_terms``,
+        held to this by the tests): ``kl`` or ``mse`` (the logit term), ``mlm``, ``cosine``, ``relation``,
+        ``hidden``, ``attention``. ``mlm`` is logged also when it weighs nothing, so a reader of the log (the
+        progress bar, the report's curves) asks this."""
         weights = {
             self.logit_loss: self.alpha_kl,
             "mlm": self.alpha_mlm,
@@ -111,10 +112,6 @@ class LossConfig:
         """Whether a term trains the student's masked-LM head (the logit term or the MLM cross-entropy): TinyBERT's
         and TiME's objectives alone (hidden states, attention, relations) leave it as it was initialised."""
         return self.alpha_kl > 0 or self.alpha_mlm > 0
-
-    def needs_internals(self) -> bool:
-        """Whether any term reads the models' internals (relations, hidden states, attention)."""
-        return self.alpha_relation > 0 or self.alpha_hidden > 0 or self.alpha_attention > 0 or self.alpha_cosine > 0
 
 
 def parse_layer_map(text: str) -> list[tuple[int, int]]:

@@ -3,8 +3,9 @@
 - ``teacher_pass``: the frozen teacher, run once per batch for every student (``TeacherPass``),
   returning the logits at the masked positions and whatever hidden states the students' losses
   declared (``TeacherOutputs``).
-- ``student_run``: one student's model and head, optimizer, learning rate, random stream, log and
-  checkpoints (``StudentRun``).
+- ``student_run``: one student's model and head, optimizer, learning rate, log and checkpoints
+  (``StudentRun``), and the step's one formula of the loss from its terms (``StudentRun.train_micro``).
+- ``random_stream``: a student's dropout, drawn from each micro-batch's seed, and its own random stream.
 - ``validation``: the held-out metrics, one teacher pass per batch for every student due.
 - ``loop``: ``fit``, the loop itself, for one student or several that see the same batches.
 

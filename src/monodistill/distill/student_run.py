@@ -3,7 +3,8 @@
 A ``StudentRun`` knows nothing of the teacher or the data order: the loop (``distill.loop``) hands
 it each masked micro-batch with the teacher's outputs. Each student has an ``Accelerator`` of its
 own (its DDP wrapper, mixed precision and grad scaler, TensorBoard run and checkpoint files), and a
-random stream of its own (``distill.random_stream``).
+random stream of its own (``distill.random_stream``). Its loss is a list of terms (``losses.terms``),
+weighed in ``train_micro``: the one place the loss is formed from them.
 
 The learning rate is a pure function of the number of optimizer updates applied (``learning_rate``),
 so a resumed run, or a finished one given more steps, needs no scheduler state.
@@ -11,6 +12,8 @@ so a resumed run, or a finished one given more steps, needs no scheduler state.
 
 from __future__ import annotations
 
+import functools
+import operator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from monodistill.distill.random_stream import RandomStream
 from monodistill.distill.teacher_pass import TeacherOutputs
 from monodistill.errors import NonFiniteLoss
 from monodistill.internals import ProjectionHooks, num_heads, num_layers
-from monodistill.losses import ModelOutputs, Needs, Objective
+from monodistill.losses import ModelOutputs, ModelSizes, Needs, build_terms, needs_of, step_count
 from monodistill.teacher import encoder, mlm_head
 
 
@@ -38,22 +41,26 @@ class StudentWithHead(nn.Module):
 
     Wrapping matters for multi-GPU: DDP synchronises gradients only through the forward of the module
     it wraps, so the masked-position head and the hidden-state projections must be part of that forward.
-    The projections (one per mapped layer, when the teacher is wider) train with the student and are
-    saved in its checkpoints, but are no part of the saved student (``.model``).
+    The projections (one per layer read at the teacher's width, ``Needs.projected_hidden``, where the widths
+    differ) train with the student and are saved in its checkpoints, but are no part of the saved student
+    (``.model``).
     """
 
-    def __init__(self, model: PreTrainedModel, objective: Objective | None = None, teacher_width: int = 0) -> None:
+    def __init__(self, model: PreTrainedModel, needs: Needs | None = None, teacher_width: int = 0) -> None:
         super().__init__()
         self.model = model
         self.head = mlm_head(model)
-        needs = objective.needs if objective is not None else Needs()
+        needs = needs or Needs()
         self.hidden_layers = needs.student_hidden
         # Installed once, before the encoder's first (perhaps compiled) forward (``ProjectionHooks``).
         self.projection_hooks = ProjectionHooks(model, needs.student_projections)
         width = model.config.hidden_size
-        pairs = objective.hidden_pairs if objective is not None else []
         self.projections = nn.ModuleDict(
-            {str(layer): nn.Linear(width, teacher_width, bias=False) for layer, _ in pairs if width != teacher_width}
+            {
+                str(layer): nn.Linear(width, teacher_width, bias=False)
+                for layer in needs.projected_hidden
+                if width != teacher_width
+            }
         )
 
     def forward(
@@ -84,10 +91,6 @@ def learning_rate(update: int, peak: float, warmup_steps: int, total_steps: int)
     if update < warmup_steps:
         return peak * update / max(1, warmup_steps)
     return peak * max(0.0, (total_steps - update) / max(1, total_steps - warmup_steps))
-
-
-LOG_PARTS = ("loss", "kl", "mse", "mlm", "cosine", "relation", "hidden", "attention")
-"""Loss parts, in the order they are shown."""
 
 
 class StudentRun:
@@ -123,15 +126,12 @@ class StudentRun:
         if self.train.compile:
             encoder(student).compile()  # in place: parameter names and the saved student stay plain
         teacher = teacher_config or student.config  # a student alone is distilled against its own shape
-        self.objective = Objective(
-            config.loss,
-            num_layers(student),
-            int(teacher.num_hidden_layers),
-            int(teacher.num_attention_heads),
-            num_heads(student),
+        sizes = ModelSizes(
+            num_layers(student), int(teacher.num_hidden_layers), num_heads(student), int(teacher.num_attention_heads)
         )
-        self.needs = self.objective.needs
-        wrapped = StudentWithHead(student.to(device), self.objective, int(teacher.hidden_size))
+        self.terms = build_terms(config.loss, sizes)
+        self.needs = needs_of(self.terms)
+        wrapped = StudentWithHead(student.to(device), self.needs, int(teacher.hidden_size))
         # The fused kernel updates every parameter in one pass instead of a loop of per-tensor kernels,
         # which matters when a 119k-row embedding matrix is most of the student.
         optimizer = torch.optim.AdamW(
@@ -161,21 +161,28 @@ class StudentRun:
     # -------------------------------------------------------------------------------------- train
 
     def train_micro(self, batch: MaskedBatch, teacher: TeacherOutputs | None, last: bool) -> None:
-        """Forward and backward on one micro-batch; a non-finite loss (on any rank) sets ``error`` instead."""
+        """Forward and backward on one micro-batch; a non-finite loss (on any rank) sets ``error`` instead.
+
+        Each term's part is its sum over this micro-batch divided by its count over the whole optimizer
+        step (masked targets, positions or blocks): the parts of every micro-batch and rank add up to the
+        step's means, and the loss to their weighted sum.
+        """
         with (
             self.random.dropout(batch.dropout_seed),
             self.accelerator.no_sync(self.model) if not last else nullcontext(),
         ):
-            logits, hidden, projections = self.model(batch.input_ids, batch.positions)
-            parts = self.objective(ModelOutputs(logits, hidden, projections), teacher, batch)
-            loss = parts["loss"]
+            student = ModelOutputs(*self.model(batch.input_ids, batch.positions))
+            read = teacher if teacher is not None else ModelOutputs(student.logits.new_zeros(0))  # MLM alone
+            parts = {term.name: term.sum(student, read, batch) / step_count(batch, term.count) for term in self.terms}
+            loss = functools.reduce(operator.add, (term.weight * parts[term.name] for term in self.terms))
+            parts = {"loss": loss, **parts}
             # Checked before the backward pass, on every rank together: a rank that skipped it would
             # leave the others waiting in the gradient all-reduce forever.
             failed = ranks.ranks_where(not bool(torch.isfinite(loss)))
             if failed:
                 self._stop_non_finite(parts, failed)
                 return
-            # Every part is this rank's share of the step's mean; DDP averages gradients over ranks.
+            # This rank's share of the step's mean: DDP averages gradients over ranks, so it is scaled back up.
             self.accelerator.backward(loss * self.accelerator.num_processes)
         for name, value in parts.items():
             self._parts[name] = self._parts.get(name, 0.0) + float(value.detach())
@@ -199,7 +206,7 @@ class StudentRun:
             self.updates += 1
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        names = [name for name in LOG_PARTS if name in self._parts]
+        names = list(self._parts)  # "loss", then the terms' parts in their order
         summed = ranks.sum_over_ranks([self._parts[name] for name in names])
         self._parts = {}
         metrics["learning_rate"] = rate

@@ -4,7 +4,7 @@ The teacher is frozen where it is loaded (``teacher.load_teacher``) and runs her
 ``torch.inference_mode()``. Its MLM head runs at the masked positions only, restricted to the
 student's vocabulary when that is trimmed (the softmax over the kept rows is the teacher's
 distribution renormalised to them). Hidden states and attention projections are returned only for
-the layers that some student's objective declared (``losses.Needs``); the projections' hooks are
+the layers that some student's loss terms read (``losses.Needs``); the projections' hooks are
 installed when the pass is built, for every layer any of its students reads, since a compiled
 encoder would not see hooks added later (``internals.ProjectionHooks``).
 """
@@ -28,7 +28,7 @@ from monodistill.teacher import MaskedLMHead, encoder, mlm_head
 @dataclass
 class TeacherOutputs(ModelOutputs):
     """What the teacher gives the students for one batch: logits at the masked positions over the student's
-    vocabulary, the hidden states and projections some student's objective declared, and on request the
+    vocabulary, the hidden states and projections some student's loss terms read, and on request the
     probability outside a trimmed vocabulary."""
 
     outside_mass: torch.Tensor | None = None

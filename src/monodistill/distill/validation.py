@@ -56,7 +56,7 @@ class ValidationTotals:
         student_top, teacher_top = student_logits.argmax(-1), teacher_logits.argmax(-1)
         self.targets += targets.numel()
         self.mlm_loss += F.cross_entropy(student_logits, targets, reduction="sum").item()
-        self.kl_to_teacher += kl_divergence(student_logits, teacher_logits, 1.0, total=1.0).item()
+        self.kl_to_teacher += kl_divergence(student_logits, teacher_logits, 1.0, "sum").item()
         self.teacher_agreement += (student_top == teacher_top).sum().item()
         self.student_accuracy += (student_top == targets).sum().item()
         self.teacher_accuracy += (teacher_top == targets).sum().item()
