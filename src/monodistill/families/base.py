@@ -3,9 +3,10 @@
 Every module outside ``families`` asks the adapter of a model (``families.family_of``) instead of
 comparing ``model_type`` names: where the transformer layers are, a layer's attention projections as
 ``(q, k, v)`` (a fused projection split inside), the masked-LM head and how to trim its rows, the
-layer roles the narrow reduction reads, the student config at a shape, the head weights a
-fine-tuned model drops. The defaults here are BERT's layout; a family overrides what differs (as
-litgpt's per-family conversions and peft's per-architecture mappings, gathered into one object).
+layer roles the narrow reduction reads (a layer's weights read and written by role: ``read_layer``,
+``layer_state``), the student config at a shape, the head weights a fine-tuned model drops. The defaults
+here are BERT's layout; a family overrides what differs (as litgpt's per-family conversions and peft's
+per-architecture mappings, gathered into one object).
 """
 
 from __future__ import annotations
@@ -34,6 +35,73 @@ BERT_LAYER_ROLES = {
     "output.dense": "ffn_out",
 }
 """Module path inside a BERT-layout layer -> its role in the narrow reduction."""
+
+
+def weight_and_bias(module: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A module's ``weight`` and ``bias`` as float64 copies on the CPU; a missing bias as zeros."""
+    weight = module.weight.detach().double().cpu()
+    bias = getattr(module, "bias", None)
+    if bias is None:
+        return weight, torch.zeros(weight.shape[0], dtype=torch.float64)
+    return weight, bias.detach().double().cpu()
+
+
+@dataclass(frozen=True)
+class LinearWeights:
+    """A linear map's weights: y = weight x + bias."""
+
+    weight: torch.Tensor
+    """(out, in)"""
+    bias: torch.Tensor
+    """(out,); zeros where the module has none."""
+
+    @classmethod
+    def of(cls, module: Any) -> LinearWeights:
+        """A linear module's weights, float64 copies on the CPU."""
+        return cls(*weight_and_bias(module))
+
+    def state(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The weights under the state-dict names of the module at ``prefix``."""
+        return {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias}
+
+
+@dataclass(frozen=True)
+class NormWeights:
+    """A LayerNorm's gain and shift."""
+
+    weight: torch.Tensor
+    """(D,)"""
+    bias: torch.Tensor
+    """(D,)"""
+
+    @classmethod
+    def of(cls, module: Any) -> NormWeights:
+        """A LayerNorm's weights, float64 copies on the CPU."""
+        return cls(*weight_and_bias(module))
+
+    def state(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The weights under the state-dict names of the module at ``prefix``."""
+        return {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias}
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One transformer layer's weights by their role in the narrow reduction (``Family.read_layer``)."""
+
+    query: LinearWeights
+    """(heads * d, H): the heads' queries side by side."""
+    key: LinearWeights
+    """(heads * d, H)"""
+    value: LinearWeights
+    """(heads * d, H)"""
+    attention_output: LinearWeights
+    """(H, heads * d): reads the heads' attention outputs into the stream."""
+    ffn_in: LinearWeights
+    """(I, H)"""
+    ffn_out: LinearWeights
+    """(H, I)"""
+    norms: dict[str, NormWeights]
+    """The layer's LayerNorms by their path inside it."""
 
 
 @dataclass
@@ -199,6 +267,40 @@ class Family:
 
     def copied_layers_config(self, student_config: Any, teacher_config: Any, layer_indices: list[int]) -> None:
         """Adjust a ``teacher-layers`` student's config to the teacher layers it copies (their attention kinds)."""
+
+    # ------------------------------------------------------------------------------ narrowing
+
+    def layer_modules(self, layer: nn.Module) -> dict[str, nn.Module]:
+        """A transformer layer's modules by their role in the narrow reduction (``layer_roles`` resolved)."""
+        if self.layer_roles is None:
+            raise MonodistillError(f"a {self.model_types[0]} layer cannot be narrowed: {self.narrow_refusal}")
+        return {role: layer.get_submodule(path) for path, role in self.layer_roles.items()}
+
+    def layer_norms(self, layer: nn.Module) -> dict[str, nn.Module]:
+        """A transformer layer's LayerNorms by their path inside it."""
+        return {path: module for path, module in layer.named_modules() if isinstance(module, nn.LayerNorm)}
+
+    def read_layer(self, layer: nn.Module) -> LayerWeights:
+        """A transformer layer's weights as ``LayerWeights`` (float64 copies on the CPU)."""
+        linears = {role: LinearWeights.of(module) for role, module in self.layer_modules(layer).items()}
+        return LayerWeights(
+            query=linears["query"],
+            key=linears["key"],
+            value=linears["value"],
+            attention_output=linears["attention_output"],
+            ffn_in=linears["ffn_in"],
+            ffn_out=linears["ffn_out"],
+            norms={path: NormWeights.of(module) for path, module in self.layer_norms(layer).items()},
+        )
+
+    def layer_state(self, weights: LayerWeights, prefix: str) -> dict[str, torch.Tensor]:
+        """``weights`` under the state-dict names of the layer at ``prefix`` (``read_layer``'s inverse)."""
+        state: dict[str, torch.Tensor] = {}
+        for path, role in (self.layer_roles or {}).items():
+            state.update(getattr(weights, role).state(f"{prefix}.{path}"))
+        for path, norm in weights.norms.items():
+            state.update(norm.state(f"{prefix}.{path}"))
+        return state
 
     def narrow_support(self, teacher_config: Any) -> str | None:
         """None where a teacher of this family can be narrowed; otherwise what the reduction does not handle."""
