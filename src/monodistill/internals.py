@@ -21,11 +21,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from monodistill.errors import MonodistillError
-from monodistill.families import REGISTRY, family_of
-
-SOFTMAX_ATTENTION = tuple(name for name, family in REGISTRY.items() if family.softmax_attention)
-"""Families whose attention probabilities are softmax(Q K^T / sqrt(d)) of those projections alone
-(``Family.softmax_attention``)."""
+from monodistill.families import family_of
 
 
 def num_layers(model: PreTrainedModel) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monodistill.config import LossConfig, parse_layer_map
 from monodistill.errors import MonodistillError
-from monodistill.internals import SOFTMAX_ATTENTION
+from monodistill.families import family_of
 
 
 def check_objective(
@@ -57,7 +57,8 @@ def check_objective(
                 f"loss.alpha_attention needs the teacher's head count ({teacher['heads']}); the student has "
                 f"{student['heads']} (student.num_heads); use loss.alpha_relation, which needs no equal heads"
             )
-        unmatched = next((name for name in (family, student_family or family) if name not in SOFTMAX_ATTENTION), None)
+        models = (family, student_family or family)
+        unmatched = next((name for name in models if not family_of(name).softmax_attention), None)
         if unmatched is not None:
             raise MonodistillError(
                 f"loss.alpha_attention: {unmatched} attention is not a softmax of its query and key projections "
