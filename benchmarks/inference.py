@@ -28,8 +28,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from monodistill.config import EvaluateConfig
 from monodistill.evaluate import run_evaluation
-from monodistill.evaluate.finetune import subset
 from monodistill.evaluate.harness import SAVED_MODEL_DIR, model_labels, result_folder
+from monodistill.evaluate.splits import subset
 from monodistill.evaluate.tasks import load_task
 from monodistill.export import export_model, run_session
 

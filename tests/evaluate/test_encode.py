@@ -12,8 +12,9 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 
 from monodistill.config import EvaluateConfig
 from monodistill.evaluate.encode import Encoder, align_labels, share_budget, word_predictions
-from monodistill.evaluate.finetune import coverage_report, score, tokenize_task
 from monodistill.evaluate.metrics import token_metrics
+from monodistill.evaluate.scoring import coverage_report, score
+from monodistill.evaluate.splits import tokenize_task
 from monodistill.evaluate.tasks import Task
 
 from ..bpe_tokenizers import byte_level_bpe, sentencepiece_bpe

@@ -9,8 +9,9 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from monodistill.cli import main
-from monodistill.evaluate.finetune import align_labels, subset
+from monodistill.evaluate.encode import align_labels
 from monodistill.evaluate.metrics import classification_metrics, token_metrics
+from monodistill.evaluate.splits import subset
 
 from ..conftest import make_lines, save_teacher, write_keyword_task
 
@@ -139,16 +140,16 @@ def test_a_bf16_checkpoint_is_fine_tuned_from_float32_weights_under_the_chosen_a
 def test_models_sharing_a_tokenizer_tokenise_each_task_once_and_are_ranked(
     tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from monodistill.evaluate import finetune as finetune_module
+    from monodistill.evaluate import splits as splits_module
 
     calls: list[str] = []
-    tokenize_task = finetune_module.tokenize_task
+    tokenize_task = splits_module.tokenize_task
 
     def counted(task: object, *args: object, **kwargs: object) -> object:
         calls.append(getattr(task, "name"))  # noqa: B009
         return tokenize_task(task, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(finetune_module, "tokenize_task", counted)
+    monkeypatch.setattr(splits_module, "tokenize_task", counted)
     first = save_teacher("bert", tiny_tokenizer, tmp_path / "first")
     second = save_teacher("bert", tiny_tokenizer, tmp_path / "second")
     out = tmp_path / "out"

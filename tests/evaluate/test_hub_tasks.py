@@ -14,8 +14,8 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.finetune import tokenize_task
 from monodistill.evaluate.hub_tasks import HubPreset
+from monodistill.evaluate.splits import tokenize_task
 from monodistill.evaluate.tasks import load_hub_task
 
 WORDS = [["Si", "Jose", "Rizal"], ["sa", "Cebu"], ["ang", "bata"], ["Maria", "ay", "dito"]]

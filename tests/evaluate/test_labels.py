@@ -10,8 +10,9 @@ from transformers import PreTrainedTokenizerFast
 
 from monodistill.cli import main
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.finetune import score, tokenize_task
 from monodistill.evaluate.formats import UPOS_TAGS
+from monodistill.evaluate.scoring import score
+from monodistill.evaluate.splits import tokenize_task
 from monodistill.evaluate.tasks import load_task
 
 from .test_tasks import CLASSIFICATION, write_task

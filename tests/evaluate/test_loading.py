@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
 from transformers.utils import logging as transformers_logging
 
-from monodistill.evaluate.finetune import load_for_task
+from monodistill.evaluate.loading import load_for_task
 
 from ..conftest import save_teacher
 

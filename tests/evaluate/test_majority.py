@@ -15,7 +15,7 @@ from monodistill.card.results import evaluation_section
 from monodistill.cli import main
 from monodistill.config import EvaluateConfig, load_config
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.finetune import subset
+from monodistill.evaluate.splits import subset
 from monodistill.evaluate.tables import format_summary
 from monodistill.pipeline import describe_experiment
 from monodistill.report import write_report

@@ -1,17 +1,14 @@
 """Fine-tune one model on one task with transformers' Trainer, and measure its cost.
 
-Token tasks put each word's label on its first piece (-100 elsewhere) and are scored per word
-through the tokenizer's ``word_ids()`` (``encode.py``). Inputs are cut to ``max_length`` (never
-beyond the model's positions), keeping the head, tail or both of a long text (``evaluate.truncation``);
-the share of truncated examples is reported. Words left with no piece, cut off by truncation or
-turned into none by the tokenizer, are scored as predicted with the "O" label (the first label for
-tag sets without one), so a model is never rewarded for dropping hard words; both are counted.
+A run loads the model with a new task head (``loading.py``), reads the task's splits through the model's
+own tokenizer (``splits.py``), trains, predicts the test split, and scores it (``scoring.py``); the share
+of truncated examples and of words scored with the fill label is reported. With a task teacher's logits
+(``teacher_logits``), it learns from them as well (``distil.py``).
 """
 
 from __future__ import annotations
 
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,6 @@ import torch
 from transformers import (
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
-    DataCollatorForTokenClassification,
-    DataCollatorWithPadding,
     PrinterCallback,
     Trainer,
     TrainerCallback,
@@ -32,7 +27,6 @@ from transformers import (
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.config import EvaluateConfig
-from monodistill.data.blocks import tokenizer_fingerprint
 from monodistill.evaluate.distil import (
     TEACHER_INDEX,
     DistillingTrainer,
@@ -43,67 +37,13 @@ from monodistill.evaluate.distil import (
     model_columns,
     predict_teacher,
 )
-from monodistill.evaluate.encode import Encoder, align_labels, word_predictions
+from monodistill.evaluate.loading import load_for_task
 from monodistill.evaluate.machine import LoadProbe, machine
-from monodistill.evaluate.metrics import (
-    classification_metrics,
-    majority_class,
-    near_majority,
-    prediction_spread,
-    selection_metric,
-    token_metrics,
-)
+from monodistill.evaluate.scoring import check_order, coverage_report, print_coverage, quality_record
+from monodistill.evaluate.splits import data_collator, prepare_splits, usable_max_length, without_bookkeeping
 from monodistill.evaluate.tasks import Task
-from monodistill.progress import Countdown, Progress, datasets_progress, progress_bar
-from monodistill.teacher import load_weights, max_positions, parameter_counts
-
-__all__ = [
-    "StepProgress",
-    "align_labels",
-    "finetune",
-    "inference_batch",
-    "load_for_task",
-    "load_task_model",
-    "predicted_labels",
-    "prepare_splits",
-    "score",
-    "score_predictions",
-    "subset",
-    "teacher_logits",
-    "tokenize_task",
-    "usable_max_length",
-]
-BOOKKEEPING = ("truncated", "word_ids", "words_cut", "words_without_pieces")
-"""Columns ``tokenize_task`` adds for scoring and reports; the model never sees them."""
-
-
-def tokenize_task(
-    task: Task, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str = "head"
-) -> dict[str, datasets.Dataset]:
-    """Tokenised train and test splits, with labels aligned for token tasks and the bookkeeping columns.
-
-    Test labels never seen in training (ids past the model's labels) carry -100: no loss, scored from gold.
-    """
-    encoder = Encoder(tokenizer, max_length, truncation)
-    num_labels = len(task.labels)
-
-    def sequences(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        rows = encoder(batch["text"], batch.get("text_pair"))
-        rows["labels"] = [label if label < num_labels else -100 for label in batch["label"]]
-        return rows
-
-    def words(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        rows = encoder(batch["tokens"], words=True)
-        known = [[tag if tag < num_labels else -100 for tag in tags] for tags in batch["tags"]]
-        rows["labels"] = [align_labels(ids, tags) for ids, tags in zip(rows["word_ids"], known, strict=True)]
-        return rows
-
-    function = words if task.is_token_task else sequences
-    with datasets_progress():
-        return {
-            name: split.map(function, batched=True, remove_columns=split.column_names, desc=f"tokenising {task.name}")
-            for name, split in (("train", task.train), ("test", task.test))
-        }
+from monodistill.progress import Countdown, Progress, progress_bar
+from monodistill.teacher import load_weights, parameter_counts
 
 
 class StepProgress(TrainerCallback):
@@ -161,68 +101,24 @@ def finetune(
     seed), adds task-stage distillation (``distil.py``): the KL to them, weighted by evaluate.distil_alpha.
     ``progress`` is the run's bar (default: one named "fine-tuning").
     """
-    label_maps = {
-        "id2label": dict(enumerate(task.labels)),
-        "label2id": {label: index for index, label in enumerate(task.labels)},
-    }
-    model_class = AutoModelForTokenClassification if task.is_token_task else AutoModelForSequenceClassification
-    torch.manual_seed(seed)  # the new classification head's initialisation
-    # Float32 master weights whatever dtype the checkpoint was stored in; evaluate.mixed_precision
-    # only sets the autocast of the fine-tuning and inference passes.
-    model = load_for_task(model_class, model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
+    model = _load_classifier(model_path, task, seed)
     max_length = usable_max_length(config.max_length, model.config)
     data, rows = prepare_splits(task, tokenizer, config, max_length, tokenized)
     gold = rows["test"]
     report = coverage_report(task, data, gold)
-    _print_report(task.name, report)
+    print_coverage(task.name, report)
     word_ids = list(data["test"]["word_ids"]) if task.is_token_task else None
-    targets = None
-    if teacher is not None:
-        if len(teacher.logits) != len(data["train"]):
-            raise RuntimeError(f"{len(teacher.logits)} teacher logits for {len(data['train'])} training examples")
-        targets = align_targets(teacher, list(data["train"]["word_ids"]) if task.is_token_task else None)
-    data = {name: _without_bookkeeping(split) for name, split in data.items()}
-    collator = _collator(task, tokenizer)
+    targets = _distillation_targets(teacher, task, data["train"]) if teacher is not None else None
+    data = {name: without_bookkeeping(split) for name, split in data.items()}
+    collator = data_collator(task, tokenizer)
     if targets is not None:
         # The teacher's logits travel as a row index the collator resolves; the Trainer would drop a column
         # its model does not take, so the model's inputs are picked here instead (model_columns).
         data["train"] = data["train"].add_column(TEACHER_INDEX, list(range(len(data["train"]))))
         data = {name: model_columns(split, model, keep=("labels", TEACHER_INDEX)) for name, split in data.items()}
         collator = TeacherCollator(collator, targets)
-    use_cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as scratch:
-        arguments = TrainingArguments(
-            output_dir=scratch,
-            learning_rate=config.learning_rate,
-            num_train_epochs=config.epochs,
-            per_device_train_batch_size=config.batch_size,
-            per_device_eval_batch_size=config.eval_batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            weight_decay=config.weight_decay,
-            warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
-            seed=seed,
-            bf16=config.mixed_precision == "bf16",
-            fp16=config.mixed_precision == "fp16",
-            save_strategy="no",
-            eval_strategy="no",
-            report_to=[],
-            logging_steps=50,
-            disable_tqdm=True,  # StepProgress draws the bar
-            use_cpu=not use_cuda,
-            dataloader_num_workers=0,
-            remove_unused_columns=targets is None,
-        )
-        common: dict[str, Any] = {"model": model, "args": arguments, "train_dataset": data["train"]}
-        common.update(data_collator=collator, processing_class=tokenizer)
-        if targets is None:
-            trainer = Trainer(**common)
-        else:
-            trainer = DistillingTrainer(**common, alpha=config.distil_alpha, temperature=config.distil_temperature)
-        # transformers 5's BERT/XLM-R heads take **kwargs but ignore num_items_in_batch, so the Trainer would
-        # take their loss as already scaled and sum it over accumulated micro-batches (4x the loss and the
-        # gradient at the paper's 8 x 4): have it divide by the accumulation steps, as for any other model.
-        trainer.model_accepts_loss_kwargs = False
-        trainer.remove_callback(PrinterCallback)  # it prints every log as a dict of strings
+        trainer = _build_trainer(model, tokenizer, data["train"], collator, config, seed, scratch, targets)
         trainer.add_callback(progress or StepProgress())
         # The load each timing ran under goes beside it: a busy machine's times say little of the model.
         with LoadProbe() as training_load:
@@ -233,29 +129,14 @@ def finetune(
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     assert prediction.label_ids is not None and prediction.metrics is not None
-    _check_order(np.asarray(prediction.label_ids), data["test"]["labels"])
-    predicted = predicted_labels(task, prediction.predictions, gold, word_ids)
-    scores = score_predictions(task, predicted, gold)
-    # Whether the model ended at the majority class: a near-constant classifier keeps a near-majority accuracy.
-    majority = majority_class(task, gold)
-    spread = prediction_spread([label for row in predicted for label in row] if task.is_token_task else predicted, task)
-    counts = parameter_counts(model)
+    check_order(np.asarray(prediction.label_ids), data["test"]["labels"])
     result = {
-        "metrics": scores,
-        "majority_class": majority,  # the floor on the examples scored
-        "predictions": spread,
-        "near_majority": near_majority(scores, majority, spread, selection_metric(task)),
+        **quality_record(task, prediction.predictions, gold, word_ids),
         "train_samples": len(data["train"]),
         "test_samples": len(data["test"]),
         "learning_rate": config.learning_rate,
-        "train_loss": float(training.training_loss),
-        "finetune_seconds": float(training.metrics["train_runtime"]),
-        "train_samples_per_second": float(training.metrics["train_samples_per_second"]),
-        "inference_seconds": float(prediction.metrics["test_runtime"]),
-        "inference_samples_per_second": float(prediction.metrics["test_samples_per_second"]),
-        "machine": machine(),
-        "load": {"finetune": training_load.record(), "inference": inference_load.record()},
-        "parameters": counts,
+        **_cost_record(training, prediction, training_load, inference_load),
+        "parameters": parameter_counts(model),
         "max_length": max_length,
         "truncation": config.truncation,
         **report,
@@ -265,6 +146,85 @@ def finetune(
     if teacher is not None and targets is not None:
         result["distillation"] = _distillation_record(config, teacher, targets)
     return result
+
+
+def _load_classifier(model_path: str, task: Task, seed: int) -> Any:
+    """``model_path`` with a new head for ``task``, its initialisation drawn under ``seed``, in float32."""
+    label_maps = {
+        "id2label": dict(enumerate(task.labels)),
+        "label2id": {label: index for index, label in enumerate(task.labels)},
+    }
+    model_class = AutoModelForTokenClassification if task.is_token_task else AutoModelForSequenceClassification
+    torch.manual_seed(seed)  # the new classification head's initialisation
+    # Float32 master weights whatever dtype the checkpoint was stored in; evaluate.mixed_precision
+    # only sets the autocast of the fine-tuning and inference passes.
+    return load_for_task(model_class, model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
+
+
+def _distillation_targets(teacher: TeacherLogits, task: Task, train: datasets.Dataset) -> DistilTargets:
+    """The teacher's logits laid on the (tokenised, capped) training split's inputs."""
+    if len(teacher.logits) != len(train):
+        raise RuntimeError(f"{len(teacher.logits)} teacher logits for {len(train)} training examples")
+    return align_targets(teacher, list(train["word_ids"]) if task.is_token_task else None)
+
+
+def _build_trainer(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    train: datasets.Dataset,
+    collator: Any,
+    config: EvaluateConfig,
+    seed: int,
+    scratch: str,
+    targets: DistilTargets | None,
+) -> Trainer:
+    """The Trainer of one run, plain or distilling (``targets``), logging to no tracker and saving nothing."""
+    arguments = TrainingArguments(
+        output_dir=scratch,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        seed=seed,
+        bf16=config.mixed_precision == "bf16",
+        fp16=config.mixed_precision == "fp16",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        logging_steps=50,
+        disable_tqdm=True,  # StepProgress draws the bar
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        remove_unused_columns=targets is None,
+    )
+    common: dict[str, Any] = {"model": model, "args": arguments, "train_dataset": train}
+    common.update(data_collator=collator, processing_class=tokenizer)
+    if targets is None:
+        trainer = Trainer(**common)
+    else:
+        trainer = DistillingTrainer(**common, alpha=config.distil_alpha, temperature=config.distil_temperature)
+    # transformers 5's BERT/XLM-R heads take **kwargs but ignore num_items_in_batch, so the Trainer would
+    # take their loss as already scaled and sum it over accumulated micro-batches (4x the loss and the
+    # gradient at the paper's 8 x 4): have it divide by the accumulation steps, as for any other model.
+    trainer.model_accepts_loss_kwargs = False
+    trainer.remove_callback(PrinterCallback)  # it prints every log as a dict of strings
+    return trainer
+
+
+def _cost_record(training: Any, prediction: Any, training_load: LoadProbe, inference_load: LoadProbe) -> dict[str, Any]:
+    """A run's training loss, its fine-tuning and inference times, and the machine and load they ran on."""
+    return {
+        "train_loss": float(training.training_loss),
+        "finetune_seconds": float(training.metrics["train_runtime"]),
+        "train_samples_per_second": float(training.metrics["train_samples_per_second"]),
+        "inference_seconds": float(prediction.metrics["test_runtime"]),
+        "inference_samples_per_second": float(prediction.metrics["test_samples_per_second"]),
+        "machine": machine(),
+        "load": {"finetune": training_load.record(), "inference": inference_load.record()},
+    }
 
 
 def teacher_logits(
@@ -288,8 +248,8 @@ def teacher_logits(
     train = data["train"]
     word_ids = list(train["word_ids"]) if task.is_token_task else None
     num_words = [len(tags) for tags in rows["train"]["tags"]] if task.is_token_task else None
-    split = model_columns(_without_bookkeeping(train), model)
-    return predict_teacher(model, split, _collator(task, tokenizer), config, word_ids, num_words)
+    split = model_columns(without_bookkeeping(train), model)
+    return predict_teacher(model, split, data_collator(task, tokenizer), config, word_ids, num_words)
 
 
 def load_task_model(model_path: str, task: Task, device: torch.device) -> Any:
@@ -311,41 +271,9 @@ def inference_batch(
     read through ``tokenizer``: the same examples for every model, each as its own tokenizer splits them."""
     data, _ = prepare_splits(task, tokenizer, config, usable_max_length(config.max_length, model.config), tokenized)
     test = data["test"]
-    split = model_columns(_without_bookkeeping(test.select(range(min(config.eval_batch_size, len(test))))), model)
-    batch = _collator(task, tokenizer)([split[index] for index in range(len(split))])
+    split = model_columns(without_bookkeeping(test.select(range(min(config.eval_batch_size, len(test))))), model)
+    batch = data_collator(task, tokenizer)([split[index] for index in range(len(split))])
     return {name: value.to(device) for name, value in batch.items() if name != "labels"}
-
-
-def prepare_splits(
-    task: Task,
-    tokenizer: PreTrainedTokenizerBase,
-    config: EvaluateConfig,
-    max_length: int,
-    tokenized: dict[tuple[Any, ...], dict[str, datasets.Dataset]] | None = None,
-) -> tuple[dict[str, datasets.Dataset], dict[str, datasets.Dataset]]:
-    """The tokenised train and test splits (``tokenize_task``, cached in ``tokenized``), capped as
-    evaluate.max_train_samples and max_eval_samples say, and the task's rows each one holds."""
-    key = (task.name, id(task), tokenizer_fingerprint(tokenizer), max_length, config.truncation)
-    cache = tokenized if tokenized is not None else {}
-    if key not in cache:
-        cache[key] = tokenize_task(task, tokenizer, max_length, config.truncation)
-    data = dict(cache[key])  # a copy: the subsets selected below must not change the cached splits
-    rows = {"train": task.train, "test": task.test}
-    # Capped splits are random subsets drawn with the first seed, so every model and seed sees the same
-    # examples (a teacher and its students too), and a file sorted by label does not hand the model one class.
-    for name, limit in (("train", config.max_train_samples), ("test", config.max_eval_samples)):
-        if limit:
-            kept = subset(len(data[name]), limit, config.seed)
-            data[name], rows[name] = data[name].select(kept), rows[name].select(kept)
-    return data, rows
-
-
-def _collator(task: Task, tokenizer: PreTrainedTokenizerBase) -> Any:
-    return (DataCollatorForTokenClassification if task.is_token_task else DataCollatorWithPadding)(tokenizer)
-
-
-def _without_bookkeeping(split: datasets.Dataset) -> datasets.Dataset:
-    return split.remove_columns([name for name in BOOKKEEPING if name in split.column_names])
 
 
 def _distillation_record(config: EvaluateConfig, teacher: TeacherLogits, targets: DistilTargets) -> dict[str, Any]:
@@ -354,142 +282,3 @@ def _distillation_record(config: EvaluateConfig, teacher: TeacherLogits, targets
     if targets.mask is not None:
         record["words_without_teacher"] = targets.words_without_teacher
     return record
-
-
-def usable_max_length(max_length: int, model_config: Any) -> int:
-    """``evaluate.max_length``, or the model's positions when it has fewer (the harness says so per model)."""
-    return min(max_length, max_positions(model_config))
-
-
-HEAD_PREFIXES = {
-    "missing": ("classifier.", "pre_classifier.", "pooler."),
-    "unexpected": (
-        "cls.",
-        "lm_head.",
-        "lm_predictions.",
-        "vocab_transform.",
-        "vocab_layer_norm.",
-        "vocab_projector.",
-        "generator_",
-        "decoder.",
-        "pooler.",
-    ),
-}
-"""Weights a masked-LM checkpoint is expected to lack (the new task head; a pooler that masked-LM classes do
-not build) or hold unused (its masked-LM head), matched after the backbone prefix (``bert.``). ModernBERT's
-classifiers reuse its masked-LM ``head.*`` (dense, act, norm) under the classifier, so only ``decoder.*`` goes."""
-_ANNOUNCED: set[tuple[str, str]] = set()  # (model, class): the expected-head line is printed once per model
-
-
-def load_for_task(model_class: Any, model_path: str, **kwargs: Any) -> Any:
-    """``model_class.from_pretrained`` without transformers' load table for the expected head swap.
-
-    A masked-LM checkpoint given a task head drops its ``cls.predictions.*`` weights and starts a new
-    ``classifier.*``: transformers prints that as a table of UNEXPECTED and MISSING keys on every
-    fine-tune. Here it is one line per model; any other missing or unexpected key still warns, and
-    weights that do not fit the config are refused (``teacher.load_weights``).
-    """
-    # The table is one warning record; load_weights drops just it (raising the logger's level would also
-    # switch on transformers' tensor-parallel plan check, which warns on every load).
-    model, info = load_weights(model_class, model_path, kind="model", quiet=True, **kwargs)
-    expected: dict[str, list[str]] = {}
-    for kind, prefixes in HEAD_PREFIXES.items():
-        keys = sorted(info.get(f"{kind}_keys") or [])
-        odd = [key for key in keys if not _is_head_key(key, prefixes, model.base_model_prefix)]
-        if odd:
-            shown = ", ".join(odd[:8]) + (f" and {len(odd) - 8} more" if len(odd) > 8 else "")
-            warnings.warn(f"{model_path}: {kind} weights outside the task and masked-LM heads: {shown}", stacklevel=2)
-        base = f"{model.base_model_prefix}."
-        expected[kind] = sorted({key.removeprefix(base).split(".")[0] for key in keys if key not in odd})
-    if (model_path, model_class.__name__) not in _ANNOUNCED:
-        _ANNOUNCED.add((model_path, model_class.__name__))
-        new = ", ".join(f"{group}.*" for group in expected["missing"]) or "none"
-        dropped = ", ".join(f"{group}.*" for group in expected["unexpected"]) or "none"
-        print(f"{model_path}: new task head ({new}), unused masked-LM head ({dropped}), as expected")
-    return model
-
-
-def _is_head_key(key: str, prefixes: tuple[str, ...], base_prefix: str) -> bool:
-    return key.removeprefix(f"{base_prefix}.").startswith(prefixes)
-
-
-def subset(size: int, limit: int, seed: int) -> list[int]:
-    """``limit`` of ``range(size)`` chosen at random under ``seed``, in their original order (all when fewer)."""
-    if limit >= size:
-        return list(range(size))
-    return sorted(np.random.default_rng(seed).choice(size, size=limit, replace=False).tolist())
-
-
-def score(task: Task, logits: Any, gold: datasets.Dataset, word_ids: list[list[int | None]] | None) -> dict[str, float]:
-    """Task metrics from the Trainer's predictions against the gold split.
-
-    Token tasks are scored per word over whole sentences, each word read at its first piece through
-    ``word_ids`` (one list per sentence, None on special tokens); a word with no piece is predicted as
-    "O" (else the first label). Gold labels never seen in training can never be predicted: errors.
-    """
-    return score_predictions(task, predicted_labels(task, logits, gold, word_ids), gold)
-
-
-def predicted_labels(
-    task: Task, logits: Any, gold: datasets.Dataset, word_ids: list[list[int | None]] | None
-) -> list[Any]:
-    """The label id predicted for each test example, or for each word of each sentence of a token task (read
-    at its first piece; a word with no piece gets "O", else the first label), as ``score`` scores them."""
-    predictions = np.asarray(logits).argmax(-1)  # (N,) or (N, T)
-    if not task.is_token_task:
-        return [int(label) for label in predictions]
-    assert word_ids is not None
-    fill = task.labels.index("O") if "O" in task.labels else 0
-    return [
-        word_predictions(sentence, sentence_word_ids, len(tags), fill)
-        for sentence, sentence_word_ids, tags in zip(predictions, word_ids, gold["tags"], strict=True)
-    ]
-
-
-def score_predictions(task: Task, predicted: list[Any], gold: datasets.Dataset) -> dict[str, float]:
-    """Task metrics of ``predicted_labels`` against the gold split."""
-    if not task.is_token_task:
-        return classification_metrics(np.asarray(predicted), np.asarray(gold["label"]))
-    names = task.label_names
-    predicted_tags = [[names[i] for i in sentence] for sentence in predicted]
-    return token_metrics(predicted_tags, [[names[i] for i in tags] for tags in gold["tags"]], task.metric)
-
-
-def coverage_report(task: Task, data: dict[str, datasets.Dataset], gold: datasets.Dataset) -> dict[str, Any]:
-    """What the scores cover: shares of truncated examples, test words with no piece left, unseen test labels."""
-    report: dict[str, Any] = {
-        "truncated_share": {
-            name: float(np.mean(split["truncated"])) if len(split) else 0.0 for name, split in data.items()
-        }
-    }
-    if task.is_token_task:
-        report["words"] = {
-            "scored": sum(len(tags) for tags in gold["tags"]),
-            "cut_by_truncation": int(sum(data["test"]["words_cut"])),
-            "without_pieces": int(sum(data["test"]["words_without_pieces"])),
-        }
-        golds = [tag for tags in gold["tags"] for tag in tags]
-    else:
-        golds = list(gold["label"])
-    report["unseen_test_labels"] = sum(label >= len(task.labels) for label in golds)
-    return report
-
-
-def _check_order(label_ids: np.ndarray, expected: list[list[int]] | list[int]) -> None:
-    """Predictions are matched to gold by position: make sure the Trainer kept the test split's order."""
-    for row, labels in zip(label_ids, expected, strict=True):
-        labels_array = np.atleast_1d(np.asarray(labels))
-        if not np.array_equal(np.atleast_1d(row)[: len(labels_array)], labels_array):
-            raise RuntimeError("predictions are not in test-set order; cannot score them against gold labels")
-
-
-def _print_report(name: str, report: dict[str, Any]) -> None:
-    shares = report["truncated_share"]
-    if any(shares.values()):
-        print(f"{name}: truncated {shares['train']:.1%} of training and {shares['test']:.1%} of test examples")
-    words = report.get("words", {})
-    if words.get("cut_by_truncation") or words.get("without_pieces"):
-        print(
-            f"{name}: {words['cut_by_truncation']} test words cut by truncation and {words['without_pieces']} "
-            "turned into no piece by the tokenizer are scored with the fill label"
-        )

@@ -45,9 +45,10 @@ from monodistill import runfolder
 from monodistill.config import EvaluateConfig, config_to_dict, save_config
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.distil import TeacherLogits, resolve_source
-from monodistill.evaluate.finetune import StepProgress, finetune, teacher_logits, usable_max_length
+from monodistill.evaluate.finetune import StepProgress, finetune, teacher_logits
 from monodistill.evaluate.metrics import main_metric
 from monodistill.evaluate.selection import describe_selection, development_task, select_learning_rate
+from monodistill.evaluate.splits import usable_max_length
 from monodistill.evaluate.summary import WEIGHT_SUFFIXES, summarise
 from monodistill.evaluate.tables import format_summary
 from monodistill.evaluate.tasks import Task, load_task

@@ -21,8 +21,9 @@ from dataclasses import replace
 from typing import Any
 
 from monodistill.config import EvaluateConfig
-from monodistill.evaluate.finetune import StepProgress, finetune, subset
+from monodistill.evaluate.finetune import StepProgress, finetune
 from monodistill.evaluate.metrics import METRIC_NAMES, selection_metric
+from monodistill.evaluate.splits import subset
 from monodistill.evaluate.tasks import Task
 
 

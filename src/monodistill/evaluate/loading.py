@@ -1,0 +1,63 @@
+"""Loading a masked-LM checkpoint with a task head, without transformers' table of the expected swap.
+
+A masked-LM checkpoint given a task head drops its masked-LM head and starts a new classifier: that is
+said once per model, and any other missing or unexpected weight still warns (``load_for_task``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from monodistill.teacher import load_weights
+
+HEAD_PREFIXES = {
+    "missing": ("classifier.", "pre_classifier.", "pooler."),
+    "unexpected": (
+        "cls.",
+        "lm_head.",
+        "lm_predictions.",
+        "vocab_transform.",
+        "vocab_layer_norm.",
+        "vocab_projector.",
+        "generator_",
+        "decoder.",
+        "pooler.",
+    ),
+}
+"""Weights a masked-LM checkpoint is expected to lack (the new task head; a pooler that masked-LM classes do
+not build) or hold unused (its masked-LM head), matched after the backbone prefix (``bert.``). ModernBERT's
+classifiers reuse its masked-LM ``head.*`` (dense, act, norm) under the classifier, so only ``decoder.*`` goes."""
+_ANNOUNCED: set[tuple[str, str]] = set()  # (model, class): the expected-head line is printed once per model
+
+
+def load_for_task(model_class: Any, model_path: str, **kwargs: Any) -> Any:
+    """``model_class.from_pretrained`` without transformers' load table for the expected head swap.
+
+    A masked-LM checkpoint given a task head drops its ``cls.predictions.*`` weights and starts a new
+    ``classifier.*``: transformers prints that as a table of UNEXPECTED and MISSING keys on every
+    fine-tune. Here it is one line per model; any other missing or unexpected key still warns, and
+    weights that do not fit the config are refused (``teacher.load_weights``).
+    """
+    # The table is one warning record; load_weights drops just it (raising the logger's level would also
+    # switch on transformers' tensor-parallel plan check, which warns on every load).
+    model, info = load_weights(model_class, model_path, kind="model", quiet=True, **kwargs)
+    expected: dict[str, list[str]] = {}
+    for kind, prefixes in HEAD_PREFIXES.items():
+        keys = sorted(info.get(f"{kind}_keys") or [])
+        odd = [key for key in keys if not _is_head_key(key, prefixes, model.base_model_prefix)]
+        if odd:
+            shown = ", ".join(odd[:8]) + (f" and {len(odd) - 8} more" if len(odd) > 8 else "")
+            warnings.warn(f"{model_path}: {kind} weights outside the task and masked-LM heads: {shown}", stacklevel=2)
+        base = f"{model.base_model_prefix}."
+        expected[kind] = sorted({key.removeprefix(base).split(".")[0] for key in keys if key not in odd})
+    if (model_path, model_class.__name__) not in _ANNOUNCED:
+        _ANNOUNCED.add((model_path, model_class.__name__))
+        new = ", ".join(f"{group}.*" for group in expected["missing"]) or "none"
+        dropped = ", ".join(f"{group}.*" for group in expected["unexpected"]) or "none"
+        print(f"{model_path}: new task head ({new}), unused masked-LM head ({dropped}), as expected")
+    return model
+
+
+def _is_head_key(key: str, prefixes: tuple[str, ...], base_prefix: str) -> bool:
+    return key.removeprefix(f"{base_prefix}.").startswith(prefixes)
