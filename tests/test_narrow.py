@@ -232,7 +232,7 @@ def test_the_head_transform_with_an_identity_activation_is_projected_and_lifted_
 def test_the_adapter_reads_a_layer_and_writes_it_back_under_its_names(name: str) -> None:
     teacher = build_tiny_teacher(name, 100, 0)
     family = family_of(teacher)
-    layers, _ = teacher_parts(teacher, [1])
+    layers, _ = teacher_parts(teacher, family_of(teacher), [1])
     weights = family.read_layer(layers[0].module)
     assert all(getattr(weights, role).weight.dtype == torch.float64 for role in ROLES)
     assert len(weights.norms) == 2
@@ -246,8 +246,8 @@ def test_the_sample_hooks_read_the_teachers_activations_and_leave_no_hook() -> N
     teacher = build_tiny_teacher("bert", 100, 0).eval()
     sample = torch.randint(5, 100, (6, 10), generator=torch.Generator().manual_seed(7))
     sample[0, 6:] = 0  # padding: not counted
-    layers, parts = teacher_parts(teacher, [0, 3])
-    statistics = sample_statistics(teacher, layers, parts, sample)
+    layers, parts = teacher_parts(teacher, family_of(teacher), [0, 3])
+    statistics = sample_statistics(teacher, family_of(teacher), layers, parts, sample)
     assert all(not module._forward_hooks and not module._forward_pre_hooks for module in teacher.modules())
     with torch.inference_mode():
         states = teacher(input_ids=sample, attention_mask=(sample != 0).long(), output_hidden_states=True).hidden_states

@@ -93,12 +93,12 @@ def narrow_teacher_state(
         sample_ids: (B, T) corpus blocks in the teacher's ids to read statistics on; None for data-free.
     """
     family = family_of(teacher)
-    layers, parts = teacher_parts(teacher, layer_indices)
+    layers, parts = teacher_parts(teacher, family, layer_indices)
     weights = [family.read_layer(layer.module) for layer in layers]
     if sample_ids is not None:
-        statistics = sample_statistics(teacher, layers, parts, sample_ids)
+        statistics = sample_statistics(teacher, family, layers, parts, sample_ids)
     else:
-        rows = stream_embeddings(teacher, vocab_ids)  # (V, H_t)
+        rows = stream_embeddings(teacher, family, vocab_ids)  # (V, H_t)
         outer_norms = [part.name for part in parts if part.role == "norm"]
         statistics = weight_statistics(rows, weights, outer_norms, teacher.config.num_attention_heads)
     stream = stream_basis(statistics.stream, student_config.hidden_size)  # P (H_t, H_s)

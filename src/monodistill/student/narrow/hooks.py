@@ -14,7 +14,7 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 
 from monodistill.errors import MonodistillError
-from monodistill.families import family_of
+from monodistill.families import Family
 from monodistill.student.narrow.parts import Part, TakenLayer
 from monodistill.student.narrow.statistics import (
     LayerStatistics,
@@ -37,6 +37,7 @@ class StopForward(Exception):
 
 def sample_statistics(
     teacher: PreTrainedModel,
+    family: Family,
     layers: list[TakenLayer],
     parts: list[Part],
     sample_ids: torch.Tensor,
@@ -48,7 +49,7 @@ def sample_statistics(
     teacher.eval()
     tokens = 0
     try:
-        with StatisticsHooks(teacher, layers, parts) as hooks, torch.inference_mode():
+        with StatisticsHooks(teacher, family, layers, parts) as hooks, torch.inference_mode():
             for batch in sample_ids.split(max(1, batch_tokens // sample_ids.shape[1])):
                 tokens += hooks.observe(batch.to(device))
     finally:
@@ -65,9 +66,9 @@ class StatisticsHooks:
     keys and attention outputs, the FFN neurons' activity and the MLM head transform's output. Hooks are
     attached on entering the context and removed on leaving it; ``statistics`` gives the means."""
 
-    def __init__(self, teacher: PreTrainedModel, layers: list[TakenLayer], parts: list[Part]) -> None:
+    def __init__(self, teacher: PreTrainedModel, family: Family, layers: list[TakenLayer], parts: list[Part]) -> None:
         self.teacher, self.layers, self.parts = teacher, layers, parts
-        self.family = family_of(teacher)
+        self.family = family
         self.num_heads, self.vocab_size = teacher.config.num_attention_heads, teacher.config.vocab_size
         activation = self.family.head_activation(teacher.config)
         self.activation = ACT2FN[activation] if activation in IDENTITY_ABOVE_FOUR else None

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from monodistill.errors import MonodistillError
-from monodistill.families import family_of
+from monodistill.families import Family
 from monodistill.families.base import LinearWeights, NormWeights
 from monodistill.student.narrow.reduce import reduce_embedding, reduce_head_transform, reduce_linear, reduce_norm
 from monodistill.student.narrow.statistics import TeacherStatistics
@@ -38,10 +38,11 @@ class Part:
     map outside the layers), other (copied as it is, where it has no dimension of the stream's width)."""
 
 
-def teacher_parts(teacher: PreTrainedModel, layer_indices: list[int]) -> tuple[list[TakenLayer], list[Part]]:
+def teacher_parts(
+    teacher: PreTrainedModel, family: Family, layer_indices: list[int]
+) -> tuple[list[TakenLayer], list[Part]]:
     """The layers the student takes, and the teacher's other modules with weights, outside every layer or in a
     taken one beyond its roles and LayerNorms."""
-    family = family_of(teacher)
     names = {id(module): name for name, module in teacher.named_modules()}
     layers = family.layers(teacher)
     layer_names = [names[id(layer)] for layer in layers]
@@ -72,13 +73,13 @@ def teacher_parts(teacher: PreTrainedModel, layer_indices: list[int]) -> tuple[l
     return taken, parts
 
 
-def stream_embeddings(teacher: PreTrainedModel, vocab_ids: torch.Tensor | None) -> torch.Tensor:
+def stream_embeddings(teacher: PreTrainedModel, family: Family, vocab_ids: torch.Tensor | None) -> torch.Tensor:
     """(V, H) the word embeddings (kept rows) as they enter the residual stream (through ELECTRA's or RemBERT's
     map into it), float64."""
     rows = embedding_weight(teacher).detach().double().cpu()
     if vocab_ids is not None:
         rows = rows[vocab_ids]
-    project = family_of(teacher).stream_input(teacher)
+    project = family.stream_input(teacher)
     if project is not None:
         linear = LinearWeights.of(project)
         rows = rows @ linear.weight.T + linear.bias
