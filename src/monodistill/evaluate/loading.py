@@ -9,25 +9,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from monodistill.families import family_of
 from monodistill.teacher import load_weights
 
-HEAD_PREFIXES = {
-    "missing": ("classifier.", "pre_classifier.", "pooler."),
-    "unexpected": (
-        "cls.",
-        "lm_head.",
-        "lm_predictions.",
-        "vocab_transform.",
-        "vocab_layer_norm.",
-        "vocab_projector.",
-        "generator_",
-        "decoder.",
-        "pooler.",
-    ),
-}
-"""Weights a masked-LM checkpoint is expected to lack (the new task head; a pooler that masked-LM classes do
-not build) or hold unused (its masked-LM head), matched after the backbone prefix (``bert.``). ModernBERT's
-classifiers reuse its masked-LM ``head.*`` (dense, act, norm) under the classifier, so only ``decoder.*`` goes."""
 _ANNOUNCED: set[tuple[str, str]] = set()  # (model, class): the expected-head line is printed once per model
 
 
@@ -43,7 +27,7 @@ def load_for_task(model_class: Any, model_path: str, **kwargs: Any) -> Any:
     # switch on transformers' tensor-parallel plan check, which warns on every load).
     model, info = load_weights(model_class, model_path, kind="model", quiet=True, **kwargs)
     expected: dict[str, list[str]] = {}
-    for kind, prefixes in HEAD_PREFIXES.items():
+    for kind, prefixes in head_prefixes(model.config).items():
         keys = sorted(info.get(f"{kind}_keys") or [])
         odd = [key for key in keys if not _is_head_key(key, prefixes, model.base_model_prefix)]
         if odd:
@@ -57,6 +41,15 @@ def load_for_task(model_class: Any, model_path: str, **kwargs: Any) -> Any:
         dropped = ", ".join(f"{group}.*" for group in expected["unexpected"]) or "none"
         print(f"{model_path}: new task head ({new}), unused masked-LM head ({dropped}), as expected")
     return model
+
+
+def head_prefixes(model_config: Any) -> dict[str, tuple[str, ...]]:
+    """Weights a masked-LM checkpoint of this family is expected to lack (``missing``: the new task head, a pooler
+    that masked-LM classes do not build) or hold unused (``unexpected``: its masked-LM head), matched after the
+    backbone prefix (``bert.``); the family's adapter knows both (ModernBERT's classifiers reuse its head's dense,
+    act and norm, so only its ``decoder.*`` goes). A family without an adapter is read as BERT's layout."""
+    family = family_of(model_config, required=False)
+    return {"missing": family.task_head_prefixes, "unexpected": family.head_drops()}
 
 
 def _is_head_key(key: str, prefixes: tuple[str, ...], base_prefix: str) -> bool:

@@ -1,0 +1,80 @@
+"""The family adapters: every registered family on its tiny model, and the rule that only ``families/`` knows names."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, PreTrainedTokenizerFast
+
+from monodistill.errors import MonodistillError
+from monodistill.evaluate.loading import load_for_task
+from monodistill.families import GENERIC, REGISTRY, family_of, supported_families
+from monodistill.internals import capture_projections
+
+from .conftest import REPO_ROOT, TINY_TEACHERS, build_tiny_teacher, save_teacher
+
+FAMILIES = supported_families()
+
+
+def test_only_the_families_package_names_a_family() -> None:
+    """No module outside ``families/`` compares with (or lists) a family's ``model_type`` as a string literal."""
+    names = "|".join(re.escape(name) for name in FAMILIES)
+    literal = re.compile(rf"""["']({names})["']""")
+    package = REPO_ROOT / "src" / "monodistill"
+    offenders = [
+        f"{path.relative_to(package)}:{number}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if "families" not in path.relative_to(package).parts
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_each_module_of_the_package_registers_its_family_once() -> None:
+    modules = {path.stem for path in (REPO_ROOT / "src" / "monodistill" / "families").glob("*.py")}
+    registered = {type(family).__module__.rsplit(".", 1)[1] for family in REGISTRY.values()}
+    assert registered == modules - {"__init__", "base"}
+    assert sorted(TINY_TEACHERS) == sorted(FAMILIES)
+
+
+def test_an_unknown_family_is_refused_naming_those_served() -> None:
+    with pytest.raises(MonodistillError, match=r"no adapter for model type 'gpt2'; monodistill distils bert"):
+        family_of("gpt2")
+    assert family_of("gpt2", required=False) is GENERIC
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_layers_and_projections_are_where_the_adapter_says(name: str) -> None:
+    model = build_tiny_teacher(name, 120, 0).eval()  # 4 layers, hidden 32, 4 heads
+    family = family_of(model)
+    assert len(family.layers(model)) == model.config.num_hidden_layers == 4
+    ids = torch.randint(5, 120, (2, 9), generator=torch.Generator().manual_seed(0))
+    with capture_projections(model, [1, 4]) as captured, torch.inference_mode():
+        model(input_ids=ids)
+    for layer in (1, 4):
+        assert [tuple(states.shape) for states in captured[layer]] == [(2, 9, 32)] * 3  # q, k, v, split if fused
+        assert not torch.equal(captured[layer][0], captured[layer][1])
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("task_class", [AutoModelForSequenceClassification, AutoModelForTokenClassification])
+def test_a_task_model_drops_exactly_the_masked_lm_head(
+    name: str,
+    task_class: type,
+    tiny_tokenizer: PreTrainedTokenizerFast,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Loading a family's masked-LM checkpoint for a task warns of nothing: every weight it lacks is the task head,
+    every weight it leaves unused is the masked-LM head (``Family.task_head_prefixes``, ``Family.head_drops``)."""
+    path = save_teacher(name, tiny_tokenizer, tmp_path / name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = load_for_task(task_class, str(path), num_labels=3)
+    assert model.config.model_type == name
+    assert "as expected" in capsys.readouterr().out
