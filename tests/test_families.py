@@ -17,7 +17,7 @@ from monodistill.internals import capture_projections
 
 from .conftest import REPO_ROOT, TINY_TEACHERS, build_tiny_teacher, save_teacher
 
-FAMILIES = supported_families()
+FAMILIES = supported_families("masked")
 
 
 def test_only_the_families_package_names_a_family() -> None:

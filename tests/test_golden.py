@@ -63,7 +63,7 @@ ONLY = ("loss.alpha_kl=0", "loss.alpha_mlm=0")  # the term alone, without the pa
 
 # case -> (teacher family, overrides on top of SMALL with 2 heads and the paper's loss: 0.5 T^2 KL + 0.5 MLM, T = 4)
 CASES: dict[str, tuple[str, tuple[str, ...]]] = {
-    **{family: (family, ()) for family in supported_families()},
+    **{family: (family, ()) for family in supported_families("masked")},
     # Each term alone: Adam scales every weight's step to the same size whatever the term's scale, so a term
     # weighed with a larger one (the KL of a random teacher's near-uniform outputs beside the MLM) moves the
     # weights little in the family cases; alone, its gradient sets every step.
@@ -157,7 +157,7 @@ def listed_tokenizer() -> PreTrainedTokenizerFast:
 @pytest.fixture(scope="module")
 def teachers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder, tokenizer = tmp_path_factory.mktemp("golden-teachers"), listed_tokenizer()
-    return {family: still_teacher(family, tokenizer, folder / family) for family in supported_families()}
+    return {family: still_teacher(family, tokenizer, folder / family) for family in supported_families("masked")}
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from monodistill.student.narrow.statistics import (
 
 from .conftest import build_tiny_teacher
 
-NARROW_FAMILIES = [name for name in supported_families() if family_of(name).layer_roles is not None]
+NARROW_FAMILIES = [name for name in supported_families("masked") if family_of(name).layer_roles is not None]
 ROLES = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")
 
 

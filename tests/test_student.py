@@ -25,7 +25,7 @@ from monodistill.teacher import parameter_counts
 from .conftest import build_tiny_teacher
 
 MBERT = BertConfig(vocab_size=119_547, hidden_size=768, num_hidden_layers=12, intermediate_size=3072)
-FAMILIES = supported_families()
+FAMILIES = supported_families("masked")
 # DeBERTa-v2 with its head in the `lm_predictions` layout (config.legacy=False), as mdeberta-v3-base loads.
 TEACHERS = [*FAMILIES, "deberta-v2-lm_predictions"]
 

@@ -32,9 +32,9 @@ REGISTRY: dict[str, Family] = _discover()
 """model_type -> its adapter."""
 
 
-def supported_families() -> tuple[str, ...]:
-    """Every ``model_type`` an adapter serves, sorted."""
-    return tuple(sorted(REGISTRY))
+def supported_families(objective: str | None = None) -> tuple[str, ...]:
+    """Every ``model_type`` an adapter serves (of one ``objective``, masked or causal, when given), sorted."""
+    return tuple(sorted(name for name, family in REGISTRY.items() if objective in (None, family.objective)))
 
 
 def student_families() -> tuple[str, ...]:

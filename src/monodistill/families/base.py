@@ -157,6 +157,8 @@ class Family:
 
     model_types: ClassVar[tuple[str, ...]] = ()
     """The ``model_type`` values (config.json) this adapter serves."""
+    objective: ClassVar[str] = "masked"
+    """What the family's language-model head predicts: ``masked`` tokens (encoders) or the ``causal`` next token."""
     layers_path: ClassVar[str] = "encoder.layer"
     """Where the transformer layers are, inside the base model (``model.base_model_prefix``)."""
     attention_path: ClassVar[str] = "attention.self"
