@@ -28,10 +28,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from monodistill.config import EvaluateConfig
 from monodistill.evaluate import run_evaluation
-from monodistill.evaluate.harness import SAVED_MODEL_DIR, model_labels, result_folder
+from monodistill.evaluate.harness import SAVED_MODEL_DIR
+from monodistill.evaluate.results import result_folder
 from monodistill.evaluate.splits import subset
 from monodistill.evaluate.tasks import load_task
 from monodistill.export import export_model, run_session
+from monodistill.labels import evaluation_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MONODISTILL_SHARED", ROOT.parent / "shared"))
@@ -127,7 +129,7 @@ def main() -> None:
     )
     run_evaluation(config)
     task = load_task(str(TASK))
-    labels = model_labels(config.models)
+    labels = evaluation_labels(config.models, output / "evaluate")
     kept = {
         name: result_folder(output / "evaluate", label, model) / task.name / SAVED_MODEL_DIR
         for name, label, model in zip(("teacher", "student"), labels, config.models, strict=True)

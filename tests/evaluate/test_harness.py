@@ -15,7 +15,7 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from monodistill.cli import main
-from monodistill.evaluate import harness
+from monodistill.evaluate import results
 
 from ..conftest import save_teacher, write_keyword_task
 
@@ -51,8 +51,8 @@ def test_the_commit_of_a_hub_id_is_read_from_the_local_cache_offline(
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     publish(hub_cache, folder, FIRST)
-    assert harness.resolve_hub_commit(MODEL) == FIRST
-    assert harness.resolve_hub_commit("owner/absent") is None
+    assert results.resolve_hub_commit(MODEL) == FIRST
+    assert results.resolve_hub_commit("owner/absent") is None
     assert "could not resolve the Hub commit of owner/absent" in capsys.readouterr().err
 
 
@@ -79,6 +79,6 @@ def test_stored_results_of_a_hub_model_are_reused_only_at_the_same_commit(
     (result,) = (out / "results").glob("tiny-*/keyword/seed-42.json")
     assert json.loads(result.read_text())["made_from"]["commit"] == SECOND
 
-    monkeypatch.setattr(harness, "resolve_hub_commit", lambda model: None)  # offline, nothing cached
+    monkeypatch.setattr(results, "resolve_hub_commit", lambda model: None)  # offline, nothing cached
     assert main(argv) == 0
     assert f"the Hub commit of {MODEL} could not be resolved" in capsys.readouterr().out

@@ -25,7 +25,7 @@ from transformers import (
 
 from monodistill.cli import main
 from monodistill.config import EvaluateConfig
-from monodistill.evaluate import harness
+from monodistill.evaluate import task_teacher
 from monodistill.evaluate.distil import (
     DistillingTrainer,
     TeacherCollator,
@@ -36,6 +36,7 @@ from monodistill.evaluate.distil import (
 )
 from monodistill.evaluate.encode import Encoder
 from monodistill.evaluate.finetune import finetune
+from monodistill.evaluate.results import model_identity
 from monodistill.evaluate.tasks import load_task
 
 from ..conftest import SPECIALS, make_lines, save_teacher, write_keyword_task
@@ -231,13 +232,13 @@ def test_the_teacher_is_fine_tuned_first_and_its_classifier_reused_for_its_stude
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     passes: list[str] = []
-    teacher_logits = harness.teacher_logits
+    teacher_logits = task_teacher.teacher_logits
 
     def counted(classifier: Path, *args: object, **kwargs: object) -> TeacherLogits:
         passes.append(classifier.name)
         return teacher_logits(classifier, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(harness, "teacher_logits", counted)
+    monkeypatch.setattr(task_teacher, "teacher_logits", counted)
     first = save_teacher("bert", tiny_tokenizer, tmp_path / "first")
     teacher = save_teacher("bert", tiny_tokenizer, tmp_path / "teacher")
     second = save_teacher("xlm-roberta", tiny_tokenizer, tmp_path / "second")
@@ -330,7 +331,7 @@ def test_distil_alpha_zero_fine_tunes_as_plain_fine_tuning(
     assert kd["models"]["student"]["tasks"]["keyword"]["distilled_from"]["alpha"] == 0.0
     # The same fine-tuned weights, bit for bit: the distilled path changes nothing else.
     weights = [
-        harness.model_identity(str(folder))["weights"]
+        model_identity(str(folder))["weights"]
         for name in ("plain", "kd")
         for folder in (tmp_path / name / "results").glob("student-*/keyword/model")
     ]
