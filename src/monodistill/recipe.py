@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from filelock import FileLock
 from safetensors import SafetensorError
@@ -104,32 +105,19 @@ def distill_students(configs: list[DistillConfig], resume: bool = False, overwri
 
 
 def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Path | None]) -> None:
+    """Distil the students of ``configs`` with one teacher pass: check them against the teacher, prepare the
+    shared vocabulary and batches, build each student from the same random state, train them together, save
+    each, and raise what stopped any."""
+    _check_stage(configs)
     lead = configs[0]
-    if not lead.data.corpus:
-        raise MonodistillError("no corpus given: pass --corpus PATH_OR_HUB_ID or set data.corpus")
-    if any(config.adapt.enabled for config in configs):
-        raise MonodistillError(
-            "adapt.enabled makes adaptation a stage of `monodistill run`; for one student, adapt first with "
-            "`monodistill adapt --teacher T --corpus C --output DIR` and distil from DIR/student (--teacher)"
-        )
     group = len(configs) > 1
     names = [config.student.name or run_dir.name for config, run_dir in zip(configs, run_dirs, strict=True)]
     shapes = [resolve_shape(config.student) for config in configs]  # an unknown preset fails before loading
     set_seed(lead.train.seed)
 
     teacher, teacher_tokenizer = load_teacher(lead.teacher)
-    for name, config, shape in zip(names, configs, shapes, strict=True):
-        try:
-            check_compatible(config, teacher, shape, teacher_tokenizer)
-        except MonodistillError as error:
-            raise MonodistillError(f"student {name!r}: {error}" if group else str(error)) from None
-    vocabularies = [
-        resolve_vocabulary(config, teacher_tokenizer, run_dir)
-        for config, run_dir in zip(configs, run_dirs, strict=True)
-    ]
-    tokenizer, vocab_ids = vocabularies[0]
-    if len({tokenizer_fingerprint(other) for other, _ in vocabularies}) > 1:
-        raise MonodistillError(f"students {', '.join(names)} have different vocabularies; distil them apart")
+    _check_students(configs, names, shapes, teacher, teacher_tokenizer)
+    tokenizer, vocab_ids = _shared_vocabulary(configs, run_dirs, names, teacher_tokenizer)
     blocks = build_blocks(lead.data, tokenizer, lead.train.seed)
     state = ranks.process_state()
     vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
@@ -146,22 +134,7 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             check_same_data(config, latest, fingerprints)
             check_resumable(latest, run_dir, stream, total_steps)
 
-    # Each student starts from the random state it would have alone: the one after the shared
-    # preparation, then its own build (which seeds its initialisation).
-    shared_state = capture_rng(state.device)
-    sample = (
-        initialisation_sample(blocks, vocab_ids) if any(c.student.init == "teacher-layers" for c in configs) else None
-    )
-    students, streams = [], []
-    for config in configs:
-        set_rng_state(shared_state)
-        student = build_student(
-            config.student, _float32_weights(config, teacher), vocab_ids, config.train.seed, sample_ids=sample
-        )
-        if config.student.trainable_layers is not None:
-            freeze_below(student, config.student.trainable_layers)
-        students.append(student)
-        streams.append(capture_rng(state.device))
+    students, rng_states = _build_students(configs, teacher, blocks, vocab_ids, state.device)
     if group:
         check_group_fits(names, students, state.device)
     runs = [
@@ -175,7 +148,7 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             rng_state,
             teacher_config=teacher.config,
         )
-        for config, run_dir, student, rng_state in zip(configs, run_dirs, students, streams, strict=True)
+        for config, run_dir, student, rng_state in zip(configs, run_dirs, students, rng_states, strict=True)
     ]
     for run, latest in zip(runs, latests, strict=True):
         if latest is not None:
@@ -185,33 +158,12 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             save_config(with_resolved_paths(config), run_dir / "config.yaml")
             ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
     where = f"on {len(blocks.train):,} blocks of {lead.data.max_seq_length} tokens for {total_steps:,} steps"
-    if group:
-        state.print(
-            f"distilling {len(configs)} students ({', '.join(names)}) with one teacher pass of "
-            f"{lead.teacher.name_or_path} {where}"
-        )
-    else:  # counted as the card, the report and the summary count them
-        size = f"({encoder_counts(students[0])['total']:,} parameters: {ENCODER_COUNTED})"
-        if not runs[0].needs.teacher:  # masked-LM alone (teacher adaptation): the teacher never runs
-            state.print(f"training {runs[0].name} {size} on masked-LM alone, from {lead.teacher.name_or_path}, {where}")
-        else:
-            state.print(f"distilling {runs[0].name} {size} from {lead.teacher.name_or_path} {where}")
-
+    _announce(state, configs, names, runs, students[0], where)
     try:
         read = frozenset().union(*(run.needs.teacher_projections for run in runs))
         fit(TeacherPass(teacher, vocab_ids, state.device, lead.train.compile, read), stream, runs)
-        for config, run_dir, student, run in zip(configs, run_dirs, students, runs, strict=True):
-            if run.error is None and state.is_main_process:
-                assert run.final_metrics is not None
-                card = build_model_card(
-                    with_resolved_paths(replace(config, student=replace(config.student, name=run.name))),
-                    run.final_metrics,
-                    encoder_counts(student),
-                    encoder_counts(teacher),
-                    len(blocks.train),
-                )
-                student_dir, head = run_dir / ckpt.STUDENT_DIR, config.loss.trains_mlm_head()
-                save_student(student_dir, run.unwrapped_student(), tokenizer, card, head, config.data.max_seq_length)
+        if state.is_main_process:
+            _save_students(runs, students, teacher, tokenizer, len(blocks.train))
         state.wait_for_everyone()
     finally:
         # Trackers only: the process group outlives one stage (`run` distils several groups) and is
@@ -219,6 +171,128 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
         for run in runs:
             for tracker in run.accelerator.trackers:
                 tracker.finish()
+    _raise_failures(runs, group)
+
+
+def _check_stage(configs: list[DistillConfig]) -> None:
+    """Refuse, before the teacher loads, a distillation without a corpus or one that asks to adapt first."""
+    if not configs[0].data.corpus:
+        raise MonodistillError("no corpus given: pass --corpus PATH_OR_HUB_ID or set data.corpus")
+    if any(config.adapt.enabled for config in configs):
+        raise MonodistillError(
+            "adapt.enabled makes adaptation a stage of `monodistill run`; for one student, adapt first with "
+            "`monodistill adapt --teacher T --corpus C --output DIR` and distil from DIR/student (--teacher)"
+        )
+
+
+def _check_students(
+    configs: list[DistillConfig],
+    names: list[str],
+    shapes: list[StudentShape],
+    teacher: PreTrainedModel,
+    teacher_tokenizer: PreTrainedTokenizerBase,
+) -> None:
+    """``check_compatible`` for each student, naming the student when there are several."""
+    for name, config, shape in zip(names, configs, shapes, strict=True):
+        try:
+            check_compatible(config, teacher, shape, teacher_tokenizer)
+        except MonodistillError as error:
+            raise MonodistillError(f"student {name!r}: {error}" if len(configs) > 1 else str(error)) from None
+
+
+def _shared_vocabulary(
+    configs: list[DistillConfig], run_dirs: list[Path], names: list[str], teacher_tokenizer: PreTrainedTokenizerBase
+) -> tuple[PreTrainedTokenizerBase, torch.Tensor | None]:
+    """The students' one tokenizer (and its ids in the teacher's vocabulary when trimmed); students whose
+    vocabularies differ cannot share batches."""
+    vocabularies = [
+        resolve_vocabulary(config, teacher_tokenizer, run_dir)
+        for config, run_dir in zip(configs, run_dirs, strict=True)
+    ]
+    if len({tokenizer_fingerprint(other) for other, _ in vocabularies}) > 1:
+        raise MonodistillError(f"students {', '.join(names)} have different vocabularies; distil them apart")
+    return vocabularies[0]
+
+
+def _build_students(
+    configs: list[DistillConfig],
+    teacher: PreTrainedModel,
+    blocks: Blocks,
+    vocab_ids: torch.Tensor | None,
+    device: torch.device,
+) -> tuple[list[PreTrainedModel], list[dict[str, torch.Tensor]]]:
+    """Each student, built (and frozen below its trainable layers), and the random state it trains from.
+
+    Each student starts from the random state it would have alone: the one after the shared preparation,
+    then its own build (which seeds its initialisation).
+    """
+    shared_state = capture_rng(device)
+    sample = (
+        initialisation_sample(blocks, vocab_ids) if any(c.student.init == "teacher-layers" for c in configs) else None
+    )
+    students, rng_states = [], []
+    for config in configs:
+        set_rng_state(shared_state)
+        student = build_student(
+            config.student, _float32_weights(config, teacher), vocab_ids, config.train.seed, sample_ids=sample
+        )
+        if config.student.trainable_layers is not None:
+            freeze_below(student, config.student.trainable_layers)
+        students.append(student)
+        rng_states.append(capture_rng(device))
+    return students, rng_states
+
+
+def _announce(
+    state: PartialState,
+    configs: list[DistillConfig],
+    names: list[str],
+    runs: list[StudentRun],
+    student: PreTrainedModel,
+    where: str,
+) -> None:
+    """Say what is distilled from what, on what (``where``): the students of a group, or one student's size."""
+    teacher = configs[0].teacher.name_or_path
+    if len(configs) > 1:
+        state.print(
+            f"distilling {len(configs)} students ({', '.join(names)}) with one teacher pass of {teacher} {where}"
+        )
+        return
+    # Counted as the card, the report and the summary count them.
+    size = f"({encoder_counts(student)['total']:,} parameters: {ENCODER_COUNTED})"
+    if not runs[0].needs.teacher:  # masked-LM alone (teacher adaptation): the teacher never runs
+        state.print(f"training {runs[0].name} {size} on masked-LM alone, from {teacher}, {where}")
+    else:
+        state.print(f"distilling {runs[0].name} {size} from {teacher} {where}")
+
+
+def _save_students(
+    runs: list[StudentRun],
+    students: list[PreTrainedModel],
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    num_blocks: int,
+) -> None:
+    """Save every student that finished, with its model card, into its run folder's ``student/``."""
+    for student, run in zip(students, runs, strict=True):
+        if run.error is not None:
+            continue
+        assert run.final_metrics is not None
+        config = run.config
+        card = build_model_card(
+            with_resolved_paths(replace(config, student=replace(config.student, name=run.name))),
+            run.final_metrics,
+            encoder_counts(student),
+            encoder_counts(teacher),
+            num_blocks,
+        )
+        student_dir, head = run.run_dir / ckpt.STUDENT_DIR, config.loss.trains_mlm_head()
+        save_student(student_dir, run.unwrapped_student(), tokenizer, card, head, config.data.max_seq_length)
+
+
+def _raise_failures(runs: list[StudentRun], group: bool) -> None:
+    """Raise what stopped a student: its own error when it is alone; for a group, one error naming each
+    student that stopped and where the others were saved."""
     failed = [run for run in runs if run.error is not None]
     if not group and runs[0].error is not None:
         raise runs[0].error
