@@ -12,7 +12,8 @@ The outputs are the projections before any scaling (and, for rotary families, be
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,11 +57,12 @@ class ProjectionHooks:
     """
 
     def __init__(self, model: PreTrainedModel, layers: Iterable[int]) -> None:
-        parts = family_of(model).projection_parts  # a fused projection holds the three side by side
+        # A fused projection holds the three side by side, or interleaved per head (BLOOM): its family splits it.
+        split = functools.partial(family_of(model).split_projection, model_config=model.config)
         self.captured: dict[int, list[torch.Tensor]] = {layer: [] for layer in sorted(set(layers))}
         self.capturing = False
         self._handles = [
-            module.register_forward_hook(self._keeper(self.captured[layer], parts))
+            module.register_forward_hook(self._keeper(self.captured[layer], split))
             for layer in self.captured
             for module in attention_projections(model, layer)
         ]
@@ -93,12 +95,12 @@ class ProjectionHooks:
         for states in self.captured.values():
             states.clear()
 
-    def _keeper(self, into: list[torch.Tensor], parts: int) -> Any:
-        """A forward hook that appends the module's output to ``into`` while capturing, split into ``parts``."""
+    def _keeper(self, into: list[torch.Tensor], split: Callable[[torch.Tensor], list[torch.Tensor]]) -> Any:
+        """A forward hook that appends the module's output to ``into`` while capturing, ``split`` into q, k, v."""
 
         def keep(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
             if self.capturing:
-                into.extend(output.chunk(parts, dim=-1) if parts > 1 else [output])
+                into.extend(split(output))
 
         return keep
 

@@ -1,8 +1,9 @@
-"""Load the frozen multilingual masked-LM teacher, its tokenizer and its LM head.
+"""Load the frozen multilingual teacher (a masked LM, or a causal LM), its tokenizer and its LM head.
 
 The LM head is split into a transform (hidden -> embedding space) and an output projection, so the
-distiller can apply it to masked positions only, and to a subset of vocabulary rows when the
-vocabulary is trimmed. Each family's adapter (``monodistill.families``) knows its head's layout.
+distiller can apply it to the positions it scores only (masked ones, or every next token), and to a
+subset of vocabulary rows when the vocabulary is trimmed. Each family's adapter (``monodistill.families``)
+knows its head's layout, and whether the family is masked or causal (``Family.objective``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import huggingface_hub
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import FULL_TOKENIZER_FILE, PreTrainedTokenizerBase
 from transformers.utils import logging as transformers_logging
 
@@ -133,8 +134,8 @@ def load_tokenizer(
 
     Raises:
         MonodistillError: for no tokenizer, a local folder without tokenizer files (transformers would
-            give it a stand-in of a few tokens), a teacher tokenizer without a mask token, or a tokenizer
-            whose size does not fit the embedding (``check_tokenizer_fits``).
+            give it a stand-in of a few tokens), a masked-LM teacher's tokenizer without a mask token, or a
+            tokenizer whose size does not fit the embedding (``check_tokenizer_fits``).
     """
     hub = hub_files_only(f"{kind} tokenizer", name_or_path, revision)
     try:
@@ -147,11 +148,13 @@ def load_tokenizer(
         raise MonodistillError(f"the tokenizer of {kind} {name_or_path} is damaged: {_first_line(error)}") from None
     if os.path.isdir(name_or_path):
         check_tokenizer_files(Path(name_or_path), tokenizer, kind)
-    if kind == "teacher" and tokenizer.mask_token is None:
-        raise MonodistillError(f"the tokenizer of {kind} {name_or_path} has no mask token: it is not for masked LM")
     tokenizer_only = os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json"))
     if model_config is None and not tokenizer_only:
         model_config = load_model_config(name_or_path, revision, kind)
+    # A decoder's tokenizer has no mask token; a tokenizer alone is checked with its model, by load_teacher.
+    masked = model_config is not None and family_of(model_config, required=False).objective == "masked"
+    if kind == "teacher" and masked and tokenizer.mask_token is None:
+        raise MonodistillError(f"the tokenizer of {kind} {name_or_path} has no mask token: it is not for masked LM")
     if model_config is not None:
         check_tokenizer_fits(tokenizer, model_config, name_or_path, kind)
     return tokenizer
@@ -205,27 +208,24 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 def load_teacher(config: TeacherConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load the teacher frozen and in eval mode, with its tokenizer.
+    """Load the teacher frozen and in eval mode, in ``config.dtype``, with its tokenizer.
+
+    A masked family loads as ``*ForMaskedLM``, a causal one as ``*ForCausalLM`` (``Family.model_class``).
 
     Raises:
-        MonodistillError: for a missing path, an unreachable Hub id, a checkpoint that is not a
-            masked LM (including a bare encoder whose MLM head would be randomly initialised), or a
-            tokenizer that does not fit the model.
+        MonodistillError: for a missing path, an unreachable Hub id, a family no adapter serves, a
+            checkpoint without its family's LM head (a bare encoder or decoder, whose head would be
+            randomly initialised), or a tokenizer that does not fit the model.
     """
     model_config = load_model_config(config.name_or_path, config.revision)
     if model_config.model_type not in REGISTRY:
         raise MonodistillError(
-            f"teacher {config.name_or_path} is a {model_config.model_type!r} model; "
-            f"monodistill distils masked-LM families {supported_families()}"
+            f"teacher {config.name_or_path} is a {model_config.model_type!r} model; monodistill distils "
+            f"masked-LM families {supported_families('masked')} and causal-LM families {supported_families('causal')}"
         )
     family = family_of(model_config)
-    architectures = getattr(model_config, "architectures", None) or []
-    family.check_architectures(config.name_or_path, architectures)
-    if architectures and not any("MaskedLM" in name or name.endswith("ForPreTraining") for name in architectures):
-        raise MonodistillError(
-            f"teacher {config.name_or_path} is not a masked language model (architectures: {architectures}); "
-            "use a checkpoint saved from a *ForMaskedLM class"
-        )
+    # A checkpoint saved from a class without the family's LM head (BertModel, LlamaModel): refused by its label.
+    family.check_architectures(config.name_or_path, getattr(model_config, "architectures", None) or [])
     if getattr(model_config, MLM_HEAD_TRAINED, True) is False:
         raise MonodistillError(
             f"teacher {config.name_or_path}'s masked-LM head was never trained (config.json: {MLM_HEAD_TRAINED}: "
@@ -233,40 +233,42 @@ def load_teacher(config: TeacherConfig) -> tuple[PreTrainedModel, PreTrainedToke
         )
     # Checked against config.json before the weights are read; load_weights holds the weights to config.json.
     tokenizer = load_tokenizer(config.name_or_path, config.revision, model_config=model_config)
-    model = load_masked_lm(config, family)
+    model = load_language_model(config, family)
     model.eval().requires_grad_(False)
     return model, tokenizer
 
 
-def load_masked_lm(config: TeacherConfig, family: Family) -> PreTrainedModel:
-    """Load the ``*ForMaskedLM`` weights, refusing a checkpoint whose MLM head would be randomly initialised.
+def load_language_model(config: TeacherConfig, family: Family) -> PreTrainedModel:
+    """Load the weights with the family's LM head, refusing a checkpoint whose head would be randomly initialised.
 
     A checkpoint whose head is stored in another layout than its config says (``Family.reload_overrides``:
     DeBERTa-v2's ``legacy`` flag) is loaded again with the config mended, so every layout comes with its head.
     """
-    model, info = _from_pretrained(config, quiet=family.quiet_first_load)
+    model, info = _from_pretrained(config, family, quiet=family.quiet_first_load)
     untrained = untrained_head_keys(model, info["missing_keys"])
     overrides = family.reload_overrides(model, info["unexpected_keys"], untrained)
     if overrides:
         del model
-        model, info = _from_pretrained(config, **overrides)
-    # A checkpoint without MLM head weights loads "fine" with a random head: silently wrong targets.
+        model, info = _from_pretrained(config, family, **overrides)
+    # A checkpoint without LM head weights (an untied lm_head.weight not stored) loads "fine" with a random head.
     missing_head = untrained_head_keys(model, info["missing_keys"])
     if missing_head:
         raise MonodistillError(
-            f"teacher {config.name_or_path} has no trained masked-LM head (missing {missing_head[:3]}): "
+            f"teacher {config.name_or_path} has no trained {family.head_name} (missing {missing_head[:3]}): "
             + family.missing_head_hint
         )
     return model
 
 
-def _from_pretrained(config: TeacherConfig, quiet: bool = False, **overrides: Any) -> tuple[PreTrainedModel, Any]:
+def _from_pretrained(
+    config: TeacherConfig, family: Family, quiet: bool = False, **overrides: Any
+) -> tuple[PreTrainedModel, Any]:
     verbosity = transformers_logging.get_verbosity()
     if quiet:
         transformers_logging.set_verbosity_error()
     try:
         return load_weights(
-            AutoModelForMaskedLM,
+            family.model_class,
             config.name_or_path,
             revision=config.revision,
             dtype=resolve_dtype(config.dtype),
@@ -329,7 +331,7 @@ def _drop_mismatch_report(record: logging.LogRecord) -> bool:
 
 
 def untrained_head_keys(model: PreTrainedModel, missing_keys: Iterable[str]) -> list[str]:
-    """The MLM head weights a checkpoint did not hold, except a projection tied to the word embeddings."""
+    """The LM head weights a checkpoint did not hold, except a projection tied to the word embeddings."""
     word_embeddings = model.get_input_embeddings().weight
     parameters = dict(model.named_parameters(remove_duplicate=False))
     prefixes = family_of(model).head_prefixes
@@ -337,9 +339,10 @@ def untrained_head_keys(model: PreTrainedModel, missing_keys: Iterable[str]) -> 
     return sorted(key for key in missing_keys if key.startswith(prefixes) and key not in tied)
 
 
-def mlm_head(masked_lm: PreTrainedModel) -> MaskedLMHead:
-    """Split a ``*ForMaskedLM`` model's head (its family's layout); the parameters stay shared (and trainable)."""
-    return family_of(masked_lm).mlm_head(masked_lm)
+def mlm_head(language_model: PreTrainedModel) -> MaskedLMHead:
+    """Split a ``*ForMaskedLM`` or ``*ForCausalLM`` model's head (its family's layout: a decoder's transform is the
+    identity, with its logit scale or cap); the parameters stay shared (and trainable)."""
+    return family_of(language_model).mlm_head(language_model)
 
 
 def encoder(model: PreTrainedModel) -> nn.Module:

@@ -1,12 +1,13 @@
 """The family adapter: all that monodistill knows of one model architecture, in one object.
 
 Every module outside ``families`` asks the adapter of a model (``families.family_of``) instead of
-comparing ``model_type`` names: where the transformer layers are, a layer's attention projections as
-``(q, k, v)`` (a fused projection split inside), the masked-LM head and how to trim its rows, the
-layer roles the narrow reduction reads (a layer's weights read and written by role: ``read_layer``,
-``layer_state``), the student config at a shape, the head weights a fine-tuned model drops. The defaults
-here are BERT's layout; a family overrides what differs (as litgpt's per-family conversions and peft's
-per-architecture mappings, gathered into one object).
+comparing ``model_type`` names: whether it is a masked or a causal LM (and the class that loads it),
+where the transformer layers are, a layer's attention projections as ``(q, k, v)`` (a fused projection
+split inside), the language-model head and how to trim its rows, the layer roles the narrow reduction
+reads (a layer's weights read and written by role: ``read_layer``, ``layer_state``), the student config
+at a shape, the head weights a fine-tuned model drops. The defaults here are BERT's layout; a family
+overrides what differs (as litgpt's per-family conversions and peft's per-architecture mappings,
+gathered into one object). Decoders start from Llama's layout instead (``families.decoder``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from monodistill.errors import MonodistillError
 
@@ -106,24 +107,36 @@ class LayerWeights:
 
 @dataclass
 class MaskedLMHead:
-    """A masked-LM head split into its transform and its output projection.
+    """A language-model head (masked or causal) split into its transform and its output projection.
 
     ``logits(hidden)`` equals the model's own head on those positions; passing ``rows`` restricts
-    the projection to a subset of the vocabulary without building the full logits.
+    the projection to a subset of the vocabulary without building the full logits. A decoder's
+    transform is the identity (its base model's output already passed the final norm); some scale
+    their logits (Cohere's ``logit_scale``) or cap them (Gemma-2's ``final_logit_softcapping``).
     """
 
     transform: Callable[[torch.Tensor], torch.Tensor]
     weight: torch.Tensor
     bias: torch.Tensor | None
+    scale: float = 1.0
+    """Logits are multiplied by it (Cohere's ``logit_scale``)."""
+    softcap: float | None = None
+    """Logits become ``softcap * tanh(logits / softcap)`` (Gemma-2's ``final_logit_softcapping``)."""
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(N, H) hidden states at the positions to score -> (N, V) logits."""
-        return F.linear(self.transform(hidden), self.weight, self.bias)
+        logits = F.linear(self.transform(hidden), self.weight, self.bias)
+        # Applied only where set, in the model's own order, so that every other head's logits stay bit-identical.
+        if self.scale != 1.0:
+            logits = logits * self.scale
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
 
     def restricted(self, rows: torch.Tensor) -> MaskedLMHead:
         """A copy projecting only onto ``rows`` (vocabulary ids), sliced once, not per step."""
         bias = self.bias[rows].contiguous() if self.bias is not None else None
-        return MaskedLMHead(self.transform, self.weight[rows].contiguous(), bias)
+        return MaskedLMHead(self.transform, self.weight[rows].contiguous(), bias, self.scale, self.softcap)
 
 
 def sliced_linear(linear: nn.Linear, rows: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Linear:
@@ -159,6 +172,10 @@ class Family:
     """The ``model_type`` values (config.json) this adapter serves."""
     objective: ClassVar[str] = "masked"
     """What the family's language-model head predicts: ``masked`` tokens (encoders) or the ``causal`` next token."""
+    model_class: ClassVar[Any] = AutoModelForMaskedLM
+    """The transformers auto class a teacher of this family is loaded with."""
+    head_name: ClassVar[str] = "masked-LM head"
+    """What its language-model head is called in messages."""
     layers_path: ClassVar[str] = "encoder.layer"
     """Where the transformer layers are, inside the base model (``model.base_model_prefix``)."""
     attention_path: ClassVar[str] = "attention.self"
@@ -177,7 +194,7 @@ class Family:
     task_head_prefixes: ClassVar[tuple[str, ...]] = ("classifier.", "pooler.")
     """State-dict prefixes (after the base model's) a task model adds: missing from a masked-LM checkpoint."""
     intermediate_field: ClassVar[str] = "intermediate_size"
-    """The config field of the feed-forward width."""
+    """The config field of the feed-forward width; empty where the family has none (``intermediate_size``)."""
     builds_fresh: ClassVar[bool] = False
     """Whether a student of this family can be built for a teacher of another (``student.family``)."""
     missing_head_hint: ClassVar[str] = "it is not a masked language model checkpoint"
@@ -200,6 +217,11 @@ class Family:
         """How many of (q, k, v) one projection module's output holds, side by side (3 for a fused one)."""
         return 3 // len(self.projection_names)
 
+    def split_projection(self, output: torch.Tensor, model_config: Any) -> list[torch.Tensor]:
+        """One projection module's output, (B, T, parts * W), as the ``projection_parts`` of (q, k, v) it holds."""
+        parts = self.projection_parts
+        return list(output.chunk(parts, dim=-1)) if parts > 1 else [output]
+
     def stream_input(self, model: PreTrainedModel) -> nn.Linear | None:
         """The map that takes factorised word embeddings into the residual stream, where the family has one."""
         return None
@@ -207,6 +229,10 @@ class Family:
     def max_positions(self, model_config: Any) -> int:
         """The longest input the model's position embeddings allow."""
         return int(getattr(model_config, "max_position_embeddings", 512))
+
+    def intermediate_size(self, model_config: Any) -> int:
+        """The feed-forward width."""
+        return int(getattr(model_config, self.intermediate_field))
 
     def head_activation(self, model_config: Any) -> str:
         """The activation between the masked-LM head's transform and its LayerNorm."""
@@ -233,7 +259,13 @@ class Family:
     # ------------------------------------------------------------------------------ loading
 
     def check_architectures(self, name: str, architectures: list[str]) -> None:
-        """Refuse, in one line, a checkpoint of this family that has no masked-LM head by its architectures."""
+        """Refuse, in one line, a checkpoint of this family that has no language-model head by its architectures."""
+        masked = ("MaskedLM" in entry or entry.endswith("ForPreTraining") for entry in architectures)
+        if architectures and not any(masked):
+            raise MonodistillError(
+                f"teacher {name} is not a masked language model (architectures: {architectures}); "
+                "use a checkpoint saved from a *ForMaskedLM class"
+            )
 
     def reload_overrides(self, model: Any, unexpected_keys: list[str], untrained: list[str]) -> dict[str, Any]:
         """Config overrides to load the checkpoint again with, when its head was stored in another layout."""
@@ -254,7 +286,8 @@ class Family:
         config.num_hidden_layers = shape.num_layers
         config.hidden_size = shape.hidden_size
         config.num_attention_heads = shape.num_heads
-        setattr(config, self.intermediate_field, shape.intermediate_size)
+        if self.intermediate_field:
+            setattr(config, self.intermediate_field, shape.intermediate_size)
         config.vocab_size = vocab_size
         config.architectures = None
         config.dtype = torch.float32
