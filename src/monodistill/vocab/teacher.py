@@ -40,16 +40,14 @@ def trim_teacher(model: PreTrainedModel, kept_ids: list[int]) -> PreTrainedModel
     family.check_trim(config, kept_ids)
     rows = torch.tensor(kept_ids, dtype=torch.long)
     new_id = {old: new for new, old in enumerate(kept_ids)}
-    old_input = model.get_input_embeddings()
-    assert isinstance(old_input, nn.Embedding)
-    new_pad = new_id.get(config.pad_token_id) if config.pad_token_id is not None else None
-    new_input = nn.Embedding(len(kept_ids), old_input.embedding_dim, padding_idx=new_pad)
-    new_input.to(device=old_input.weight.device, dtype=old_input.weight.dtype)
-    with torch.no_grad():
-        new_input.weight.copy_(old_input.weight[rows])  # (V_kept, H)
+    embeddings = model.get_input_embeddings()
+    assert isinstance(embeddings, nn.Embedding)
     # Left to tie_weights(), an untouched head would be cut to its first rows: wrong logits, no error.
     family.trim_head(model, rows)
-    model.set_input_embeddings(new_input)
+    # Sliced in place, so that the module keeps its class and buffers (Gemma's scale their output by sqrt(H)).
+    embeddings.weight = nn.Parameter(embeddings.weight.detach()[rows].clone())  # (V_kept, H)
+    embeddings.num_embeddings = len(kept_ids)
+    embeddings.padding_idx = new_id.get(config.pad_token_id) if config.pad_token_id is not None else None
     config.vocab_size = len(kept_ids)
     remap_special_ids(config, kept_ids)
     # Re-share the projection with the embeddings where the config ties them (sliced identically).
