@@ -19,18 +19,38 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import (
     BertConfig,
     BertForMaskedLM,
+    BloomConfig,
+    BloomForCausalLM,
     CamembertConfig,
     CamembertForMaskedLM,
+    Cohere2Config,
+    Cohere2ForCausalLM,
+    CohereConfig,
+    CohereForCausalLM,
     DebertaV2Config,
     DebertaV2ForMaskedLM,
     DistilBertConfig,
     DistilBertForMaskedLM,
     ElectraConfig,
     ElectraForMaskedLM,
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
     ModernBertConfig,
     ModernBertForMaskedLM,
     PreTrainedModel,
     PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
     RemBertConfig,
     RemBertForMaskedLM,
     RobertaConfig,
@@ -207,4 +227,92 @@ def still_teacher_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: 
     path = tmp_path_factory.mktemp("teacher") / "still"
     model.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+# --- decoders (causal LMs) ---
+
+GQA = {"num_key_value_heads": 2}
+"""Two key-value heads for the four query heads, where the family has grouped-query attention."""
+SMALL_HEADS = {"head_dim": 8, "query_pre_attn_scalar": 8}
+"""hidden / heads, where the family's config sets head_dim apart (Gemma's default is 256)."""
+THREE_LOCAL_ONE_GLOBAL = {
+    "sliding_window": 4,
+    "layer_types": ["sliding_attention"] * 3 + ["full_attention"],
+}
+"""A sliding window of 4 tokens in three layers of four, so that blocks of more than 4 tokens exercise both."""
+
+
+def _gpt2(common: dict[str, Any]) -> PreTrainedModel:
+    sizes = {"n_embd": 32, "n_layer": 4, "n_head": 4, "n_inner": 64, "n_positions": common["max_position_embeddings"]}
+    kept = {key: common[key] for key in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id")}
+    return GPT2LMHeadModel(GPT2Config(**kept, **sizes))
+
+
+def _bloom(common: dict[str, Any]) -> PreTrainedModel:
+    # ALiBi, no positions; its feed-forward is 4 x hidden (128), whatever intermediate_size says.
+    kept = {key: common[key] for key in ("vocab_size", "hidden_size", "pad_token_id", "bos_token_id", "eos_token_id")}
+    return BloomForCausalLM(BloomConfig(**kept, n_layer=4, n_head=4))
+
+
+TINY_DECODERS: dict[str, Callable[[dict[str, Any]], PreTrainedModel]] = {
+    "bloom": _bloom,
+    # Cohere's logit_scale (0.0625, as in Aya Expanse) and tied embeddings are its defaults.
+    "cohere": lambda common: CohereForCausalLM(CohereConfig(**common, **GQA)),
+    "cohere2": lambda common: Cohere2ForCausalLM(Cohere2Config(**common, **GQA, head_dim=8, **THREE_LOCAL_ONE_GLOBAL)),
+    # A logit cap low enough to bend a random model's logits (Gemma-2's releases cap at 30).
+    "gemma2": lambda common: Gemma2ForCausalLM(
+        Gemma2Config(**common, **GQA, **SMALL_HEADS, sliding_window=4, final_logit_softcapping=0.1)
+    ),
+    "gemma3_text": lambda common: Gemma3ForCausalLM(
+        Gemma3TextConfig(**common, **GQA, **SMALL_HEADS, **THREE_LOCAL_ONE_GLOBAL)
+    ),
+    "gpt2": _gpt2,
+    "llama": lambda common: LlamaForCausalLM(LlamaConfig(**common, **GQA)),  # untied, as Llama-2 and 3
+    "mistral": lambda common: MistralForCausalLM(MistralConfig(**common, **GQA, head_dim=8, sliding_window=4)),
+    "qwen2": lambda common: Qwen2ForCausalLM(Qwen2Config(**common, **GQA, tie_word_embeddings=True)),  # as 0.5B
+    "qwen3": lambda common: Qwen3ForCausalLM(Qwen3Config(**common, **GQA, head_dim=8)),
+}
+"""One row per decoder family adapter: a random 4-layer causal LM of that family (hidden 32, 4 heads, 2 key-value
+heads where the family has grouped-query attention, FFN 64), as ``TINY_TEACHERS`` for the masked families."""
+
+DECODER_TOKENIZER_KIND = dict.fromkeys(("mistral", "gemma2", "gemma3_text"), "byte-fallback")
+"""The families whose tokenizer is SentencePiece BPE with byte fallback; the others' is byte-level BPE."""
+
+
+@pytest.fixture(scope="session")
+def decoder_tokenizers() -> dict[str, PreTrainedTokenizerFast]:
+    """Both kinds of decoder tokenizer (``bpe_tokenizers.DECODER_KINDS``), trained on the fixture text."""
+    from .bpe_tokenizers import DECODER_KINDS
+
+    return {kind: build(make_lines(600, seed=1)) for kind, build in DECODER_KINDS.items()}
+
+
+def decoder_tokenizer(family: str, tokenizers: dict[str, PreTrainedTokenizerFast]) -> PreTrainedTokenizerFast:
+    """The tokenizer of the kind ``family`` uses, from the ``decoder_tokenizers`` fixture."""
+    return tokenizers[DECODER_TOKENIZER_KIND.get(family, "byte-level")]
+
+
+def build_tiny_decoder(family: str, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    """The family's tiny decoder (``TINY_DECODERS``) over ``tokenizer``'s vocabulary and special ids, seeded."""
+    common = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    torch.manual_seed(0)
+    return TINY_DECODERS[family](common)
+
+
+def save_decoder(family: str, tokenizer: PreTrainedTokenizerFast, path: Path) -> Path:
+    """Save the family's tiny decoder (``build_tiny_decoder``) with ``tokenizer`` into ``path``."""
+    model = build_tiny_decoder(family, tokenizer)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
     return path

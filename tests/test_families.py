@@ -12,17 +12,25 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.loading import load_for_task
-from monodistill.families import GENERIC, REGISTRY, family_of, supported_families
+from monodistill.families import GENERIC, REGISTRY, SHARED_MODULES, family_of, supported_families
 from monodistill.internals import capture_projections
 
-from .conftest import REPO_ROOT, TINY_TEACHERS, build_tiny_teacher, save_teacher
+from .conftest import (
+    REPO_ROOT,
+    TINY_DECODERS,
+    TINY_TEACHERS,
+    build_tiny_decoder,
+    build_tiny_teacher,
+    decoder_tokenizer,
+    save_teacher,
+)
 
 FAMILIES = supported_families("masked")
 
 
 def test_only_the_families_package_names_a_family() -> None:
     """No module outside ``families/`` compares with (or lists) a family's ``model_type`` as a string literal."""
-    names = "|".join(re.escape(name) for name in FAMILIES)
+    names = "|".join(re.escape(name) for name in supported_families())
     literal = re.compile(rf"""["']({names})["']""")
     package = REPO_ROOT / "src" / "monodistill"
     offenders = [
@@ -38,27 +46,37 @@ def test_only_the_families_package_names_a_family() -> None:
 def test_each_module_of_the_package_registers_its_family_once() -> None:
     modules = {path.stem for path in (REPO_ROOT / "src" / "monodistill" / "families").glob("*.py")}
     registered = {type(family).__module__.rsplit(".", 1)[1] for family in REGISTRY.values()}
-    assert registered == modules - {"__init__", "base"}
+    assert registered == modules - {"__init__", *SHARED_MODULES}
+    # Every family has a tiny model in the tests: a masked LM in TINY_TEACHERS, a causal one in TINY_DECODERS.
     assert sorted(TINY_TEACHERS) == sorted(FAMILIES)
+    assert sorted(TINY_DECODERS) == sorted(supported_families("causal"))
 
 
 def test_an_unknown_family_is_refused_naming_those_served() -> None:
-    with pytest.raises(MonodistillError, match=r"no adapter for model type 'gpt2'; monodistill distils bert"):
-        family_of("gpt2")
-    assert family_of("gpt2", required=False) is GENERIC
+    with pytest.raises(MonodistillError, match=r"no adapter for model type 't5'; monodistill distils bert"):
+        family_of("t5")
+    assert family_of("t5", required=False) is GENERIC
 
 
-@pytest.mark.parametrize("name", FAMILIES)
-def test_layers_and_projections_are_where_the_adapter_says(name: str) -> None:
-    model = build_tiny_teacher(name, 120, 0).eval()  # 4 layers, hidden 32, 4 heads
+@pytest.mark.parametrize("name", supported_families())
+def test_layers_and_projections_are_where_the_adapter_says(
+    name: str, decoder_tokenizers: dict[str, PreTrainedTokenizerFast]
+) -> None:
+    """4 layers, hidden 32, 4 heads; a decoder with grouped-query attention has 2 key-value heads of 8."""
+    if name in TINY_TEACHERS:
+        model = build_tiny_teacher(name, 120, 0).eval()
+    else:
+        model = build_tiny_decoder(name, decoder_tokenizer(name, decoder_tokenizers)).eval()
     family = family_of(model)
     assert len(family.layers(model)) == model.config.num_hidden_layers == 4
     ids = torch.randint(5, 120, (2, 9), generator=torch.Generator().manual_seed(0))
     with capture_projections(model, [1, 4]) as captured, torch.inference_mode():
         model(input_ids=ids)
+    key_value = 32 * (getattr(model.config, "num_key_value_heads", None) or 4) // 4
     for layer in (1, 4):
-        assert [tuple(states.shape) for states in captured[layer]] == [(2, 9, 32)] * 3  # q, k, v, split if fused
-        assert not torch.equal(captured[layer][0], captured[layer][1])
+        # q, k, v, split if fused
+        assert [tuple(states.shape) for states in captured[layer]] == [(2, 9, 32), (2, 9, key_value), (2, 9, key_value)]
+        assert not torch.equal(captured[layer][1], captured[layer][2])
 
 
 @pytest.mark.parametrize("name", FAMILIES)

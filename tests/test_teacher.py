@@ -19,8 +19,8 @@ from transformers import (
     DebertaV2Model,
     ElectraConfig,
     ElectraForPreTraining,
-    GPT2Config,
-    GPT2LMHeadModel,
+    OPTConfig,
+    OPTForCausalLM,
     PreTrainedTokenizerFast,
 )
 from transformers.utils import logging as transformers_logging
@@ -125,12 +125,16 @@ def test_bare_encoder_with_a_masked_lm_label_is_still_refused(
         load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
 
 
-def test_causal_lm_is_refused(tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path) -> None:
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=32, n_layer=1, n_head=2)).save_pretrained(
-        tmp_path
+def test_a_family_without_adapter_is_refused_naming_the_masked_and_causal_ones(
+    tiny_tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    config = OPTConfig(
+        vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, ffn_dim=64
     )
+    OPTForCausalLM(config).save_pretrained(tmp_path)
     tiny_tokenizer.save_pretrained(tmp_path)
-    with pytest.raises(MonodistillError, match="'gpt2' model"):
+    pattern = r"'opt' model; monodistill distils masked-LM families \('bert'.* and causal-LM families \('bloom'"
+    with pytest.raises(MonodistillError, match=pattern):
         load_teacher(TeacherConfig(name_or_path=str(tmp_path)))
 
 

@@ -2,7 +2,8 @@
 
 ``family_of(model or config)`` gives the adapter (``base.Family``); each module of this package defines one
 adapter as ``FAMILY``, and is found here by name, so a new family is one file (``rembert.py`` is an example:
-README, "Adding a model family"). Outside this package no module compares a family name.
+README, "Adding a model family"). ``base`` (encoders, BERT's layout) and ``decoder`` (causal LMs, Llama's) hold
+what the adapters share. Outside this package no module compares a family name.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from monodistill.families.base import Family, MaskedLMHead
 
 __all__ = ["GENERIC", "REGISTRY", "Family", "MaskedLMHead", "family_of", "student_families", "supported_families"]
 
+SHARED_MODULES = ("base", "decoder")
+"""The modules of this package that define no family: what the adapters share."""
+
 
 def _discover() -> dict[str, Family]:
     registry: dict[str, Family] = {}
-    for module in sorted(info.name for info in pkgutil.iter_modules(__path__) if info.name != "base"):
+    for module in sorted(info.name for info in pkgutil.iter_modules(__path__) if info.name not in SHARED_MODULES):
         family = importlib.import_module(f"{__name__}.{module}").FAMILY
         for model_type in family.model_types:
             if model_type in registry:
