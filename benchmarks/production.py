@@ -48,7 +48,7 @@ class ProductionStep:
         vocab_size = students[0].config.vocab_size
         masking = Masking(torch.tensor(special_ids), mask_token_id, vocab_size, lead.data.mlm_probability)
         self.stream = BatchStream(blocks, masking, lead.train, device=device)
-        self.teacher = TeacherPass(teacher, vocab_ids, device, lead.train.compile)
+        self.teacher = TeacherPass(teacher, vocab_ids, device, lead.train.compile, logit_chunk=lead.train.logit_chunk)
         self._folder = tempfile.TemporaryDirectory()
         total = self.stream.total_steps(lead.train)
         self.runs = [

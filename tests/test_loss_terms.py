@@ -161,8 +161,8 @@ def test_the_student_projects_to_the_teachers_width_the_layers_its_terms_read_so
     wrapped = StudentWithHead(student, needs_of(build_terms(config, SIZES)), teacher_width=32)
     assert list(wrapped.projections) == projected  # none where the widths are equal; in the map's order
     ids, positions = torch.randint(0, VOCAB, (2, LENGTH)), torch.ones(2, LENGTH, dtype=torch.bool)
-    logits, hidden, projections = wrapped(ids, positions)
-    assert logits.shape == (2 * LENGTH, VOCAB) and projections == {}
+    scored, hidden, projections = wrapped(ids, positions)
+    assert wrapped.head.logits(scored).shape == (2 * LENGTH, VOCAB) and projections == {}
     assert set(hidden) == {0, 1, 2} and all(states.shape == (2, LENGTH, 32) for states in hidden.values())
 
 

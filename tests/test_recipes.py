@@ -235,7 +235,8 @@ def test_each_term_trains_what_it_reads_and_nothing_else_is_computed() -> None:
     ids = torch.randint(5, 120, (3, 10), generator=torch.Generator().manual_seed(1))
     positions = torch.rand(3, 10, generator=torch.Generator().manual_seed(2)) < 0.3
     batch = MaskedBatch(ids, positions, ids[positions], int(positions.sum()), 3)
-    logits, hidden, projections = wrapped(ids, positions)
+    scored, hidden, projections = wrapped(ids, positions)
+    logits = wrapped.head.logits(scored)  # (N, V)
     assert set(hidden) == {0, 1, 2} and all(h.shape == (3, 10, 32) for h in hidden.values())  # projected
     student, outputs = ModelOutputs(logits, hidden, projections), teacher(batch, needs)
     parts = {term.name: term.sum(student, outputs, batch) / step_count(batch, term.count) for term in terms}

@@ -13,7 +13,6 @@ from monodistill import ranks
 from monodistill.card import build_model_card
 from monodistill.config import DistillConfig
 from monodistill.distill.loop import describe
-from monodistill.distill.teacher_pass import TeacherOutputs
 from monodistill.distill.validation import ValidationTotals
 from monodistill.report import write_report
 
@@ -34,8 +33,9 @@ def comma_student_metrics() -> dict[str, float]:
     teacher_top = torch.tensor([COMMA] * 70 + [index % 4 for index in range(30)])  # (N,) `,` 70%, tokens 0-3 else
     student_top = torch.full((positions,), COMMA)
     totals = ValidationTotals(vocab_size)
-    teacher = TeacherOutputs(logits=one_hot_logits(teacher_top, vocab_size))
-    totals.add(one_hot_logits(student_top, vocab_size), teacher, teacher_top.roll(1))
+    totals.add(
+        one_hot_logits(student_top, vocab_size), one_hot_logits(teacher_top, vocab_size), None, teacher_top.roll(1)
+    )
     return totals.metrics(trimmed=False)
 
 

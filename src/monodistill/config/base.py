@@ -20,6 +20,7 @@ TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 STUDENT_INITS = ("random", "teacher-embeddings", "teacher-layers")
 LOGIT_LOSSES = ("kl", "mse")
+OBJECTIVES = ("auto", "masked", "causal")
 
 
 class ConfigError(MonodistillError, ValueError):

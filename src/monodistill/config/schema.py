@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from monodistill.config.base import MIXED_PRECISIONS, STUDENT_INITS, TEACHER_DTYPES
+from monodistill.config.base import MIXED_PRECISIONS, OBJECTIVES, STUDENT_INITS, TEACHER_DTYPES
 from monodistill.config.base import require as _require
 from monodistill.config.loss import LossConfig
 from monodistill.families import student_families
@@ -263,8 +263,12 @@ class TrainConfig:
     """`run`: distil compatible students together, one teacher forward per batch for all of them."""
     collective_timeout_minutes: float = 10.0
     """Under several processes: how long a rank waits for the others in a collective before the job fails."""
+    logit_chunk: int = 4096
+    """Scored positions whose vocabulary logits are computed at once (both models); more are computed chunk by
+    chunk, the student's recomputed in the backward pass, so memory grows with this, not with the batch."""
 
     def __post_init__(self) -> None:
+        _require(self.logit_chunk >= 1, f"train.logit_chunk must be >= 1, got {self.logit_chunk}", "train.logit_chunk")
         _require(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}", "train.epochs")
         _require(
             self.max_steps is None or self.max_steps > 0,
@@ -391,3 +395,13 @@ class DistillConfig:
     """Optional teacher adaptation before distilling."""
     output_dir: str | None = None
     """Run folder: resolved config, metrics, checkpoints and the final student."""
+    objective: str = "auto"
+    """masked (an encoder teacher's masked LM) or causal (a decoder's next token); auto: the teacher's own. A
+    teacher of the other kind is refused."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.objective in OBJECTIVES,
+            f"objective must be one of {OBJECTIVES}, got {self.objective!r}",
+            "objective",
+        )

@@ -1,5 +1,9 @@
 """Masked batches as a pure function of (seed, step): what the teacher and every student see.
 
+The objective says which positions of a block are scored and what each predicts: ``Masking`` (the masked
+objective: BERT's 80/10/10 masks, each position predicting its own original token) or ``NextToken`` (the
+causal objective: every position but the block's last predicting the token after it, nothing masked).
+
 An optimizer step takes the next ``global_batch`` blocks of a seeded per-epoch permutation, masks
 them with a generator seeded by (seed, step), and gives each rank its share as
 ``gradient_accumulation_steps`` micro-batches. The data order and the masks therefore depend on the
@@ -43,7 +47,7 @@ class MaskedBatch:
     positions: torch.Tensor
     """(B, T) bool: the positions to predict."""
     targets: torch.Tensor
-    """(N,) the original ids at those positions."""
+    """(N,) what each of those positions predicts: its original id (masked), the next id (causal)."""
     step_targets: int
     """Masked positions in the whole optimizer step: every micro-batch of every rank."""
     step_blocks: int
@@ -81,6 +85,32 @@ class Masking:
         )
         return masked_ids, labels != IGNORE_INDEX
 
+    def target_grid(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) what each position predicts where it is scored: its own original id."""
+        return input_ids
+
+
+@dataclass
+class NextToken:
+    """The causal objective: every position of a block but the last predicts the token after it; nothing is
+    masked or drawn. Packed blocks hold no padding (``data.blocks``), so every such position is scored."""
+
+    def __call__(
+        self, input_ids: torch.Tensor, generator: torch.Generator, word_starts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) ids -> the same ids and (B, T) bool positions that predict a next token (all but the last)."""
+        positions = torch.ones_like(input_ids, dtype=torch.bool)
+        positions[:, -1] = False
+        return input_ids, positions
+
+    def target_grid(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) what each position predicts: the id after it (the last column is never scored)."""
+        return input_ids.roll(-1, dims=1)
+
+
+Objective = Masking | NextToken
+"""What a ``BatchStream`` scores: masked tokens, or every next token."""
+
 
 class BatchStream:
     """This rank's masked micro-batches of every optimizer step, and its share of the validation blocks."""
@@ -88,7 +118,7 @@ class BatchStream:
     def __init__(
         self,
         blocks: Blocks,
-        masking: Masking,
+        masking: Objective,
         train: TrainConfig,
         rank: int = 0,
         processes: int = 1,
@@ -134,6 +164,7 @@ class BatchStream:
         input_ids = rows["input_ids"].to(self.device)  # (G, T)
         word_starts = rows["word_starts"].to(self.device).bool() if "word_starts" in rows else None
         masked_ids, positions = self.masking(input_ids, step_generator(self.seed, step, 0, self.device), word_starts)
+        targets = self.masking.target_grid(input_ids)  # (G, T)
         step_targets = int(positions.sum())
         batches = []
         for micro in range(self.accumulation):
@@ -143,7 +174,7 @@ class BatchStream:
                 MaskedBatch(
                     masked_ids[rows_slice],
                     positions[rows_slice],
-                    input_ids[rows_slice][positions[rows_slice]],
+                    targets[rows_slice][positions[rows_slice]],
                     step_targets,
                     self.global_batch,
                     stream_seed(self.seed, step, DROPOUT_STREAM + chunk),
@@ -174,5 +205,6 @@ class BatchStream:
                 )
                 masked_ids, where = torch.cat(masked), torch.cat(positions)
                 count = int(where.sum())
-                self._validation.append(MaskedBatch(masked_ids, where, input_ids[where], count, len(input_ids)))
+                targets = self.masking.target_grid(input_ids)[where]
+                self._validation.append(MaskedBatch(masked_ids, where, targets, count, len(input_ids)))
         return self._validation

@@ -94,8 +94,11 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def blocks_cache_key(config: DataConfig, tokenizer: PreTrainedTokenizerBase, digest: str | None = None) -> str:
-    """The cache key: the corpus's content, the tokenizer, and every data setting but ``BLOCKS_FREE_FIELDS``.
+def blocks_cache_key(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, digest: str | None = None, objective: str = "masked"
+) -> str:
+    """The cache key: the corpus's content, the tokenizer, every data setting but ``BLOCKS_FREE_FIELDS``, and for
+    the causal objective its packing (``pack_documents``).
 
     ``digest`` is the corpus's ``corpus_digest`` when the caller has it already (it reads every local file).
     """
@@ -105,11 +108,14 @@ def blocks_cache_key(config: DataConfig, tokenizer: PreTrainedTokenizerBase, dig
         digest or corpus_digest(config),
         tokenizer_fingerprint(tokenizer),
         json.dumps(settings, sort_keys=True),
+        *([objective] if objective != "masked" else []),  # the masked objective's keys are those of before
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
-def build_blocks(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> Blocks:
+def build_blocks(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, objective: str = "masked"
+) -> Blocks:
     """Load packed train/validation blocks from the cache, building them first if needed.
 
     Safe to call from every rank of a distributed job and from independent runs sharing a cache.
@@ -118,14 +124,17 @@ def build_blocks(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: i
         config: The corpus and how to pack it.
         tokenizer: The student's tokenizer.
         seed: Picks the training blocks that ``data_fraction`` keeps.
+        objective: ``masked``: documents end in the separator and every block is framed by CLS ... SEP (an
+            encoder's input); ``causal``: documents are encoded as the tokenizer encodes a text (its BOS, where it
+            adds one) and end in EOS, and blocks are plain windows of that stream (a decoder's pre-training input).
 
     Raises:
         MonodistillError: for a corpus too small to give a training and a validation block.
     """
     cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     digest = corpus_digest(config)
-    path = cache_root / "blocks" / blocks_cache_key(config, tokenizer, digest)
-    splits = _load_or_build(config, tokenizer, path, digest)
+    path = cache_root / "blocks" / blocks_cache_key(config, tokenizer, digest, objective)
+    splits = _load_or_build(config, tokenizer, path, digest, objective)
     train = splits["train"]
     if config.data_fraction < 1.0:
         train = train.select(subset_blocks(len(train), config.data_fraction, seed))
@@ -144,7 +153,7 @@ def subset_blocks(count: int, fraction: float, seed: int) -> list[int]:
 
 
 def _load_or_build(
-    config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path, digest: str
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path, digest: str, objective: str
 ) -> dict[str, datasets.Dataset]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
@@ -157,7 +166,7 @@ def _load_or_build(
             except DamagedEntryError as damage:
                 print(f"blocks cache {path} is damaged ({damage}); rebuilding")
                 _discard(path)
-        _build_entry(config, tokenizer, path, digest)
+        _build_entry(config, tokenizer, path, digest, objective)
         return load_entry(path)
 
 
@@ -221,15 +230,16 @@ def _discard(path: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path, digest: str) -> None:
-    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
-        raise MonodistillError("the tokenizer has no CLS/SEP (or <s>/</s>) tokens to frame blocks with")
+def _build_entry(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path, digest: str, objective: str
+) -> None:
+    check_packable(tokenizer, objective)
     print(f"building blocks cache {path} from {config.corpus}")
     staging = path.with_name(f"{path.name}{STAGING}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     work = staging / "work"  # intermediate Arrow files, deleted before the entry is sealed
     work.mkdir(parents=True)
     try:
-        total_tokens = _tokenize_and_pack(config, tokenizer, work, path.name, digest)
+        total_tokens = _tokenize_and_pack(config, tokenizer, work, path.name, digest, objective)
         blocks = datasets.Dataset.from_file(str(work / "blocks.arrow"))
         if len(blocks) < 2:
             raise MonodistillError(
@@ -267,16 +277,26 @@ def _build_entry(config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: P
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def check_packable(tokenizer: PreTrainedTokenizerBase, objective: str) -> None:
+    """Refuse, in one line, a tokenizer without the tokens that pack its objective's blocks."""
+    if objective == "causal" and tokenizer.eos_token_id is None:
+        raise MonodistillError(
+            "the tokenizer has no EOS token to end each document with when packing a causal LM's blocks; "
+            "give the teacher's tokenizer an eos_token"
+        )
+    if objective == "masked" and (tokenizer.cls_token_id is None or tokenizer.sep_token_id is None):
+        raise MonodistillError("the tokenizer has no CLS/SEP (or <s>/</s>) tokens to frame blocks with")
+
+
 def _tokenize_and_pack(
-    config: DataConfig, tokenizer: PreTrainedTokenizerBase, work: Path, fingerprint: str, digest: str
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, work: Path, fingerprint: str, digest: str, objective: str
 ) -> int:
     # A scope of its own: the tokenised corpus is unmapped and deleted once packed, so the pages and
     # disk it holds are free before the blocks are shuffled and saved.
-    tokens = _tokenize(load_corpus(config, digest), tokenizer, config, work / "tokens.arrow", fingerprint)
-    assert tokenizer.cls_token_id is not None and tokenizer.sep_token_id is not None
-    total_tokens = write_blocks(
-        tokens, work / "blocks.arrow", config.max_seq_length, tokenizer.cls_token_id, tokenizer.sep_token_id
-    )
+    documents = load_corpus(config, digest)
+    tokens = _tokenize(documents, tokenizer, config, work / "tokens.arrow", fingerprint, objective)
+    frame = (int(tokenizer.cls_token_id), int(tokenizer.sep_token_id)) if objective == "masked" else None
+    total_tokens = write_blocks(tokens, work / "blocks.arrow", config.max_seq_length, frame)
     del tokens
     for file in work.glob("tokens*.arrow"):
         file.unlink()
@@ -289,12 +309,17 @@ def _tokenize(
     config: DataConfig,
     cache_file: Path,
     fingerprint: str,
+    objective: str = "masked",
 ) -> datasets.Dataset:
-    separator = tokenizer.sep_token_id
+    # Masked: the body of a framed block, each document closed by the separator. Causal: each document as the
+    # tokenizer encodes a text (Llama's and Gemma's BOS first; Qwen's and GPT-2's nothing), closed by EOS.
+    causal = objective == "causal"
+    separator = tokenizer.eos_token_id if causal else tokenizer.sep_token_id
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[list[int]]]:
-        encoded = tokenizer(batch["text"], add_special_tokens=False)
-        result: dict[str, list[list[int]]] = {"input_ids": [ids + [separator] for ids in encoded["input_ids"]]}
+        encoded = tokenizer(batch["text"], add_special_tokens=causal)
+        closed = [ids if ids[-1:] == [separator] else ids + [separator] for ids in encoded["input_ids"]]
+        result: dict[str, list[list[int]]] = {"input_ids": closed}
         if config.whole_word_mask:
             result["word_starts"] = [_word_starts(encoded.word_ids(i)) + [1] for i in range(len(batch["text"]))]
         return result
@@ -316,7 +341,7 @@ def _tokenize(
         )
 
 
-def write_blocks(tokens: datasets.Dataset, file: Path, block_length: int, cls_id: int, sep_id: int) -> int:
+def write_blocks(tokens: datasets.Dataset, file: Path, block_length: int, frame: tuple[int, int] | None) -> int:
     """Pack tokenised documents into an Arrow file of blocks in one streaming pass.
 
     Memory stays bounded by ``PACK_BATCH_SIZE`` documents whatever the corpus size.
@@ -325,14 +350,13 @@ def write_blocks(tokens: datasets.Dataset, file: Path, block_length: int, cls_id
         tokens: one row per document, ``input_ids`` ending in the separator (and ``word_starts``).
         file: the Arrow (IPC stream) file to write, one row per block.
         block_length: tokens per block, framing tokens included.
-        cls_id: the token opening every block.
-        sep_id: the token closing every block.
+        frame: the tokens opening and closing every block (an encoder's CLS and SEP), or None: plain windows.
 
     Returns:
         The number of tokens read, remainder included.
     """
     columns = [name for name in ("input_ids", "word_starts") if name in tokens.column_names]
-    edges = {"input_ids": (cls_id, sep_id), "word_starts": (1, 1)}  # word_starts: 1 at the framing tokens
+    edges = {"input_ids": frame or (0, 0), "word_starts": (1, 1)}  # word_starts: 1 at the framing tokens
     types = {"input_ids": pa.int32(), "word_starts": pa.int8()}
     schema = pa.schema([(name, pa.list_(types[name], block_length)) for name in columns])
     total_tokens = 0
@@ -347,8 +371,8 @@ def write_blocks(tokens: datasets.Dataset, file: Path, block_length: int, cls_id
                 yield flat
 
     with pa.OSFile(str(file), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for bodies in pack_token_stream(flat_batches(), block_length - 2):
-            framed = [frame_blocks(bodies[name], *edges[name]) for name in columns]
+        for bodies in pack_token_stream(flat_batches(), block_length - (2 if frame else 0)):
+            framed = [frame_blocks(bodies[name], *edges[name]) if frame else bodies[name] for name in columns]
             arrays = [pa.FixedSizeListArray.from_arrays(blocks.ravel(), block_length) for blocks in framed]
             writer.write_batch(pa.record_batch(arrays, schema=schema))
     return total_tokens

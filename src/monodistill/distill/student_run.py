@@ -28,6 +28,7 @@ from monodistill import checkpoint as ckpt
 from monodistill import ranks
 from monodistill.config import DistillConfig, config_to_dict, flatten
 from monodistill.data.batches import MaskedBatch
+from monodistill.distill.logits import logit_term_sums
 from monodistill.distill.random_stream import RandomStream
 from monodistill.distill.teacher_pass import TeacherOutputs
 from monodistill.errors import NonFiniteLoss
@@ -66,7 +67,8 @@ class StudentWithHead(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, list[torch.Tensor]]]:
-        """(B, T) ids and bool positions -> (N, V) logits, hidden states (B, T, H) and Q/K/V projections by layer."""
+        """(B, T) ids and bool positions -> (N, H) last hidden states at the scored positions (``head`` gives their
+        logits, a chunk at a time: ``distill.logits``), hidden states (B, T, H) and Q/K/V projections by layer."""
         with self.projection_hooks.capture() as projections:
             output = encoder(self.model)(input_ids=input_ids, output_hidden_states=bool(self.hidden_layers))
         hidden = {}
@@ -75,7 +77,7 @@ class StudentWithHead(nn.Module):
             if str(layer) in self.projections:
                 states = self.projections[str(layer)](states)  # (B, T, H_t)
             hidden[layer] = states
-        return self.head.logits(output.last_hidden_state[positions]), hidden, projections
+        return output.last_hidden_state[positions], hidden, projections
 
 
 AT_STEP = ("learning_rate",)
@@ -171,9 +173,9 @@ class StudentRun:
             self.random.dropout(batch.dropout_seed),
             self.accelerator.no_sync(self.model) if not last else nullcontext(),
         ):
-            student = ModelOutputs(*self.model(batch.input_ids, batch.positions))
-            read = teacher if teacher is not None else ModelOutputs(student.logits.new_zeros(0))  # MLM alone
-            parts = {term.name: term.sum(student, read, batch) / step_count(batch, term.count) for term in self.terms}
+            scored, hidden, projections = self.model(batch.input_ids, batch.positions)
+            parts = self._sums(batch, teacher, scored, ModelOutputs(scored.new_zeros(0), hidden, projections))
+            parts = {term.name: parts[term.name] / step_count(batch, term.count) for term in self.terms}
             loss = functools.reduce(operator.add, (term.weight * parts[term.name] for term in self.terms))
             parts = {"loss": loss, **parts}
             # Checked before the backward pass, on every rank together: a rank that skipped it would
@@ -186,6 +188,17 @@ class StudentRun:
             self.accelerator.backward(loss * self.accelerator.num_processes)
         for name, value in parts.items():
             self._parts[name] = self._parts.get(name, 0.0) + float(value.detach())
+
+    def _sums(
+        self, batch: MaskedBatch, teacher: TeacherOutputs | None, scored: torch.Tensor, student: ModelOutputs
+    ) -> dict[str, torch.Tensor]:
+        """Each term's sum over the micro-batch: the logit terms' from ``scored`` (N, H) a chunk at a time."""
+        head = self.accelerator.unwrap_model(self.model).head
+        logits = teacher.scored_logits() if teacher is not None else None
+        logit_terms = [term for term in self.terms if term.reads_logits]
+        sums = logit_term_sums(logit_terms, scored, head, logits, batch, self.train.logit_chunk)
+        read = teacher if teacher is not None else ModelOutputs(scored.new_zeros(0))  # an MLM-only objective
+        return sums | {term.name: term.sum(student, read, batch) for term in self.terms if not term.reads_logits}
 
     def optimizer_step(self) -> dict[str, float]:
         """Clip, apply the update at the scheduled learning rate, clear gradients; returns the step's metrics.
@@ -267,7 +280,8 @@ class StudentRun:
     # --------------------------------------------------------------------------------- validation
 
     def score(self, batch: MaskedBatch) -> torch.Tensor:
-        """(N, V) logits at the masked positions, in eval mode, outside the DDP wrapper.
+        """(N, H) last hidden states at the scored positions, in eval mode, outside the DDP wrapper (``logits``
+        gives their logits a chunk at a time).
 
         DDP's forward broadcasts buffers, a collective that would deadlock when ranks hold different
         numbers of validation batches.
@@ -275,9 +289,14 @@ class StudentRun:
         module = self.accelerator.unwrap_model(self.model)
         module.eval()
         with torch.inference_mode():
-            logits = module(batch.input_ids, batch.positions)[0]  # (hidden states and projections unused)
+            scored = module(batch.input_ids, batch.positions)[0]  # (hidden states and projections unused)
         module.train()
-        return logits
+        return scored
+
+    def logits(self, scored: torch.Tensor) -> torch.Tensor:
+        """(n, V) the student's logits from (n, H) hidden states ``score`` gave, without gradients."""
+        with torch.inference_mode():
+            return self.accelerator.unwrap_model(self.model).head.logits(scored)
 
     @property
     def vocab_size(self) -> int:

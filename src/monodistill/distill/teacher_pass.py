@@ -19,6 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from monodistill.data.batches import MaskedBatch
+from monodistill.distill.logits import TeacherLogits
 from monodistill.errors import MonodistillError
 from monodistill.internals import ProjectionHooks
 from monodistill.losses import ModelOutputs, Needs
@@ -33,6 +34,28 @@ class TeacherOutputs(ModelOutputs):
 
     outside_mass: torch.Tensor | None = None
     """(N,) the teacher's probability outside the trimmed vocabulary, when asked for and trimmed."""
+    scored: torch.Tensor | None = None
+    """(N, H) the hidden states at the scored positions, kept instead of ``logits`` (left empty) when there are more
+    than ``train.logit_chunk`` of them: the logits are then computed a chunk at a time (``distill.logits``)."""
+    head: MaskedLMHead | None = None
+    """The head that gives the logits from ``scored`` (over the students' vocabulary)."""
+    full_head: MaskedLMHead | None = None
+    """The head over the teacher's whole vocabulary, for the mass outside a trimmed one from ``scored``."""
+
+    def scored_logits(self) -> TeacherLogits:
+        """The logits at the scored positions, computed or to be computed a chunk at a time."""
+        return TeacherLogits(self.logits if self.scored is None else None, self.scored, self.head)
+
+    def outside_mass_at(self, piece: slice, logits: torch.Tensor) -> torch.Tensor | None:
+        """(n,) the probability outside the trimmed vocabulary at scored positions ``piece``, whose kept
+        ``logits`` are given; None when not asked for or not trimmed."""
+        if self.scored is None:
+            return self.outside_mass[piece] if self.outside_mass is not None else None
+        if self.full_head is None:
+            return None
+        with torch.no_grad():
+            full = self.full_head.logits(self.scored[piece]).float()
+        return 1.0 - (logits.float().logsumexp(-1) - full.logsumexp(-1)).exp()
 
 
 class TeacherPass:
@@ -46,6 +69,8 @@ class TeacherPass:
         projection_layers: The layers whose Q, K, V some student reads (every student's
             ``Needs.teacher_projections``), hooked before the first forward. An uncompiled pass hooks
             others when a call asks for them; a compiled one refuses.
+        logit_chunk: ``train.logit_chunk``: a batch with more scored positions keeps their hidden states, and the
+            logits are computed a chunk at a time where they are read.
     """
 
     def __init__(
@@ -55,7 +80,9 @@ class TeacherPass:
         device: torch.device,
         compile: bool = False,
         projection_layers: Iterable[int] = (),
+        logit_chunk: int = 4096,
     ) -> None:
+        self.logit_chunk = logit_chunk
         nn.Module.to(model, device)  # in place (transformers types its own `to` for dtypes only)
         self.model = model
         self.encoder = encoder(model)
@@ -83,10 +110,11 @@ class TeacherPass:
             input_ids = self.vocab_ids[batch.input_ids] if self.vocab_ids is not None else batch.input_ids
             output = self.encoder(input_ids=input_ids, output_hidden_states=bool(needs.teacher_hidden))
             masked = output.last_hidden_state[batch.positions]  # (N, H)
-            logits = self.head.logits(masked)  # (N, V)
             hidden = {layer: output.hidden_states[layer] for layer in needs.teacher_hidden}  # (B, T, H) each
+            chunked = masked.shape[0] > self.logit_chunk
+            logits = masked.new_zeros(0) if chunked else self.head.logits(masked)  # (N, V)
             mass = None
-            if outside_mass and self.vocab_ids is not None:
+            if outside_mass and self.vocab_ids is not None and not chunked:
                 full = self.full_head.logits(masked).float()
                 mass = 1.0 - (logits.float().logsumexp(-1) - full.logsumexp(-1)).exp()
         # Inference tensors cannot be saved for backward; a clone outside the context is a normal tensor.
@@ -95,6 +123,9 @@ class TeacherPass:
             {layer: states.clone() for layer, states in hidden.items()},
             {layer: [states.clone() for states in projections[layer]] for layer in needs.teacher_projections},
             mass.clone() if mass is not None else None,
+            scored=masked.clone() if chunked else None,
+            head=self.head,
+            full_head=self.full_head if outside_mass and self.vocab_ids is not None else None,
         )
 
     def _hook(self, layers: frozenset[int]) -> None:

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from monodistill import ranks
-from monodistill.data.batches import BatchStream
+from monodistill.data.batches import BatchStream, MaskedBatch
+from monodistill.distill.logits import chunk_slices
 from monodistill.distill.student_run import StudentRun
 from monodistill.distill.teacher_pass import TeacherOutputs, TeacherPass
 from monodistill.losses import Needs, kl_divergence
@@ -50,9 +51,16 @@ class ValidationTotals:
         self.predictions = torch.zeros(self.vocab_size, dtype=torch.float64)
         self.teacher_predictions = torch.zeros(self.vocab_size, dtype=torch.float64)
 
-    def add(self, student_logits: torch.Tensor, teacher: TeacherOutputs, targets: torch.Tensor) -> None:
-        """Add one batch: (N, V) student and teacher logits at its masked positions, (N,) true tokens."""
-        student_logits, teacher_logits = student_logits.float(), teacher.logits.float()
+    def add(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        outside_mass: torch.Tensor | None,
+        targets: torch.Tensor,
+    ) -> None:
+        """Add (part of) one batch: (n, V) student and teacher logits at scored positions, the teacher's (n,)
+        probability outside a trimmed vocabulary (or None), (n,) true tokens."""
+        student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
         student_top, teacher_top = student_logits.argmax(-1), teacher_logits.argmax(-1)
         self.targets += targets.numel()
         self.mlm_loss += F.cross_entropy(student_logits, targets, reduction="sum").item()
@@ -61,8 +69,8 @@ class ValidationTotals:
         self.student_accuracy += (student_top == targets).sum().item()
         self.teacher_accuracy += (teacher_top == targets).sum().item()
         self.teacher_mlm_loss += F.cross_entropy(teacher_logits, targets, reduction="sum").item()
-        if teacher.outside_mass is not None:
-            self.teacher_mass_outside_vocab += teacher.outside_mass.sum().item()
+        if outside_mass is not None:
+            self.teacher_mass_outside_vocab += outside_mass.sum().item()
         self.predictions += torch.bincount(student_top, minlength=self.vocab_size).double().cpu()
         self.teacher_predictions += torch.bincount(teacher_top, minlength=self.vocab_size).double().cpu()
 
@@ -105,6 +113,16 @@ def validate(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) 
         for batch in batches:
             outputs = teacher(batch, Needs(), outside_mass=True)
             for run, total in zip(runs, totals, strict=True):
-                total.add(run.score(batch), outputs, batch.targets)
+                add_batch(total, run, outputs, batch)
             bar.update(1)
     return [total.metrics(teacher.trimmed) for total in totals]
+
+
+def add_batch(total: ValidationTotals, run: StudentRun, teacher: TeacherOutputs, batch: MaskedBatch) -> None:
+    """Add a validation batch to a student's totals, ``train.logit_chunk`` scored positions at a time."""
+    scored = run.score(batch)  # (N, H)
+    logits = teacher.scored_logits()
+    for piece in chunk_slices(scored.shape[0], run.train.logit_chunk) or [slice(0, 0)]:
+        teacher_logits = logits.at(piece)
+        mass = teacher.outside_mass_at(piece, teacher_logits)
+        total.add(run.logits(scored[piece]), teacher_logits, mass, batch.targets[piece])

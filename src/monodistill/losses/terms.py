@@ -107,6 +107,9 @@ class LossTerm(ABC):
     """What the part is a mean over: its sum is divided by this count of the whole optimizer step."""
     logged_unweighted: ClassVar[bool] = False
     """Whether the term is computed and logged also at weight 0."""
+    reads_logits: ClassVar[bool] = False
+    """Whether the term reads the logits at the scored positions (it is then summed a chunk of them at a time,
+    ``distill.logits``), rather than hidden states or projections."""
 
     weight: float
     """The part's weight in the loss."""
@@ -137,6 +140,7 @@ class LogitKL(LossTerm):
     """T^2 KL(teacher_T || student_T) at the masked positions: the paper's logit term (``logit_loss: kl``)."""
 
     name = "kl"
+    reads_logits = True
     count = "targets"
     temperature: float
 
@@ -157,6 +161,7 @@ class LogitMSE(LossTerm):
     """The logits' mean squared error at the masked positions (``logit_loss: mse``), weighed by ``alpha_kl``."""
 
     name = "mse"
+    reads_logits = True
     count = "targets"
 
     @classmethod
@@ -180,6 +185,7 @@ class MaskedLM(LossTerm):
     """
 
     name = "mlm"
+    reads_logits = True
     count = "targets"
     logged_unweighted = True
 

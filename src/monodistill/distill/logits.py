@@ -1,0 +1,96 @@
+"""Vocabulary logits at the scored positions, a chunk of positions at a time.
+
+The causal objective scores every position: each model's logits over a 150k-256k vocabulary at B T
+positions would be the largest tensors of the step, twice. Up to ``train.logit_chunk`` positions the
+logits are computed at once (the masked objective's 15% of positions, usually); beyond that each chunk's
+logits of both models are computed, reduced to every logit term's sum and dropped, and the student's are
+recomputed chunk by chunk in the backward pass (activation checkpointing), so that the memory the logits
+take grows with the chunk, not with the batch. Liger-Kernel's fused linear losses and torchtune's chunked
+cross-entropy do the same for one model; here both models' logits and every logit term share a chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from monodistill.data.batches import MaskedBatch
+from monodistill.families import MaskedLMHead
+from monodistill.losses import LossTerm, ModelOutputs
+
+
+def chunk_slices(count: int, size: int) -> list[slice]:
+    """``range(count)`` cut into consecutive slices of at most ``size``."""
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+class TeacherLogits:
+    """The teacher's logits at a batch's scored positions: computed already (``logits``), or from the hidden
+    states kept there (``scored``, (N, H)) one chunk at a time."""
+
+    def __init__(self, logits: torch.Tensor | None, scored: torch.Tensor | None, head: MaskedLMHead | None) -> None:
+        self.logits, self.scored, self.head = logits, scored, head
+
+    def at(self, piece: slice) -> torch.Tensor:
+        """(n, V) the logits at scored positions ``piece``."""
+        if self.logits is not None:
+            return self.logits[piece]
+        assert self.scored is not None and self.head is not None
+        with torch.no_grad():  # frozen: nothing of it is trained
+            return self.head.logits(self.scored[piece])
+
+
+def logit_term_sums(
+    terms: Sequence[LossTerm],
+    scored: torch.Tensor,
+    head: MaskedLMHead,
+    teacher: TeacherLogits | None,
+    batch: MaskedBatch,
+    chunk: int,
+) -> dict[str, torch.Tensor]:
+    """Each logit-reading term's sum over the batch's scored positions.
+
+    Args:
+        terms: The terms that read logits (``LossTerm.reads_logits``).
+        scored: (N, H) the student's hidden states at the scored positions, with their graph.
+        head: The student's LM head.
+        teacher: The teacher's logits there (None where no term reads them).
+        batch: The micro-batch (its ``targets`` are cut with the chunks).
+        chunk: At most this many positions' logits at once; up to it, computed as one piece and not recomputed.
+    """
+    if not terms:
+        return {}
+    count = scored.shape[0]
+    pieces = chunk_slices(count, chunk) if count else [slice(0, 0)]
+    if len(pieces) == 1:
+        return dict(zip((term.name for term in terms), _piece_sums(terms, scored, head, teacher, batch), strict=True))
+    total: torch.Tensor | None = None
+    for piece in pieces:
+        piece_batch = replace(batch, targets=batch.targets[piece])
+        # Only the hidden states are kept for the backward pass; the logits are recomputed there, one chunk at a time.
+        sums = checkpoint(
+            lambda states, at=piece, part=piece_batch: torch.stack(
+                _piece_sums(terms, states, head, teacher, part, at)
+            ),
+            scored[piece],
+            use_reentrant=False,
+        )
+        total = sums if total is None else total + sums
+    assert total is not None
+    return {term.name: total[index] for index, term in enumerate(terms)}
+
+
+def _piece_sums(
+    terms: Sequence[LossTerm],
+    scored: torch.Tensor,
+    head: MaskedLMHead,
+    teacher: TeacherLogits | None,
+    batch: MaskedBatch,
+    piece: slice = slice(None),
+) -> list[torch.Tensor]:
+    student = ModelOutputs(head.logits(scored))  # (n, V)
+    teacher_logits = teacher.at(piece) if teacher is not None else student.logits.new_zeros(0)
+    return [term.sum(student, ModelOutputs(teacher_logits), batch) for term in terms]
