@@ -23,7 +23,7 @@ from typing import Any
 from monodistill import checkpoint as ckpt
 from monodistill.config import AdaptConfig, DistillConfig, LossConfig, StudentConfig, VocabConfig
 from monodistill.errors import MonodistillError
-from monodistill.student import intermediate_field
+from monodistill.student import intermediate_size
 from monodistill.teacher import load_model_config
 
 RESULT_FILE = "adaptation.json"
@@ -37,7 +37,7 @@ def adaptation_config(config: DistillConfig, adapt: AdaptConfig, output: Path) -
         preset="custom",
         num_layers=int(teacher.num_hidden_layers),
         hidden_size=int(teacher.hidden_size),
-        intermediate_size=int(getattr(teacher, intermediate_field(teacher))),
+        intermediate_size=intermediate_size(teacher),
         num_heads=int(teacher.num_attention_heads),
         init="teacher-layers",
         name="teacher-adapted",

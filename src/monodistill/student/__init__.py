@@ -8,7 +8,7 @@ from monodistill.student.build import (
     project_embeddings,
     teacher_layer_indices,
 )
-from monodistill.student.shape import PRESETS, StudentShape, intermediate_field, resolve_shape, student_model_config
+from monodistill.student.shape import PRESETS, StudentShape, intermediate_size, resolve_shape, student_model_config
 
 __all__ = [
     "PRESETS",
@@ -16,7 +16,7 @@ __all__ = [
     "build_student",
     "copy_teacher_embeddings",
     "copy_teacher_layers",
-    "intermediate_field",
+    "intermediate_size",
     "project_embeddings",
     "resolve_shape",
     "student_model_config",

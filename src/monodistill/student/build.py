@@ -21,14 +21,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import AutoModelForMaskedLM, PreTrainedModel
+from transformers import PreTrainedModel
 
 from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
 from monodistill.families import family_of
 from monodistill.student.family import check_family_init
 from monodistill.student.narrow import narrow_teacher_state
-from monodistill.student.shape import embedding_weight, intermediate_field, resolve_shape, student_model_config
+from monodistill.student.shape import embedding_weight, intermediate_size, resolve_shape, student_model_config
 
 
 def build_student(
@@ -51,7 +51,7 @@ def build_student(
             embeddings for the residual stream, the weights elsewhere); see the module docstring.
 
     Returns:
-        A float32 ``*ForMaskedLM`` model in train mode.
+        A float32 model of the family's class (``*ForMaskedLM``, ``*ForCausalLM``) in train mode.
     """
     shape = resolve_shape(config)
     check_family_init(config, teacher.config)
@@ -73,7 +73,7 @@ def build_student(
 
         remap_special_ids(model_config, vocab_ids.tolist())
     torch.manual_seed(seed)
-    student = AutoModelForMaskedLM.from_config(model_config)
+    student = family_of(model_config).model_class.from_config(model_config)
     if config.init == "teacher-embeddings":
         copy_teacher_embeddings(student, teacher, vocab_ids)
     elif config.init == "teacher-layers":
@@ -138,10 +138,11 @@ def copy_teacher_layers(
         teacher_state.update(narrow_teacher_state(teacher, student.config, layer_indices, vocab_ids, sample_ids))
     student_state = student.state_dict()
     layer_map = dict(enumerate(layer_indices))
+    container = family_of(teacher).layers_path.rsplit(".", 1)[-1]  # the layer list's name: layer, layers, h
     vocab_size = student.config.vocab_size
     copied: dict[str, torch.Tensor] = {}
     for key, value in student_state.items():
-        source_key = _teacher_key(key, layer_map)
+        source_key = _teacher_key(key, layer_map, container)
         if source_key not in teacher_state:
             continue
         source = teacher_state[source_key]
@@ -158,10 +159,9 @@ def copy_teacher_layers(
 
 def check_teacher_layers_shape(student_config: Any, teacher_config: Any) -> bool:
     """Whether ``teacher-layers`` must narrow the teacher's weights; a shape it cannot fill is refused in one line."""
-    field = intermediate_field(teacher_config)
     sizes = {
         "hidden_size": (student_config.hidden_size, teacher_config.hidden_size),
-        "intermediate_size": (getattr(student_config, field), getattr(teacher_config, field)),
+        "intermediate_size": (intermediate_size(student_config), intermediate_size(teacher_config)),
     }
     for name, (student_size, teacher_size) in sizes.items():
         if student_size > teacher_size:
@@ -182,7 +182,7 @@ def check_teacher_layers_shape(student_config: Any, teacher_config: Any) -> bool
         raise MonodistillError(
             f"student.init=teacher-layers cannot narrow a {teacher_config.model_type} teacher ({unsupported} "
             f"are not reduced); give the student the teacher's widths (hidden {teacher_config.hidden_size}, "
-            f"intermediate {getattr(teacher_config, field)}), or use teacher-embeddings or random"
+            f"intermediate {intermediate_size(teacher_config)}), or use teacher-embeddings or random"
         )
     embedding_size = getattr(teacher_config, "embedding_size", teacher_config.hidden_size)
     if embedding_size != teacher_config.hidden_size and student_config.hidden_size == embedding_size:
@@ -193,10 +193,12 @@ def check_teacher_layers_shape(student_config: Any, teacher_config: Any) -> bool
     return True
 
 
-def _teacher_key(student_key: str, layer_map: dict[int, int]) -> str:
+def _teacher_key(student_key: str, layer_map: dict[int, int], container: str) -> str:
+    """The teacher's name of a student weight: layer ``i`` of the layer list ``container`` is teacher layer
+    ``layer_map[i]``."""
     parts = student_key.split(".")
     for position, part in enumerate(parts[:-1]):
-        if part in ("layer", "layers") and parts[position + 1].isdigit():
+        if part == container and parts[position + 1].isdigit():
             parts[position + 1] = str(layer_map[int(parts[position + 1])])
             break
     return ".".join(parts)

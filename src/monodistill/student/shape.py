@@ -82,9 +82,10 @@ def student_model_config(
     return family_of(teacher_config).student_config(teacher_config, shape, vocab_size, keep_embedding_size)
 
 
-def intermediate_field(model_config: Any) -> str:
-    """The config field of the feed-forward width (DistilBERT's ``hidden_dim`` has no alias)."""
-    return family_of(model_config).intermediate_field
+def intermediate_size(model_config: Any) -> int:
+    """The feed-forward width, from the field the family keeps it in (DistilBERT's ``hidden_dim``, GPT-2's
+    ``n_inner`` or 4 x hidden when unset, BLOOM's fixed 4 x hidden)."""
+    return family_of(model_config).intermediate_size(model_config)
 
 
 def embedding_weight(model: PreTrainedModel) -> torch.Tensor:

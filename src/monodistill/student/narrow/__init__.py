@@ -63,7 +63,7 @@ from monodistill.student.narrow.hooks import sample_statistics
 from monodistill.student.narrow.parts import reduce_part, stream_embeddings, teacher_parts
 from monodistill.student.narrow.reduce import reduce_layer
 from monodistill.student.narrow.statistics import LayerStatistics, TeacherStatistics, weight_statistics
-from monodistill.student.shape import intermediate_field
+from monodistill.student.shape import intermediate_size
 
 __all__ = [
     "Bases",
@@ -103,10 +103,10 @@ def narrow_teacher_state(
         statistics = weight_statistics(rows, weights, outer_norms, teacher.config.num_attention_heads)
     stream = stream_basis(statistics.stream, student_config.hidden_size)  # P (H_t, H_s)
     head_dim = student_config.hidden_size // student_config.num_attention_heads
-    intermediate_size = getattr(student_config, intermediate_field(student_config))
+    width = intermediate_size(student_config)
     state: dict[str, torch.Tensor] = {}
     for layer, layer_weights, layer_statistics in zip(layers, weights, statistics.layers, strict=True):
-        bases = layer_bases(layer_weights, layer_statistics, stream, head_dim, intermediate_size)
+        bases = layer_bases(layer_weights, layer_statistics, stream, head_dim, width)
         state.update(family.layer_state(reduce_layer(layer_weights, layer_statistics, bases), layer.name))
     for part in parts:
         state.update(reduce_part(part, statistics, stream))
