@@ -27,15 +27,16 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from monodistill import checkpoint as ckpt
 from monodistill import ranks, runfolder
 from monodistill.card import build_model_card
+from monodistill.compatibility import check_compatible
 from monodistill.config import DistillConfig, save_config
-from monodistill.data.batches import BatchStream, Masking
+from monodistill.data.batches import BatchStream, Masking, NextToken
 from monodistill.data.blocks import Blocks, build_blocks, tokenizer_fingerprint
 from monodistill.distill import StudentRun, TeacherPass, fit
 from monodistill.distill.random_stream import capture_rng, set_rng_state
 from monodistill.errors import MonodistillError, command_to_resume
 from monodistill.evaluate.summary import ENCODER_COUNTED, encoder_counts
+from monodistill.families import family_of
 from monodistill.internals import freeze_below
-from monodistill.losses import check_objective
 from monodistill.resume import (
     DATA_ORDER,
     check_resumable,
@@ -47,10 +48,9 @@ from monodistill.resume import (
     with_resolved_paths,
 )
 from monodistill.student import StudentShape, build_student, resolve_shape
-from monodistill.student.family import check_family_serves, fresh_config, student_family
 from monodistill.student.sentence import save_sentence_transformers_config
 from monodistill.sweep import check_group_fits, check_groupable
-from monodistill.teacher import MLM_HEAD_TRAINED, load_teacher, max_positions
+from monodistill.teacher import MLM_HEAD_TRAINED, load_teacher
 
 
 def run_distillation(config: DistillConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -118,10 +118,11 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
     teacher, teacher_tokenizer = load_teacher(lead.teacher)
     _check_students(configs, names, shapes, teacher, teacher_tokenizer)
     tokenizer, vocab_ids = _shared_vocabulary(configs, run_dirs, names, teacher_tokenizer)
-    blocks = build_blocks(lead.data, tokenizer, lead.train.seed)
+    objective = family_of(teacher).objective  # checked against each config's (check_objective_kind)
+    blocks = build_blocks(lead.data, tokenizer, lead.train.seed, objective)
     state = ranks.process_state()
     vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
-    masking = Masking.of(tokenizer, vocab_size, lead.data.mlm_probability)
+    masking = Masking.of(tokenizer, vocab_size, lead.data.mlm_probability) if objective == "masked" else NextToken()
     stream = BatchStream(blocks, masking, lead.train, state.process_index, state.num_processes, state.device)
     total_steps = stream.total_steps(lead.train)
     fingerprints = {
@@ -161,7 +162,8 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
     _announce(state, configs, names, runs, students[0], where)
     try:
         read = frozenset().union(*(run.needs.teacher_projections for run in runs))
-        fit(TeacherPass(teacher, vocab_ids, state.device, lead.train.compile, read), stream, runs)
+        teacher_pass = TeacherPass(teacher, vocab_ids, state.device, lead.train.compile, read, lead.train.logit_chunk)
+        fit(teacher_pass, stream, runs)
         if state.is_main_process:
             _save_students(runs, students, teacher, tokenizer, len(blocks.train))
         state.wait_for_everyone()
@@ -392,42 +394,3 @@ def save_student(
             f"folder was removed and the final checkpoint is intact: make room, then run `{command_to_resume()}` "
             "to save it"
         ) from None
-
-
-def check_compatible(
-    config: DistillConfig,
-    teacher: PreTrainedModel,
-    shape: StudentShape,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-) -> None:
-    """Refuse settings that the teacher (and, for ``student.family``, its ``tokenizer``) cannot serve, before
-    anything is built."""
-    limit = max_positions(teacher.config)
-    if config.data.max_seq_length > limit:
-        raise MonodistillError(
-            f"data.max_seq_length={config.data.max_seq_length} is beyond the teacher's {limit} positions"
-        )
-    if tokenizer is not None:
-        check_family_serves(config.student, teacher.config, tokenizer)
-    family = student_family(config.student, teacher.config)
-    if family != teacher.config.model_type:  # a fresh config: its own position limit (BERT's 512)
-        student_limit = max_positions(fresh_config(family, teacher.config, shape, teacher.config.vocab_size))
-        if config.data.max_seq_length > student_limit:
-            raise MonodistillError(
-                f"data.max_seq_length={config.data.max_seq_length} is beyond the {student_limit} positions of a "
-                f"student.family={family} student of a {teacher.config.model_type} teacher"
-            )
-    if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise MonodistillError("train.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
-    if config.loss.alpha_cosine > 0 and shape.hidden_size != teacher.config.hidden_size:
-        raise MonodistillError(
-            f"loss.alpha_cosine needs equal hidden sizes; the student has {shape.hidden_size}, "
-            f"the teacher {teacher.config.hidden_size}"
-        )
-    student = {"layers": shape.num_layers, "hidden": shape.hidden_size, "heads": shape.num_heads}
-    sizes = {
-        "layers": teacher.config.num_hidden_layers,
-        "hidden": teacher.config.hidden_size,
-        "heads": teacher.config.num_attention_heads,
-    }
-    check_objective(config.loss, student, sizes, teacher.config.model_type, family)
