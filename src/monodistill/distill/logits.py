@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -20,6 +21,9 @@ from torch.utils.checkpoint import checkpoint
 from monodistill.data.batches import MaskedBatch
 from monodistill.families import MaskedLMHead
 from monodistill.losses import LossTerm, ModelOutputs
+
+if TYPE_CHECKING:
+    from monodistill.distill.teacher_pass import TeacherOutputs
 
 
 def chunk_slices(count: int, size: int) -> list[slice]:
@@ -72,15 +76,30 @@ def logit_term_sums(
         piece_batch = replace(batch, targets=batch.targets[piece])
         # Only the hidden states are kept for the backward pass; the logits are recomputed there, one chunk at a time.
         sums = checkpoint(
-            lambda states, at=piece, part=piece_batch: torch.stack(
-                _piece_sums(terms, states, head, teacher, part, at)
-            ),
+            lambda states, at=piece, part=piece_batch: torch.stack(_piece_sums(terms, states, head, teacher, part, at)),
             scored[piece],
             use_reentrant=False,
         )
         total = sums if total is None else total + sums
     assert total is not None
     return {term.name: total[index] for index, term in enumerate(terms)}
+
+
+def term_sums(
+    terms: Sequence[LossTerm],
+    scored: torch.Tensor,
+    head: MaskedLMHead,
+    student: ModelOutputs,
+    teacher: TeacherOutputs | None,
+    batch: MaskedBatch,
+    chunk: int,
+) -> dict[str, torch.Tensor]:
+    """Every term's sum over the micro-batch: the logit terms' from ``scored`` (N, H) a chunk at a time, the others'
+    from ``student``'s hidden states and projections."""
+    logits = teacher.scored_logits() if teacher is not None else None
+    sums = logit_term_sums([term for term in terms if term.reads_logits], scored, head, logits, batch, chunk)
+    read = teacher if teacher is not None else ModelOutputs(scored.new_zeros(0))  # an MLM-only objective
+    return sums | {term.name: term.sum(student, read, batch) for term in terms if not term.reads_logits}
 
 
 def _piece_sums(

@@ -28,7 +28,7 @@ from monodistill import checkpoint as ckpt
 from monodistill import ranks
 from monodistill.config import DistillConfig, config_to_dict, flatten
 from monodistill.data.batches import MaskedBatch
-from monodistill.distill.logits import logit_term_sums
+from monodistill.distill.logits import term_sums
 from monodistill.distill.random_stream import RandomStream
 from monodistill.distill.teacher_pass import TeacherOutputs
 from monodistill.errors import NonFiniteLoss
@@ -174,7 +174,9 @@ class StudentRun:
             self.accelerator.no_sync(self.model) if not last else nullcontext(),
         ):
             scored, hidden, projections = self.model(batch.input_ids, batch.positions)
-            parts = self._sums(batch, teacher, scored, ModelOutputs(scored.new_zeros(0), hidden, projections))
+            student = ModelOutputs(scored.new_zeros(0), hidden, projections)
+            head = self.accelerator.unwrap_model(self.model).head
+            parts = term_sums(self.terms, scored, head, student, teacher, batch, self.train.logit_chunk)
             parts = {term.name: parts[term.name] / step_count(batch, term.count) for term in self.terms}
             loss = functools.reduce(operator.add, (term.weight * parts[term.name] for term in self.terms))
             parts = {"loss": loss, **parts}
@@ -188,17 +190,6 @@ class StudentRun:
             self.accelerator.backward(loss * self.accelerator.num_processes)
         for name, value in parts.items():
             self._parts[name] = self._parts.get(name, 0.0) + float(value.detach())
-
-    def _sums(
-        self, batch: MaskedBatch, teacher: TeacherOutputs | None, scored: torch.Tensor, student: ModelOutputs
-    ) -> dict[str, torch.Tensor]:
-        """Each term's sum over the micro-batch: the logit terms' from ``scored`` (N, H) a chunk at a time."""
-        head = self.accelerator.unwrap_model(self.model).head
-        logits = teacher.scored_logits() if teacher is not None else None
-        logit_terms = [term for term in self.terms if term.reads_logits]
-        sums = logit_term_sums(logit_terms, scored, head, logits, batch, self.train.logit_chunk)
-        read = teacher if teacher is not None else ModelOutputs(scored.new_zeros(0))  # an MLM-only objective
-        return sums | {term.name: term.sum(student, read, batch) for term in self.terms if not term.reads_logits}
 
     def optimizer_step(self) -> dict[str, float]:
         """Clip, apply the update at the scheduled learning rate, clear gradients; returns the step's metrics.
