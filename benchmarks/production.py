@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedModel
 
 from monodistill.config import DistillConfig
-from monodistill.data.batches import BatchStream, Masking
+from monodistill.data.batches import BatchStream, Masking, NextToken
 from monodistill.data.blocks import Blocks
 from monodistill.distill import StudentRun, TeacherPass, train_step
 from monodistill.ranks import process_state
@@ -40,13 +40,18 @@ class ProductionStep:
         students: list[PreTrainedModel],
         blocks: Blocks,
         special_ids: list[int],
-        mask_token_id: int,
+        mask_token_id: int | None,
         vocab_ids: torch.Tensor | None = None,
     ) -> None:
         device = process_state().device
         lead = configs[0]
         vocab_size = students[0].config.vocab_size
-        masking = Masking(torch.tensor(special_ids), mask_token_id, vocab_size, lead.data.mlm_probability)
+        # A causal teacher (no mask token) scores every next token; a masked one, BERT's masks.
+        masking = (
+            Masking(torch.tensor(special_ids), mask_token_id, vocab_size, lead.data.mlm_probability)
+            if mask_token_id is not None
+            else NextToken()
+        )
         self.stream = BatchStream(blocks, masking, lead.train, device=device)
         self.teacher = TeacherPass(teacher, vocab_ids, device, lead.train.compile, logit_chunk=lead.train.logit_chunk)
         self._folder = tempfile.TemporaryDirectory()
