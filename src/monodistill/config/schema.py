@@ -154,6 +154,10 @@ class DataConfig:
     """Hub dataset revision, e.g. refs/convert/parquet for a script-based dataset's Parquet copy."""
     text_column: str = "text"
     """Column holding the text (JSONL, CSV, Parquet and Hub datasets)."""
+    chat_column: str | None = None
+    """Column holding a conversation per document (a list of role/content messages, e.g. ``messages``): a chat
+    corpus, rendered with the teacher's chat template, the loss taken on the assistant's tokens only (causal
+    objective); unset: plain text."""
     language: str | None = None
     """ISO 639 code of the corpus language (e.g. tl); written into the model card's metadata."""
     streaming: bool = False

@@ -112,6 +112,14 @@ Objective = Masking | NextToken
 """What a ``BatchStream`` scores: masked tokens, or every next token."""
 
 
+def scored_only(positions: torch.Tensor, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, T) positions, less those whose target is no assistant token of a chat corpus (``scored``: the next
+    token's flag, the causal objective's target); unchanged for plain text."""
+    if "scored" not in rows:
+        return positions
+    return positions & rows["scored"].to(positions.device).roll(-1, dims=1).bool()
+
+
 class BatchStream:
     """This rank's masked micro-batches of every optimizer step, and its share of the validation blocks."""
 
@@ -164,6 +172,7 @@ class BatchStream:
         input_ids = rows["input_ids"].to(self.device)  # (G, T)
         word_starts = rows["word_starts"].to(self.device).bool() if "word_starts" in rows else None
         masked_ids, positions = self.masking(input_ids, step_generator(self.seed, step, 0, self.device), word_starts)
+        positions = scored_only(positions, rows)
         targets = self.masking.target_grid(input_ids)  # (G, T)
         step_targets = int(positions.sum())
         batches = []
@@ -203,7 +212,7 @@ class BatchStream:
                     ),
                     strict=True,
                 )
-                masked_ids, where = torch.cat(masked), torch.cat(positions)
+                masked_ids, where = torch.cat(masked), scored_only(torch.cat(positions), rows)
                 count = int(where.sum())
                 targets = self.masking.target_grid(input_ids)[where]
                 self._validation.append(MaskedBatch(masked_ids, where, targets, count, len(input_ids)))

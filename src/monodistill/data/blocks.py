@@ -39,6 +39,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.checkpoint import describe_write_error, is_disk_full
 from monodistill.config import DataConfig
+from monodistill.data.chat import check_chat_template, render_conversation
 from monodistill.data.corpus import corpus_digest, load_corpus
 from monodistill.errors import MonodistillError
 from monodistill.progress import datasets_progress, progress_bar
@@ -233,7 +234,7 @@ def _discard(path: Path) -> None:
 def _build_entry(
     config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path, digest: str, objective: str
 ) -> None:
-    check_packable(tokenizer, objective)
+    check_packable(tokenizer, objective, config)
     print(f"building blocks cache {path} from {config.corpus}")
     staging = path.with_name(f"{path.name}{STAGING}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     work = staging / "work"  # intermediate Arrow files, deleted before the entry is sealed
@@ -277,8 +278,16 @@ def _build_entry(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def check_packable(tokenizer: PreTrainedTokenizerBase, objective: str) -> None:
-    """Refuse, in one line, a tokenizer without the tokens that pack its objective's blocks."""
+def check_packable(tokenizer: PreTrainedTokenizerBase, objective: str, config: DataConfig) -> None:
+    """Refuse, in one line, a tokenizer without the tokens that pack its objective's blocks, and a chat corpus that
+    cannot be rendered or trained on."""
+    if config.chat_column:
+        if objective != "causal":
+            raise MonodistillError(
+                "data.chat_column: a chat corpus trains a causal student on the assistant's tokens; a masked "
+                "teacher's objective reads plain text (unset data.chat_column)"
+            )
+        check_chat_template(tokenizer, config.corpus)
     if objective == "causal" and tokenizer.eos_token_id is None:
         raise MonodistillError(
             "the tokenizer has no EOS token to end each document with when packing a causal LM's blocks; "
@@ -317,8 +326,11 @@ def _tokenize(
     separator = tokenizer.eos_token_id if causal else tokenizer.sep_token_id
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[list[int]]]:
+        if config.chat_column:
+            return _tokenize_chats(tokenizer, batch["text"], separator)
         encoded = tokenizer(batch["text"], add_special_tokens=causal)
-        closed = [ids if ids[-1:] == [separator] else ids + [separator] for ids in encoded["input_ids"]]
+        # A causal document keeps an EOS its tokenizer put there already.
+        closed = [ids if causal and ids[-1:] == [separator] else ids + [separator] for ids in encoded["input_ids"]]
         result: dict[str, list[list[int]]] = {"input_ids": closed}
         if config.whole_word_mask:
             result["word_starts"] = [_word_starts(encoded.word_ids(i)) + [1] for i in range(len(batch["text"]))]
@@ -327,6 +339,8 @@ def _tokenize(
     features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
     if config.whole_word_mask:
         features["word_starts"] = datasets.Sequence(datasets.Value("int8"))
+    if config.chat_column:
+        features["scored"] = datasets.Sequence(datasets.Value("int8"))
     # Row-wise, so the order and the result do not depend on num_proc; packing runs after, in one pass.
     with datasets_progress():  # datasets draws this bar, also across num_proc workers
         return documents.map(
@@ -339,6 +353,21 @@ def _tokenize(
             new_fingerprint=f"{fingerprint}-tokens",
             desc="tokenising corpus",
         )
+
+
+def _tokenize_chats(
+    tokenizer: PreTrainedTokenizerBase, conversations: list[list[dict[str, str]]], eos: int
+) -> dict[str, list[list[int]]]:
+    """Each conversation under the chat template, closed by EOS (unless the template ends it so), and which of its
+    tokens are the assistant's (``scored``; the closing EOS too when it ends an assistant turn)."""
+    result: dict[str, list[list[int]]] = {"input_ids": [], "scored": []}
+    for messages in conversations:
+        ids, scored = render_conversation(tokenizer, messages)
+        if ids[-1:] != [eos]:
+            ids, scored = [*ids, eos], [*scored, scored[-1] if scored else 0]
+        result["input_ids"].append(ids)
+        result["scored"].append(scored)
+    return result
 
 
 def write_blocks(tokens: datasets.Dataset, file: Path, block_length: int, frame: tuple[int, int] | None) -> int:
@@ -355,9 +384,10 @@ def write_blocks(tokens: datasets.Dataset, file: Path, block_length: int, frame:
     Returns:
         The number of tokens read, remainder included.
     """
-    columns = [name for name in ("input_ids", "word_starts") if name in tokens.column_names]
-    edges = {"input_ids": frame or (0, 0), "word_starts": (1, 1)}  # word_starts: 1 at the framing tokens
-    types = {"input_ids": pa.int32(), "word_starts": pa.int8()}
+    columns = [name for name in ("input_ids", "word_starts", "scored") if name in tokens.column_names]
+    # word_starts: 1 at the framing tokens; scored (chat corpora, never framed): whether a token is a target.
+    edges = {"input_ids": frame or (0, 0), "word_starts": (1, 1), "scored": (0, 0)}
+    types = {"input_ids": pa.int32(), "word_starts": pa.int8(), "scored": pa.int8()}
     schema = pa.schema([(name, pa.list_(types[name], block_length)) for name in columns])
     total_tokens = 0
 

@@ -19,6 +19,7 @@ from typing import Any
 import datasets
 
 from monodistill.config import DataConfig
+from monodistill.data.chat import is_conversation
 from monodistill.errors import MonodistillError, not_utf8
 from monodistill.hub import load_hub_dataset
 from monodistill.teacher import is_local_reference
@@ -68,15 +69,17 @@ def load_corpus(config: DataConfig, digest: str | None = None) -> datasets.Datas
         dataset = _load_local(config, digest or corpus_digest(config))
     else:
         dataset = _load_hub(config)
-    if config.text_column not in dataset.column_names:
+    column = config.chat_column or config.text_column
+    if column not in dataset.column_names:
+        setting = "data.chat_column" if config.chat_column else "data.text_column"
         raise MonodistillError(
-            f"corpus {config.corpus} has no column {config.text_column!r} (columns: {dataset.column_names}); "
-            "set data.text_column"
+            f"corpus {config.corpus} has no column {column!r} (columns: {dataset.column_names}); set {setting}"
         )
-    dataset = dataset.select_columns([config.text_column])
-    if config.text_column != "text":
-        dataset = dataset.rename_column(config.text_column, "text")
-    dataset = dataset.filter(_is_usable, batched=True, desc="dropping empty lines")
+    dataset = dataset.select_columns([column])
+    if column != "text":
+        dataset = dataset.rename_column(column, "text")
+    usable = _is_conversation_batch if config.chat_column else _is_usable
+    dataset = dataset.filter(usable, batched=True, desc="dropping empty documents")
     if len(dataset) == 0:
         raise MonodistillError(f"corpus {config.corpus} has no usable line (all empty or whitespace)")
     return dataset
@@ -84,6 +87,10 @@ def load_corpus(config: DataConfig, digest: str | None = None) -> datasets.Datas
 
 def _is_usable(batch: dict[str, list[Any]]) -> list[bool]:
     return [isinstance(text, str) and bool(text.strip()) for text in batch["text"]]
+
+
+def _is_conversation_batch(batch: dict[str, list[Any]]) -> list[bool]:
+    return [is_conversation(messages) for messages in batch["text"]]
 
 
 def _load_local(config: DataConfig, digest: str) -> datasets.Dataset:
@@ -105,7 +112,7 @@ def _load_local(config: DataConfig, digest: str) -> datasets.Dataset:
         if builder == "json":
             check_json(files)
         raise MonodistillError(f"could not read corpus {config.corpus} as {builder}: {error}") from None
-    if builder == "json" and config.text_column in dataset.column_names:
+    if builder == "json" and config.text_column in dataset.column_names and not config.chat_column:
         dataset = _documents_with_text(dataset, files, config)
     if config.max_documents is not None and len(dataset) > config.max_documents:
         dataset = dataset.select(range(config.max_documents))
