@@ -48,6 +48,7 @@ from monodistill.resume import (
     with_resolved_paths,
 )
 from monodistill.student import StudentShape, build_student, resolve_shape
+from monodistill.student.generation import generation_config
 from monodistill.student.sentence import save_sentence_transformers_config
 from monodistill.sweep import check_group_fits, check_groupable
 from monodistill.teacher import MLM_HEAD_TRAINED, load_teacher
@@ -275,14 +276,20 @@ def _save_students(
     tokenizer: PreTrainedTokenizerBase,
     num_blocks: int,
 ) -> None:
-    """Save every student that finished, with its model card, into its run folder's ``student/``."""
+    """Save every student that finished, with its model card, into its run folder's ``student/``.
+
+    The card describes the student's objective as its family's adapter gives it (masked or causal), not the
+    config's ``objective``, which may say ``auto``."""
     for student, run in zip(students, runs, strict=True):
         if run.error is not None:
             continue
         assert run.final_metrics is not None
         config = run.config
+        described = replace(
+            config, student=replace(config.student, name=run.name), objective=family_of(student).objective
+        )
         card = build_model_card(
-            with_resolved_paths(replace(config, student=replace(config.student, name=run.name))),
+            with_resolved_paths(described),
             run.final_metrics,
             encoder_counts(student),
             encoder_counts(teacher),
@@ -362,9 +369,11 @@ def save_student(
     mlm_head_trained: bool = True,
     max_seq_length: int = 512,
 ) -> None:
-    """Write the student, its tokenizer and model card atomically, loadable with ``from_pretrained``, and a
-    sentence-transformers configuration beside them (mean pooling over ``max_seq_length`` tokens, the length
-    it was distilled on: ``student.sentence``).
+    """Write the student, its tokenizer (with its chat template, if any) and model card atomically, loadable with
+    ``from_pretrained``. Beside an encoder, a sentence-transformers configuration (mean pooling over
+    ``max_seq_length`` tokens, the length it was distilled on: ``student.sentence``); a decoder (its family's
+    objective is causal) gets a ``generation_config.json`` in its own token ids instead (``student.generation``),
+    and loads with ``AutoModelForCausalLM`` and in ``pipeline("text-generation")``.
 
     A student whose loss never trained its masked-LM head keeps it, so that every student loads, resumes,
     evaluates and exports alike (the head is a transform and a bias: its decoder is the tied embedding), and
@@ -383,9 +392,13 @@ def save_student(
         with ckpt.atomic_dir(path) as staging:
             if not mlm_head_trained:
                 setattr(student.config, MLM_HEAD_TRAINED, False)
+            causal = family_of(student).objective == "causal"
+            if causal:
+                student.generation_config = generation_config(student, tokenizer)
             student.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-            save_sentence_transformers_config(staging, student, max_seq_length)
+            if not causal:
+                save_sentence_transformers_config(staging, student, max_seq_length)
             (staging / "README.md").write_text(card)
             ckpt.write_manifest(staging, ckpt.MODEL_MANIFEST, leave_out=("README.md",))
     except (OSError, RuntimeError, SafetensorError) as error:  # safetensors reports a full disk as its own error

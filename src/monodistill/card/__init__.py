@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from monodistill import checkpoint as ckpt
+from monodistill.card import causal
 from monodistill.card.metadata import UNSET_LICENSE, front_matter, model_index_results, task_kinds
-from monodistill.card.record import read_run_config, validation_note
+from monodistill.card.record import read_run_config, student_objective, validation_note
 from monodistill.card.results import evaluation_epochs, evaluation_section
 from monodistill.card.sections import (
     intended_use,
@@ -52,15 +53,26 @@ def build_model_card(
 ) -> str:
     """A Hugging Face README.md for the student folder, with YAML front matter.
 
+    ``config.objective`` says what kind of model the card describes: ``causal`` (a decoder, ``card.causal``),
+    else a masked LM; the callers resolve it from the student's family (``record.student_objective``).
+
     ``student_counts`` and ``teacher_counts`` are ``encoder_parameter_counts``; ``results`` is a Markdown
     section of downstream results (from ``evaluation_section``), if any; ``model_index`` the same results
     as Hub ``model-index`` entries (from ``model_index_results``). ``license`` is a Hub licence id; unset,
     the card says ``unknown`` and ``monodistill publish`` refuses it. ``note`` follows the validation
     table (``validation_note``).
     """
-    adapted = is_adaptation(config.loss)
-    stage = "adaptation" if adapted else "distillation"
-    title, intro = title_and_intro(config)
+    if config.objective == "causal":  # a decoder's card: generation, next tokens (``card.causal``)
+        stage = causal.stage(config)
+        title, intro = causal.title_and_intro(config)
+        training, validation = causal.training_section(config, num_blocks), causal.validation_section(config, metrics)
+        use = causal.intended_use(config)
+    else:
+        adapted = is_adaptation(config.loss)
+        stage = "adaptation" if adapted else "distillation"
+        title, intro = title_and_intro(config)
+        training, validation = training_section(config, num_blocks), validation_section(config, metrics)
+        use = intended_use(config, adapted)
     return f"""---
 {front_matter(config, model_index, license)}---
 
@@ -74,13 +86,13 @@ def build_model_card(
 
 ## {stage.capitalize()}
 
-{training_section(config, num_blocks)}
+{training}
 
 ## Validation at the end of {stage}
 
-{validation_section(config, metrics)}
+{validation}
 {f"{chr(10)}{note}{chr(10)}" if note else ""}
-{results}{intended_use(config, adapted)}"""
+{results}{use}"""
 
 
 def write_card(run_dir: Path, summary_path: Path | None = None) -> Path:
@@ -111,6 +123,7 @@ def render_card(
     # The run's label, as the console, the evaluation and the report name it (``labels.run_name``).
     config = replace(config, student=replace(config.student, name=run_name(run_dir)))
     ckpt.check_model_folder(student_dir, what="student")
+    config = replace(config, objective=student_objective(student_dir))  # the run's may say `auto`
     if language is not None:
         config = replace(config, data=replace(config.data, language=language))
     records = ckpt.read_metrics(run_dir)

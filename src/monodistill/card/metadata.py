@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from monodistill.card.causal import is_from_scratch
 from monodistill.card.results import is_hub_score, summary_entry
 from monodistill.card.sections import is_adaptation
 from monodistill.config import DistillConfig
@@ -36,18 +37,21 @@ def front_matter(
     teacher or corpus is left out of both, in the card ``distill`` saves as in the one ``publish`` uploads
     (the card's text names them).
     """
-    # A student whose loss never trains its masked-LM head is an encoder: the Hub shows no fill-mask widget.
+    # A student whose loss never trains its language-model head is an encoder: the Hub shows no fill-mask (or
+    # text-generation) widget.
     head = config.loss.trains_mlm_head()
+    causal = config.objective == "causal"
+    task, kind = ("text-generation", "causal-lm") if causal else ("fill-mask", "masked-lm")
     metadata: dict[str, Any] = {
         "library_name": "transformers",
-        "pipeline_tag": "fill-mask" if head else "feature-extraction",
+        "pipeline_tag": task if head else "feature-extraction",
     }
     if config.data.language:
         metadata["language"] = [config.data.language]
     metadata["license"] = license or UNSET_LICENSE
-    stage = "language-adaptation" if is_adaptation(config.loss) else "knowledge-distillation"
-    metadata["tags"] = ["monodistill", stage, "masked-lm" if head else "feature-extraction"]
-    if not is_local_reference(config.teacher.name_or_path):
+    metadata["tags"] = ["monodistill", _stage_tag(config), kind if head else "feature-extraction"]
+    # base_model says which model's weights this one derives from: none for a decoder trained from scratch.
+    if not is_local_reference(config.teacher.name_or_path) and not (causal and is_from_scratch(config)):
         metadata["base_model"] = config.teacher.name_or_path
     if config.data.corpus and not is_local_reference(config.data.corpus):
         metadata["datasets"] = [config.data.corpus]
@@ -55,6 +59,15 @@ def front_matter(
         name = config.student.name or config.student.preset
         metadata["model-index"] = [{"name": name, "results": model_index}]
     return yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
+
+
+def _stage_tag(config: DistillConfig) -> str:
+    """How the model was made, as a Hub tag."""
+    if not is_adaptation(config.loss):
+        return "knowledge-distillation"
+    if config.objective != "causal":
+        return "language-adaptation"
+    return "from-scratch" if is_from_scratch(config) else "continued-pretraining"
 
 
 def model_index_results(summary: dict[str, Any], student_dir: Path, task_kinds: dict[str, str]) -> list[dict[str, Any]]:

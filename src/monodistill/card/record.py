@@ -9,6 +9,7 @@ shows too).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from transformers import AutoTokenizer
 from monodistill import checkpoint as ckpt
 from monodistill.config import DistillConfig, LossConfig, load_config
 from monodistill.errors import MonodistillError
+from monodistill.families import family_of
 
 DEGENERATE_SHARE = 0.5
 """A student that predicts one token at more than this share of masked positions is degenerate."""
@@ -64,6 +66,19 @@ def mlm_head_trained(run_dir: Path) -> bool:
     return read_run_config(run_dir).loss.trains_mlm_head()
 
 
+def student_objective(student_dir: Path) -> str:
+    """What a saved model predicts, as its family's adapter says: ``masked`` tokens or the ``causal`` next token.
+
+    Read from its ``config.json`` (``model_type``); a folder without one, or a family no adapter serves, is taken
+    for a masked LM, as every student was before decoders.
+    """
+    try:
+        model_type = json.loads((student_dir / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError, AttributeError):
+        return "masked"
+    return family_of(str(model_type), required=False).objective
+
+
 def validation_note(run_dir: Path, records: list[dict[str, Any]], name: str) -> str | None:
     """A plain word on what the last validation of a run says about its student, or None.
 
@@ -73,18 +88,25 @@ def validation_note(run_dir: Path, records: list[dict[str, Any]], name: str) -> 
     predicts one token at more than ``DEGENERATE_SHARE`` of masked positions (the token decoded with the
     student's own tokenizer), and whether its validation metrics stopped changing.
     """
+    student_dir = run_dir / ckpt.STUDENT_DIR
+    causal = student_objective(student_dir) == "causal"
+    if not mlm_head_trained(run_dir) and causal:
+        return (
+            f"{name}'s language-model head is never trained (its loss has no logit or next-token term): its "
+            "next-token accuracy, agreement, KL and top prediction say nothing about its hidden states."
+        )
     if not mlm_head_trained(run_dir):
         return (
             f"{name}'s masked-LM head is never trained (its loss has no logit or MLM term): its masked-token "
             "accuracy, agreement, KL and top prediction say nothing about the encoder, which fine-tuning uses."
         )
-    student_dir = run_dir / ckpt.STUDENT_DIR
     validations = [record for record in records if record.get("split") == "validation"]
     last = validations[-1] if validations else {}
     share = last.get("student_top_prediction_share")
     if share is None or share <= DEGENERATE_SHARE:
         return None
     token_id = int(last["student_top_prediction_id"])
+    positions = "next-token positions" if causal else "masked positions"
     try:
         token = (
             f"the token `{AutoTokenizer.from_pretrained(student_dir).convert_ids_to_tokens(token_id)}` (id {token_id})"
@@ -92,7 +114,7 @@ def validation_note(run_dir: Path, records: list[dict[str, Any]], name: str) -> 
     except (OSError, ValueError):  # no tokenizer beside it (the student folder was moved away)
         token = f"token id {token_id}"
     note = (
-        f"{name} predicts {token} at {share:.0%} of masked positions at its last validation (step {last['step']}): "
+        f"{name} predicts {token} at {share:.0%} of {positions} at its last validation (step {last['step']}): "
         "a degenerate student, typical of a smoke-test budget (too few steps)."
     )
     flat = _unchanged_since(validations)

@@ -27,16 +27,18 @@ def is_adaptation(loss: LossConfig) -> bool:
     return loss.alpha_mlm > 0 and all(getattr(loss, name) == 0 for name in LossConfig.WEIGHTS if name != "alpha_mlm")
 
 
-def loss_formula(loss: LossConfig) -> str:
-    """The objective in words, every active term with its weight (the paper's: KL at T plus MLM)."""
+def loss_formula(loss: LossConfig, objective: str = "masked") -> str:
+    """The objective in words, every active term with its weight (the paper's: KL at T plus MLM; for a causal
+    student the same two terms on the next token at every position)."""
+    causal = objective == "causal"
     logit = (
-        f"T^2 x KL(teacher_T || student_T) at T = {loss.temperature}"
+        f"{'next-token ' if causal else ''}T^2 x KL(teacher_T || student_T) at T = {loss.temperature}"
         if loss.logit_loss == "kl"
-        else "MSE of the logits"
+        else f"MSE of the {'next-token ' if causal else ''}logits"
     )
     terms = [
-        (loss.alpha_kl, f"{logit} at masked positions"),
-        (loss.alpha_mlm, "masked-LM cross-entropy"),
+        (loss.alpha_kl, f"{logit} at {'every position' if causal else 'masked positions'}"),
+        (loss.alpha_mlm, "the student's own next-token cross-entropy" if causal else "masked-LM cross-entropy"),
         (loss.alpha_cosine, "(1 - cosine) of the last hidden states"),
         (loss.alpha_relation, "MiniLMv2 Q/K/V self-attention relations"),
         (loss.alpha_hidden, "MSE of mapped layers' hidden states"),
@@ -52,7 +54,7 @@ def title_and_intro(config: DistillConfig) -> tuple[str, str]:
     if is_adaptation(config.loss):
         layers = config.student.trainable_layers
         trained = f"its top {layers} layers" if layers is not None else "every weight"
-        language = _language(config)
+        language = language_phrase(config)
         intro = (
             f"The teacher `{teacher}` adapted to {language} by continued masked-LM training on `{data.corpus}` "
             f"(monodistill adapt, as Gurgurov et al. (2025) adapt a teacher before distilling it): {trained} "
@@ -76,7 +78,9 @@ def model_section(config: DistillConfig, student_counts: dict[str, int], teacher
         f"{shape.num_layers} layers, hidden size {shape.hidden_size}, feed-forward size {shape.intermediate_size}, "
         f"{shape.num_heads} attention heads"
     )
-    if is_adaptation(config.loss):  # the teacher itself, trained further: no teacher to compare its size with
+    # The teacher itself, trained further: no teacher to compare its size with. (A decoder trained without the
+    # teacher's predictions is a student of its own shape, the control of the students distilled.)
+    if is_adaptation(config.loss) and config.objective != "causal":
         return f"""| | model |
 |---|---|
 | parameters ({ENCODER_COUNTED}) | {student_counts["total"]:,} |
@@ -120,11 +124,10 @@ def validation_section(config: DistillConfig, metrics: dict[str, float]) -> str:
 {rows}"""
 
 
-def validation_rows(metrics: dict[str, float]) -> list[str]:
-    """The validation table's rows: a metric a line, a token id as an integer."""
+def validation_rows(metrics: dict[str, float], names: dict[str, str] = VALIDATION_NAMES) -> list[str]:
+    """The validation table's rows: a metric a line (named by ``names``, else its field), a token id as an integer."""
     return [
-        f"| {VALIDATION_NAMES.get(key, key.replace('_', ' '))} | "
-        f"{int(value) if key.endswith('_id') else f'{value:.4f}'} |"
+        f"| {names.get(key, key.replace('_', ' '))} | {int(value) if key.endswith('_id') else f'{value:.4f}'} |"
         for key, value in metrics.items()
     ]
 
@@ -162,7 +165,7 @@ publishing, add a licence that the teacher's and the corpus's licences allow.
 
 def _use_and_limits(config: DistillConfig, adapted: bool) -> tuple[str, str]:
     """What the model is for (and not for), and the first words of its limitations."""
-    language = _language(config)
+    language = language_phrase(config)
     if adapted:
         use = f"""The teacher adapted to {language}, to distil single-language students from
 (`monodistill distill --teacher PATH_OR_REPO`), or a masked language model for {language} to fine-tune. It
@@ -189,5 +192,6 @@ you have measured it on your own task and data."""
     return use, limits
 
 
-def _language(config: DistillConfig) -> str:
+def language_phrase(config: DistillConfig) -> str:
+    """How the card names the corpus language: its code where the run says it."""
     return f"the `{config.data.language}` language" if config.data.language else "the corpus language"

@@ -1,5 +1,6 @@
 """A sentence-transformers configuration beside a saved student: ``SentenceTransformer(path)`` loads it as
 an encoder with mean pooling. Written here, so that sentence-transformers is no dependency of monodistill.
+Encoders only: a causal student ships a generation config instead (``student.generation``).
 
 The files and their keys are the ones sentence-transformers writes and reads (checked against the
 source of sentence-transformers 6.3.0, whose readers still accept the keys 2.x to 5.x write, which these are):
