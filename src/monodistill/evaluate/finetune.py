@@ -101,7 +101,7 @@ def finetune(
     seed), adds task-stage distillation (``distil.py``): the KL to them, weighted by evaluate.distil_alpha.
     ``progress`` is the run's bar (default: one named "fine-tuning").
     """
-    model = _load_classifier(model_path, task, seed)
+    model = _load_classifier(model_path, task, seed, tokenizer.pad_token_id)
     max_length = usable_max_length(config.max_length, model.config)
     data, rows = prepare_splits(task, tokenizer, config, max_length, tokenized)
     gold = rows["test"]
@@ -148,8 +148,9 @@ def finetune(
     return result
 
 
-def _load_classifier(model_path: str, task: Task, seed: int) -> Any:
-    """``model_path`` with a new head for ``task``, its initialisation drawn under ``seed``, in float32."""
+def _load_classifier(model_path: str, task: Task, seed: int, pad_token_id: int | None = None) -> Any:
+    """``model_path`` with a new head for ``task``, its initialisation drawn under ``seed``, in float32
+    (``pad_token_id``: the tokenizer's, for a config that names none: ``load_for_task``)."""
     label_maps = {
         "id2label": dict(enumerate(task.labels)),
         "label2id": {label: index for index, label in enumerate(task.labels)},
@@ -158,7 +159,9 @@ def _load_classifier(model_path: str, task: Task, seed: int) -> Any:
     torch.manual_seed(seed)  # the new classification head's initialisation
     # Float32 master weights whatever dtype the checkpoint was stored in; evaluate.mixed_precision
     # only sets the autocast of the fine-tuning and inference passes.
-    return load_for_task(model_class, model_path, num_labels=len(task.labels), dtype=torch.float32, **label_maps)
+    return load_for_task(
+        model_class, model_path, pad_token_id, num_labels=len(task.labels), dtype=torch.float32, **label_maps
+    )
 
 
 def _distillation_targets(teacher: TeacherLogits, task: Task, train: datasets.Dataset) -> DistilTargets:
@@ -252,10 +255,10 @@ def teacher_logits(
     return predict_teacher(model, split, data_collator(task, tokenizer), config, word_ids, num_words)
 
 
-def load_task_model(model_path: str, task: Task, device: torch.device) -> Any:
+def load_task_model(model_path: str, task: Task, device: torch.device, pad_token_id: int | None = None) -> Any:
     """``model_path`` with a new head for ``task``, frozen in eval mode on ``device``: for timing its forward pass."""
     model_class = AutoModelForTokenClassification if task.is_token_task else AutoModelForSequenceClassification
-    model = load_for_task(model_class, model_path, num_labels=len(task.labels), dtype=torch.float32)
+    model = load_for_task(model_class, model_path, pad_token_id, num_labels=len(task.labels), dtype=torch.float32)
     return model.eval().requires_grad_(False).to(device)
 
 

@@ -10,6 +10,8 @@ Layout of the output folder::
                                                   classifier and tokenizer (``monodistill export`` takes it)
     OUT/results/<model>-<id>/<task>/seed-<n>-model/  for the model evaluate.distil_from names: each seed's
                                                   fine-tuned classifier, which the other models learn from
+    OUT/results/<model>-<id>/<task>/result.json   a language-model task's one result (no fine-tuning, no seed:
+                                                  bits per byte, multiple choice, generation samples)
     OUT/summary.json                              mean/std per model and task, cost and ratios
     OUT/summary.md                                the same as tables
 
@@ -25,7 +27,9 @@ the load between them; once every model is fine-tuned, inference is timed again 
 with the first on one batch (``timing.py``), and the summary's inference ratios are those.
 With ``evaluate.distil_from``, the model it names is fine-tuned first, and the others learn from its
 fine-tuned classifiers (``task_teacher.py``, ``distil.py``). Which stored results are reused, and why
-another is recomputed, is ``results.py``.
+another is recomputed, is ``results.py``. Causal LMs are also scored as they are, with no fine-tuning, on
+the language-model tasks (``kind: language-modeling``, ``multiple-choice``, ``generation``: ``lm_tasks.py``,
+run by ``lm_harness.py``), after the fine-tuning runs.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from monodistill.config import EvaluateConfig, save_config
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.distil import resolve_source
 from monodistill.evaluate.finetune import StepProgress, finetune
+from monodistill.evaluate.lm_harness import add_language_results, check_task_kinds, score_language_tasks
+from monodistill.evaluate.lm_tasks import LanguageTask, language_task_kind, load_language_task
 from monodistill.evaluate.results import (
     adopt_results,
     describe_result,
@@ -85,7 +91,7 @@ def run_evaluation(config: EvaluateConfig, show_summary: bool = True) -> Path:
     runfolder.check_output_path(output)
     labels = evaluation_labels(config.models, output)  # the labels every output gives them (``labels.py``)
     source = resolve_source(config, labels)
-    tokenizers, tasks = check_evaluation(config)
+    tokenizers, tasks, language_tasks = check_evaluation(config)
     overlaps = {task.name: check_overlap(task) for task in tasks}
     with runfolder.claim(output):
         ckpt.write_environment(output)
@@ -94,7 +100,8 @@ def run_evaluation(config: EvaluateConfig, show_summary: bool = True) -> Path:
             adopt_results(folder)
         evaluation = Evaluation(config, labels, folders, tokenizers, tasks, overlaps, source)
         evaluation.fine_tune_all()
-        table = evaluation.write_summary(output)
+        score_language_tasks(config, labels, folders, tokenizers, language_tasks)
+        table = evaluation.write_summary(output, language_tasks)
     if show_summary:
         print(table)
     else:
@@ -247,12 +254,20 @@ class Evaluation:
         if result["near_majority"]:
             print(f"warning: {near_majority_line(result)}", file=sys.stderr)
 
-    def write_summary(self, output: Path) -> str:
-        """Time inference, then write the config, ``summary.json`` and ``summary.md``; returns the tables."""
-        # Fine-tuning runs were timed one after another; inference is timed again with the models in turns.
-        print(f"timing inference: each model in turns with {self.labels[0]}, on one batch of test examples per task")
-        timing = measure_inference(self.config, self.labels, self.tokenizers, self.tasks, self.tokenized)
+    def write_summary(self, output: Path, language_tasks: list[LanguageTask]) -> str:
+        """Time inference, then write the config, ``summary.json`` and ``summary.md``; returns the tables.
+
+        ``language_tasks``' results (scored with no fine-tuning) go under each model's ``language``.
+        """
+        timing = None
+        if self.tasks:  # fine-tuned models to time
+            # Fine-tuning runs were timed one after another; inference is timed again with the models in turns.
+            print(
+                f"timing inference: each model in turns with {self.labels[0]}, on one batch of test examples per task"
+            )
+            timing = measure_inference(self.config, self.labels, self.tokenizers, self.tasks, self.tokenized)
         summary = summarise(self.folders, self.config.models, self.labels, self.tasks, self.seeds, timing)
+        add_language_results(summary, self.folders, self.labels, language_tasks)
         summary["fine_tuning_runs"] = {"made": self.countdown.done, "reused": self.jobs - self.countdown.jobs}
         # Written with the summary, so the folder's config is the one its results were made with.
         save_config(self.config, output / "config.yaml")
@@ -262,8 +277,12 @@ class Evaluation:
         return table
 
 
-def check_evaluation(config: EvaluateConfig, say: bool = True) -> tuple[dict[str, PreTrainedTokenizerBase], list[Task]]:
-    """Refuse, before anything trains, models and tasks that cannot be evaluated; their tokenizers and tasks.
+def check_evaluation(
+    config: EvaluateConfig, say: bool = True
+) -> tuple[dict[str, PreTrainedTokenizerBase], list[Task], list[LanguageTask]]:
+    """Refuse, before anything trains, models and tasks that cannot be evaluated (a task kind a model cannot
+    serve among them: ``lm_harness.check_task_kinds``); their tokenizers, the tasks fine-tuned on, and the
+    language-model tasks scored with no fine-tuning.
 
     ``run`` calls it with the teacher alone before it distils (``say=False``: the evaluation says what
     it will cut later, once), so a bad task file or setting costs seconds, not a distillation.
@@ -275,7 +294,19 @@ def check_evaluation(config: EvaluateConfig, say: bool = True) -> tuple[dict[str
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise MonodistillError("evaluate.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
     tokenizers = {model: check_model(model, config.max_length, say) for model in config.models}
-    return tokenizers, [load_task(reference) for reference in config.tasks]
+    tasks, language_tasks = [], []
+    for reference in config.tasks:
+        if language_task_kind(reference):
+            language_tasks.append(load_language_task(Path(reference)))
+        else:
+            tasks.append(load_task(reference))
+    names = [task.name for task in [*tasks, *language_tasks]]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise MonodistillError(f"evaluate.tasks names task {twice[0]!r} twice: each task's results are filed by name")
+    for model, tokenizer in tokenizers.items():
+        check_task_kinds(model, tokenizer, tasks, language_tasks)
+    return tokenizers, tasks, language_tasks
 
 
 def check_model(model: str, max_length: int, say: bool = True) -> PreTrainedTokenizerBase:

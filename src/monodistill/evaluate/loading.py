@@ -15,8 +15,12 @@ from monodistill.teacher import load_weights
 _ANNOUNCED: set[tuple[str, str]] = set()  # (model, class): the expected-head line is printed once per model
 
 
-def load_for_task(model_class: Any, model_path: str, **kwargs: Any) -> Any:
+def load_for_task(model_class: Any, model_path: str, pad_token_id: int | None = None, **kwargs: Any) -> Any:
     """``model_class.from_pretrained`` without transformers' load table for the expected head swap.
+
+    ``pad_token_id`` (the tokenizer's) goes into a config that has none: a decoder's sequence classifier
+    reads each example at its last token that is not padding, and cannot tell it without one (Qwen2.5's
+    config names none; every encoder's does, and keeps its own).
 
     A masked-LM checkpoint given a task head drops its ``cls.predictions.*`` weights and starts a new
     ``classifier.*``: transformers prints that as a table of UNEXPECTED and MISSING keys on every
@@ -39,7 +43,10 @@ def load_for_task(model_class: Any, model_path: str, **kwargs: Any) -> Any:
         _ANNOUNCED.add((model_path, model_class.__name__))
         new = ", ".join(f"{group}.*" for group in expected["missing"]) or "none"
         dropped = ", ".join(f"{group}.*" for group in expected["unexpected"]) or "none"
-        print(f"{model_path}: new task head ({new}), unused masked-LM head ({dropped}), as expected")
+        head = "masked-LM head" if family_of(model.config, required=False).objective == "masked" else "LM head"
+        print(f"{model_path}: new task head ({new}), unused {head} ({dropped}), as expected")
+    if getattr(model.config, "pad_token_id", None) is None and pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
     return model
 
 

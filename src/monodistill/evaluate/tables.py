@@ -3,13 +3,15 @@ speed (ratios to the baseline), and a model card's table of one model beside the
 
 ``summary.md`` is ``format_summary``; the report and the model card take the same tables and the sentences
 under them (``notes.py``). A row fine-tuned with task-stage distillation (``evaluate.distil_from``) is
-marked ``(task KD from MODEL)``.
+marked ``(task KD from MODEL)``. The tasks scored with no fine-tuning (bits per byte, multiple choice,
+generation samples) follow, from ``lm_tables.py``; an evaluation of those alone shows only them and the sizes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from monodistill.evaluate.lm_tables import language_tables
 from monodistill.evaluate.metrics import METRIC_NAMES
 from monodistill.evaluate.notes import (
     busy_measurements,
@@ -25,8 +27,11 @@ SIGNIFICANCE_LEVELS = ((0.01, "**"), (0.05, "*"))
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """Markdown tables: quality (mean ± std over seeds, rank, significance), size and speed (ratios to the baseline)."""
+    """Markdown tables: quality (mean ± std over seeds, rank, significance), size and speed (ratios to the baseline),
+    then the language-model tasks'."""
     notes = {label: distilled_note(summary, entry) for label, entry in summary["models"].items()}
+    if not summary["tasks"]:  # language-model tasks alone: nothing was fine-tuned or timed
+        return "\n".join(_size_table(summary, notes)[1:] + language_tables(summary)) + "\n"
     distilled = [
         result["distilled_from"]
         for entry in summary["models"].values()
@@ -35,7 +40,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     lines = _quality_legend(summary, distilled) + _quality_table(summary, notes)
     lines += [f"\n{note}" for note in (majority_note(summary), learning_rate_note(summary)) if note]
-    return "\n".join(lines + _size_table(summary, notes) + _speed_table(summary, notes, bool(distilled))) + "\n"
+    lines += _size_table(summary, notes) + _speed_table(summary, notes, bool(distilled)) + language_tables(summary)
+    return "\n".join(lines) + "\n"
 
 
 def _quality_legend(summary: dict[str, Any], distilled: list[dict[str, Any]]) -> list[str]:

@@ -126,7 +126,7 @@ def _forward_pass(
     device: torch.device,
 ) -> tuple[Callable[[], float], int]:
     """A call that runs ``model`` with its task head over one batch of test examples, and the batch's size."""
-    network = load_task_model(model, task, device)
+    network = load_task_model(model, task, device, tokenizer.pad_token_id)
     batch = inference_batch(network, tokenizer, task, config, tokenized, device)
     dtype = AUTOCAST_DTYPES.get(config.mixed_precision)
 
