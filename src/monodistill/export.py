@@ -9,13 +9,15 @@ cannot be installed beside transformers 5. BERT has no data-dependent control fl
 nothing here; switch ``DYNAMO`` when torch drops the TorchScript exporter.
 
 Every export is checked: ONNX Runtime's logits on a padded sample batch must match PyTorch's within
-``TOLERANCE``, or the export is refused. Quantization is ONNX Runtime's dynamic int8 (weights int8,
-activations quantized on the fly); its logits drift from fp32, so its task accuracy is measured
-(``benchmarks/inference.py``), not assumed. The output folder is self-contained::
+``TOLERANCE``, or the export is refused. A causal LM (a model that generates) is exported with its
+key-value cache as graph inputs and outputs, and checked on a step after a past as well
+(``export_decoder``, which says what happens for a family whose cache does not export). Quantization is
+ONNX Runtime's dynamic int8 (weights int8, activations quantized on the fly); its logits drift from fp32,
+so its task accuracy is measured (``benchmarks/inference.py``), not assumed. The output folder is self-contained::
 
-    DIR/model.onnx          fp32 graph, inputs from the tokenizer, output ``logits``
+    DIR/model.onnx          fp32 graph, inputs from the tokenizer, output ``logits`` (a decoder's: and its cache)
     DIR/model.int8.onnx     with --quantize int8
-    DIR/config.json, tokenizer files
+    DIR/config.json, tokenizer files (a decoder's: and generation_config.json)
     DIR/export.json         source, exporter, opset, the measured differences
 
 The folder is written whole or not at all (staged beside it, then swapped in): a failed export leaves
@@ -25,6 +27,7 @@ beside the new one. Any other content in ``DIR`` is refused, with or without ``-
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import logging
@@ -45,8 +48,9 @@ from transformers import (
 )
 
 from monodistill import checkpoint as ckpt
-from monodistill import runfolder
+from monodistill import export_decoder, runfolder
 from monodistill.errors import MonodistillError
+from monodistill.families import family_of
 
 DYNAMO = False
 """Which torch.onnx exporter runs: False for TorchScript (see the module docstring)."""
@@ -103,6 +107,14 @@ def describe_export(output: Path, record: dict[str, Any]) -> str:
         f"parity check passed: ONNX Runtime's logits differ from PyTorch's by at most "
         f"{record['max_abs_logit_difference']:.1e} (tolerance {record['tolerance']:.0e})",
     ]
+    if record.get("kv_cache"):
+        layers = sum(name.startswith("past_key_values.") for name in record["inputs"]) // 2
+        lines.append(
+            f"key-value cache in the graph: past_key_values.N.key/value in, present.N.key/value out ({layers} "
+            f"layers); a step after a past matches PyTorch within {record['max_abs_logit_difference_with_past']:.1e}"
+        )
+    elif record.get("kv_cache") is False:
+        lines.append(f"no key-value cache: {record['kv_cache_refused']}; each new token reruns the whole prefix")
     if "int8_max_abs_logit_difference" in record:
         drift = record["int8_max_abs_logit_difference"]
         int8 = output / "model.int8.onnx"
@@ -134,6 +146,8 @@ def write_export(
     Raises:
         MonodistillError: the fp32 graph's logits differ from PyTorch's by more than ``TOLERANCE``.
     """
+    if model.can_generate():  # a causal LM (not a classifier built on a decoder): its cache goes in the graph
+        return write_decoder_export(model, tokenizer, folder, quantize, ort)
     sample = dict(tokenizer(SAMPLE_TEXTS, padding=True, return_tensors="pt"))
     path = folder / "model.onnx"
     # Positional, in the order of BERT's forward(input_ids, attention_mask, token_type_ids), which is not
@@ -184,12 +198,88 @@ def write_export(
     return record
 
 
+def write_decoder_export(
+    model: PreTrainedModel, tokenizer: Any, folder: Path, quantize: str | None, ort: Any
+) -> dict[str, Any]:
+    """``write_export`` for a causal LM: one graph with its key-value cache, or without where that graph fails
+    its parity check (``export_decoder``); the check covers a step with a past too.
+
+    Raises:
+        MonodistillError: the fp32 graph's logits differ from PyTorch's by more than ``TOLERANCE``.
+    """
+    sample = decoder_sample(tokenizer)
+    path = folder / "model.onnx"
+    record: dict[str, Any] = {"architecture": type(model).__name__, "exporter": "torch.onnx (TorchScript)"}
+    record |= {"opset": OPSET, "tolerance": TOLERANCE, "kv_cache": True}
+    failure = _export_with_past(model, sample, path, ort)
+    if failure is not None:
+        export_decoder.export_plain(model, sample, path, OPSET)
+        record |= {"kv_cache": False, "kv_cache_refused": f"the graph with a key-value cache failed ({failure})"}
+    record["inputs"] = [item.name for item in export_decoder.session(ort, path).get_inputs()]
+    differences = _decoder_parity(model, path, sample, record, ort)
+    if quantize == "int8":
+        quantized = quantize_int8(path, folder / "model.int8.onnx")
+        record["int8_max_abs_logit_difference"] = _decoder_parity(model, quantized, sample, record, ort)["whole"]
+    record["tied_weights_shared"] = share_transposed_weights(path)
+    if record["tied_weights_shared"]:  # the graph as written is the one checked
+        differences = _decoder_parity(model, path, sample, record, ort)
+    difference = max(differences.values())
+    if difference > TOLERANCE:
+        raise MonodistillError(f"the ONNX export's logits differ from PyTorch's by {difference:.2e} (> {TOLERANCE})")
+    record["max_abs_logit_difference"] = difference
+    if record["kv_cache"]:
+        record["max_abs_logit_difference_with_past"] = differences["with_past"]
+    model.config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return record
+
+
+def _decoder_parity(
+    model: PreTrainedModel, path: Path, sample: dict[str, torch.Tensor], record: dict[str, Any], ort: Any
+) -> dict[str, float]:
+    """``export_decoder.parity`` of the graph at ``path``; a graph ONNX Runtime cannot run is refused in one line."""
+    try:
+        return export_decoder.parity(model, export_decoder.session(ort, path), sample, record["kv_cache"])
+    except Exception as error:  # e.g. Cohere's interleaved rotary positions, traced into fixed shapes
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise MonodistillError(
+            f"the ONNX graph of {record['architecture']} does not run in ONNX Runtime: {first}"
+        ) from None
+
+
+def _export_with_past(model: PreTrainedModel, sample: dict[str, torch.Tensor], path: Path, ort: Any) -> str | None:
+    """Export the graph with a key-value cache into ``path``; returns why it cannot be kept, or None."""
+    try:
+        export_decoder.export_with_past(model, sample, path, OPSET)
+        worst = max(export_decoder.parity(model, export_decoder.session(ort, path), sample, with_past=True).values())
+    except Exception as error:  # the tracer or ONNX Runtime refusing this family's cache code
+        return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+    return None if worst <= TOLERANCE else f"its logits differ from PyTorch's by {worst:.1e}"
+
+
+def decoder_sample(tokenizer: Any) -> dict[str, torch.Tensor]:
+    """The sample texts as one padded batch; a tokenizer without a padding token (Llama's) pads with EOS, on a copy."""
+    if tokenizer.pad_token_id is None:
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.pad_token = tokenizer.eos_token
+    encoded = tokenizer(SAMPLE_TEXTS, padding=True, return_tensors="pt")
+    return {name: encoded[name] for name in export_decoder.PLAIN_INPUTS}
+
+
 def load_for_export(model_dir: Path) -> PreTrainedModel:
-    """The model with the head it was saved with (masked LM, sequence or token classifier), fp32, eval mode."""
-    architectures = AutoConfig.from_pretrained(model_dir).architectures or []
+    """The model with the head it was saved with (masked or causal LM, sequence or token classifier), fp32, in
+    eval mode."""
+    config = AutoConfig.from_pretrained(model_dir)
+    architectures = config.architectures or []
     head = next((cls for suffix, cls in HEADS.items() if any(a.endswith(suffix) for a in architectures)), None)
+    family = family_of(config, required=False)
+    if head is None and family.objective == "causal":  # *ForCausalLM, GPT-2's *LMHeadModel
+        head = family.model_class
     if head is None:
-        raise MonodistillError(f"{model_dir}: cannot export architecture {architectures}; expected {list(HEADS)}")
+        raise MonodistillError(
+            f"{model_dir}: cannot export architecture {architectures}; expected {[*HEADS, 'ForCausalLM']}"
+        )
     model = head.from_pretrained(model_dir, dtype=torch.float32, use_kernels=False)  # the graph traced is torch's own
     model.config.return_dict = True
     return model.eval()
