@@ -13,12 +13,16 @@ from typing import Any
 import huggingface_hub
 import pytest
 import yaml
+from transformers import PreTrainedTokenizerFast
 
 from monodistill import checkpoint as ckpt
 from monodistill.cli import main
 from monodistill.config import DistillConfig, load_config, save_config
 from monodistill.errors import MonodistillError
 from monodistill.publish import prepare_card, publish_run
+from monodistill.recipe import save_student
+
+from .conftest import build_tiny_decoder, decoder_tokenizer, save_decoder
 
 TASK = "hatespeech-filipino"
 
@@ -263,3 +267,52 @@ def test_a_rewritten_card_keeps_a_checked_student_publishable(run_dir: Path, no_
     assert "Downstream results" in (run_dir / "student" / "README.md").read_text()
     publish_run(run_dir, "someone/tiny-tl", dry_run=True)
     assert not no_hub
+
+
+@pytest.fixture
+def decoder_run(tmp_path: Path, decoder_tokenizers: dict[str, PreTrainedTokenizerFast]) -> Path:
+    """A finished causal distillation run: a tiny Llama student saved as distillation saves one, and its record."""
+    tokenizer = decoder_tokenizer("llama", decoder_tokenizers)
+    teacher = save_decoder("llama", tokenizer, tmp_path / "teacher")
+    run = tmp_path / "exp" / "students" / "tiny-clm"
+    save_student(run / "student", build_tiny_decoder("llama", tokenizer), tokenizer, "an old card\n")
+    config = load_config(
+        DistillConfig,
+        updates={
+            "teacher": {"name_or_path": str(teacher)},
+            "data": {"corpus": str(tmp_path / "corpus.txt"), "language": "tl"},
+            "student": {"name": "tiny-clm"},
+        },
+    )
+    save_config(config, run / "config.yaml")
+    (run / "environment.json").write_text(json.dumps({"train_blocks": 10}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 5, "split": "validation", "mlm_loss": 4.5}) + "\n")
+    return run
+
+
+def test_a_causal_student_publishes_as_a_text_generation_model(
+    decoder_run: Path, no_hub: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["publish", str(decoder_run), "--repo-id", "someone/tiny-clm-tl", "--dry-run"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line and "  " in line}
+    assert {"README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json"} <= listed
+    assert not {"modules.json", "1_Pooling/config.json"} & listed  # no sentence-transformers files for a decoder
+    assert not no_hub
+
+    sent: dict[str, Any] = {}
+
+    def upload_folder(*, folder_path: str, **kwargs: Any) -> None:
+        folder = Path(folder_path)
+        sent["files"] = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+        sent["card"] = (folder / "README.md").read_text()
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda *args, **kwargs: None)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", upload_folder)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    publish_run(decoder_run, "someone/tiny-clm-tl", license="apache-2.0")
+    assert "generation_config.json" in sent["files"] and "monodistill/config.yaml" in sent["files"]
+    metadata = yaml.safe_load(sent["card"].split("---")[1])
+    assert metadata["pipeline_tag"] == "text-generation" and "causal-lm" in metadata["tags"]
+    assert metadata["license"] == "apache-2.0" and "base_model" not in metadata  # a local teacher
+    assert 'pipeline("text-generation", model="PATH_OR_REPO")' in sent["card"] and "fill-mask" not in sent["card"]
+    assert "| next-token cross-entropy (nats per token) | 4.5000 |" in sent["card"]

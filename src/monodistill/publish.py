@@ -3,7 +3,7 @@
 What goes up, from a run folder ``EXP/students/NAME`` (``monodistill run``) or any distillation run::
 
     README.md                  the model card, rendered afresh, with Hub front matter (model-index results)
-    config.json, model.safetensors, tokenizer files      RUN/student/
+    config.json, model.safetensors, tokenizer files      RUN/student/ (a decoder's: and generation_config.json)
     monodistill/config.yaml, environment.json, metrics.jsonl         the resolved config and the run's record
     results/summary.json, summary.md                     EXP/evaluate/, when the student was evaluated
     results/results.csv, results.json, report.md, *.png  EXP/report/, when there is one
@@ -125,7 +125,8 @@ def collect_files(run_dir: Path) -> dict[str, Path]:
 
     The student's README.md is replaced by the card rendered afresh; hidden files (the manifest that
     vouches for the saved student, ``checkpoint.MODEL_MANIFEST``) stay local. Subfolders go up as they are
-    (``1_Pooling/``, the sentence-transformers pooling the student is saved with).
+    (``1_Pooling/``, the sentence-transformers pooling an encoder student is saved with); a causal student's
+    ``generation_config.json`` goes up beside its weights, and its card is a text-generation model's.
     """
     student_dir = run_dir / ckpt.STUDENT_DIR
     files = {
