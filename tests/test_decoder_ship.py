@@ -60,11 +60,6 @@ def test_a_distilled_decoder_loads_for_generation_in_its_own_trimmed_ids(trimmed
     assert int(tokens.max()) < len(tokenizer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the trimmed tokenizer is built without the teacher's chat template (vocab/tokenizer.py _wrapper_kwargs "
-    "passes no chat_template), so the student has none to save",
-)
 def test_a_trimmed_student_keeps_its_teachers_chat_template_and_stops_at_its_end_of_turn(trimmed_run: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(trimmed_run / "student")
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")

@@ -290,4 +290,7 @@ def _wrapper_kwargs(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     kwargs["padding_side"] = tokenizer.padding_side
     kwargs["truncation_side"] = tokenizer.truncation_side
     kwargs["model_input_names"] = list(tokenizer.model_input_names)
+    # A decoder's conversations render as the teacher's do: the template names tokens as text, kept by the trim.
+    if getattr(tokenizer, "chat_template", None):
+        kwargs["chat_template"] = tokenizer.chat_template
     return kwargs
