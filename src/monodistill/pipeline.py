@@ -16,6 +16,7 @@ from its last checkpoint, and evaluation skips (model, task, seed) results alrea
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from monodistill.config import (
 )
 from monodistill.errors import MonodistillError
 from monodistill.evaluate import check_evaluation, run_evaluation
+from monodistill.evaluate.lm_tables import language_headline
+from monodistill.evaluate.lm_tasks import corpus_overlap
 from monodistill.evaluate.tables import column_headers, score_columns
 from monodistill.progress import format_duration
 from monodistill.ranks import process_state
@@ -127,7 +130,11 @@ def run_experiment(config: ExperimentConfig, overwrite: bool = False, started: f
         raise MonodistillError("evaluate.tasks is empty: name at least one task to evaluate the students on")
     started = time.monotonic() if started is None else started
     # The teacher and every task as the evaluation will read them: a bad task costs seconds, not a distillation.
-    check_evaluation(replace(config.evaluate, models=[config.teacher.name_or_path]), say=False)
+    _, _, language_tasks = check_evaluation(replace(config.evaluate, models=[config.teacher.name_or_path]), say=False)
+    for task in language_tasks:  # bits per byte on text the students learn from would flatter them
+        overlap = corpus_overlap(task, config.data.corpus, config.data.max_documents)
+        if overlap:
+            print(f"warning: {overlap}", file=sys.stderr)
     with _experiment_folder(config, overwrite) as root:
         students, student_dirs = _distil_stages(config, root)
         report = _evaluate_stages(config, root, students, student_dirs)
@@ -148,17 +155,19 @@ def describe_experiment(summary: dict[str, Any], student_dirs: list[Path], repor
     if runs:
         lines.append(f"fine-tuning runs: {runs['made']} made, {runs['reused']} reused from earlier runs")
     columns = score_columns(summary)  # the main metric per task, and macro-F1 beside accuracy
-    lines.append("main metric per task (and macro-F1 for classification), mean over seeds (points):")
-    lines.append("| model | " + " | ".join(column_headers(columns)) + " |")
-    lines.append("|---" * (len(columns) + 1) + "|")
-    for label, entry in summary["models"].items():
-        cells = []
-        for task, key in columns:
-            result = entry["tasks"].get(task)
-            metric = result and result.get(f"metric.{key}")
-            cells.append(f"{100 * metric['mean']:.2f}" if metric else "-")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    if columns:
+        lines.append("main metric per task (and macro-F1 for classification), mean over seeds (points):")
+        lines.append("| model | " + " | ".join(column_headers(columns)) + " |")
+        lines.append("|---" * (len(columns) + 1) + "|")
+        for label, entry in summary["models"].items():
+            cells = []
+            for task, key in columns:
+                result = entry["tasks"].get(task)
+                metric = result and result.get(f"metric.{key}")
+                cells.append(f"{100 * metric['mean']:.2f}" if metric else "-")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    # Bits per byte and multiple choice, scored with no fine-tuning.
+    return "\n".join(lines + language_headline(summary))
 
 
 def distil_experiment(config: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> list[Path]:

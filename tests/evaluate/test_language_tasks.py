@@ -19,12 +19,13 @@ from monodistill.evaluate.lm_tasks import (
     ChoiceTask,
     GenerationTask,
     TextTask,
+    corpus_overlap,
     language_task_kind,
     load_language_task,
 )
 from monodistill.evaluate.tasks import load_task
 
-from ..conftest import build_tiny_decoder, save_decoder, save_teacher, write_keyword_task
+from ..conftest import REPO_ROOT, build_tiny_decoder, require_shared, save_decoder, save_teacher, write_keyword_task
 
 Tokenizers = dict[str, PreTrainedTokenizerFast]
 HEADER = "link\tflores_passage\tquestion\tmc_answer1\tmc_answer2\tmc_answer3\tmc_answer4\tcorrect_answer_num\n"
@@ -154,3 +155,14 @@ def test_task_kinds_a_model_cannot_serve_are_refused_in_one_line(
         check_task_kinds(str(cohere), tokenizer, [ner], [])
     with pytest.raises(MonodistillError, match=r"AutoModelForSequenceClassification, .* \(cohere\)"):
         check_task_kinds(str(cohere), tokenizer, [load_task(str(write_keyword_task(tmp_path)))], [])
+
+
+def test_shipped_language_task_files_read_the_shared_corpus() -> None:
+    require_shared("data", "tl", "corpus.txt")
+    held_out = load_language_task(REPO_ROOT / "configs" / "tasks" / "tagalog-held-out.yaml")
+    assert isinstance(held_out, TextTask) and len(held_out.documents) == 1_000 and held_out.first_line == 75_537
+    # Held out from a run that distils on the corpus's first 75,536 lines, not from one that reads them all.
+    assert corpus_overlap(held_out, str(held_out.file), 75_536) is None
+    assert "not held-out" in str(corpus_overlap(held_out, str(held_out.file), None))
+    samples = load_language_task(REPO_ROOT / "configs" / "tasks" / "tagalog-samples.yaml")
+    assert isinstance(samples, GenerationTask) and samples.prompts == list(DEFAULT_PROMPTS)

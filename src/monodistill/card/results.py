@@ -4,6 +4,8 @@ beside the baseline's, and the data each score was made on.
 Where a score was made is what the evaluation recorded (``summary["task_sources"]``), never the task's
 name: a local file named as a Hub task is named as local files, and only a Hub dataset's own test split,
 scored whole, counts as a score on it (``is_hub_score``, which the Hub's ``model-index`` also asks).
+A causal LM's scores with no fine-tuning (bits per byte beside the baseline's, multiple-choice accuracy) follow
+its fine-tuned ones (``lm_tables.language_card_table``), with the files they were read from.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from monodistill.evaluate.lm_tables import language_card_table
 from monodistill.evaluate.tables import card_table, seed_count, seeds_phrase
 
 
@@ -29,17 +32,35 @@ def evaluation_section(summary: dict[str, Any], student_dir: Path, epochs: float
     mine = summary_entry(summary, student_dir)
     if mine is None:
         return ""
-    lines = [
-        "## Downstream results",
-        "",
-        _results_intro(summary, mine),
-        "",
-        *card_table(summary, next(label for label, entry in entries.items() if entry is mine)),
-    ]
+    label = next(label for label, entry in entries.items() if entry is mine)
+    language = language_card_table(summary, label)
+    if not mine["tasks"] and not language:
+        return ""
+    lines = ["## Downstream results", ""]
+    if mine["tasks"]:
+        lines += [_results_intro(summary, mine), "", *card_table(summary, label), ""]
+    if language:
+        lines += [*language, ""]
     data = summary.get("task_sources") or {}
-    lines += ["", "Task data:", ""]
+    lines += ["Task data:", ""]
     lines += [f"- {task_data(task, data.get(task), result, epochs)}." for task, result in mine["tasks"].items()]
+    sources = summary.get("language_tasks") or {}
+    lines += [f"- {language_task_data(task, sources.get(task))}." for task in mine.get("language") or {}]
     return "\n".join(lines) + "\n\n"
+
+
+def language_task_data(task: str, described: dict[str, Any] | None) -> str:
+    """One line naming what a language-model task scored: its file (and the lines read), or its prompts."""
+    source = (described or {}).get("source") or {}
+    kind = (described or {}).get("kind", "language-model task")
+    if "file" not in source:
+        prompts = source.get("prompts", 0)
+        return f"`{task}`: generation samples of {prompts} prompt{'s' if prompts != 1 else ''} (in the report)"
+    file = "/".join(Path(source["file"]).parts[-2:])
+    if "documents" in source:
+        where = f"{source['documents']:,} documents (lines) of `{file}` from line {source['first_line']:,}"
+        return f"`{task}`: {kind} on {where}, no fine-tuning"
+    return f"`{task}`: {kind}, {source.get('questions', 0):,} questions of `{file}`, no fine-tuning"
 
 
 def _results_intro(summary: dict[str, Any], mine: dict[str, Any]) -> str:

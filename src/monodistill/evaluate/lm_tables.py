@@ -14,7 +14,9 @@ LANGUAGE_NOTE = (
     "Language modelling, no fine-tuning. Bits per byte: the negative log-likelihood of every token of the text, "
     "in bits, over the text's UTF-8 bytes, so models of different vocabularies compare on it; perplexity is per "
     "token of each model's own tokenizer, so it compares only models that share one. Each document (a line) is "
-    "read from its tokenizer's BOS, else its EOS, and every token of it is scored"
+    "read from its tokenizer's BOS, else its EOS, and every token of it is scored. A model on a trimmed "
+    "vocabulary spends no probability on the tokens it dropped, so the trimmed teacher scores fewer bits per byte "
+    "than the teacher it was cut from, with the same weights: by the probability the teacher gave those tokens"
 )
 CHOICE_NOTE = (
     "Multiple choice by log-likelihood, no fine-tuning (points): each answer scored by the sum of its tokens' "

@@ -11,7 +11,8 @@ Reads what the other stages wrote (``checkpoint.read_metrics`` for distillation 
   student, or on one whose MLM head is never trained), and the figures;
 - ``report.html``: the same as one self-contained page with the students' model-card summaries and the
   run settings (``page.py``);
-- ``results.csv`` and ``results.json``: the same numbers, a row per model and task;
+- ``results.csv`` and ``results.json``: the same numbers, a row per model and task (a language-model task's
+  rows, scored with no fine-tuning, carry its ``kind`` and its metrics: ``language_rows``);
 - ``distillation.png``, ``quality.png`` and ``cost.png`` (``figures.py``): one colour per model in all three.
 
 Models fine-tuned with task-stage distillation (``evaluate.distil_from``) are marked: ``(task KD from
@@ -75,6 +76,7 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     sections = ["# monodistill report", ""]
     rows: list[dict[str, Any]] = []
+    language: list[dict[str, Any]] = []  # the language-model tasks' rows: no fine-tuning, no figure of theirs
     cards: dict[Path, str] = {}  # model card -> label, each card once
     teacher_lines = []
     for summary_path, raw in summaries.items():
@@ -85,6 +87,7 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
             if names[label] == TEACHER
         ]
         rows += result_rows(summary, str(summary_path.parent))
+        language += language_rows(summary, str(summary_path.parent))
         for label, entry in summary["models"].items():
             cards.setdefault(Path(entry["model"]) / "README.md", label)
     if teacher_lines:  # which model `teacher` is, and which record says so
@@ -92,13 +95,13 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     for summary_path, raw in summaries.items():
         summary = with_labels(raw, model_labels[summary_path])
         sections += [f"## Evaluation: {summary_path.parent}", "", format_summary(summary)]
-        if not any((raw.get("constant_prediction") or {}).values()):
+        if raw.get("tasks") and not any((raw.get("constant_prediction") or {}).values()):
             sections += [
                 f"(No constant-prediction line in quality.png for this evaluation: {summary_path} does not record "
                 "the tasks' constant-prediction scores; evaluations since they were recorded do.)",
                 "",
             ]
-    if summaries:
+    if summaries and (rows or not language):  # an evaluation of language-model tasks alone draws nothing here
         teachers = {label for label in names if names[label] == TEACHER}
         plot_quality(rows, output / "quality.png", colours, teachers)
         plot_cost(rows, output / "cost.png", colours)
@@ -113,8 +116,8 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         terms = {run_labels[run]: run_terms(run, records[run_labels[run]]) for run in runs}
         plot_distillation(records, output / "distillation.png", colours, terms)
         sections += ["![distillation curves](distillation.png)", ""]
-    ckpt.atomic_write_text(output / "results.json", json.dumps(rows, indent=2) + "\n")
-    write_csv(rows, output / "results.csv")
+    ckpt.atomic_write_text(output / "results.json", json.dumps(rows + language, indent=2) + "\n")
+    write_csv(rows + language, output / "results.csv")
     report = output / "report.md"
     ckpt.atomic_write_text(report, "\n".join(sections) + "\n")
     settings = [path for folder in run_dirs if (path := folder / "config.yaml").is_file()]
@@ -185,6 +188,27 @@ def result_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
             row["learning_rate_chosen_by"] = (result.get("learning_rate_selection") or {}).get("by")
             row["near_majority_seeds"] = " ".join(result.get("near_majority") or {}) or None
             row["seeds"] = len(result["seeds"])
+            rows.append(row)
+    return rows
+
+
+def language_rows(summary: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """One flat row per model and scored language-model task (``evaluate.lm_harness``): its kind and metrics, and
+    what was counted (tokens and bytes, or questions); generation samples are text, shown in the tables alone."""
+    kinds = {name: task["kind"] for name, task in (summary.get("language_tasks") or {}).items()}
+    rows = []
+    for label, entry in summary["models"].items():
+        for task, result in (entry.get("language") or {}).items():
+            if not result.get("metrics"):
+                continue  # generation samples: text, in the report's tables
+            row: dict[str, Any] = {"source": source, "model": label, "task": task, "kind": kinds.get(task)}
+            row["label"] = entry.get("label", label)
+            row.update({f"metric.{key}": value for key, value in (result.get("metrics") or {}).items()})
+            for key in ("tokens", "bytes", "bytes_per_token", "documents", "max_length", "stride", "questions"):
+                if key in result:
+                    row[key] = result[key]
+            row["chance"] = result.get("chance")
+            row["baseline"] = summary["baseline"]
             rows.append(row)
     return rows
 
