@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from monodistill import inspection
 from monodistill.cli import main
@@ -20,7 +20,7 @@ from monodistill.evaluate.summary import encoder_counts
 from monodistill.losses import Needs
 from monodistill.vocab import trim_vocabulary
 
-from .conftest import build_tiny_teacher, save_teacher
+from .conftest import build_tiny_teacher, decoder_tokenizer, save_decoder, save_teacher
 
 
 @pytest.fixture
@@ -147,3 +147,80 @@ def test_inspect_refuses_held_out_blocks_with_nothing_to_mask_in_one_line(
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "nothing to mask" in error, error
     assert not (tmp_path / "out" / "inspect.json").exists()
+
+
+@pytest.fixture
+def two_decoders(
+    decoder_tokenizers: dict[str, PreTrainedTokenizerFast], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[Path]:
+    """A Llama with a byte-level BPE and a Gemma-2 with a byte-fallback one: two vocabularies."""
+    monkeypatch.setenv("MONODISTILL_CACHE", str(tmp_path / "cache"))
+    return [
+        save_decoder(family, decoder_tokenizer(family, decoder_tokenizers), tmp_path / family)
+        for family in ("llama", "gemma2")
+    ]
+
+
+def next_token_reference(teacher: Path, corpus: Path) -> tuple[float, int, int]:
+    """The summed next-token cross-entropy (nats) of the held-out blocks with the whole logits at once, the tokens
+    scored, and the UTF-8 bytes their text decodes to, counted as the module docstring says."""
+    model = AutoModelForCausalLM.from_pretrained(teacher).eval()
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    data = DataConfig(corpus=str(corpus), max_seq_length=64, validation_fraction=0.1, max_validation_blocks=4)
+    ids = build_blocks(data, tokenizer, seed=0, objective="causal").validation[:]["input_ids"]  # (B, T)
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[:, :-1]  # (B, T - 1, V): every position but the last
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum")
+    decoded = [tokenizer.decode(row[1:], skip_special_tokens=True, clean_up_tokenization_spaces=False) for row in ids]
+    return float(loss), ids[:, 1:].numel(), sum(len(text.encode("utf-8")) for text in decoded)
+
+
+def test_inspect_scores_a_decoder_by_next_token_loss_and_bits_per_byte(
+    two_decoders: list[Path], corpus_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "inspect"
+    argv = ["inspect", "--corpus", str(corpus_file), "--output", str(out), "--sample-blocks", "4"]
+    assert main([*argv, "--teacher", str(two_decoders[0]), "--teacher", str(two_decoders[1])]) == 0
+    printed = capsys.readouterr().out
+    assert "| bits per byte |" in printed and "| next-token loss (nats per token) |" in printed
+    assert "masked-token accuracy" not in printed  # no encoder inspected: no masked rows
+    record = json.loads((out / "inspect.json").read_text())
+    for teacher, result in zip(two_decoders, record["teachers"], strict=True):
+        assert result["objective"] == "causal" and result["masked_token_accuracy"] is None
+        loss, tokens, text_bytes = next_token_reference(teacher, corpus_file)
+        assert (result["next_tokens"], result["next_token_bytes"]) == (tokens, text_bytes)
+        assert result["next_token_loss"] == pytest.approx(loss / tokens, rel=1e-4)
+        assert result["bits_per_byte"] == pytest.approx(loss / math.log(2) / text_bytes, rel=1e-4)
+        # An untrained decoder: about as perplexed as a uniform guess over its vocabulary.
+        assert 0.5 * result["vocabulary"] < result["next_token_perplexity"] < 2 * result["vocabulary"]
+        tokenizer = AutoTokenizer.from_pretrained(teacher)
+        kept = trim_vocabulary(tokenizer, corpus_file.read_text().splitlines(), None, None, 1).kept_ids
+        assert result["trimmed_vocabulary"] == len(kept) < result["vocabulary"]
+        model = AutoModelForCausalLM.from_pretrained(teacher)
+        assert result["parameters"]["teacher"]["full"] == encoder_counts(model)["total"]
+    best = min(record["teachers"], key=lambda teacher: teacher["bits_per_byte"])
+    assert printed.count("recommended teacher: ") == 1 and f"recommended teacher: {best['teacher']} (" in printed
+    assert f"{best['bits_per_byte']:.3f} bits per byte on 4 held-out blocks" in printed
+
+
+def test_a_decoders_logits_a_chunk_at_a_time_score_as_the_whole(
+    two_decoders: list[Path], corpus_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (whole,) = inspection.inspect_teachers([str(two_decoders[0])], str(corpus_file), sample_blocks=4)
+    monkeypatch.setattr(inspection, "LOGIT_CHUNK", 7)
+    (chunked,) = inspection.inspect_teachers([str(two_decoders[0])], str(corpus_file), sample_blocks=4)
+    assert chunked.next_token_loss == pytest.approx(whole.next_token_loss, rel=1e-6)
+
+
+def test_an_encoder_and_a_decoder_are_each_recommended_on_their_own_score(
+    two_decoders: list[Path], tiny_teacher_dir: Path, corpus_file: Path
+) -> None:
+    results = inspection.inspect_teachers([str(tiny_teacher_dir), str(two_decoders[0])], str(corpus_file), 4)
+    assert [result.objective for result in results] == ["masked", "causal"]
+    lines = inspection.recommendation(results).splitlines()
+    assert lines[0].startswith(f"recommended encoder teacher: {tiny_teacher_dir} (masked-token accuracy ")
+    assert lines[1].startswith(f"recommended decoder teacher: {two_decoders[0]} (") and "bits per byte" in lines[1]
+    table = inspection.format_inspection(results)
+    rows = {line.split(" | ")[0]: line for line in table.splitlines()}
+    assert rows["| bits per byte"].startswith("| bits per byte | - | ")  # the encoder has no bits per byte here
+    assert rows["| masked-token accuracy"].endswith(" | - |")  # nor the decoder a masked-token accuracy

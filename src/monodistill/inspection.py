@@ -19,6 +19,21 @@ For each teacher, on the target-language corpus:
 Accuracy and perplexity are per token of each teacher's own segmentation, so a tokenizer that cuts
 words into more, shorter pieces predicts more easily: the recommendation weighs accuracy, and the
 table shows pieces per word beside it.
+
+A decoder teacher (its family's objective is causal) is scored as a causal student is distilled and
+validated: held-out blocks built as distillation builds them (``build_blocks(..., objective="causal")``:
+documents encoded one after another, each closed by EOS, cut into windows) and ``NextToken`` batches,
+in which every position of a block but its last predicts the token after it. Reported:
+
+- **next-token loss**: the mean cross-entropy of those scored tokens, nats per token (and its exp, the
+  perplexity per token), over the teacher's whole vocabulary;
+- **bits per byte**: the summed cross-entropy in bits over the UTF-8 bytes of the text the scored tokens
+  decode to: each block's tokens after its first, decoded together by the teacher's tokenizer without
+  special tokens and without cleaning spaces. The special tokens scored (the EOS between documents, a BOS)
+  count their bits and no byte. A character cut at a block's edge decodes as U+FFFD (3 bytes) and a
+  decoder that strips a text's leading space (Llama-2's) drops one byte a block: about 1% of a 128-token
+  block at most. Unlike a loss per token, it compares teachers of different vocabularies honestly, so it is
+  what the recommendation weighs for decoders (lowest first).
 """
 
 from __future__ import annotations
@@ -31,17 +46,20 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from transformers import AutoModelForMaskedLM, PreTrainedModel
+import torch.nn.functional as F
+from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill import checkpoint as ckpt
 from monodistill.config import DataConfig, TeacherConfig, TrainConfig
-from monodistill.data.batches import BatchStream, Masking
+from monodistill.data.batches import BatchStream, Masking, NextToken
 from monodistill.data.blocks import build_blocks
 from monodistill.data.corpus import load_corpus
+from monodistill.distill.logits import chunk_slices
 from monodistill.distill.teacher_pass import TeacherPass
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.summary import ENCODER_COUNTED, encoder_counts
+from monodistill.families import family_of
 from monodistill.losses import Needs
 from monodistill.progress import progress_bar
 from monodistill.student.shape import PRESETS, student_model_config
@@ -53,6 +71,8 @@ from monodistill.vocab.tokenizer import TRIMMABLE_MODELS, backend_tokenizer, is_
 INSPECT_FILE = "inspect.json"
 HELD_OUT_FRACTION = 0.1
 """Share of the corpus's blocks held out for the accuracy, at most ``--sample-blocks`` of them."""
+LOGIT_CHUNK = 512
+"""A decoder's next-token logits are computed this many positions at a time (0.5 GB in float32 at 256k tokens)."""
 
 
 @dataclass
@@ -72,10 +92,33 @@ class Inspection:
     """What ``monodistill vocab`` keeps; None for a tokenizer kind it cannot trim."""
     parameters: dict[str, dict[str, int | None]]
     """Model -> {"full": n, "trimmed": n}: the teacher and each student preset, encoder with embeddings."""
-    held_out_blocks: int
-    masked_tokens: int
-    masked_token_accuracy: float
-    masked_lm_perplexity: float
+    held_out_blocks: int = 0
+    objective: str = "masked"
+    """What its head predicts: masked tokens (an encoder) or the next token (a causal decoder)."""
+    masked_tokens: int | None = None
+    masked_token_accuracy: float | None = None
+    masked_lm_perplexity: float | None = None
+    next_tokens: int | None = None
+    """A decoder's held-out tokens scored: every position of a block but its last predicts one."""
+    next_token_bytes: int | None = None
+    """UTF-8 bytes of the text its scored tokens decode to (the module docstring says exactly which)."""
+    next_token_loss: float | None = None
+    """Mean next-token cross-entropy, nats per token."""
+    next_token_perplexity: float | None = None
+    """exp(next_token_loss): per token of its own tokenizer."""
+    bits_per_byte: float | None = None
+    """Summed cross-entropy in bits over ``next_token_bytes``: compares vocabularies honestly."""
+
+
+@dataclass(frozen=True)
+class NextTokenScores:
+    """A decoder's held-out next-token scores (``held_out_next_token``)."""
+
+    blocks: int
+    tokens: int
+    text_bytes: int
+    loss: float
+    """Summed cross-entropy, nats."""
 
 
 def inspect_teachers(
@@ -102,33 +145,55 @@ def inspect_teachers(
     words = sum(len(text.split()) for text in document_texts(documents))
     if words == 0:
         raise MonodistillError(f"corpus {corpus} has no words")
-    results = []
-    for name in teachers:
-        model, tokenizer = load_teacher(TeacherConfig(name_or_path=name, dtype="float32"))
-        with progress_bar(len(documents), f"{name}: counting tokens", "doc", leave=False) as bar:
-            counts = count_tokens(tokenizer, document_texts(documents), progress=bar)
-        # Blocks no longer than the teacher's positions (tiny and old models have fewer than 128).
-        length = min(max_seq_length, max_positions(model.config))
-        accuracy, perplexity, blocks, masked = held_out_accuracy(model, tokenizer, replace(data, max_seq_length=length))
-        results.append(
-            Inspection(
-                teacher=name,
-                family=model.config.model_type,
-                vocabulary=len(tokenizer),
-                pieces_per_word=float(counts.sum()) / words,
-                unk_rate=_rate(counts, [tokenizer.unk_token_id] if tokenizer.unk_token_id is not None else []),
-                byte_piece_rate=_rate(counts, ids) if (ids := byte_piece_ids(tokenizer)) else None,
-                vocabulary_used=float((counts > 0).sum()) / len(tokenizer),
-                trimmed_vocabulary=(kept := trimmed_size(tokenizer, counts)),
-                parameters=parameter_table(model, kept),
-                held_out_blocks=blocks,
-                masked_tokens=masked,
-                masked_token_accuracy=accuracy,
-                masked_lm_perplexity=perplexity,
-            )
-        )
-        del model
-    return results
+    return [inspect_teacher(name, documents, words, data) for name in teachers]
+
+
+def inspect_teacher(name: str, documents: Any, words: int, data: DataConfig) -> Inspection:
+    """One teacher's segmentation, trimming and held-out scores (masked or next-token, as its family predicts)."""
+    model, tokenizer = load_teacher(TeacherConfig(name_or_path=name, dtype="float32"))
+    with progress_bar(len(documents), f"{name}: counting tokens", "doc", leave=False) as bar:
+        counts = count_tokens(tokenizer, document_texts(documents), progress=bar)
+    # Blocks no longer than the teacher's positions (tiny and old models have fewer than 128).
+    data = replace(data, max_seq_length=min(data.max_seq_length, max_positions(model.config)))
+    objective = family_of(model).objective
+    scores = held_out_scores(model, tokenizer, data, objective)  # first: a corpus with nothing to score stops here
+    return Inspection(
+        teacher=name,
+        family=model.config.model_type,
+        vocabulary=len(tokenizer),
+        pieces_per_word=float(counts.sum()) / words,
+        unk_rate=_rate(counts, [tokenizer.unk_token_id] if tokenizer.unk_token_id is not None else []),
+        byte_piece_rate=_rate(counts, ids) if (ids := byte_piece_ids(tokenizer)) else None,
+        vocabulary_used=float((counts > 0).sum()) / len(tokenizer),
+        trimmed_vocabulary=(kept := trimmed_size(tokenizer, counts)),
+        parameters=parameter_table(model, kept),
+        objective=objective,
+        **scores,
+    )
+
+
+def held_out_scores(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DataConfig, objective: str
+) -> dict[str, Any]:
+    """The ``Inspection`` fields of the held-out blocks: masked-token scores, or a decoder's next-token ones."""
+    if objective == "causal":
+        scores = held_out_next_token(model, tokenizer, data)
+        mean = scores.loss / scores.tokens
+        return {
+            "held_out_blocks": scores.blocks,
+            "next_tokens": scores.tokens,
+            "next_token_bytes": scores.text_bytes,
+            "next_token_loss": mean,
+            "next_token_perplexity": math.exp(mean) if mean < 700 else math.inf,  # beyond a float's range
+            "bits_per_byte": scores.loss / math.log(2) / scores.text_bytes,
+        }
+    accuracy, perplexity, blocks, masked = held_out_accuracy(model, tokenizer, data)
+    return {
+        "held_out_blocks": blocks,
+        "masked_tokens": masked,
+        "masked_token_accuracy": accuracy,
+        "masked_lm_perplexity": perplexity,
+    }
 
 
 def held_out_accuracy(
@@ -167,6 +232,42 @@ def held_out_accuracy(
     return correct / tokens, perplexity, len(blocks.validation), tokens
 
 
+def held_out_next_token(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DataConfig
+) -> NextTokenScores:
+    """A decoder's summed next-token cross-entropy on the held-out blocks, as distillation validates a causal
+    student, and the UTF-8 bytes its scored tokens decode to (the module docstring says exactly what is counted).
+
+    Raises:
+        MonodistillError: the held-out blocks decode to no text (nothing but special tokens).
+    """
+    blocks = build_blocks(data, tokenizer, seed=0, objective="causal")
+    stream = BatchStream(blocks, NextToken(), TrainConfig(batch_size=16))
+    # The logits a chunk of positions at a time: a 256k vocabulary's whole batch would be gigabytes.
+    teacher = TeacherPass(model, None, torch.device("cpu"), logit_chunk=LOGIT_CHUNK)
+    loss, tokens = 0.0, 0
+    batches = stream.validation()
+    with progress_bar(len(batches), f"{model.name_or_path}: held-out blocks", "batch", leave=False) as bar:
+        for batch in batches:
+            logits = teacher(batch, Needs(teacher_logits=True)).scored_logits()
+            for piece in chunk_slices(len(batch.targets), LOGIT_CHUNK):
+                loss += float(F.cross_entropy(logits.at(piece).float(), batch.targets[piece], reduction="sum"))
+            tokens += len(batch.targets)
+            bar.update(1)
+    scored = blocks.validation[:]["input_ids"][:, 1:].tolist()  # what each block's positions predict
+    text_bytes = sum(len(_decoded(tokenizer, row).encode("utf-8")) for row in scored)
+    if text_bytes == 0 or tokens == 0:
+        raise MonodistillError(
+            f"{model.name_or_path}: the {len(scored)} held-out blocks of {data.corpus} decode to no text (only "
+            "special tokens): the corpus has too little text this tokenizer keeps"
+        )
+    return NextTokenScores(len(scored), tokens, text_bytes, loss)
+
+
+def _decoded(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    return str(tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
+
+
 def byte_piece_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The ``<0xNN>`` byte pieces of a byte-fallback tokenizer; empty for others."""
     model = json.loads(backend_tokenizer(tokenizer).to_str())["model"]
@@ -196,7 +297,7 @@ def parameter_table(teacher: PreTrainedModel, trimmed: int | None) -> dict[str, 
                 continue
             config = student_model_config(teacher.config, shape, size) if shape else _resized(teacher.config, size)
             with torch.device("meta"):
-                sizes[kind] = encoder_counts(AutoModelForMaskedLM.from_config(config))["total"]
+                sizes[kind] = encoder_counts(family_of(config).model_class.from_config(config))["total"]
         table[name] = sizes
     return table
 
@@ -212,11 +313,25 @@ def _rate(counts: Any, ids: list[int]) -> float:
 
 
 def recommendation(results: list[Inspection]) -> str:
-    """One line: the teacher that predicts held-out tokens best, with what to weigh beside it."""
-    best = max(results, key=lambda result: result.masked_token_accuracy)
+    """One line per kind of teacher inspected: the encoder that predicts held-out masked tokens best (accuracy), the
+    decoder that predicts the held-out text best (fewest bits per byte), with what to weigh beside it."""
+    encoders = [result for result in results if result.objective == "masked"]
+    decoders = [result for result in results if result.objective == "causal"]
+    lines = []
+    if encoders:
+        best = max(encoders, key=lambda result: result.masked_token_accuracy or 0.0)
+        score = f"masked-token accuracy {100 * (best.masked_token_accuracy or 0.0):.1f}%"
+        lines.append(_recommended(best, score, "encoder " if decoders else ""))
+    if decoders:
+        best = min(decoders, key=lambda result: result.bits_per_byte or math.inf)
+        lines.append(_recommended(best, f"{best.bits_per_byte:.3f} bits per byte", "decoder " if encoders else ""))
+    return "\n".join(lines)
+
+
+def _recommended(best: Inspection, score: str, kind: str) -> str:
     line = (
-        f"recommended teacher: {best.teacher} (masked-token accuracy {100 * best.masked_token_accuracy:.1f}% on "
-        f"{best.held_out_blocks} held-out blocks, {best.pieces_per_word:.2f} pieces per word"
+        f"recommended {kind}teacher: {best.teacher} ({score} on {best.held_out_blocks} held-out blocks, "
+        f"{best.pieces_per_word:.2f} pieces per word"
     )
     if best.trimmed_vocabulary is not None:
         line += f"; trimmed vocabulary {best.trimmed_vocabulary:,} of {best.vocabulary:,}"
@@ -243,22 +358,30 @@ def format_inspection(results: list[Inspection]) -> str:
     for model in results[0].parameters:  # counted as the card, the report and the summary count them
         sizes = [_millions(r.parameters.get(model, {})) for r in results]
         rows.append((f"{model} parameters ({ENCODER_COUNTED}), full -> trimmed", sizes))
-    rows += [
-        ("held-out blocks (masked tokens)", [f"{r.held_out_blocks:,} ({r.masked_tokens:,})" for r in results]),
-        ("masked-token accuracy", [f"{100 * r.masked_token_accuracy:.2f}%" for r in results]),
-        ("masked-LM perplexity", [f"{r.masked_lm_perplexity:.1f}" for r in results]),
-    ]
+    if any(r.objective == "masked" for r in results):
+        rows += [
+            ("held-out blocks (masked tokens)", [_held_out(r.held_out_blocks, r.masked_tokens) for r in results]),
+            ("masked-token accuracy", [_shown(r.masked_token_accuracy, "{:.2%}") for r in results]),
+            ("masked-LM perplexity", [_shown(r.masked_lm_perplexity, "{:.1f}") for r in results]),
+        ]
+    if any(r.objective == "causal" for r in results):
+        rows += [
+            ("held-out blocks (next tokens scored)", [_held_out(r.held_out_blocks, r.next_tokens) for r in results]),
+            ("next-token loss (nats per token)", [_shown(r.next_token_loss, "{:.3f}") for r in results]),
+            ("perplexity per token", [_shown(r.next_token_perplexity, "{:.1f}") for r in results]),
+            ("bits per byte", [_shown(r.bits_per_byte, "{:.3f}") for r in results]),
+        ]
     lines = ["| | " + " | ".join(r.teacher for r in results) + " |", "|---" * (len(results) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows]
     return "\n".join(lines)
 
 
-def _percent(rate: float | None) -> str:
-    return f"{100 * rate:.2f}%" if rate is not None else "-"
+def _held_out(blocks: int, scored: int | None) -> str:
+    return f"{blocks:,} ({scored:,})" if scored is not None else "-"
 
 
-def _count(size: int | None) -> str:
-    return f"{size:,}" if size is not None else "cannot trim"
+def _shown(value: float | None, form: str) -> str:
+    return form.format(value) if value is not None else "-"
 
 
 def _millions(sizes: dict[str, int | None]) -> str:
