@@ -89,6 +89,11 @@ def test_language_model_tasks_alone_show_sizes_and_scores(decoder_tokenizers: To
     teacher = save_decoder("gpt2", decoder_tokenizers["byte-level"], tmp_path / "teacher")
     lm, _, _ = write_language_tasks(tmp_path)
     out = tmp_path / "out"
-    assert main(["evaluate", "--model", str(teacher), "--task", str(lm), "--output", str(out), "max_length=16"]) == 0
+    argv = ["evaluate", "--model", str(teacher), "--task", str(lm), "--output", str(out), "max_length=16"]
+    assert main([*argv, "max_eval_samples=5"]) == 0  # a quick run scores 5 of the 30 documents
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["models"]["teacher"]["language"]["held-out"]["documents"] == 5
     table = (out / "summary.md").read_text()
     assert table.startswith("Size (") and "| teacher | held-out |" in table and "Speed" not in table
+    assert main(argv) == 0
+    assert json.loads((out / "summary.json").read_text())["language_tasks"]["held-out"]["source"]["documents"] == 30

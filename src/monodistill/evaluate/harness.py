@@ -49,7 +49,12 @@ from monodistill.config import EvaluateConfig, save_config
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.distil import resolve_source
 from monodistill.evaluate.finetune import StepProgress, finetune
-from monodistill.evaluate.lm_harness import add_language_results, check_task_kinds, score_language_tasks
+from monodistill.evaluate.lm_harness import (
+    add_language_results,
+    cap_language_task,
+    check_task_kinds,
+    score_language_tasks,
+)
 from monodistill.evaluate.lm_tasks import LanguageTask, language_task_kind, load_language_task
 from monodistill.evaluate.results import (
     adopt_results,
@@ -297,7 +302,8 @@ def check_evaluation(
     tasks, language_tasks = [], []
     for reference in config.tasks:
         if language_task_kind(reference):
-            language_tasks.append(load_language_task(Path(reference)))
+            task = load_language_task(Path(reference))
+            language_tasks.append(cap_language_task(task, config.max_eval_samples, config.seed))
         else:
             tasks.append(load_task(reference))
     names = [task.name for task in [*tasks, *language_tasks]]

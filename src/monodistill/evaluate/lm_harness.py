@@ -18,6 +18,7 @@ its family, and a padding token (its EOS where it has none).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,10 @@ from monodistill.evaluate.choice import score_choices
 from monodistill.evaluate.distil import AUTOCAST_DTYPES
 from monodistill.evaluate.generation import describe_settings, generate_samples
 from monodistill.evaluate.language import score_text
-from monodistill.evaluate.lm_tasks import ChoiceTask, LanguageTask, TextTask, task_content_digest
+from monodistill.evaluate.lm_tasks import ChoiceTask, GenerationTask, LanguageTask, TextTask, task_content_digest
 from monodistill.evaluate.machine import machine
 from monodistill.evaluate.results import model_identity, stale_reason
-from monodistill.evaluate.splits import usable_max_length
+from monodistill.evaluate.splits import subset, usable_max_length
 from monodistill.evaluate.tasks import Task
 from monodistill.families import GENERIC, family_of
 from monodistill.families.decoder import CAUSAL_ARCHITECTURES
@@ -93,6 +94,16 @@ def check_task_kinds(
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # a classifier reads the last token that is not padding
     tokenizer.padding_side = "right"  # every real token keeps its position, whatever the family's positions
+
+
+def cap_language_task(task: LanguageTask, limit: int | None, seed: int) -> LanguageTask:
+    """``task`` with at most ``limit`` documents or questions (evaluate.max_eval_samples), a random subset drawn
+    with the first seed, in the file's order, as a fine-tuned task's test split is capped; prompts are not."""
+    if limit is None or isinstance(task, GenerationTask):
+        return task
+    if isinstance(task, TextTask):
+        return replace(task, documents=[task.documents[index] for index in subset(len(task.documents), limit, seed)])
+    return replace(task, questions=[task.questions[index] for index in subset(len(task.questions), limit, seed)])
 
 
 def language_settings(config: EvaluateConfig) -> dict[str, Any]:
