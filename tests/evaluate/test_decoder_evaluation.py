@@ -97,3 +97,18 @@ def test_language_model_tasks_alone_show_sizes_and_scores(decoder_tokenizers: To
     assert table.startswith("Size (") and "| teacher | held-out |" in table and "Speed" not in table
     assert main(argv) == 0
     assert json.loads((out / "summary.json").read_text())["language_tasks"]["held-out"]["source"]["documents"] == 30
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_a_decoder_fine_tuned_as_a_sequence_classifier_learns_the_task(
+    family: str, decoder_tokenizers: Tokenizers, tmp_path: Path
+) -> None:
+    """The classifier reads each example at its last token that is not padding (right-padded batches): a tiny
+    random decoder learns whether a line holds the word "ng", as a tiny encoder does."""
+    model = save_decoder(family, decoder_tokenizers["byte-level"], tmp_path / family)
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", str(model), "--task", str(write_keyword_task(tmp_path)), "--output", str(out)]
+    argv += ["epochs=8", "learning_rate=3e-3", "batch_size=16", "gradient_accumulation_steps=1", "max_length=32"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["models"][family]["tasks"]["keyword"]["metric.accuracy"]["mean"] > 0.9
