@@ -97,6 +97,9 @@ def test_language_model_tasks_alone_show_sizes_and_scores(decoder_tokenizers: To
     assert table.startswith("Size (") and "| teacher | held-out |" in table and "Speed" not in table
     assert main(argv) == 0
     assert json.loads((out / "summary.json").read_text())["language_tasks"]["held-out"]["source"]["documents"] == 30
+    assert main(["report", str(out), "--output", str(tmp_path / "report")]) == 0  # no fine-tuned result to draw
+    assert "| teacher | held-out |" in (tmp_path / "report" / "report.md").read_text()
+    assert not (tmp_path / "report" / "quality.png").exists()
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
