@@ -50,7 +50,7 @@ def test_adaptation_trains_the_teacher_on_masked_lm_alone_and_measures_before_an
     shown = capsys.readouterr()
     line = shown.out
     assert "masked-token accuracy" in line and "masked-LM perplexity" in line
-    assert "on masked-LM alone" in line and "distilling" not in line  # it said "distilling ... student"
+    assert "on its masked-LM alone" in line and "distilling" not in line  # it said "distilling ... student"
     assert "training on masked-LM" in shown.err and "distilling" not in shown.err  # the bar said "distilling"
 
     # A teacher folder like the original: same shape and vocabulary, usable as --teacher.

@@ -263,8 +263,9 @@ def _announce(
         return
     # Counted as the card, the report and the summary count them.
     size = f"({encoder_counts(student)['total']:,} parameters: {ENCODER_COUNTED})"
-    if not runs[0].needs.teacher:  # masked-LM alone (teacher adaptation): the teacher never runs
-        state.print(f"training {runs[0].name} {size} on masked-LM alone, from {teacher}, {where}")
+    if not runs[0].needs.teacher:  # its own LM loss alone (adaptation, the from-scratch control): no teacher logits
+        own = "masked-LM" if family_of(student).objective == "masked" else "next-token cross-entropy"
+        state.print(f"training {runs[0].name} {size} on its {own} alone, with {teacher}'s tokenizer, {where}")
     else:
         state.print(f"distilling {runs[0].name} {size} from {teacher} {where}")
 
