@@ -22,6 +22,7 @@ from .conftest import (
     build_tiny_decoder,
     build_tiny_teacher,
     decoder_tokenizer,
+    save_decoder,
     save_teacher,
 )
 
@@ -95,4 +96,22 @@ def test_a_task_model_drops_exactly_the_masked_lm_head(
         warnings.simplefilter("error")
         model = load_for_task(task_class, str(path), num_labels=3)
     assert model.config.model_type == name
+    assert "as expected" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen2", "gpt2", "bloom"])
+@pytest.mark.parametrize("task_class", [AutoModelForSequenceClassification, AutoModelForTokenClassification])
+def test_a_decoders_task_model_drops_exactly_its_lm_head(
+    name: str,
+    task_class: type,
+    decoder_tokenizers: dict[str, PreTrainedTokenizerFast],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A decoder's classifier adds ``score.*`` (sequence) or ``classifier.*`` (GPT-2's and BLOOM's token classifiers)
+    and leaves its ``lm_head`` unused: nothing else is warned of."""
+    path = save_decoder(name, decoder_tokenizer(name, decoder_tokenizers), tmp_path / name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_for_task(task_class, str(path), num_labels=3)
     assert "as expected" in capsys.readouterr().out

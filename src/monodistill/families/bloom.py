@@ -24,6 +24,8 @@ FFN_RATIO = 4
 
 class BloomFamily(DecoderFamily):
     model_types = ("bloom",)
+    # Sequence classifiers add ``score.*``; token classifiers (GPT2ForTokenClassification, BLOOM's) ``classifier.*``.
+    task_head_prefixes = ("score.", "classifier.")
     layers_path = "h"
     attention_path = "self_attention"
     projection_names = ("query_key_value",)  # fused, interleaved per head: split_projection
