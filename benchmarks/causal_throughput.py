@@ -54,7 +54,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kept", type=int, default=8495, help="the trimmed vocabulary's size")
     parser.add_argument("--student-layers", type=int, default=2)
     parser.add_argument("--student-hidden", type=int, default=128)
-    parser.add_argument("--logit-chunk", type=int, default=1024, help="train.logit_chunk")
+    parser.add_argument("--logit-chunk", type=int, help="train.logit_chunk (default: unset, 2^26 logits at once)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # one child process's variant
     return parser.parse_args()
 

@@ -8,11 +8,19 @@ from torch import nn
 
 from monodistill.config import LossConfig
 from monodistill.data.batches import MaskedBatch, NextToken
-from monodistill.distill.logits import TeacherLogits, chunk_slices, logit_term_sums
+from monodistill.distill.logits import TeacherLogits, chunk_positions, chunk_slices, logit_term_sums
 from monodistill.families import MaskedLMHead
 from monodistill.losses import ModelSizes, build_terms
 
 VOCAB, WIDTH, TEACHER_WIDTH = 40, 8, 12
+
+
+def test_an_unset_chunk_holds_two_to_the_26_logits_of_one_model() -> None:
+    assert chunk_positions(None, 119_547) == 561  # mBERT's vocabulary
+    assert chunk_positions(None, 151_936) == 441  # Qwen2.5's
+    assert chunk_positions(None, 32_000) == 2097
+    assert chunk_positions(None, 10**9) == 64  # never fewer
+    assert chunk_positions(7, 151_936) == 7  # train.logit_chunk, where set
 
 
 def test_chunk_slices_cover_every_position_once() -> None:

@@ -267,12 +267,18 @@ class TrainConfig:
     """`run`: distil compatible students together, one teacher forward per batch for all of them."""
     collective_timeout_minutes: float = 10.0
     """Under several processes: how long a rank waits for the others in a collective before the job fails."""
-    logit_chunk: int = 4096
+    logit_chunk: int | None = None
     """Scored positions whose vocabulary logits are computed at once (both models); more are computed chunk by
-    chunk, the student's recomputed in the backward pass, so memory grows with this, not with the batch."""
+    chunk, the student's recomputed in the backward pass, so memory grows with this, not with the batch. Unset: as
+    many as keep one model's logits within 2^26 values (256 MiB in float32): 561 positions at mBERT's 119,547
+    tokens, 2,097 at clm-mini's 32,000, 441 at Qwen2.5's 151,936."""
 
     def __post_init__(self) -> None:
-        _require(self.logit_chunk >= 1, f"train.logit_chunk must be >= 1, got {self.logit_chunk}", "train.logit_chunk")
+        _require(
+            self.logit_chunk is None or self.logit_chunk >= 1,
+            f"train.logit_chunk must be >= 1, got {self.logit_chunk}",
+            "train.logit_chunk",
+        )
         _require(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}", "train.epochs")
         _require(
             self.max_steps is None or self.max_steps > 0,

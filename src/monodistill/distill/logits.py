@@ -1,8 +1,9 @@
 """Vocabulary logits at the scored positions, a chunk of positions at a time.
 
 The causal objective scores every position: each model's logits over a 150k-256k vocabulary at B T
-positions would be the largest tensors of the step, twice. Up to ``train.logit_chunk`` positions the
-logits are computed at once (the masked objective's 15% of positions, usually); beyond that each chunk's
+positions would be the largest tensors of the step, twice. Up to ``train.logit_chunk`` positions (unset: as many
+as hold 2^26 logits, ``chunk_positions``) the logits are computed at once (the masked objective's 15% of
+positions, usually); beyond that each chunk's
 logits of both models are computed, reduced to every logit term's sum and dropped, and the student's are
 recomputed chunk by chunk in the backward pass (activation checkpointing), so that the memory the logits
 take grows with the chunk, not with the batch. Liger-Kernel's fused linear losses and torchtune's chunked
@@ -24,6 +25,16 @@ from monodistill.losses import LossTerm, ModelOutputs
 
 if TYPE_CHECKING:
     from monodistill.distill.teacher_pass import TeacherOutputs
+
+
+LOGIT_BUDGET = 2**26
+"""Logit values of one model computed at once when ``train.logit_chunk`` is unset (256 MiB in float32)."""
+
+
+def chunk_positions(setting: int | None, vocab_size: int) -> int:
+    """Scored positions whose logits are computed at once: ``train.logit_chunk``, else what ``LOGIT_BUDGET`` holds
+    at this vocabulary (at least 64)."""
+    return setting or max(64, LOGIT_BUDGET // max(1, vocab_size))
 
 
 def chunk_slices(count: int, size: int) -> list[slice]:

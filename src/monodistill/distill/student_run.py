@@ -28,7 +28,7 @@ from monodistill import checkpoint as ckpt
 from monodistill import ranks
 from monodistill.config import DistillConfig, config_to_dict, flatten
 from monodistill.data.batches import MaskedBatch
-from monodistill.distill.logits import term_sums
+from monodistill.distill.logits import chunk_positions, term_sums
 from monodistill.distill.random_stream import RandomStream
 from monodistill.distill.teacher_pass import TeacherOutputs
 from monodistill.errors import NonFiniteLoss
@@ -142,6 +142,7 @@ class StudentRun:
             fused=device.type in ("cuda", "cpu"),
         )
         self.model, self.optimizer = self.accelerator.prepare(wrapped, optimizer)
+        self.logit_chunk = chunk_positions(self.train.logit_chunk, self.vocab_size)
         self.step = 0
         """Optimizer steps taken."""
         self.updates = 0
@@ -176,7 +177,7 @@ class StudentRun:
             scored, hidden, projections = self.model(batch.input_ids, batch.positions)
             student = ModelOutputs(scored.new_zeros(0), hidden, projections)
             head = self.accelerator.unwrap_model(self.model).head
-            parts = term_sums(self.terms, scored, head, student, teacher, batch, self.train.logit_chunk)
+            parts = term_sums(self.terms, scored, head, student, teacher, batch, self.logit_chunk)
             parts = {term.name: parts[term.name] / step_count(batch, term.count) for term in self.terms}
             loss = functools.reduce(operator.add, (term.weight * parts[term.name] for term in self.terms))
             parts = {"loss": loss, **parts}

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from monodistill.data.batches import MaskedBatch
-from monodistill.distill.logits import TeacherLogits
+from monodistill.distill.logits import TeacherLogits, chunk_positions
 from monodistill.errors import MonodistillError
 from monodistill.internals import ProjectionHooks
 from monodistill.losses import ModelOutputs, Needs
@@ -80,9 +80,8 @@ class TeacherPass:
         device: torch.device,
         compile: bool = False,
         projection_layers: Iterable[int] = (),
-        logit_chunk: int = 4096,
+        logit_chunk: int | None = None,
     ) -> None:
-        self.logit_chunk = logit_chunk
         nn.Module.to(model, device)  # in place (transformers types its own `to` for dtypes only)
         self.model = model
         self.encoder = encoder(model)
@@ -97,6 +96,7 @@ class TeacherPass:
         self.head: MaskedLMHead = (
             self.full_head.restricted(self.vocab_ids) if self.vocab_ids is not None else self.full_head
         )
+        self.logit_chunk = chunk_positions(logit_chunk, self.head.weight.shape[0])
 
     @property
     def trimmed(self) -> bool:

@@ -122,7 +122,7 @@ def add_batch(total: ValidationTotals, run: StudentRun, teacher: TeacherOutputs,
     """Add a validation batch to a student's totals, ``train.logit_chunk`` scored positions at a time."""
     scored = run.score(batch)  # (N, H)
     logits = teacher.scored_logits()
-    for piece in chunk_slices(scored.shape[0], run.train.logit_chunk) or [slice(0, 0)]:
+    for piece in chunk_slices(scored.shape[0], run.logit_chunk) or [slice(0, 0)]:
         teacher_logits = logits.at(piece)
         mass = teacher.outside_mass_at(piece, teacher_logits)
         total.add(run.logits(scored[piece]), teacher_logits, mass, batch.targets[piece])
