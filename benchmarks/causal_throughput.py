@@ -79,13 +79,15 @@ def run_variant(args: argparse.Namespace) -> dict[str, float]:
     """One variant, in this process: tokens/s over the timed steps and the step's extra peak memory in MiB."""
     teacher = qwen_shaped() if args.teacher == QWEN_SHAPED else load_teacher(TeacherConfig(args.teacher))[0]
     total = args.warmup + args.steps
-    heads = teacher.config.num_attention_heads
+    # As many query heads as the teacher has per key-value head (a student keeps that ratio), one key-value head.
+    heads = teacher.config.num_attention_heads // getattr(teacher.config, "num_key_value_heads", 1)
+    hidden = -(-args.student_hidden // (2 * heads)) * 2 * heads  # heads of an even width (rotary positions)
     student = {
         "preset": "custom",
         "num_layers": args.student_layers,
-        "hidden_size": args.student_hidden,
-        "intermediate_size": 3 * args.student_hidden,
-        "num_heads": heads if args.student_hidden % heads == 0 else 2,
+        "hidden_size": hidden,
+        "intermediate_size": 3 * hidden,
+        "num_heads": heads,
     }
     updates = {
         "student": student,

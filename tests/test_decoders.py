@@ -278,3 +278,11 @@ def test_the_byte_level_tokenizer_renders_chat_messages(decoder_tokenizers: Toke
     tokenizer.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "tokenizer_config.json").read_text())
     assert "chat_template" in saved or (tmp_path / "chat_template.jinja").is_file()
+
+
+def test_a_rotary_students_odd_head_width_is_refused_in_one_line(
+    decoder_tokenizers: dict[str, PreTrainedTokenizerFast],
+) -> None:
+    teacher = build_tiny_decoder("llama", decoder_tokenizer("llama", decoder_tokenizers))
+    with pytest.raises(MonodistillError, match="heads of 9 dimensions; rotary positions pair"):
+        student_model_config(teacher.config, StudentShape(2, 18, 32, 2), 100)

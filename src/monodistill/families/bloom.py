@@ -26,6 +26,7 @@ class BloomFamily(DecoderFamily):
     model_types = ("bloom",)
     # Sequence classifiers add ``score.*``; token classifiers (GPT2ForTokenClassification, BLOOM's) ``classifier.*``.
     task_head_prefixes = ("score.", "classifier.")
+    rotary = False  # learned absolute positions (GPT-2), ALiBi (BLOOM)
     layers_path = "h"
     attention_path = "self_attention"
     projection_names = ("query_key_value",)  # fused, interleaved per head: split_projection

@@ -108,7 +108,16 @@ class DecoderFamily(Family):
 
     # ------------------------------------------------------------------------------ students
 
+    rotary: ClassVar[bool] = True
+    """Whether queries and keys are rotated by position (RoPE), which pairs the dimensions of a head."""
+
     def student_config(self, teacher_config: Any, shape: Any, vocab_size: int, keep_embedding: bool) -> Any:
+        head_dim = shape.hidden_size // shape.num_heads
+        if self.rotary and head_dim % 2:
+            raise MonodistillError(
+                f"student.hidden_size {shape.hidden_size} / student.num_heads {shape.num_heads} gives heads of "
+                f"{head_dim} dimensions; rotary positions pair a head's dimensions, so it must be even"
+            )
         config = super().student_config(teacher_config, shape, vocab_size, keep_embedding)
         if hasattr(teacher_config, "num_key_value_heads"):
             config.num_key_value_heads = key_value_heads(teacher_config, shape.num_heads)

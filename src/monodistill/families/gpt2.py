@@ -14,6 +14,7 @@ class Gpt2Family(DecoderFamily):
     model_types = ("gpt2",)
     # Sequence classifiers add ``score.*``; token classifiers (GPT2ForTokenClassification, BLOOM's) ``classifier.*``.
     task_head_prefixes = ("score.", "classifier.")
+    rotary = False  # learned absolute positions (GPT-2), ALiBi (BLOOM)
     layers_path = "h"
     attention_path = "attn"
     projection_names = ("c_attn",)  # fused: its output holds queries, keys and values side by side
