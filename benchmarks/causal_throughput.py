@@ -168,7 +168,8 @@ def main() -> None:
         result = results[variant]
         print(
             f"ratio {variant}: {result['tokens_per_s'] / naive['tokens_per_s']:.2f}x tokens/s, "
-            f"{step_memory(result) / step_memory(naive):.2f}x the step's memory"
+            f"{step_memory(result) / max(step_memory(naive), 1.0):.2f}x the step's memory, "
+            f"{result['peak_mib'] / naive['peak_mib']:.2f}x the process's peak"
         )
 
 

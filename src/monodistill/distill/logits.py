@@ -85,9 +85,11 @@ def logit_term_sums(
     total: torch.Tensor | None = None
     for piece in pieces:
         piece_batch = replace(batch, targets=batch.targets[piece])
-        # Only the hidden states are kept for the backward pass; the logits are recomputed there, one chunk at a time.
+        # The teacher's chunk is computed once, here, and kept (no gradient: one (N, V) tensor over the chunks); the
+        # student's logits are not kept but recomputed in the backward pass, one chunk at a time.
+        fixed = TeacherLogits(teacher.at(piece), None, None) if teacher is not None else None
         sums = checkpoint(
-            lambda states, at=piece, part=piece_batch: torch.stack(_piece_sums(terms, states, head, teacher, part, at)),
+            lambda states, part=piece_batch, known=fixed: torch.stack(_piece_sums(terms, states, head, known, part)),
             scored[piece],
             use_reentrant=False,
         )
