@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
@@ -48,17 +48,16 @@ def weight_and_bias(module: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @dataclass(frozen=True)
-class LinearWeights:
-    """A linear map's weights: y = weight x + bias."""
+class ModuleWeights:
+    """A module's weight and bias, float64 copies on the CPU (``of``), written back under its names (``state``)."""
 
     weight: torch.Tensor
-    """(out, in)"""
     bias: torch.Tensor
-    """(out,); zeros where the module has none."""
+    """Zeros where the module has none."""
 
     @classmethod
-    def of(cls, module: Any) -> LinearWeights:
-        """A linear module's weights, float64 copies on the CPU."""
+    def of(cls, module: Any) -> Self:
+        """The module's weights, float64 copies on the CPU."""
         return cls(*weight_and_bias(module))
 
     def state(self, prefix: str) -> dict[str, torch.Tensor]:
@@ -67,22 +66,13 @@ class LinearWeights:
 
 
 @dataclass(frozen=True)
-class NormWeights:
-    """A LayerNorm's gain and shift."""
+class LinearWeights(ModuleWeights):
+    """A linear map's weights: y = weight x + bias, weight (out, in), bias (out,)."""
 
-    weight: torch.Tensor
-    """(D,)"""
-    bias: torch.Tensor
-    """(D,)"""
 
-    @classmethod
-    def of(cls, module: Any) -> NormWeights:
-        """A LayerNorm's weights, float64 copies on the CPU."""
-        return cls(*weight_and_bias(module))
-
-    def state(self, prefix: str) -> dict[str, torch.Tensor]:
-        """The weights under the state-dict names of the module at ``prefix``."""
-        return {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias}
+@dataclass(frozen=True)
+class NormWeights(ModuleWeights):
+    """A LayerNorm's gain (weight) and shift (bias), (D,) each."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +145,17 @@ def trim_prediction_head(head: Any, rows: torch.Tensor) -> None:
     """Slice a BERT-style prediction head in place: a ``decoder`` Linear and the ``bias`` parameter it shares."""
     head.decoder = sliced_linear(head.decoder, rows, bias=head.bias)
     head.bias = head.decoder.bias
+
+
+def shape_fields(shape: StudentShape, vocab_size: int) -> dict[str, Any]:
+    """A fresh config's size fields, under transformers' common names, at the student's shape."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": shape.hidden_size,
+        "num_hidden_layers": shape.num_layers,
+        "num_attention_heads": shape.num_heads,
+        "intermediate_size": shape.intermediate_size,
+    }
 
 
 def module_at(root: nn.Module, path: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import BertConfig
 
-from monodistill.families.base import Family
+from monodistill.families.base import Family, shape_fields
 
 BERT_MAX_POSITIONS = 512
 """Position embeddings of a BERT student of another family's teacher (BERT's own; ModernBERT teachers allow 8192)."""
@@ -24,11 +24,7 @@ class BertFamily(Family):
         self, teacher_config: Any, shape: Any, vocab_size: int, specials: dict[str, Any], positions: int
     ) -> Any:
         return BertConfig(
-            vocab_size=vocab_size,
-            hidden_size=shape.hidden_size,
-            num_hidden_layers=shape.num_layers,
-            num_attention_heads=shape.num_heads,
-            intermediate_size=shape.intermediate_size,
+            **shape_fields(shape, vocab_size),
             **{**specials, "pad_token_id": specials["pad_token_id"] or 0},
             max_position_embeddings=min(positions, BERT_MAX_POSITIONS),
         )

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import ModernBertConfig
 
-from monodistill.families.base import Family, MaskedLMHead, sliced_linear
+from monodistill.families.base import Family, MaskedLMHead, shape_fields, sliced_linear
 
 GLOBAL_EVERY = 3
 """A ModernBERT student of another family's teacher: global attention in layers 0, 3, 6, ... (mmBERT's layout)."""
@@ -74,11 +74,7 @@ class ModernBertFamily(Family):
         self, teacher_config: Any, shape: Any, vocab_size: int, specials: dict[str, Any], positions: int
     ) -> Any:
         return ModernBertConfig(
-            vocab_size=vocab_size,
-            hidden_size=shape.hidden_size,
-            num_hidden_layers=shape.num_layers,
-            num_attention_heads=shape.num_heads,
-            intermediate_size=shape.intermediate_size,
+            **shape_fields(shape, vocab_size),
             **specials,
             max_position_embeddings=positions,
             layer_types=layer_types(teacher_config, shape.num_layers),
