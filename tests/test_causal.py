@@ -122,3 +122,13 @@ def test_a_decoder_tokenizer_without_eos_is_refused_before_packing(
     (teacher / "tokenizer_config.json").write_text(json.dumps(settings))
     assert main(args(teacher, corpus_file, tmp_path / "run", cache_dir, 2, *STUDENT, *SHORT)) != 0
     assert "no EOS token to end each document with" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("logit_loss", ["reverse_kl", "jsd"])
+def test_the_fields_other_divergences_distil_a_causal_student(
+    logit_loss: str, llama_teacher: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """MiniLLM's reverse KL and GKD's JSD as the logit term, logged under their names, at every next token."""
+    metrics = distil(llama_teacher, corpus_file, tmp_path / "run", cache_dir, 2, f"loss.logit_loss={logit_loss}")
+    train = [record for record in metrics if record["split"] == "train"]
+    assert train[-1][logit_loss] > 0 and "kl" not in train[-1]

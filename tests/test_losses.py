@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monodistill.config import LossConfig
 from monodistill.losses import (
+    ModelSizes,
     attention_mse,
+    build_terms,
     hidden_cosine_loss,
     hidden_mse,
+    jensen_shannon_divergence,
     kl_divergence,
     logit_mse,
     masked_lm_loss,
     relation_loss,
+    reverse_kl_divergence,
 )
 
 temperatures = st.floats(min_value=0.5, max_value=8.0)
@@ -99,3 +105,29 @@ def test_each_sum_is_its_mean_times_what_it_is_a_mean_over(seed: int, temperatur
     ]
     for loss, count in pairs:
         assert torch.isclose(loss("sum"), loss("mean") * count, rtol=1e-5, atol=1e-6)
+
+
+def test_reverse_kl_and_jsd_are_divergences_of_the_right_direction_and_bound() -> None:
+    """Reverse KL is the KL with the two models swapped; JSD is symmetric, zero only at equal distributions and at
+    most ln 2 (times T^2); both are zero when the student equals the teacher."""
+    generator = torch.Generator().manual_seed(3)
+    student, teacher = torch.randn(6, 11, generator=generator), torch.randn(6, 11, generator=generator)
+    for temperature in (1.0, 2.0):
+        assert torch.isclose(
+            reverse_kl_divergence(student, teacher, temperature), kl_divergence(teacher, student, temperature)
+        )
+        jsd = jensen_shannon_divergence(student, teacher, temperature)
+        assert torch.isclose(jsd, jensen_shannon_divergence(teacher, student, temperature))
+        assert 0 < jsd < math.log(2) * temperature**2
+        assert float(jensen_shannon_divergence(teacher, teacher, temperature)) == pytest.approx(0, abs=1e-6)
+        assert float(reverse_kl_divergence(teacher, teacher, temperature)) == pytest.approx(0, abs=1e-6)
+    first, second = torch.tensor([[0.0, -1e4]]), torch.tensor([[-1e4, 0.0]])  # no overlap: ln 2
+    assert float(jensen_shannon_divergence(first, second, 1.0)) == pytest.approx(math.log(2), rel=1e-4)
+
+
+@pytest.mark.parametrize("logit_loss", ["reverse_kl", "jsd"])
+def test_each_logit_loss_is_one_term_logged_under_its_name(logit_loss: str) -> None:
+    terms = build_terms(LossConfig(logit_loss=logit_loss), ModelSizes(2, 2, 2, 2))
+    assert (
+        [term.name for term in terms] == [logit_loss, "mlm"] == list(LossConfig(logit_loss=logit_loss).trained_parts())
+    )

@@ -31,9 +31,11 @@ def loss_formula(loss: LossConfig, objective: str = "masked") -> str:
     """The objective in words, every active term with its weight (the paper's: KL at T plus MLM; for a causal
     student the same two terms on the next token at every position)."""
     causal = objective == "causal"
+    divergence = {"kl": "KL(teacher_T || student_T)", "reverse_kl": "KL(student_T || teacher_T)"}
+    divergence["jsd"] = "JSD(teacher_T, student_T)"
     logit = (
-        f"{'next-token ' if causal else ''}T^2 x KL(teacher_T || student_T) at T = {loss.temperature}"
-        if loss.logit_loss == "kl"
+        f"{'next-token ' if causal else ''}T^2 x {divergence[loss.logit_loss]} at T = {loss.temperature}"
+        if loss.logit_loss in divergence
         else f"MSE of the {'next-token ' if causal else ''}logits"
     )
     terms = [

@@ -19,7 +19,7 @@ from monodistill.errors import MonodistillError
 TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 STUDENT_INITS = ("random", "teacher-embeddings", "teacher-layers")
-LOGIT_LOSSES = ("kl", "mse")
+LOGIT_LOSSES = ("kl", "reverse_kl", "jsd", "mse")
 OBJECTIVES = ("auto", "masked", "causal")
 
 

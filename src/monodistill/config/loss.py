@@ -15,8 +15,9 @@ class LossConfig:
     """L = alpha_kl * logit term + alpha_mlm * CE + alpha_cosine * (1 - cos) + alpha_relation * relations
     + alpha_hidden * hidden MSE + alpha_attention * attention MSE; the defaults are the paper's recipe.
 
-    The logit term is T^2 * KL(teacher_T || student_T) (``logit_loss: kl``, the paper) or the mean squared
-    error of the logits (``mse``); both, and the CE, are over the masked positions.
+    The logit term is T^2 * KL(teacher_T || student_T) (``logit_loss: kl``, the paper), the reverse KL or the JSD
+    (``reverse_kl``, ``jsd``) or the mean squared error of the logits (``mse``); each, and the CE, is over the
+    scored positions (masked ones, or every next token).
     """
 
     section: ClassVar[str] = "loss"
@@ -28,7 +29,8 @@ class LossConfig:
     temperature: float = 4.0
     """Softmax temperature T for the KL term."""
     logit_loss: str = "kl"
-    """The logit term: kl (KL at the temperature, the paper) or mse (mean squared error of the logits)."""
+    """The logit term: kl (KL(teacher_T || student_T), the paper), reverse_kl (KL(student_T || teacher_T), MiniLLM),
+    jsd (their Jensen-Shannon divergence, GKD), each times T^2, or mse (mean squared error of the logits)."""
     alpha_cosine: float = 0.0
     """Weight of the last hidden states' cosine term (needs equal hidden sizes; DistilBERT: 1.0)."""
     alpha_relation: float = 0.0

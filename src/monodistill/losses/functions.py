@@ -17,6 +17,7 @@ Terms, with the work they come from:
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -53,6 +54,44 @@ def kl_divergence(
         student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean" if reduction == "mean" else "sum"
     )
     return kl * temperature**2
+
+
+def reverse_kl_divergence(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, reduction: Reduction = "mean"
+) -> torch.Tensor:
+    """KL(student_T || teacher_T) * T^2, averaged (or summed) over positions: the mode-seeking divergence of
+    MiniLLM (Gu et al. 2024), which keeps a small student from spreading mass where the teacher has little.
+
+    Args:
+        student_logits: (N, V).
+        teacher_logits: (N, V), same vocabulary order as the student's.
+        temperature: Softmax temperature T > 0.
+        reduction: ``mean`` over the N positions, or ``sum``.
+    """
+    return kl_divergence(teacher_logits, student_logits, temperature, reduction)
+
+
+def jensen_shannon_divergence(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, reduction: Reduction = "mean"
+) -> torch.Tensor:
+    """JSD(teacher_T, student_T) * T^2 = (KL(teacher_T || M) + KL(student_T || M)) / 2 * T^2 with M their mean, averaged
+    (or summed) over positions: GKD's generalised JSD at beta = 0.5 (Agarwal et al. 2024), bounded by ln 2 * T^2.
+
+    Args:
+        student_logits: (N, V).
+        teacher_logits: (N, V), same vocabulary order as the student's.
+        temperature: Softmax temperature T > 0.
+        reduction: ``mean`` over the N positions, or ``sum``.
+    """
+    student_log_probs = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    teacher_log_probs = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    mixture = torch.logaddexp(student_log_probs, teacher_log_probs) - math.log(2)  # (N, V) log M, with its gradient
+    per_position = 0.5 * (
+        F.kl_div(mixture, teacher_log_probs, log_target=True, reduction="none").sum(-1)
+        + F.kl_div(mixture, student_log_probs, log_target=True, reduction="none").sum(-1)
+    )
+    total = per_position.mean() if reduction == "mean" else per_position.sum()
+    return total * temperature**2
 
 
 def logit_mse(

@@ -30,10 +30,12 @@ from monodistill.losses.functions import (
     default_layer_map,
     hidden_cosine_loss,
     hidden_mse,
+    jensen_shannon_divergence,
     kl_divergence,
     logit_mse,
     masked_lm_loss,
     relation_loss,
+    reverse_kl_divergence,
 )
 
 Count = Literal["targets", "positions", "blocks"]
@@ -154,6 +156,34 @@ class LogitKL(LossTerm):
 
     def sum(self, student: ModelOutputs, teacher: ModelOutputs, batch: MaskedBatch) -> torch.Tensor:
         return kl_divergence(student.logits, teacher.logits, self.temperature, "sum")
+
+
+@dataclass(frozen=True)
+class LogitReverseKL(LogitKL):
+    """T^2 KL(student_T || teacher_T) at the scored positions (``logit_loss: reverse_kl``; MiniLLM)."""
+
+    name = "reverse_kl"
+
+    @classmethod
+    def of(cls, config: LossConfig, sizes: ModelSizes) -> LogitReverseKL | None:
+        return cls(config.alpha_kl, config.temperature) if config.logit_loss == cls.name else None
+
+    def sum(self, student: ModelOutputs, teacher: ModelOutputs, batch: MaskedBatch) -> torch.Tensor:
+        return reverse_kl_divergence(student.logits, teacher.logits, self.temperature, "sum")
+
+
+@dataclass(frozen=True)
+class LogitJSD(LogitKL):
+    """T^2 JSD(teacher_T, student_T) at the scored positions (``logit_loss: jsd``; GKD at beta 0.5)."""
+
+    name = "jsd"
+
+    @classmethod
+    def of(cls, config: LossConfig, sizes: ModelSizes) -> LogitJSD | None:
+        return cls(config.alpha_kl, config.temperature) if config.logit_loss == cls.name else None
+
+    def sum(self, student: ModelOutputs, teacher: ModelOutputs, batch: MaskedBatch) -> torch.Tensor:
+        return jensen_shannon_divergence(student.logits, teacher.logits, self.temperature, "sum")
 
 
 @dataclass(frozen=True)
@@ -315,7 +345,17 @@ class AttentionMSE(LossTerm):
         return torch.stack(pairs).mean()
 
 
-TERMS: tuple[type[LossTerm], ...] = (LogitKL, LogitMSE, MaskedLM, HiddenCosine, Relation, HiddenMSE, AttentionMSE)
+TERMS: tuple[type[LossTerm], ...] = (
+    LogitKL,
+    LogitReverseKL,
+    LogitJSD,
+    LogitMSE,
+    MaskedLM,
+    HiddenCosine,
+    Relation,
+    HiddenMSE,
+    AttentionMSE,
+)
 """Every kind of term, in the order the parts are summed and logged."""
 
 
