@@ -13,18 +13,20 @@ from safetensors.torch import load_file, save_file
 from transformers import (
     AutoModelForCausalLM,
     BloomModel,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GPT2Model,
     LlamaModel,
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
 
-from monodistill.config import TeacherConfig
+from monodistill.config import StudentConfig, TeacherConfig
 from monodistill.errors import MonodistillError
 from monodistill.families import family_of, supported_families
 from monodistill.families.decoder import student_layer_types
 from monodistill.internals import capture_projections
-from monodistill.student import StudentShape, student_model_config
+from monodistill.student import StudentShape, build_student, student_model_config
 from monodistill.teacher import encoder, load_teacher, max_positions, mlm_head
 from monodistill.vocab.teacher import id_map_tensor, trim_teacher
 
@@ -286,3 +288,26 @@ def test_a_rotary_students_odd_head_width_is_refused_in_one_line(
     teacher = build_tiny_decoder("llama", decoder_tokenizer("llama", decoder_tokenizers))
     with pytest.raises(MonodistillError, match="heads of 9 dimensions; rotary positions pair"):
         student_model_config(teacher.config, StudentShape(2, 18, 32, 2), 100)
+
+
+def test_a_teacher_layers_student_keeps_a_head_width_of_its_own() -> None:
+    """Gemma's and Qwen3's heads are not hidden / heads wide (Gemma-3-270m: 256 at hidden 640): a student of the
+    teacher's width copies the teacher's projections, so it keeps that width (it took hidden / heads and could not
+    map them); a student of another width takes hidden / heads."""
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=64,
+    )
+    teacher = Gemma3ForCausalLM(config).eval()
+    shape = {"preset": "custom", "num_layers": 2, "intermediate_size": 64, "num_heads": 4}
+    student = build_student(StudentConfig(**shape, hidden_size=32, init="teacher-layers"), teacher)
+    assert student.config.head_dim == 16
+    assert torch.equal(student.model.layers[1].self_attn.q_proj.weight, teacher.model.layers[3].self_attn.q_proj.weight)
+    assert build_student(StudentConfig(**shape, hidden_size=24), teacher).config.head_dim == 6

@@ -121,8 +121,13 @@ class DecoderFamily(Family):
         config = super().student_config(teacher_config, shape, vocab_size, keep_embedding)
         if hasattr(teacher_config, "num_key_value_heads"):
             config.num_key_value_heads = key_value_heads(teacher_config, shape.num_heads)
-        if getattr(teacher_config, "head_dim", None) is not None:
-            config.head_dim = shape.hidden_size // shape.num_heads
+        if getattr(teacher_config, "head_dim", None) is not None and (shape.hidden_size, shape.num_heads) != (
+            teacher_config.hidden_size,
+            teacher_config.num_attention_heads,
+        ):
+            # A student of the teacher's width and heads keeps its head width (Gemma's and Qwen3's are their own,
+            # 256 at Gemma-3-270m's hidden 640), so teacher-layers copies its projections; another shape, hidden/heads.
+            config.head_dim = head_dim
         teacher_types = getattr(teacher_config, "layer_types", None)
         if teacher_types:
             config.layer_types = student_layer_types(list(teacher_types), shape.num_layers)
