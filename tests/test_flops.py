@@ -73,7 +73,8 @@ def test_masked_only_step_matches_flop_counter(attention: str) -> None:
         with torch.inference_mode():
             hidden = encoder(teacher)(input_ids=masked).last_hidden_state  # (B, T, H)
             teacher_logits = mlm_head(teacher).logits(hidden[positions])  # (N, V)
-        student_logits = StudentWithHead(student)(masked, positions)[0]
+        wrapped = StudentWithHead(student)
+        student_logits = wrapped.head.logits(wrapped(masked, positions)[0])  # (N, V) from the (N, H) scored states
         paper_loss(student_logits, teacher_logits.clone(), labels[positions]).backward()
     expected = distillation_step_flops(*shapes(teacher, student), BATCH, SEQ, int(positions.sum()), VOCAB, VOCAB)
     assert counter.get_total_flops() == expected

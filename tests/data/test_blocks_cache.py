@@ -197,6 +197,7 @@ def test_every_data_setting_that_changes_the_blocks_is_in_the_key(tiny_tokenizer
         "split": "validation",
         "revision": "v2",
         "text_column": "content",
+        "chat_column": "messages",
         "streaming": True,
         "max_documents": 11,
         "max_seq_length": 64,
