@@ -90,8 +90,7 @@ def jensen_shannon_divergence(
         F.kl_div(mixture, teacher_log_probs, log_target=True, reduction="none").sum(-1)
         + F.kl_div(mixture, student_log_probs, log_target=True, reduction="none").sum(-1)
     )
-    total = per_position.mean() if reduction == "mean" else per_position.sum()
-    return total * temperature**2
+    return _reduce(per_position, reduction) * temperature**2
 
 
 def logit_mse(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -139,23 +140,28 @@ class LossTerm(ABC):
 
 @dataclass(frozen=True)
 class LogitKL(LossTerm):
-    """T^2 KL(teacher_T || student_T) at the masked positions: the paper's logit term (``logit_loss: kl``)."""
+    """T^2 KL(teacher_T || student_T) at the masked positions: the paper's logit term (``logit_loss: kl``).
+
+    The other divergences at the temperature are this term with another ``divergence`` of the same signature.
+    """
 
     name = "kl"
     reads_logits = True
     count = "targets"
+    divergence: ClassVar[Callable[..., torch.Tensor]] = staticmethod(kl_divergence)
+    """(student logits, teacher logits, T, reduction) -> the divergence times T^2."""
     temperature: float
 
     @classmethod
     def of(cls, config: LossConfig, sizes: ModelSizes) -> LogitKL | None:
-        return cls(config.alpha_kl, config.temperature) if config.logit_loss == "kl" else None
+        return cls(config.alpha_kl, config.temperature) if config.logit_loss == cls.name else None
 
     @property
     def needs(self) -> Needs:
         return Needs(teacher_logits=True)
 
     def sum(self, student: ModelOutputs, teacher: ModelOutputs, batch: MaskedBatch) -> torch.Tensor:
-        return kl_divergence(student.logits, teacher.logits, self.temperature, "sum")
+        return self.divergence(student.logits, teacher.logits, self.temperature, "sum")
 
 
 @dataclass(frozen=True)
@@ -163,13 +169,7 @@ class LogitReverseKL(LogitKL):
     """T^2 KL(student_T || teacher_T) at the scored positions (``logit_loss: reverse_kl``; MiniLLM)."""
 
     name = "reverse_kl"
-
-    @classmethod
-    def of(cls, config: LossConfig, sizes: ModelSizes) -> LogitReverseKL | None:
-        return cls(config.alpha_kl, config.temperature) if config.logit_loss == cls.name else None
-
-    def sum(self, student: ModelOutputs, teacher: ModelOutputs, batch: MaskedBatch) -> torch.Tensor:
-        return reverse_kl_divergence(student.logits, teacher.logits, self.temperature, "sum")
+    divergence = staticmethod(reverse_kl_divergence)
 
 
 @dataclass(frozen=True)
@@ -177,13 +177,7 @@ class LogitJSD(LogitKL):
     """T^2 JSD(teacher_T, student_T) at the scored positions (``logit_loss: jsd``; GKD at beta 0.5)."""
 
     name = "jsd"
-
-    @classmethod
-    def of(cls, config: LossConfig, sizes: ModelSizes) -> LogitJSD | None:
-        return cls(config.alpha_kl, config.temperature) if config.logit_loss == cls.name else None
-
-    def sum(self, student: ModelOutputs, teacher: ModelOutputs, batch: MaskedBatch) -> torch.Tensor:
-        return jensen_shannon_divergence(student.logits, teacher.logits, self.temperature, "sum")
+    divergence = staticmethod(jensen_shannon_divergence)
 
 
 @dataclass(frozen=True)
