@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, pipeline
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast, pipeline
 
 from monodistill.card import render_card
+from monodistill.config import StudentConfig
 from monodistill.recipe import save_student
+from monodistill.student import build_student
 from monodistill.student.generation import end_of_turn_id, generation_config
 from monodistill.student.sentence import MODULES, POOLING_DIR
+from monodistill.vocab import remap_special_ids, trim_teacher
 
 from .conftest import build_tiny_decoder, decoder_tokenizer, save_decoder
 from .test_causal import distil
@@ -86,6 +89,8 @@ def test_the_decoders_card_says_how_it_generates_and_what_it_was_trained_on(trim
             "own next-token cross-entropy" in text
         )
         assert "| next-token cross-entropy (nats per token) |" in card and "| mlm loss |" not in card
+        assert "| parameters (the decoder with its embeddings, an untied LM head aside) |" in card
+        assert "the encoder" not in text
     assert render_card(trimmed_run) == saved  # `monodistill card` finds the objective in the student's config
 
 
@@ -128,6 +133,41 @@ def test_save_student_writes_a_generation_config_of_the_tokenizers_ids(
     with torch.inference_mode():
         out = loaded.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=3, do_sample=False)
     assert out.shape[1] <= 6
+
+
+def test_special_ids_listed_in_a_config_follow_the_trimmed_vocabulary() -> None:
+    """Gemma-3's, Qwen2.5's and Llama-3's configs stop at several ids (``eos_token_id: [1, 106]``): each becomes its
+    student id, an id the trimming dropped is left out, a list stays a list, and one with no id kept becomes None
+    (as a single dropped id does: a stale teacher id could point past the student's embeddings)."""
+    config = LlamaConfig(bos_token_id=2, eos_token_id=[1, 106], pad_token_id=0)
+    remap_special_ids(config, [0, 1, 2, 50, 106])
+    assert (config.bos_token_id, config.eos_token_id, config.pad_token_id) == (2, [1, 4], 0)
+    config = LlamaConfig(bos_token_id=2, eos_token_id=[1, 106], pad_token_id=0)
+    remap_special_ids(config, [0, 2, 106])
+    assert config.eos_token_id == [2]
+    remap_special_ids(config, [0, 1])  # the student's id 2 (the teacher's 106) is dropped in turn
+    assert config.eos_token_id is None
+
+
+def test_a_trimmed_decoder_stops_at_each_of_its_teachers_end_ids_in_its_own_ids(
+    decoder_tokenizers: Tokenizers, tmp_path: Path
+) -> None:
+    """A Gemma-3 teacher that ends a text at EOS or at its end of turn: the student built over a trimmed vocabulary
+    and the trimmed teacher saved beside it (its config and its generation config) name both in their own ids."""
+    tokenizer = decoder_tokenizer("gemma3_text", decoder_tokenizers)
+    teacher = build_tiny_decoder("gemma3_text", tokenizer)
+    stops = [tokenizer.eos_token_id, len(tokenizer) - 1]
+    teacher.config.eos_token_id = teacher.generation_config.eos_token_id = stops
+    kept = sorted({tokenizer.pad_token_id, tokenizer.bos_token_id, *stops, *range(4, 40)})
+    shape = StudentConfig(preset="custom", num_layers=1, hidden_size=16, intermediate_size=32, num_heads=2)
+    student = build_student(shape, teacher, vocab_ids=torch.tensor(kept))
+    assert student.config.eos_token_id == [kept.index(stop) for stop in stops] == [1, len(kept) - 1]
+    trim_teacher(teacher, kept).save_pretrained(tmp_path / "teacher")
+    for name in ("config.json", "generation_config.json"):
+        assert json.loads((tmp_path / "teacher" / name).read_text())["eos_token_id"] == [1, len(kept) - 1], name
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "teacher")
+    with torch.inference_mode():
+        assert loaded.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=3, do_sample=False).max() < len(kept)
 
 
 def test_padding_falls_back_to_the_end_of_text_token(decoder_tokenizers: Tokenizers) -> None:

@@ -4,6 +4,8 @@ a tiny random model with a tokenizer of the kind the family really uses (``conft
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     BloomModel,
     Gemma3ForCausalLM,
@@ -21,16 +24,21 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from monodistill.cli import main
 from monodistill.config import StudentConfig, TeacherConfig
+from monodistill.config.base import ConfigError
 from monodistill.errors import MonodistillError
-from monodistill.families import family_of, supported_families
+from monodistill.families import family_of, student_families, supported_families
 from monodistill.families.decoder import student_layer_types
 from monodistill.internals import capture_projections
 from monodistill.student import StudentShape, build_student, student_model_config
+from monodistill.student.family import check_family_serves
 from monodistill.teacher import encoder, load_teacher, max_positions, mlm_head
 from monodistill.vocab.teacher import id_map_tensor, trim_teacher
 
-from .conftest import TINY_DECODERS, build_tiny_decoder, decoder_tokenizer, save_decoder
+from .conftest import TINY_DECODERS, build_tiny_decoder, decoder_tokenizer, save_decoder, save_teacher
+from .test_causal import SHORT, STUDENT, distil
+from .test_distill import args
 
 FAMILIES = supported_families("causal")
 NARROW = StudentShape(num_layers=2, hidden_size=16, intermediate_size=32, num_heads=2)
@@ -311,3 +319,95 @@ def test_a_teacher_layers_student_keeps_a_head_width_of_its_own() -> None:
     assert student.config.head_dim == 16
     assert torch.equal(student.model.layers[1].self_attn.q_proj.weight, teacher.model.layers[3].self_attn.q_proj.weight)
     assert build_student(StudentConfig(**shape, hidden_size=24), teacher).config.head_dim == 6
+
+
+# --- a Llama student of another family's teacher (student.family=llama) ---
+
+
+def llama_of(init: str, hidden: int = 32) -> StudentConfig:
+    shape = {"num_layers": 2, "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_heads": 4}
+    return StudentConfig(preset="custom", **shape, family="llama", init=init)
+
+
+def test_llama_is_the_decoder_family_a_student_is_built_fresh_in() -> None:
+    assert student_families("causal") == ("llama",) and "llama" in student_families()
+    with pytest.raises(ConfigError, match="student.family must be one of"):
+        StudentConfig(family="mistral")  # Llama's adapter serves Mistral, but builds Llama configs
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gpt2", "gemma3_text", "bloom", "cohere"])
+def test_a_llama_student_of_another_decoder_takes_its_vocabulary_ids_and_embeddings(
+    family: str, decoder_tokenizers: Tokenizers
+) -> None:
+    """Llama's defaults (every head its own keys and values) at the student's shape, over the teacher's vocabulary,
+    special ids and position limit, tied as the teacher is; teacher-embeddings copies the word embeddings as they
+    are at the teacher's width (Gemma's scale by sqrt(hidden) in its forward, not in the weights), projected below."""
+    teacher = build_tiny_decoder(family, decoder_tokenizer(family, decoder_tokenizers)).eval()
+    student = build_student(llama_of("teacher-embeddings"), teacher)
+    assert type(student).__name__ == "LlamaForCausalLM" and student.config.num_key_value_heads == 4
+    for field in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "tie_word_embeddings"):
+        assert getattr(student.config, field) == getattr(teacher.config, field), field
+    assert student.config.max_position_embeddings == max_positions(teacher.config)
+    assert torch.equal(student.get_input_embeddings().weight, teacher.get_input_embeddings().weight)
+    narrow = build_student(llama_of("teacher-embeddings", hidden=16), teacher)
+    assert narrow.get_input_embeddings().weight.shape == (teacher.config.vocab_size, 16)
+    with torch.inference_mode():
+        assert torch.isfinite(narrow(input_ids=random_ids(teacher.config.vocab_size)).logits).all()
+    with pytest.raises(MonodistillError, match=r"teacher-layers copies the teacher's own layers, but student.fam"):
+        build_student(llama_of("teacher-layers"), teacher)
+
+
+def test_a_llama_student_keeps_rotary_heads_of_an_even_width_and_pads_with_eos(decoder_tokenizers: Tokenizers) -> None:
+    tokenizer = decoder_tokenizer("gpt2", decoder_tokenizers)
+    teacher = build_tiny_decoder("gpt2", tokenizer)
+    no_pad = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, eos_token=tokenizer.eos_token)
+    check_family_serves(llama_of("random"), teacher.config, no_pad)  # as GPT-2's own tokenizer: EOS pads
+    odd = StudentConfig(
+        preset="custom", num_layers=1, hidden_size=18, intermediate_size=32, num_heads=2, family="llama"
+    )
+    with pytest.raises(MonodistillError, match="heads of 9 dimensions; rotary positions pair"):
+        build_student(odd, teacher)
+
+
+@pytest.mark.parametrize(
+    ("family", "init", "vocabulary"),
+    [
+        ("qwen2", "random", "full"),
+        ("gpt2", "teacher-embeddings", "full"),
+        ("gemma3_text", "teacher-embeddings", "trimmed"),
+    ],
+)
+def test_a_llama_student_distils_from_a_decoder_of_another_family_and_loads(
+    family: str, init: str, vocabulary: str, decoder_tokenizers: Tokenizers, corpus_file: Path, tmp_path: Path
+) -> None:
+    teacher = saved_decoder(family, decoder_tokenizers, tmp_path)
+    run = tmp_path / "run"
+    overrides = ["student.family=llama", f"student.init={init}", f"vocab.enabled={vocabulary == 'trimmed'}"]
+    metrics = distil(teacher, corpus_file, run, tmp_path / "cache", 2, *overrides)
+    assert all(math.isfinite(record["loss"]) for record in metrics if record["split"] == "train")
+    student = AutoModelForCausalLM.from_pretrained(run / "student").eval()
+    assert type(student).__name__ == "LlamaForCausalLM" and student.config.model_type == "llama"
+    assert (student.config.num_hidden_layers, student.config.hidden_size) == (2, 16)
+    teacher_config = AutoConfig.from_pretrained(teacher)
+    assert student.config.tie_word_embeddings == teacher_config.tie_word_embeddings
+    assert (student.config.vocab_size < teacher_config.vocab_size) == (vocabulary == "trimmed")
+    with torch.inference_mode():
+        logits = student(input_ids=random_ids(student.config.vocab_size)).logits
+        generated = student.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=3, do_sample=False)
+    assert logits.shape[-1] == student.config.vocab_size and torch.isfinite(logits).all()
+    assert generated.shape[1] <= 6
+    assert "| parameters (the decoder with its embeddings" in (run / "student" / "README.md").read_text()
+
+
+def test_a_llama_student_of_a_masked_teacher_is_refused_in_one_line(
+    tiny_tokenizer: PreTrainedTokenizerFast, corpus_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    teacher = save_teacher("bert", tiny_tokenizer, tmp_path / "bert")
+    capsys.readouterr()  # saving it draws a progress bar
+    run = tmp_path / "run"
+    assert main(args(teacher, corpus_file, run, tmp_path / "cache", 2, *STUDENT, *SHORT, "student.family=llama")) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and re.search(
+        "student.family=llama is a causal language model .*, the teacher a mask", error[0]
+    )
+    assert not (run / "checkpoints").exists()

@@ -184,6 +184,10 @@ def test_inspect_scores_a_decoder_by_next_token_loss_and_bits_per_byte(
     printed = capsys.readouterr().out
     assert "| bits per byte |" in printed and "| next-token loss (nats per token) |" in printed
     assert "masked-token accuracy" not in printed  # no encoder inspected: no masked rows
+    assert (
+        "| teacher parameters (the decoder with its embeddings, an untied LM head aside), full -> trimmed |" in printed
+    )
+    assert "the encoder with its embeddings" not in printed
     record = json.loads((out / "inspect.json").read_text())
     for teacher, result in zip(two_decoders, record["teachers"], strict=True):
         assert result["objective"] == "causal" and result["masked_token_accuracy"] is None
@@ -224,3 +228,5 @@ def test_an_encoder_and_a_decoder_are_each_recommended_on_their_own_score(
     rows = {line.split(" | ")[0]: line for line in table.splitlines()}
     assert rows["| bits per byte"].startswith("| bits per byte | - | ")  # the encoder has no bits per byte here
     assert rows["| masked-token accuracy"].endswith(" | - |")  # nor the decoder a masked-token accuracy
+    both = "the encoder with its embeddings, heads aside / the decoder with its embeddings, an untied LM head aside"
+    assert f"| teacher parameters ({both}), full -> trimmed" in rows

@@ -143,6 +143,36 @@ def test_distillation_curves_are_the_terms_each_recipe_trains_and_say_when_vocab
     assert panels["train hidden-state MSE"].get_ylabel() == ""
 
 
+def test_a_causal_students_own_loss_is_called_the_next_token_loss(
+    experiment: Path, tmp_path: Path, saved_figures: dict[str, matplotlib.figure.Figure]
+) -> None:
+    """A decoder's own-token loss (``mlm``, ``mlm_loss``) is next-token cross-entropy, and its accuracy that of the
+    next token: known from its student's family (config.json), or from the objective its config.yaml recorded."""
+    shutil.rmtree(experiment / "students" / "tiny")
+    add_run(experiment, "decoder", "{}", 300, ("loss", "kl", "mlm"))
+    (experiment / "students" / "decoder" / "student" / "config.json").write_text(
+        '{"model_type": "llama", "vocab_size": 300}'
+    )
+    write_report([experiment], tmp_path / "causal")
+    titles = {axis.get_title() for axis in saved_figures["distillation.png"].axes if axis.get_visible()}
+    assert {"train next-token loss", "validation next-token accuracy"} <= titles
+    assert not {"train MLM loss", "validation masked-token accuracy"} & titles
+    report = (tmp_path / "causal" / "report.md").read_text()
+    assert "| student | steps | next-token loss | KL to teacher |" in report and "MLM loss" not in report
+
+    # An encoder student beside it: each panel and column names both.
+    add_run(experiment, "encoder", "{}", 300, ("loss", "kl", "mlm"))
+    (experiment / "students" / "decoder" / "student" / "config.json").write_text('{"vocab_size": 300}')
+    (experiment / "students" / "decoder" / "config.yaml").write_text("student:\n  name: decoder\nobjective: causal\n")
+    write_report([experiment], tmp_path / "both")
+    titles = {axis.get_title() for axis in saved_figures["distillation.png"].axes if axis.get_visible()}
+    assert {"train MLM loss / next-token loss", "validation masked-token accuracy / next-token accuracy"} <= titles
+    assert (
+        "| student | steps | MLM loss / next-token loss | KL to teacher |"
+        in (tmp_path / "both" / "report.md").read_text()
+    )
+
+
 def test_the_cost_legend_shows_model_colours_and_a_busy_machine_swatch(
     experiment: Path, tmp_path: Path, saved_figures: dict[str, matplotlib.figure.Figure]
 ) -> None:

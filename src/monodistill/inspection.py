@@ -8,7 +8,8 @@ For each teacher, on the target-language corpus:
 - **vocabulary**: the share of the vocabulary the corpus uses, the size ``monodistill vocab`` would keep
   (every token seen, the special and single-character ones, and for BPE the tokens their merges go
   through), and the parameters of the teacher and of each student preset with the full and the
-  trimmed vocabulary (the encoder with its embeddings, heads aside, as the report counts them);
+  trimmed vocabulary (the encoder with its embeddings, heads aside, as the report counts them; a decoder's
+  with its embeddings, an untied LM head aside);
 - **knowledge of the language**: masked-token accuracy and masked-LM perplexity (exp of the mean
   cross-entropy at the masked positions) on held-out blocks, masked as distillation's validation masks
   them (``data.mlm_probability``, 80/10/10, seeded per block, random replacements drawn from the
@@ -58,7 +59,7 @@ from monodistill.data.corpus import load_corpus
 from monodistill.distill.logits import chunk_slices
 from monodistill.distill.teacher_pass import TeacherPass
 from monodistill.errors import MonodistillError
-from monodistill.evaluate.summary import ENCODER_COUNTED, encoder_counts
+from monodistill.evaluate.summary import counted_as, encoder_counts
 from monodistill.families import family_of
 from monodistill.losses import Needs
 from monodistill.progress import progress_bar
@@ -355,9 +356,11 @@ def format_inspection(results: list[Inspection]) -> str:
             [f"{r.trimmed_vocabulary:,}" if r.trimmed_vocabulary else "cannot trim" for r in results],
         ),
     ]
-    for model in results[0].parameters:  # counted as the card, the report and the summary count them
+    # Counted as the card, the report and the summary count them: an encoder's or a decoder's, as each teacher is.
+    counted = " / ".join(dict.fromkeys(counted_as(r.family) for r in results))
+    for model in results[0].parameters:
         sizes = [_millions(r.parameters.get(model, {})) for r in results]
-        rows.append((f"{model} parameters ({ENCODER_COUNTED}), full -> trimmed", sizes))
+        rows.append((f"{model} parameters ({counted}), full -> trimmed", sizes))
     if any(r.objective == "masked" for r in results):
         rows += [
             ("held-out blocks (masked tokens)", [_held_out(r.held_out_blocks, r.masked_tokens) for r in results]),

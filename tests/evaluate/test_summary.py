@@ -6,13 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
+import pytest
 import torch
-from transformers import AutoModel, AutoModelForMaskedLM, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedTokenizerFast
 
-from monodistill.evaluate.summary import constant_prediction, encoder_parameter_counts, weights_dtype
+from monodistill.evaluate.summary import (
+    DECODER_COUNTED,
+    ENCODER_COUNTED,
+    constant_prediction,
+    counted_as,
+    encoder_parameter_counts,
+    parameter_counts_of,
+    summarise,
+    weights_dtype,
+)
 from monodistill.evaluate.tables import format_summary
 from monodistill.evaluate.tasks import Task
 
+from ..conftest import decoder_tokenizer, save_decoder
 from ..report_fixtures import task_result
 
 NER_LABELS = ["O", "B-PER", "I-PER"]
@@ -41,6 +52,26 @@ def test_parameters_are_counted_on_the_encoder_with_its_embeddings(tiny_teacher_
     masked_lm = sum(p.numel() for p in AutoModelForMaskedLM.from_pretrained(tiny_teacher_dir).parameters())
     assert masked_lm > expected  # its head is left out
     assert encoder_parameter_counts("no/such/model") is None
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_a_decoder_is_counted_with_its_embeddings_and_an_untied_head_aside(
+    family: str, decoder_tokenizers: dict[str, PreTrainedTokenizerFast], tiny_teacher_dir: Path, tmp_path: Path
+) -> None:
+    """Qwen2's head is its embeddings (tied: counted once, as them); Llama's is a matrix of its own, left out."""
+    path = save_decoder(family, decoder_tokenizer(family, decoder_tokenizers), tmp_path / family)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    counts = encoder_parameter_counts(str(path))
+    untied = 0 if model.config.tie_word_embeddings else model.lm_head.weight.numel()
+    assert counts is not None and counts["total"] == sum(p.numel() for p in model.parameters()) - untied
+    assert counts["embedding"] == model.get_input_embeddings().weight.numel()
+    assert counted_as(model) == counted_as(model.config) == counted_as(family) == DECODER_COUNTED
+    assert DECODER_COUNTED == "the decoder with its embeddings, an untied LM head aside"
+    assert counted_as(AutoConfig.from_pretrained(tiny_teacher_dir)) == counted_as("bert") == ENCODER_COUNTED
+    # The summary says what it counted, model by model; an evaluation of both kinds says both.
+    summary = summarise([tmp_path / "d", tmp_path / "e"], [str(path), str(tiny_teacher_dir)], ["d", "e"], [], [42])
+    assert [parameter_counts_of(entry)[1] for entry in summary["models"].values()] == [DECODER_COUNTED, ENCODER_COUNTED]
+    assert f"Size (parameters: {DECODER_COUNTED} / {ENCODER_COUNTED};" in format_summary(summary)
 
 
 def test_the_weights_dtype_is_read_from_the_files(

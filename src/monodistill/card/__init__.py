@@ -1,11 +1,11 @@
 """Model cards for distilled students: what a user needs to trust, cite and reuse the model.
 
 Parameters are counted as the evaluation summary and the report count them (the encoder with its
-embeddings, heads aside: ``evaluate.summary.encoder_parameter_counts``), so a model has one figure on
-every page. A student whose last validation predicts one token at most masked positions is called what
-it is, degenerate; one whose loss never trains its MLM head (no logit or MLM term) is said to have
-fill-mask predictions that mean nothing instead (``record.validation_note``, which the report's
-distillation table shows too).
+embeddings, heads aside; a decoder with its embeddings, an untied LM head aside: ``evaluate.summary``'s
+``encoder_parameter_counts`` and ``COUNTED``), so a model has one figure on every page. A student whose
+last validation predicts one token at most masked positions is called what it is, degenerate; one whose
+loss never trains its MLM head (no logit or MLM term) is said to have fill-mask predictions that mean
+nothing instead (``record.validation_note``, which the report's distillation table shows too).
 
 The card is its Hub metadata (``metadata``: front matter and model-index), its Markdown sections
 (``sections``), the downstream results of an evaluation (``results``), and what the run folder recorded

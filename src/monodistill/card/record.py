@@ -79,6 +79,16 @@ def student_objective(student_dir: Path) -> str:
     return family_of(str(model_type), required=False).objective
 
 
+def run_objective(run_dir: Path) -> str:
+    """What a distillation run's student predicts: the objective its ``config.yaml`` names, or where that says
+    ``auto`` (or cannot be read) its student's family's (``student_objective``)."""
+    try:
+        objective = read_run_config(run_dir).objective
+    except MonodistillError:
+        objective = "auto"
+    return objective if objective != "auto" else student_objective(run_dir / ckpt.STUDENT_DIR)
+
+
 def validation_note(run_dir: Path, records: list[dict[str, Any]], name: str) -> str | None:
     """A plain word on what the last validation of a run says about its student, or None.
 

@@ -9,7 +9,7 @@ an encoder, without the validation figures that score that head.
 from __future__ import annotations
 
 from monodistill.config import DistillConfig, LossConfig
-from monodistill.evaluate.summary import ENCODER_COUNTED
+from monodistill.evaluate.summary import COUNTED, ENCODER_COUNTED
 from monodistill.student import resolve_shape
 from monodistill.teacher import MLM_HEAD_TRAINED
 
@@ -76,6 +76,9 @@ def title_and_intro(config: DistillConfig) -> tuple[str, str]:
 def model_section(config: DistillConfig, student_counts: dict[str, int], teacher_counts: dict[str, int]) -> str:
     """The model's parameters beside the teacher's (an adapted teacher's alone), and its architecture."""
     shape = resolve_shape(config.student)
+    # The objective is the student's family's when the card is built (``record.student_objective``); unresolved
+    # (``auto``), a masked LM, as the card's other sections take it.
+    counted = COUNTED.get(config.objective, ENCODER_COUNTED)
     architecture = (
         f"{shape.num_layers} layers, hidden size {shape.hidden_size}, feed-forward size {shape.intermediate_size}, "
         f"{shape.num_heads} attention heads"
@@ -85,7 +88,7 @@ def model_section(config: DistillConfig, student_counts: dict[str, int], teacher
     if is_adaptation(config.loss) and config.objective != "causal":
         return f"""| | model |
 |---|---|
-| parameters ({ENCODER_COUNTED}) | {student_counts["total"]:,} |
+| parameters ({counted}) | {student_counts["total"]:,} |
 | non-embedding parameters | {student_counts["non_embedding"]:,} |
 | embedding parameters | {student_counts["embedding"]:,} |
 
@@ -94,7 +97,7 @@ The teacher's shape and vocabulary, unchanged: {architecture}."""
     vocabulary = "trimmed to the target-language corpus" if config.vocab.active else "the teacher's, unchanged"
     return f"""| | student | teacher |
 |---|---|---|
-| parameters ({ENCODER_COUNTED}) | {student_counts["total"]:,} | {teacher_counts["total"]:,} |
+| parameters ({counted}) | {student_counts["total"]:,} | {teacher_counts["total"]:,} |
 | non-embedding parameters | {student_counts["non_embedding"]:,} | {teacher_counts["non_embedding"]:,} |
 | embedding parameters | {student_counts["embedding"]:,} | {teacher_counts["embedding"]:,} |
 

@@ -9,8 +9,10 @@ Beside the scores, the summary records what a reader needs to weigh them: where 
 (``task_sources``: a Hub dataset and split, or local files; a name alone does not say), each task's constant-prediction
 score (the most frequent test label everywhere: the floor a model must beat), one parameter count per
 model (the encoder with its embeddings, heads aside: the same whatever head a model carries, so the
-report and the model card give one figure) and the dtype its weight files are stored in, since a bf16
-file is half the size of a float32 one with as many parameters.
+report and the model card give one figure; a decoder's likewise, its LM head counted once as the embeddings
+where it is tied to them, left out where it is a matrix of its own: ``counted_as`` says which kind) and the
+dtype its weight files are stored in, since a bf16 file is half the size of a float32 one with as many
+parameters.
 """
 
 from __future__ import annotations
@@ -29,15 +31,21 @@ from transformers import AutoConfig, AutoModel
 from monodistill.evaluate.machine import describe_machine
 from monodistill.evaluate.metrics import main_metric, majority_class
 from monodistill.evaluate.tasks import Task
+from monodistill.families import family_of
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 DISTILLED_KEYS = ("label", "model", "alpha", "temperature")
 """What a summary entry keeps of its runs' ``distilled_from`` record."""
 SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "BF16": "bfloat16", "F16": "float16", "I8": "int8"}
 ENCODER_COUNTED = "the encoder with its embeddings, heads aside"
+DECODER_COUNTED = "the decoder with its embeddings, an untied LM head aside"
+"""What ``encoder_counts`` counts of a causal LM: its base model, so a head tied to the embeddings is counted once
+(as them) and an untied one (Llama-3 8B's: 0.5B of its weights) not at all."""
+COUNTED = {"masked": ENCODER_COUNTED, "causal": DECODER_COUNTED}
+"""What ``encoder_counts`` counts, in words, by the objective of the model's family (``counted_as``)."""
 CLASSIFIER_COUNTED = "the fine-tuned classifier, one task's head included"
-"""What a summary's parameter counts are of: ``encoder_parameters`` (since they were recorded), else the
-classifier of the last task fine-tuned (older summaries)."""
+"""What a summary's parameter counts are of: ``encoder_parameters`` (since they were recorded: of an encoder or
+a decoder, ``counted_as``), else the classifier of the last task fine-tuned (older summaries)."""
 
 
 def disk_size_mb(model: str) -> float | None:
@@ -75,21 +83,34 @@ def encoder_counts(model: torch.nn.Module) -> dict[str, int]:
     return {"total": total, "embedding": embedding, "non_embedding": total - embedding}
 
 
+def counted_as(model_or_config: Any) -> str:
+    """What ``encoder_counts`` counts of a model, its config or a ``model_type`` name, in words: ``ENCODER_COUNTED``
+    for a masked LM (and a family no adapter serves), ``DECODER_COUNTED`` for a causal one."""
+    return COUNTED[family_of(model_or_config, required=False).objective]
+
+
 def encoder_parameter_counts(model: str, revision: str | None = None) -> dict[str, int] | None:
     """``encoder_counts`` of a model folder or Hub id, built from its config on the meta device (no weights
     read); None when its config cannot be read."""
-    try:
-        config = AutoConfig.from_pretrained(model, revision=revision)
-    except (OSError, ValueError):
+    config = _read_config(model, revision)
+    if config is None:
         return None
     with torch.device("meta"):
         return encoder_counts(AutoModel.from_config(config))
 
 
+def _read_config(model: str, revision: str | None = None) -> Any:
+    try:
+        return AutoConfig.from_pretrained(model, revision=revision)
+    except (OSError, ValueError):
+        return None
+
+
 def parameter_counts_of(entry: dict[str, Any]) -> tuple[dict[str, int], str]:
-    """A summary entry's parameter counts and what they are of (``ENCODER_COUNTED`` or ``CLASSIFIER_COUNTED``)."""
+    """A summary entry's parameter counts and what they are of (``ENCODER_COUNTED``, ``DECODER_COUNTED`` or
+    ``CLASSIFIER_COUNTED``); entries recorded before ``counted_as`` was are an encoder's."""
     if entry.get("encoder_parameters"):
-        return entry["encoder_parameters"], ENCODER_COUNTED
+        return entry["encoder_parameters"], entry.get("parameters_counted") or ENCODER_COUNTED
     return entry.get("parameters") or {}, CLASSIFIER_COUNTED
 
 
@@ -162,11 +183,13 @@ def _model_entry(model: str, tasks: list[Task], runs: dict[str, list[dict[str, A
         if runs[task.name]:
             per_task[task.name] = _task_entry(task, runs[task.name])
             parameters = runs[task.name][0]["parameters"]
+    config = _read_config(model)
     return {
         "model": model,
         "disk_mb": disk_size_mb(model),
         "weights_dtype": weights_dtype(model),
         "encoder_parameters": encoder_parameter_counts(model),
+        "parameters_counted": counted_as(config) if config is not None else None,
         "parameters": parameters,  # of the last task's fine-tuned classifier, its head included
         "tasks": per_task,
     }

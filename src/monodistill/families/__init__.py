@@ -41,9 +41,15 @@ def supported_families(objective: str | None = None) -> tuple[str, ...]:
     return tuple(sorted(name for name, family in REGISTRY.items() if objective in (None, family.objective)))
 
 
-def student_families() -> tuple[str, ...]:
-    """The families a student can be built in for a teacher of another family (``student.family``)."""
-    return tuple(name for name in supported_families() if REGISTRY[name].builds_fresh)
+def student_families(objective: str | None = None) -> tuple[str, ...]:
+    """The families a student can be built in for a teacher of another family (``student.family``), of one
+    ``objective`` when given: each such adapter's first ``model_type`` (Llama's adapter serves Mistral too, but
+    builds a Llama config)."""
+    return tuple(
+        name
+        for name in supported_families(objective)
+        if REGISTRY[name].builds_fresh and name == REGISTRY[name].model_types[0]
+    )
 
 
 GENERIC = Family()

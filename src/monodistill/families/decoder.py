@@ -47,6 +47,17 @@ def key_value_heads(teacher_config: Any, num_heads: int) -> int:
     return num_heads // per_group
 
 
+def check_rotary_heads(shape: Any) -> None:
+    """Refuse a rotary student whose heads (hidden / heads) have an odd width: rotary positions pair a head's
+    dimensions."""
+    head_dim = shape.hidden_size // shape.num_heads
+    if head_dim % 2:
+        raise MonodistillError(
+            f"student.hidden_size {shape.hidden_size} / student.num_heads {shape.num_heads} gives heads of "
+            f"{head_dim} dimensions; rotary positions pair a head's dimensions, so it must be even"
+        )
+
+
 def student_layer_types(teacher_types: list[str], num_layers: int) -> list[str]:
     """Each student layer's attention: the shortest period of the teacher's pattern, repeated over the student's depth.
 
@@ -112,12 +123,9 @@ class DecoderFamily(Family):
     """Whether queries and keys are rotated by position (RoPE), which pairs the dimensions of a head."""
 
     def student_config(self, teacher_config: Any, shape: Any, vocab_size: int, keep_embedding: bool) -> Any:
+        if self.rotary:
+            check_rotary_heads(shape)
         head_dim = shape.hidden_size // shape.num_heads
-        if self.rotary and head_dim % 2:
-            raise MonodistillError(
-                f"student.hidden_size {shape.hidden_size} / student.num_heads {shape.num_heads} gives heads of "
-                f"{head_dim} dimensions; rotary positions pair a head's dimensions, so it must be even"
-            )
         config = super().student_config(teacher_config, shape, vocab_size, keep_embedding)
         if hasattr(teacher_config, "num_key_value_heads"):
             config.num_key_value_heads = key_value_heads(teacher_config, shape.num_heads)

@@ -30,14 +30,16 @@ from typing import Any
 
 from monodistill import checkpoint as ckpt
 from monodistill import runfolder
-from monodistill.card.record import mlm_head_trained, read_run_config, validation_note
+from monodistill.card.record import mlm_head_trained, read_run_config, run_objective, validation_note
 from monodistill.errors import MonodistillError
 from monodistill.evaluate.summary import parameter_counts_of
 from monodistill.evaluate.tables import distilled_source, format_summary
 from monodistill.report.figures import (
+    OWN_LOSS,
     TRAIN_TITLES,
     RunTerms,
     model_colours,
+    named_for,
     plot_cost,
     plot_distillation,
     plot_quality,
@@ -111,9 +113,9 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         records = {run_labels[run]: ckpt.read_metrics(run) for run in runs}
         notes = [note for run in runs if (note := validation_note(run, records[run_labels[run]], run_labels[run]))]
         untrained = frozenset(run_labels[run] for run in runs if not mlm_head_trained(run))
-        table = distillation_table(records, untrained)
-        sections += ["## Distillation", "", table, "", *[f"{note}\n" for note in notes]]
         terms = {run_labels[run]: run_terms(run, records[run_labels[run]]) for run in runs}
+        table = distillation_table(records, untrained, {label: terms[label].objective for label in terms})
+        sections += ["## Distillation", "", table, "", *[f"{note}\n" for note in notes]]
         plot_distillation(records, output / "distillation.png", colours, terms)
         sections += ["![distillation curves](distillation.png)", ""]
     ckpt.atomic_write_text(output / "results.json", json.dumps(rows + language, indent=2) + "\n")
@@ -130,7 +132,8 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
 
 def run_terms(run: Path, records: list[dict[str, Any]]) -> RunTerms:
     """The loss parts a run's recipe trains (its ``config.yaml``; a run without a readable one: every part its log
-    records) and its student's vocabulary size (``student/config.json``), for the distillation figure."""
+    records), its student's vocabulary size (``student/config.json``) and objective (``run_objective``), for the
+    distillation figure and table."""
     try:
         parts = read_run_config(run).loss.trained_parts()
     except MonodistillError:
@@ -141,7 +144,7 @@ def run_terms(run: Path, records: list[dict[str, Any]]) -> RunTerms:
         vocab_size = json.loads(config.read_text())["vocab_size"] if config.is_file() else None
     except (OSError, ValueError, KeyError, TypeError):
         vocab_size = None
-    return RunTerms(tuple(part for part in parts if part != "loss"), vocab_size)
+    return RunTerms(tuple(part for part in parts if part != "loss"), vocab_size, run_objective(run))
 
 
 def with_labels(summary: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
@@ -222,15 +225,21 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def distillation_table(records: dict[str, list[dict[str, Any]]], untrained: frozenset[str] = frozenset()) -> str:
+def distillation_table(
+    records: dict[str, list[dict[str, Any]]],
+    untrained: frozenset[str] = frozenset(),
+    objectives: dict[str, str] | None = None,
+) -> str:
     """Last validation of each distillation run (label -> its metrics records).
 
     Agreement stands beside a constant prediction's (the teacher's most frequent top token, always): a
     student stuck on ``,`` agrees as often as the teacher predicts ``,``, and no more. Runs validated before
-    it was recorded show ``-``.
+    it was recorded show ``-``. The student's own loss is named by its ``objectives`` (label -> masked or
+    causal; masked where not given): an MLM loss, a decoder's next-token loss.
     """
+    own_loss = named_for(OWN_LOSS, (objectives or {}).values())
     lines = [
-        "| student | steps | MLM loss | KL to teacher | agreement with teacher | a constant prediction's agreement "
+        f"| student | steps | {own_loss} | KL to teacher | agreement with teacher | a constant prediction's agreement "
         "| student accuracy |",
         "|---|---|---|---|---|---|---|",
     ]

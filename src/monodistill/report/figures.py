@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,15 +34,22 @@ TRAIN_TITLES = {
     "hidden": "train hidden-state MSE",
     "attention": "train attention-probability MSE",
 }
-"""Panels of the distillation figure's training terms (the weighted total, then each part a recipe trains)."""
+"""Panels of the distillation figure's training terms (the weighted total, then each part a recipe trains); the
+``mlm`` panel is named by its students' objective (``OWN_LOSS``)."""
 VALIDATION_CURVES = (
     ("kl_to_teacher", "validation KL to the teacher (T = 1)"),
     ("student_accuracy", "validation masked-token accuracy"),
     ("teacher_agreement", "validation top-1 agreement with the teacher"),
 )
-"""Validation panels: (metric, title). They score the masked-LM head, so they are drawn for runs whose loss
-trains it. Validation KL is at T = 1, so students distilled at different temperatures compare on it; top-1
-agreement alone can mislead when the teacher favours one token."""
+"""Validation panels: (metric, title). They score the LM head (masked or causal), so they are drawn for runs whose
+loss trains it; the accuracy panel is named by its students' objective (``OWN_ACCURACY``). Validation KL is at
+T = 1, so students distilled at different temperatures compare on it; top-1 agreement alone can mislead when the
+teacher favours one token."""
+OWN_LOSS = {"masked": "MLM loss", "causal": "next-token loss"}
+"""The student's own loss (``mlm`` in training, ``mlm_loss`` in validation) by its objective: cross-entropy at the
+masked positions (a masked LM), or of the next token at every position (a decoder)."""
+OWN_ACCURACY = {"masked": "masked-token accuracy", "causal": "next-token accuracy"}
+"""``student_accuracy`` by the student's objective."""
 HEAD_PARTS = frozenset({"kl", "mse", "mlm"})
 """Parts over the vocabulary (and the terms that train the masked-LM head): their scale grows with its size
 (a uniform guess's cross-entropy is log V), so runs on different vocabularies do not compare on them."""
@@ -56,6 +64,15 @@ class RunTerms:
     """``LossConfig.trained_parts``: ``kl``, ``hidden``, ..."""
     vocab_size: int | None
     """V of the student's vocabulary (None: unknown)."""
+    objective: str = "masked"
+    """What the student predicts (``card.record.run_objective``): masked tokens, or the causal next token."""
+
+
+def named_for(names: dict[str, str], objectives: Iterable[str]) -> str:
+    """What ``names`` (``OWN_LOSS``, ``OWN_ACCURACY``) calls a figure of students of ``objectives``: each objective's
+    name, masked first, joined by " / " where both are there; the masked one where none is."""
+    present = set(objectives)
+    return " / ".join(name for objective, name in names.items() if objective in present) or names["masked"]
 
 
 TEACHER_GREYS = ("#333333", "#8c8c8c", "#5e5e5e", "#b5b5b5")
@@ -96,10 +113,15 @@ def plot_distillation(
     its axis label, and the legend gives each student's vocabulary size.
     """
     parts = [part for part in TRAIN_TITLES if any(part in terms[label].parts for label in records)]
-    panels = [("train", "loss", TRAIN_TITLES["loss"]), *[("train", part, TRAIN_TITLES[part]) for part in parts]]
+    own_loss = named_for(OWN_LOSS, (terms[label].objective for label in records if "mlm" in terms[label].parts))
+    titles = TRAIN_TITLES | {"mlm": f"train {own_loss}"}
+    panels = [("train", "loss", titles["loss"]), *[("train", part, titles[part]) for part in parts]]
     head = [label for label in records if HEAD_PARTS & set(terms[label].parts)]
     if head:
-        panels += [("validation", key, title) for key, title in VALIDATION_CURVES]
+        accuracy = f"validation {named_for(OWN_ACCURACY, (terms[label].objective for label in head))}"
+        panels += [
+            ("validation", key, accuracy if key == "student_accuracy" else title) for key, title in VALIDATION_CURVES
+        ]
     columns = 3
     rows = math.ceil(len(panels) / columns)
     figure, grid = plt.subplots(

@@ -2,8 +2,9 @@
 
 A student of the teacher's family is the teacher's config at the student's shape (``Family.student_config``).
 A student of another family is that family's config built fresh (``Family.fresh_config``: BERT's and ModernBERT's
-adapters build one), with the teacher's vocabulary (full or trimmed), special-token ids and position limit, and
-otherwise the family's defaults, which its adapter's docstring gives.
+adapters build one for encoder teachers, Llama's for decoder teachers), with the teacher's vocabulary (full or
+trimmed), special-token ids and position limit, and otherwise the family's defaults, which its adapter's
+docstring gives.
 
 Presets and explicit fields set the same four numbers in every family: ``intermediate_size`` is BERT's
 feed-forward width and ModernBERT's GLU width (its input projection is twice that, so a ModernBERT student of a
@@ -18,7 +19,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.config import StudentConfig
 from monodistill.errors import MonodistillError
-from monodistill.families import REGISTRY, family_of, student_families
+from monodistill.families import family_of, student_families
 from monodistill.teacher import max_positions
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def student_family(config: StudentConfig, teacher_config: Any) -> str:
 
 def fresh_config(family: str, teacher_config: Any, shape: StudentShape, vocab_size: int) -> Any:
     """A ``family`` config at the student's shape over the teacher's vocabulary, for a teacher of another family."""
-    if family not in REGISTRY or not REGISTRY[family].builds_fresh:
+    if family not in student_families():
         raise MonodistillError(f"student.family must be one of {student_families()}, got {family!r}")
     # The teacher's ids: remapped with the vocabulary when it is trimmed; None where the teacher has none.
     specials: dict[str, Any] = {name: getattr(teacher_config, name, None) for name in SPECIAL_ID_FIELDS}
@@ -54,14 +55,16 @@ def check_family_init(config: StudentConfig, teacher_config: Any) -> None:
 def check_family_serves(config: StudentConfig, teacher_config: Any, tokenizer: PreTrainedTokenizerBase) -> None:
     """Refuse, in one line, a ``student.family`` that the teacher's tokenizer or weights cannot serve.
 
-    Every family needs a mask token (the teacher's loader already insists) and a padding token: fine-tuning
-    and the fill-mask pipeline pad their batches, and both families' embeddings keep the padding row at zero.
-    ``teacher-layers`` copies the teacher's own modules, so it is refused across families.
+    Every masked family needs a mask token (the teacher's loader already insists) and a padding token:
+    fine-tuning and the fill-mask pipeline pad their batches, and both families' embeddings keep the padding
+    row at zero. A decoder student pads with EOS where there is no padding token, as its teacher's family does
+    (Llama's tokenizer has none). ``teacher-layers`` copies the teacher's own modules, so it is refused across
+    families.
     """
     if config.family is None:
         return
     check_family_init(config, teacher_config)
-    if tokenizer.pad_token is None:
+    if tokenizer.pad_token is None and family_of(config.family).objective == "masked":
         raise MonodistillError(
             f"student.family={config.family}: the teacher's tokenizer has no padding token, which the student's "
             "fine-tuning and fill-mask batches need; give the teacher a tokenizer with one"

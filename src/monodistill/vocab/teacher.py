@@ -50,22 +50,30 @@ def trim_teacher(model: PreTrainedModel, kept_ids: list[int]) -> PreTrainedModel
     embeddings.padding_idx = new_id.get(config.pad_token_id) if config.pad_token_id is not None else None
     config.vocab_size = len(kept_ids)
     remap_special_ids(config, kept_ids)
+    if getattr(model, "generation_config", None) is not None:  # a decoder's, saved beside it as the teacher's was
+        remap_special_ids(model.generation_config, kept_ids)
     # Re-share the projection with the embeddings where the config ties them (sliced identically).
     model.tie_weights()
     return model
 
 
 def remap_special_ids(model_config: Any, kept_ids: Sequence[int]) -> None:
-    """Rewrite a model config's token ids (pad, bos, eos, sep, cls) from teacher to student ids.
+    """Rewrite a model config's (or a generation config's) token ids (pad, bos, eos, sep, cls) from teacher to
+    student ids.
 
-    An id whose token was dropped becomes ``None``: a stale teacher id could point past the
-    student's embedding matrix.
+    An id whose token was dropped becomes ``None``: a stale teacher id could point past the student's
+    embedding matrix, or name another token there. A list of ids (Gemma-3's, Qwen2.5's and Llama-3's
+    ``eos_token_id: [1, 106]``: generation stops at any of them) keeps the ids whose tokens were kept, in
+    its order, and stays a list; one with none kept becomes ``None``.
     """
     new_id = {old: new for new, old in enumerate(kept_ids)}
     for name in CONFIG_TOKEN_FIELDS:
         old = getattr(model_config, name, None)
         if isinstance(old, int):
             setattr(model_config, name, new_id.get(old))
+        elif isinstance(old, list):
+            kept = [new_id[token] for token in old if token in new_id]
+            setattr(model_config, name, kept or None)
 
 
 def save_trimmed_teacher(
