@@ -164,7 +164,8 @@ def test_config_prints_every_section_with_its_fields_defaults_and_docs(capsys: p
     text = capsys.readouterr().out
     resolved = yaml.safe_load(text)  # the output is the resolved config, as YAML
     assert list(resolved) == [
-        "teacher", "vocab", "student", "data", "loss", "train", "adapt", "output_dir", "objective"
+        "teacher", "vocab", "student", "data", "loss", "train", "adapt", "output_dir", "objective", "teacher_cache",
+        "cache",
     ]  # fmt: skip
     assert resolved["teacher"]["name_or_path"] == DistillConfig().teacher.name_or_path
     assert resolved["train"]["eval_interval"] == 200

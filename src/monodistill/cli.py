@@ -137,6 +137,30 @@ def vocab(
     return run_vocab(cfg, Path(cfg.output_dir))
 
 
+def cache_teacher(
+    *,
+    teacher: str | None = None,
+    corpus: str | None = None,
+    vocab: str | None = None,
+    output: str | None = None,
+    method: str | None = None,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Run the teacher once over the corpus and cache a sparse summary of its outputs; returns the cache folder."""
+    updates = {
+        "teacher": {"name_or_path": teacher},
+        "data": {"corpus": corpus},
+        "vocab": {"path": vocab},
+        "cache": {"method": method},
+        "output_dir": output,
+    }
+    cfg = load_config(DistillConfig, config, overrides, updates)
+    from monodistill.teacher_cache.stage import cache_teacher as build
+
+    return build(cfg)
+
+
 def evaluate(
     *,
     models: list[str] | None = None,
@@ -251,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "distill": distill,
         "adapt": adapt,
         "vocab": vocab,
+        "cache-teacher": cache_teacher,
         "evaluate": evaluate,
         "run": run,
         "report": report,

@@ -27,6 +27,7 @@ examples:
   monodistill publish runs/tiny --repo-id USER/NAME --license apache-2.0 --dry-run
   monodistill export runs/tiny/student --output runs/tiny/onnx --quantize int8
   monodistill config --config configs/local-quickstart.yaml   every setting, its default and its doc
+  monodistill cache-teacher --config configs/local-quickstart.yaml --output runs/teacher-cache cache.method=sample
   monodistill inspect --teacher ../shared/models/mmt-mini --corpus ../shared/data/tl/corpus.txt
   monodistill COMMAND --help        the flags of one command
 
@@ -111,6 +112,15 @@ def add_training_commands(command: AddCommand) -> None:
     p.add_argument("--min-count", type=int, help="drop tokens seen fewer than N times")
     p.add_argument("--export-teacher", action="store_true", help="also write the teacher with only kept rows")
     p.add_argument("--config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", metavar="section.field=value")
+
+    p = command("cache-teacher", "run the teacher once and cache a sparse summary of its outputs for runs to read")
+    p.add_argument("--teacher", help="Hub id or local folder of the teacher")
+    p.add_argument("--corpus", help="target-language corpus: local file/folder or Hub dataset id")
+    p.add_argument("--vocab", help="a trimmed vocabulary folder (`monodistill vocab`) the students will use")
+    p.add_argument("--output", help="the cache folder (a run reads it with teacher_cache=DIR)")
+    p.add_argument("--method", choices=["sample", "topk"], help="sample (unbiased, the default) or topk")
+    p.add_argument("--config", help="YAML config file: the run's data.*, loss.temperature, train.* and cache.*")
     p.add_argument("overrides", nargs="*", metavar="section.field=value")
 
 

@@ -67,6 +67,8 @@ def student_config(
         "data": config_to_dict(experiment.data),
         "loss": config_to_dict(experiment.loss),
         "train": config_to_dict(experiment.train),
+        "teacher_cache": experiment.teacher_cache,
+        "cache": config_to_dict(experiment.cache),
         "output_dir": str(Path(experiment.output_dir or ".") / "students" / name),
     }
     experiment.vocab.check_given_path()

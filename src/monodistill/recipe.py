@@ -33,12 +33,15 @@ from monodistill.data.batches import BatchStream, Masking, NextToken
 from monodistill.data.blocks import Blocks, build_blocks, tokenizer_fingerprint
 from monodistill.distill import StudentRun, TeacherPass, fit
 from monodistill.distill.random_stream import capture_rng, set_rng_state
+from monodistill.distill.teacher_pass import TeacherSource
 from monodistill.errors import MonodistillError, command_to_resume
-from monodistill.evaluate.summary import ENCODER_COUNTED, encoder_counts
+from monodistill.evaluate.summary import counted_as, encoder_counts
 from monodistill.families import family_of
-from monodistill.internals import freeze_below
+from monodistill.internals import freeze_below, num_layers
+from monodistill.losses import ModelSizes
 from monodistill.resume import (
     DATA_ORDER,
+    LIVE_TEACHER,
     check_resumable,
     check_same_data,
     is_done,
@@ -52,6 +55,8 @@ from monodistill.student.generation import generation_config
 from monodistill.student.sentence import save_sentence_transformers_config
 from monodistill.sweep import check_group_fits, check_groupable
 from monodistill.teacher import MLM_HEAD_TRAINED, load_teacher
+from monodistill.teacher_cache import CachedTeacher, check_cacheable, open_teacher_cache
+from monodistill.teacher_cache.build import cache_key
 
 
 def run_distillation(config: DistillConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -124,12 +129,18 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
     state = ranks.process_state()
     vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
     masking = Masking.of(tokenizer, vocab_size, lead.data.mlm_probability) if objective == "masked" else NextToken()
-    stream = BatchStream(blocks, masking, lead.train, state.process_index, state.num_processes, state.device)
+    static = lead.data.static_masks or lead.teacher_cache is not None
+    stream = BatchStream(blocks, masking, lead.train, state.process_index, state.num_processes, state.device, static)
     total_steps = stream.total_steps(lead.train)
+    cache = None
+    if lead.teacher_cache is not None:
+        _check_cacheable(configs, names, shapes, teacher, len(blocks.train) * stream.block_length)
+        cache = open_teacher_cache(lead, teacher, tokenizer, vocab_ids, blocks, stream, total_steps, objective)
     fingerprints = {
         "corpus": blocks.corpus_digest,
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "data_order": DATA_ORDER,
+        "teacher_cache": cache_key(cache.manifest["settings"]) if cache is not None else LIVE_TEACHER,
     }
     for config, run_dir, latest in zip(configs, run_dirs, latests, strict=True):
         if latest is not None:
@@ -160,13 +171,22 @@ def _distil(configs: list[DistillConfig], run_dirs: list[Path], latests: list[Pa
             save_config(with_resolved_paths(config), run_dir / "config.yaml")
             ckpt.write_environment(run_dir, {"blocks_cache": str(blocks.cache_path), "train_blocks": len(blocks.train)})
     where = f"on {len(blocks.train):,} blocks of {lead.data.max_seq_length} tokens for {total_steps:,} steps"
-    _announce(state, configs, names, runs, students[0], where)
+    source = f"the teacher cache {cache.folder}" if cache is not None else lead.teacher.name_or_path
+    _announce(state, configs, names, runs, students[0], where, source)
+    teacher_counts = encoder_counts(teacher)
     try:
-        read = frozenset().union(*(run.needs.teacher_projections for run in runs))
-        teacher_pass = TeacherPass(teacher, vocab_ids, state.device, lead.train.compile, read, lead.train.logit_chunk)
+        teacher_pass: TeacherSource
+        if cache is not None:
+            teacher_pass = CachedTeacher(cache, state.device)
+            del teacher  # the students are built: the teacher is read from the cache, and held nowhere
+        else:
+            read = frozenset().union(*(run.needs.teacher_projections for run in runs))
+            teacher_pass = TeacherPass(
+                teacher, vocab_ids, state.device, lead.train.compile, read, lead.train.logit_chunk
+            )
         fit(teacher_pass, stream, runs)
         if state.is_main_process:
-            _save_students(runs, students, teacher, tokenizer, len(blocks.train))
+            _save_students(runs, students, teacher_counts, tokenizer, len(blocks.train))
         state.wait_for_everyone()
     finally:
         # Trackers only: the process group outlives one stage (`run` distils several groups) and is
@@ -217,6 +237,20 @@ def _shared_vocabulary(
     return vocabularies[0]
 
 
+def _check_cacheable(
+    configs: list[DistillConfig], names: list[str], shapes: list[StudentShape], teacher: PreTrainedModel, tokens: int
+) -> None:
+    """``check_cacheable`` for each student, naming the student when there are several."""
+    for name, config, shape in zip(names, configs, shapes, strict=True):
+        sizes = ModelSizes(
+            shape.num_layers, num_layers(teacher), shape.num_heads, int(teacher.config.num_attention_heads)
+        )
+        try:
+            check_cacheable(config, sizes, int(teacher.config.hidden_size), tokens)
+        except MonodistillError as error:
+            raise MonodistillError(f"student {name!r}: {error}" if len(configs) > 1 else str(error)) from None
+
+
 def _build_students(
     configs: list[DistillConfig],
     teacher: PreTrainedModel,
@@ -253,19 +287,21 @@ def _announce(
     runs: list[StudentRun],
     student: PreTrainedModel,
     where: str,
+    teacher: str,
 ) -> None:
-    """Say what is distilled from what, on what (``where``): the students of a group, or one student's size."""
-    teacher = configs[0].teacher.name_or_path
+    """Say what is distilled from what (``teacher``: the teacher, or its cache), on what (``where``): the students of
+    a group, or one student's size."""
     if len(configs) > 1:
         state.print(
             f"distilling {len(configs)} students ({', '.join(names)}) with one teacher pass of {teacher} {where}"
         )
         return
     # Counted as the card, the report and the summary count them.
-    size = f"({encoder_counts(student)['total']:,} parameters: {ENCODER_COUNTED})"
+    size = f"({encoder_counts(student)['total']:,} parameters: {counted_as(student)})"
     if not runs[0].needs.teacher:  # its own LM loss alone (adaptation, the from-scratch control): no teacher logits
         own = "masked-LM" if family_of(student).objective == "masked" else "next-token cross-entropy"
-        state.print(f"training {runs[0].name} {size} on its {own} alone, with {teacher}'s tokenizer, {where}")
+        tokenizer = configs[0].teacher.name_or_path
+        state.print(f"training {runs[0].name} {size} on its {own} alone, with {tokenizer}'s tokenizer, {where}")
     else:
         state.print(f"distilling {runs[0].name} {size} from {teacher} {where}")
 
@@ -273,7 +309,7 @@ def _announce(
 def _save_students(
     runs: list[StudentRun],
     students: list[PreTrainedModel],
-    teacher: PreTrainedModel,
+    teacher_counts: dict[str, int],
     tokenizer: PreTrainedTokenizerBase,
     num_blocks: int,
 ) -> None:
@@ -293,7 +329,7 @@ def _save_students(
             with_resolved_paths(described),
             run.final_metrics,
             encoder_counts(student),
-            encoder_counts(teacher),
+            teacher_counts,
             num_blocks,
         )
         student_dir, head = run.run_dir / ckpt.STUDENT_DIR, config.loss.trains_mlm_head()

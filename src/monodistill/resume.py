@@ -35,6 +35,8 @@ PREPARED_ENTRIES = ("vocab",)
 """What a run prepares before it trains: left by a command refused before training (a corpus too small
 for two blocks, say), it does not make the folder hold a run, and a fresh start clears it."""
 
+LIVE_TEACHER = "live"
+"""The ``teacher_cache`` fingerprint of a run that reads the teacher live (a cached run records its cache's key)."""
 DATA_ORDER = "global-batch-v1"
 """How batches and masks are drawn (``data.batches``); a checkpoint made under another order cannot continue."""
 
@@ -42,6 +44,7 @@ LENGTH_FIELDS = ("train.max_steps", "train.epochs")
 """Fields that set the run's length: free to change once it is finished (it is then extended)."""
 FREE_FIELDS = (
     "output_dir",
+    "teacher_cache",
     "vocab.path",
     "data.corpus",
     "data.cache_dir",
@@ -217,7 +220,11 @@ def check_resumable(latest: Path, run_dir: Path, stream: BatchStream, total_step
 def check_same_data(config: DistillConfig, latest: Path, fingerprints: dict[str, str]) -> None:
     """Refuse to resume on a corpus or vocabulary other than the one the checkpoint was trained on."""
     saved = ckpt.read_state(latest)
-    what = {"corpus": f"the corpus {config.data.corpus}", "tokenizer": "the student's tokenizer (vocabulary)"}
+    what = {
+        "corpus": f"the corpus {config.data.corpus}",
+        "tokenizer": "the student's tokenizer (vocabulary)",
+        "teacher_cache": "the teacher's outputs (read live, or from which teacher cache)",
+    }
     for key in what:
         if saved.get(key) not in (None, fingerprints[key]):
             raise MonodistillError(

@@ -15,6 +15,7 @@ from monodistill.config.base import (
     flatten,
     save_config,
 )
+from monodistill.config.cache import CacheConfig
 from monodistill.config.experiment import EvaluateConfig, ExperimentConfig
 from monodistill.config.loading import YAML_NULLS, lists_students, load_config, read_text
 from monodistill.config.loss import LossConfig, parse_layer_map
@@ -34,6 +35,7 @@ __all__ = [
     "TEACHER_DTYPES",
     "YAML_NULLS",
     "AdaptConfig",
+    "CacheConfig",
     "ConfigError",
     "DataConfig",
     "DistillConfig",

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from monodistill.config.base import MIXED_PRECISIONS
 from monodistill.config.base import require as _require
+from monodistill.config.cache import CacheConfig
 from monodistill.config.loss import LossConfig
 from monodistill.config.schema import (
     AdaptConfig,
@@ -159,6 +160,10 @@ class ExperimentConfig:
     """Optional teacher adaptation, done once for every student (and evaluated beside the teacher)."""
     output_dir: str | None = None
     """Experiment folder: students/, evaluate/ and report/."""
+    teacher_cache: str | None = None
+    """Distil every student from a cache of the teacher's outputs (``distill``'s ``teacher_cache``)."""
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    """How the teacher cache summarises the teacher's outputs."""
 
     def __post_init__(self) -> None:
         names = [student.name or student.preset for student in self.students]

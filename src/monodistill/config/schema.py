@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from monodistill.config.base import MIXED_PRECISIONS, OBJECTIVES, STUDENT_INITS, TEACHER_DTYPES
 from monodistill.config.base import require as _require
+from monodistill.config.cache import CacheConfig
 from monodistill.config.loss import LossConfig
 from monodistill.families import student_families
 
@@ -100,8 +101,8 @@ class StudentConfig:
     preset: str = "dbert-tiny"
     """dbert-base (6L/768H/3072I/12 heads), dbert-tiny (4L/312H/1200I/12 heads) or custom."""
     family: str | None = None
-    """Architecture: bert or modernbert (``families.student_families()``, over the teacher's tokenizer, full or
-    trimmed); default the teacher's own.
+    """Architecture: bert or modernbert for an encoder teacher, llama for a decoder (``families.student_families()``,
+    over the teacher's tokenizer, full or trimmed); default the teacher's own.
     A ModernBERT student of a ModernBERT teacher repeats its global/local attention layout and window, of any other
     teacher mmBERT's (global every third layer, local window 128); teacher-layers needs the teacher's family."""
     num_layers: int | None = None
@@ -176,6 +177,10 @@ class DataConfig:
     """Fraction of tokens selected for prediction (80% [MASK], 10% random, 10% kept)."""
     whole_word_mask: bool = False
     """Mask whole words (all their sub-tokens) instead of single sub-tokens."""
+    static_masks: bool = False
+    """Mask each block once per epoch (its masks a function of the block and the epoch, whatever the seed and batch)
+    instead of anew at every step: what a teacher cache is built on (and implied by ``teacher_cache``); set it to
+    distil live on the masks a cache holds."""
     cache_dir: str | None = None
     """Where tokenised corpora are cached; default $MONODISTILL_CACHE or ~/.cache/monodistill."""
     num_proc: int = 1
@@ -408,6 +413,12 @@ class DistillConfig:
     objective: str = "auto"
     """masked (an encoder teacher's masked LM) or causal (a decoder's next token); auto: the teacher's own. A
     teacher of the other kind is refused."""
+    teacher_cache: str | None = None
+    """Distil from a cache of the teacher's outputs instead of running it at every step: a folder ``cache-teacher``
+    wrote (refused when built with other settings), or a folder to keep caches in, one per setting, built when
+    missing (``auto``: under data.cache_dir). The teacher is loaded only to build the students (and the cache)."""
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    """How the teacher cache summarises the teacher's outputs."""
 
     def __post_init__(self) -> None:
         _require(

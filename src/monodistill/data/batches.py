@@ -17,6 +17,9 @@ process count that keeps the global batch and ``train.batch_size`` continues exa
 
 Validation blocks are masked once per block (generator seeded by the block's index), so every
 student of an experiment, whatever its seed, batch or process count, is scored on the same masks.
+With static masks (``data.static_masks``, and always when distilling from a teacher cache) training
+blocks are masked so too, once per epoch: a block's masks are a function of (epoch, block), whatever
+the seed, batch and order, which is what lets a cache of the teacher's outputs at them serve every run.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ VALIDATION_SEED = 0
 """Seeds the validation masks: fixed, so that students of any seed are scored alike."""
 DROPOUT_STREAM = 2
 """The first of the random streams (``masking.stream_seed``) of the dropout of a step: one per micro-batch place."""
+STATIC_STREAM = 1
+"""The random stream of static masks, seeded by -(epoch + 1): apart from the steps' (seed >= 0) and validation's (0)."""
 
 
 @dataclass
@@ -55,6 +60,12 @@ class MaskedBatch:
     dropout_seed: int | None = None
     """Seeds the student's dropout on this micro-batch, from (seed, step, its place in the global batch): the
     same draws on whichever rank and micro-batch its blocks fall. None (validation): no dropout is drawn."""
+    block_ids: torch.Tensor | None = None
+    """(B,) each row's block: its index in ``split`` (what a teacher cache is read by)."""
+    epoch: int = 0
+    """The epoch the blocks are masked for."""
+    split: str = "train"
+    """``train`` or ``validation``."""
 
 
 @dataclass
@@ -131,9 +142,12 @@ class BatchStream:
         rank: int = 0,
         processes: int = 1,
         device: torch.device | None = None,
+        static_masks: bool = False,
     ) -> None:
         self.blocks = blocks
         self.masking = masking
+        self.static_masks = static_masks
+        """Mask each training block once per epoch (by its own generator) rather than the step as a whole."""
         self.seed = train.seed
         self.batch_size = train.batch_size
         self.accumulation = train.gradient_accumulation_steps
@@ -171,7 +185,11 @@ class BatchStream:
         rows = self.blocks.train[indices.tolist()]
         input_ids = rows["input_ids"].to(self.device)  # (G, T)
         word_starts = rows["word_starts"].to(self.device).bool() if "word_starts" in rows else None
-        masked_ids, positions = self.masking(input_ids, step_generator(self.seed, step, 0, self.device), word_starts)
+        if self.static_masks:
+            masked_ids, positions = self._mask_each(input_ids, word_starts, indices.tolist(), epoch)
+        else:
+            generator = step_generator(self.seed, step, 0, self.device)
+            masked_ids, positions = self.masking(input_ids, generator, word_starts)
         positions = scored_only(positions, rows)
         targets = self.masking.target_grid(input_ids)  # (G, T)
         step_targets = int(positions.sum())
@@ -187,33 +205,50 @@ class BatchStream:
                     step_targets,
                     self.global_batch,
                     stream_seed(self.seed, step, DROPOUT_STREAM + chunk),
+                    indices[rows_slice],
+                    epoch,
                 )
             )
         return batches
 
+    def blocks_of(self, split: str, indices: list[int], epoch: int = 0) -> MaskedBatch:
+        """Blocks ``indices`` of ``split`` as one batch, masked as every run masks them: a validation block by its
+        own seed, a training block as epoch ``epoch`` does with static masks (what a teacher cache is built on)."""
+        rows = (self.blocks.train if split == "train" else self.blocks.validation)[indices]
+        input_ids = rows["input_ids"].to(self.device)
+        word_starts = rows["word_starts"].to(self.device).bool() if "word_starts" in rows else None
+        masked_ids, positions = self._mask_each(input_ids, word_starts, indices, epoch if split == "train" else None)
+        positions = scored_only(positions, rows)
+        targets = self.masking.target_grid(input_ids)[positions]
+        count = int(positions.sum())
+        return MaskedBatch(
+            masked_ids, positions, targets, count, len(indices), None, torch.tensor(indices), epoch, split
+        )
+
+    def _mask_each(
+        self, input_ids: torch.Tensor, word_starts: torch.Tensor | None, blocks: list[int], epoch: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask each row by its block's own generator: training epoch ``epoch``'s static masks, or (None) the
+        validation masks."""
+        masked, positions = [], []
+        for row, block in enumerate(blocks):
+            generator = (
+                step_generator(VALIDATION_SEED, block, 1, self.device)
+                if epoch is None
+                else step_generator(-(epoch + 1), block, STATIC_STREAM, self.device)
+            )
+            starts = word_starts[row : row + 1] if word_starts is not None else None
+            ids, where = self.masking(input_ids[row : row + 1], generator, starts)
+            masked.append(ids)
+            positions.append(where)
+        return torch.cat(masked), torch.cat(positions)
+
     def validation(self) -> list[MaskedBatch]:
         """This rank's validation blocks in batches, each block masked by its own seeded generator (once)."""
         if self._validation is None:
-            validation = self.blocks.validation
-            mine = list(range(self.rank, len(validation), self.processes))
-            self._validation = []
-            for start in range(0, len(mine), self.batch_size):
-                rows = validation[mine[start : start + self.batch_size]]
-                input_ids = rows["input_ids"].to(self.device)
-                word_starts = rows["word_starts"].to(self.device).bool() if "word_starts" in rows else None
-                masked, positions = zip(
-                    *(
-                        self.masking(
-                            input_ids[row : row + 1],
-                            step_generator(VALIDATION_SEED, block, 1, self.device),
-                            word_starts[row : row + 1] if word_starts is not None else None,
-                        )
-                        for row, block in enumerate(mine[start : start + self.batch_size])
-                    ),
-                    strict=True,
-                )
-                masked_ids, where = torch.cat(masked), scored_only(torch.cat(positions), rows)
-                count = int(where.sum())
-                targets = self.masking.target_grid(input_ids)[where]
-                self._validation.append(MaskedBatch(masked_ids, where, targets, count, len(input_ids)))
+            mine = list(range(self.rank, len(self.blocks.validation), self.processes))
+            self._validation = [
+                self.blocks_of("validation", mine[start : start + self.batch_size])
+                for start in range(0, len(mine), self.batch_size)
+            ]
         return self._validation

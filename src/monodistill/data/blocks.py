@@ -52,10 +52,18 @@ SPLIT_SEED = 0
 """Seeds the draw of the validation blocks: fixed, so that it depends on the corpus alone."""
 PACK_BATCH_SIZE = 10_000
 """Documents read per Arrow batch by the packing pass: bounds its memory, not its result."""
-BLOCKS_FREE_FIELDS = ("corpus", "cache_dir", "num_proc", "data_fraction", "mlm_probability", "language")
+BLOCKS_FREE_FIELDS = (
+    "corpus",
+    "cache_dir",
+    "num_proc",
+    "data_fraction",
+    "mlm_probability",
+    "static_masks",
+    "language",
+)
 """``DataConfig`` fields left out of the cache key: how the corpus is spelled (its content is keyed),
 where the cache is, the worker count, the training share kept after packing, the masking drawn per
-batch, a description. Every other field is in the key, so a new one changes the key unless listed here."""
+batch or per epoch, a description. Every other field is in the key, so a new one changes the key unless listed here."""
 
 
 @dataclass

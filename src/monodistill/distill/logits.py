@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from monodistill.data.batches import MaskedBatch
 from monodistill.families import MaskedLMHead
-from monodistill.losses import LossTerm, ModelOutputs
+from monodistill.losses import LossTerm, ModelOutputs, SparseTargets
 
 if TYPE_CHECKING:
     from monodistill.distill.teacher_pass import TeacherOutputs
@@ -43,19 +43,41 @@ def chunk_slices(count: int, size: int) -> list[slice]:
 
 
 class TeacherLogits:
-    """The teacher's logits at a batch's scored positions: computed already (``logits``), or from the hidden
-    states kept there (``scored``, (N, H)) one chunk at a time."""
+    """The teacher at a batch's scored positions: its logits computed already (``logits``), or from the hidden
+    states kept there (``scored``, (N, H)) one chunk at a time, or a teacher cache's sparse summary (``sparse``)."""
 
-    def __init__(self, logits: torch.Tensor | None, scored: torch.Tensor | None, head: MaskedLMHead | None) -> None:
-        self.logits, self.scored, self.head = logits, scored, head
+    def __init__(
+        self,
+        logits: torch.Tensor | None,
+        scored: torch.Tensor | None,
+        head: MaskedLMHead | None,
+        sparse: SparseTargets | None = None,
+        vocab_size: int = 0,
+    ) -> None:
+        self.logits, self.scored, self.head, self.sparse, self.vocab_size = logits, scored, head, sparse, vocab_size
 
     def at(self, piece: slice) -> torch.Tensor:
-        """(n, V) the logits at scored positions ``piece``."""
+        """(n, V) the logits at scored positions ``piece``; from a summary, the log-probabilities it describes
+        (``SparseTargets.dense_log_probs``: what validation reads)."""
+        if self.sparse is not None:
+            return self.sparse.at(piece).dense_log_probs(self.vocab_size)
         if self.logits is not None:
             return self.logits[piece]
         assert self.scored is not None and self.head is not None
         with torch.no_grad():  # frozen: nothing of it is trained
             return self.head.logits(self.scored[piece])
+
+    def piece(self, piece: slice) -> TeacherLogits:
+        """The teacher at scored positions ``piece``, its logits computed (or its summary cut) now."""
+        if self.sparse is not None:
+            return TeacherLogits(None, None, None, self.sparse.at(piece), self.vocab_size)
+        return TeacherLogits(self.at(piece), None, None)
+
+    def outputs(self, piece: slice = slice(None)) -> ModelOutputs:
+        """What the logit terms read of the teacher at scored positions ``piece``."""
+        if self.sparse is not None:
+            return ModelOutputs(torch.zeros(0), sparse=self.sparse.at(piece))
+        return ModelOutputs(self.at(piece))
 
 
 def logit_term_sums(
@@ -87,7 +109,7 @@ def logit_term_sums(
         piece_batch = replace(batch, targets=batch.targets[piece])
         # The teacher's chunk is computed once, here, and kept (no gradient: one (N, V) tensor over the chunks); the
         # student's logits are not kept but recomputed in the backward pass, one chunk at a time.
-        fixed = TeacherLogits(teacher.at(piece), None, None) if teacher is not None else None
+        fixed = teacher.piece(piece) if teacher is not None else None
         sums = checkpoint(
             lambda states, part=piece_batch, known=fixed: torch.stack(_piece_sums(terms, states, head, known, part)),
             scored[piece],
@@ -124,5 +146,5 @@ def _piece_sums(
     piece: slice = slice(None),
 ) -> list[torch.Tensor]:
     student = ModelOutputs(head.logits(scored))  # (n, V)
-    teacher_logits = teacher.at(piece) if teacher is not None else student.logits.new_zeros(0)
-    return [term.sum(student, ModelOutputs(teacher_logits), batch) for term in terms]
+    read = teacher.outputs(piece) if teacher is not None else ModelOutputs(student.logits.new_zeros(0))
+    return [term.sum(student, read, batch) for term in terms]

@@ -25,13 +25,13 @@ from monodistill import checkpoint as ckpt
 from monodistill import ranks
 from monodistill.data.batches import BatchStream
 from monodistill.distill.student_run import StudentRun
-from monodistill.distill.teacher_pass import TeacherPass
+from monodistill.distill.teacher_pass import TeacherSource
 from monodistill.distill.validation import validate
 from monodistill.errors import Interrupted, command_to_resume
 from monodistill.progress import Progress, progress_bar
 
 
-def fit(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> None:
+def fit(teacher: TeacherSource, stream: BatchStream, runs: list[StudentRun]) -> None:
     """Train every student to its last step, validating, logging and checkpointing on its own cadence.
 
     Students resumed behind the others first catch up alone, on the same batches, so that the shared
@@ -55,7 +55,7 @@ def fit(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> No
         run.final_metrics = metrics
 
 
-def train(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun], end: int, stop: StopRequest) -> None:
+def train(teacher: TeacherSource, stream: BatchStream, runs: list[StudentRun], end: int, stop: StopRequest) -> None:
     """Take ``runs`` to step ``end``, validating, logging and checkpointing.
 
     The students still training must be at the same step; one stopped earlier (``run.error``, perhaps
@@ -100,7 +100,7 @@ def train(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun], end
 
 
 def train_step(
-    teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun], step: int
+    teacher: TeacherSource, stream: BatchStream, runs: list[StudentRun], step: int
 ) -> dict[StudentRun, dict[str, float]]:
     """Optimizer step ``step`` of every run: one teacher forward per micro-batch for all of them.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -41,21 +42,37 @@ class TeacherOutputs(ModelOutputs):
     """The head that gives the logits from ``scored`` (over the students' vocabulary)."""
     full_head: MaskedLMHead | None = None
     """The head over the teacher's whole vocabulary, for the mass outside a trimmed one from ``scored``."""
+    vocab_size: int = 0
+    """V, the students' vocabulary: what a summary's logits are spread over where validation reads them."""
 
     def scored_logits(self) -> TeacherLogits:
-        """The logits at the scored positions, computed or to be computed a chunk at a time."""
+        """The logits at the scored positions, computed or to be computed a chunk at a time, or a cache's summary."""
+        if self.sparse is not None:
+            return TeacherLogits(None, None, None, self.sparse, self.vocab_size)
         return TeacherLogits(self.logits if self.scored is None else None, self.scored, self.head)
 
     def outside_mass_at(self, piece: slice, logits: torch.Tensor) -> torch.Tensor | None:
         """(n,) the probability outside the trimmed vocabulary at scored positions ``piece``, whose kept
         ``logits`` are given; None when not asked for or not trimmed."""
-        if self.scored is None:
+        if self.scored is None:  # computed at once, or read from a cache
             return self.outside_mass[piece] if self.outside_mass is not None else None
         if self.full_head is None:
             return None
         with torch.no_grad():
             full = self.full_head.logits(self.scored[piece]).float()
         return 1.0 - (logits.float().logsumexp(-1) - full.logsumexp(-1)).exp()
+
+
+class TeacherSource(Protocol):
+    """What the loop and validation ask of the teacher: a ``TeacherPass``, or a teacher cache read in its place
+    (``teacher_cache.CachedTeacher``)."""
+
+    @property
+    def trimmed(self) -> bool:
+        """Whether the students' vocabulary is a trimmed one."""
+
+    def __call__(self, batch: MaskedBatch, needs: Needs, outside_mass: bool = False) -> TeacherOutputs:
+        """The teacher's outputs on ``batch``: what ``needs`` asks for, at its scored positions."""
 
 
 class TeacherPass:
@@ -122,7 +139,7 @@ class TeacherPass:
             logits.clone(),
             {layer: states.clone() for layer, states in hidden.items()},
             {layer: [states.clone() for states in projections[layer]] for layer in needs.teacher_projections},
-            mass.clone() if mass is not None else None,
+            outside_mass=mass.clone() if mass is not None else None,
             scored=masked.clone() if chunked else None,
             head=self.head,
             full_head=self.full_head if outside_mass and self.vocab_ids is not None else None,

@@ -23,7 +23,7 @@ from monodistill import ranks
 from monodistill.data.batches import BatchStream, MaskedBatch
 from monodistill.distill.logits import chunk_slices
 from monodistill.distill.student_run import StudentRun
-from monodistill.distill.teacher_pass import TeacherOutputs, TeacherPass
+from monodistill.distill.teacher_pass import TeacherOutputs, TeacherSource
 from monodistill.losses import Needs, kl_divergence
 from monodistill.progress import progress_bar
 
@@ -103,7 +103,7 @@ class ValidationTotals:
         return metrics
 
 
-def validate(teacher: TeacherPass, stream: BatchStream, runs: list[StudentRun]) -> list[dict[str, float]]:
+def validate(teacher: TeacherSource, stream: BatchStream, runs: list[StudentRun]) -> list[dict[str, float]]:
     """Validation metrics of each of ``runs`` (nothing is logged)."""
     totals = [ValidationTotals(run.vocab_size) for run in runs]
     batches = stream.validation()

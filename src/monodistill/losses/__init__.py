@@ -24,6 +24,7 @@ from monodistill.losses.functions import (
     relation_loss,
     reverse_kl_divergence,
 )
+from monodistill.losses.sparse import SparseTargets, sparse_kl_divergence
 from monodistill.losses.terms import (
     TERMS,
     AttentionMSE,
@@ -63,6 +64,7 @@ __all__ = [
     "Needs",
     "Reduction",
     "Relation",
+    "SparseTargets",
     "attention_mse",
     "attention_probabilities",
     "build_terms",
@@ -78,5 +80,6 @@ __all__ = [
     "needs_of",
     "relation_loss",
     "reverse_kl_divergence",
+    "sparse_kl_divergence",
     "step_count",
 ]

@@ -38,6 +38,7 @@ from monodistill.losses.functions import (
     relation_loss,
     reverse_kl_divergence,
 )
+from monodistill.losses.sparse import SparseTargets, sparse_kl_divergence
 
 Count = Literal["targets", "positions", "blocks"]
 """What a term's part is a mean over: the masked targets, every position, or the blocks."""
@@ -53,6 +54,8 @@ class ModelOutputs:
     """Layer (0: embeddings) -> (B, T, H) hidden states; a student's are projected to the teacher's width."""
     projections: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     """Layer (1-based) -> its query, key and value projections, (B, T, H) each."""
+    sparse: SparseTargets | None = None
+    """A teacher cache's summary of the teacher's distribution at the masked positions, in place of ``logits``."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,9 @@ class LossTerm(ABC):
     reads_logits: ClassVar[bool] = False
     """Whether the term reads the logits at the scored positions (it is then summed a chunk of them at a time,
     ``distill.logits``), rather than hidden states or projections."""
+    reads_cache: ClassVar[bool] = False
+    """Whether the term can read the teacher from a cache's sparse summary (``losses.sparse``); one that reads the
+    teacher otherwise needs it live."""
 
     weight: float
     """The part's weight in the loss."""
@@ -147,6 +153,7 @@ class LogitKL(LossTerm):
 
     name = "kl"
     reads_logits = True
+    reads_cache = True
     count = "targets"
     divergence: ClassVar[Callable[..., torch.Tensor]] = staticmethod(kl_divergence)
     """(student logits, teacher logits, T, reduction) -> the divergence times T^2."""
@@ -161,6 +168,8 @@ class LogitKL(LossTerm):
         return Needs(teacher_logits=True)
 
     def sum(self, student: ModelOutputs, teacher: ModelOutputs, batch: MaskedBatch) -> torch.Tensor:
+        if teacher.sparse is not None:
+            return sparse_kl_divergence(student.logits, teacher.sparse, self.temperature, "sum")
         return self.divergence(student.logits, teacher.logits, self.temperature, "sum")
 
 
@@ -169,6 +178,7 @@ class LogitReverseKL(LogitKL):
     """T^2 KL(student_T || teacher_T) at the scored positions (``logit_loss: reverse_kl``; MiniLLM)."""
 
     name = "reverse_kl"
+    reads_cache = False  # a sample of the teacher says nothing of its probability where the student puts mass
     divergence = staticmethod(reverse_kl_divergence)
 
 
@@ -177,6 +187,7 @@ class LogitJSD(LogitKL):
     """T^2 JSD(teacher_T, student_T) at the scored positions (``logit_loss: jsd``; GKD at beta 0.5)."""
 
     name = "jsd"
+    reads_cache = False
     divergence = staticmethod(jensen_shannon_divergence)
 
 
@@ -210,6 +221,7 @@ class MaskedLM(LossTerm):
 
     name = "mlm"
     reads_logits = True
+    reads_cache = True  # it reads no teacher
     count = "targets"
     logged_unweighted = True
 
