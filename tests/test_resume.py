@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
-from monodistill.checkpoint import MANIFEST_FILE, list_checkpoints
+from monodistill.checkpoint import MANIFEST_FILE, STATE_FILE, list_checkpoints
 from monodistill.cli import main
+from monodistill.config import DistillConfig
+from monodistill.errors import MonodistillError
+from monodistill.resume import DATA_ORDER, check_resumed_settings, run_settings
 
 from .test_distill import args, assert_same_weights, stop_at, weights
 from .test_runfolder import one_error_line
@@ -126,3 +131,24 @@ def test_resume_of_a_folder_that_does_not_exist_is_refused(
     assert main([*args(tiny_teacher_dir, corpus_file, typo, cache_dir, 2), "--resume"]) == 2
     assert f"nothing to resume in {typo}" in one_error_line(capsys)
     assert not typo.exists()
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_while_the_setting_keeps_its_default(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint written before ``teacher_cache``, ``cache.*`` and ``data.static_masks`` existed records none of
+    them: at their defaults they change nothing; set otherwise, they are a change like any other."""
+    config = DistillConfig(output_dir=str(tmp_path))
+    settings = {
+        key: value
+        for key, value in run_settings(config).items()
+        if not key.startswith(("cache.", "teacher_cache", "data.static_masks"))
+    }
+    latest = tmp_path / "step-00000002"
+    latest.mkdir()
+    state = {"data_order": DATA_ORDER, "settings": settings, "complete": False}
+    (latest / STATE_FILE).write_text(json.dumps(state))
+    check_resumed_settings(config, tmp_path, latest)
+    changed = replace(config, data=replace(config.data, static_masks=True))
+    with pytest.raises(MonodistillError, match=r"data.static_masks \(False then, True now\)"):
+        check_resumed_settings(changed, tmp_path, latest)

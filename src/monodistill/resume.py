@@ -165,6 +165,9 @@ def check_resumed_settings(config: DistillConfig, run_dir: Path, latest: Path) -
     # ends; a finished run may be given a new length.
     unfinished = not state["complete"]
     free = set(FREE_FIELDS) if unfinished else {*FREE_FIELDS, *LENGTH_FIELDS}
+    # A setting added since the checkpoint was written is no change where it keeps its default (the old behaviour).
+    defaults = flatten(config_to_dict(DistillConfig()))
+    saved = {**{key: defaults[key] for key in given.keys() - saved.keys() if key in defaults}, **saved}
     changed = sorted(key for key in saved.keys() | given.keys() if key not in free and saved.get(key) != given.get(key))
     if not changed:
         return
