@@ -319,3 +319,31 @@ def test_what_a_cache_cannot_serve_is_refused_in_one_line(
     assert distil(tiny_teacher_dir, corpus_file, tmp_path / "run", cache_dir, steps, *run) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and message in error
+
+
+def test_a_run_config_with_a_trimmed_vocabulary_builds_the_cache_its_students_read(
+    tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vocab = tmp_path / "vocab"
+    assert main(["vocab", "--teacher", str(tiny_teacher_dir), "--corpus", str(corpus_file), "--output", str(vocab)]) == 0
+    student = "{preset: custom, num_layers: 1, hidden_size: 16, intermediate_size: 32, num_heads: 2"
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"teacher: {{name_or_path: {tiny_teacher_dir}}}\n"
+        f"vocab: {{path: {vocab}}}\n"
+        f"students:\n  - {student}, name: a}}\n  - {student}, name: b, overrides: [loss.alpha_mlm=0.0]}}\n"
+        f"data: {{corpus: {corpus_file}, max_seq_length: 32, max_validation_blocks: 8, cache_dir: {cache_dir}}}\n"
+        "train: {max_steps: 4, batch_size: 4, eval_interval: 4}\n"
+    )
+    folder = tmp_path / "teacher-cache"
+    assert main(["cache-teacher", "--config", str(config), "--vocab", str(vocab), "--output", str(folder)]) == 0
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["settings"]["vocabulary"] != "full"
+    assert manifest["vocab_size"] == len(json.loads((vocab / "id_map.json").read_text())["id_map"])
+    capsys.readouterr()
+    experiment = tmp_path / "experiment"
+    assert main(["distill", "--config", str(config), "--output", str(experiment), f"teacher_cache={folder}"]) == 0
+    assert "shards to build" not in capsys.readouterr().out
+    for name in ("a", "b"):
+        final = json.loads((experiment / "students" / name / "metrics.jsonl").read_text().splitlines()[-1])
+        assert 0 < final["teacher_mass_outside_vocab"] < 1 and final["kl_to_teacher"] > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -147,16 +148,27 @@ def cache_teacher(
     config: str | None = None,
     overrides: list[str] | None = None,
 ) -> Path:
-    """Run the teacher once over the corpus and cache a sparse summary of its outputs; returns the cache folder."""
-    updates = {
+    """Run the teacher once over the corpus and cache a sparse summary of its outputs; returns the cache folder.
+
+    A ``run`` config (one listing ``students``) gives its shared settings: the cache its students read with
+    ``teacher_cache`` (those of a trimmed vocabulary with ``--vocab``).
+    """
+    updates: dict[str, Any] = {
         "teacher": {"name_or_path": teacher},
         "data": {"corpus": corpus},
-        "vocab": {"path": vocab},
         "cache": {"method": method},
-        "output_dir": output,
     }
-    cfg = load_config(DistillConfig, config, overrides, updates)
     from monodistill.teacher_cache.stage import cache_teacher as build
+
+    if lists_students(config):
+        from monodistill.config import StudentConfig
+        from monodistill.pipeline import student_config
+
+        experiment = load_config(ExperimentConfig, config, overrides, updates)
+        cfg = student_config(experiment, StudentConfig(name="teacher-cache"), Path(vocab) if vocab else None)
+        return build(replace(cfg, output_dir=output, vocab=replace(cfg.vocab, path=vocab) if vocab else cfg.vocab))
+    updates |= {"vocab": {"path": vocab}, "output_dir": output}
+    cfg = load_config(DistillConfig, config, overrides, updates)
 
     return build(cfg)
 
