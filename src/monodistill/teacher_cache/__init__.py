@@ -99,10 +99,17 @@ def open_teacher_cache(
     folder = cache_folder(config, settings)
     epochs = cache_epochs(config.cache, objective, math.ceil(total_steps / stream.steps_per_epoch))
     plans = plan_shards(blocks, config.cache.shard_blocks, epochs)
-    device = stream.device
-    teacher_pass = TeacherPass(teacher, vocab_ids, device, logit_chunk=config.train.logit_chunk)
-    temperature, name = config.loss.temperature, config.teacher.name_or_path
-    manifest = ensure_shards(folder, settings, plans, teacher_pass, stream, config.cache, temperature, name)
+    moved = []
+
+    def make_teacher() -> TeacherPass:
+        moved.append(True)
+        return TeacherPass(teacher, vocab_ids, stream.device, logit_chunk=config.train.logit_chunk)
+
+    vocab_size = len(vocab_ids) if vocab_ids is not None else int(teacher.config.vocab_size)
+    fields = {"vocab_size": vocab_size, "teacher": config.teacher.name_or_path}
+    manifest = ensure_shards(
+        folder, settings, plans, make_teacher, stream, config.cache, config.loss.temperature, fields
+    )
     cache = TeacherCache(folder, manifest)
     built = [manifest["shards"][plan.name] for plan in plans if plan.split == "train"]
     positions = sum(entry["positions"] for entry in built)
@@ -111,6 +118,6 @@ def open_teacher_cache(
         f"teacher cache {folder}: {config.cache.method}, {size / max(positions, 1):.1f} bytes per position over "
         f"{positions:,} training positions ({size / 2**20:,.1f} MiB)"
     )
-    if device.type != "cpu":
+    if moved and stream.device.type != "cpu":
         nn.Module.to(teacher, torch.device("cpu"))  # its memory is no part of the steps that follow
     return cache

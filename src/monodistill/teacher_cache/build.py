@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,7 +207,7 @@ def missing_shards(folder: Path, manifest: dict[str, Any], plans: list[ShardPlan
     return missing
 
 
-def new_manifest(settings: dict[str, str], config: CacheConfig, vocab_size: int, teacher: str) -> dict[str, Any]:
+def new_manifest(settings: dict[str, str], config: CacheConfig, *, vocab_size: int, teacher: str) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "settings": settings,
@@ -338,27 +338,31 @@ def ensure_shards(
     folder: Path,
     settings: dict[str, str],
     plans: list[ShardPlan],
-    teacher: TeacherPass,
+    make_teacher: Callable[[], TeacherPass],
     stream: BatchStream,
     config: CacheConfig,
     temperature: float,
-    teacher_name: str,
+    manifest_fields: dict[str, Any],
 ) -> dict[str, Any]:
     """Under the cache's lock: check the cache against ``settings``, build (or rebuild) what ``plans`` lack, and
-    return its manifest."""
+    return its manifest. The teacher is put on the device (``make_teacher``) only when something is to be built.
+
+    Args:
+        manifest_fields: A new manifest's ``vocab_size`` and ``teacher`` (its name).
+    """
     with locked(folder):
         manifest = read_manifest(folder)
         if manifest is None:
-            manifest = new_manifest(settings, config, teacher_vocab(teacher), teacher_name)
+            manifest = new_manifest(settings, config, **manifest_fields)
             write_manifest(folder, manifest)
         check_settings(folder, manifest, settings)
         missing = missing_shards(folder, manifest, plans)
         if missing:
-            per = bytes_per_position(config, teacher_vocab(teacher))
+            per = bytes_per_position(config, int(manifest["vocab_size"]))
             bound = "" if config.method == "topk" else "at most "
             print(
                 f"caching the teacher's {config.method} summaries into {folder}: {len(missing)} of {len(plans)} "
                 f"shards to build, {bound}{per:.0f} bytes per training position"
             )
-            build_shards(folder, manifest, missing, teacher, stream, config, temperature)
+            build_shards(folder, manifest, missing, make_teacher(), stream, config, temperature)
         return manifest
