@@ -165,7 +165,7 @@ def _load_or_build(
     config: DataConfig, tokenizer: PreTrainedTokenizerBase, path: Path, digest: str, objective: str
 ) -> dict[str, datasets.Dataset]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
+    with waiting_lock(Path(f"{path}.lock"), f"blocks cache {path}"):
         # Staging folders live only while their builder holds this lock: any seen now are from a killed run.
         for leftover in path.parent.glob(f"{path.name}{STAGING}*"):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -180,12 +180,14 @@ def _load_or_build(
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    lock = FileLock(f"{path}.lock")
+def waiting_lock(lock_file: Path, what: str) -> Iterator[None]:
+    """Hold ``lock_file`` for the block; while another process holds it, say so (``waiting for another process to
+    finish WHAT``) and wait for it."""
+    lock = FileLock(str(lock_file))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(f"waiting for another process to finish blocks cache {path}")
+        print(f"waiting for another process to finish {what}")
         lock.acquire()
     try:
         yield

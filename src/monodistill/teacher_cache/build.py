@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from filelock import FileLock, Timeout
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from monodistill.config import CacheConfig, DistillConfig
 from monodistill.data.batches import BatchStream
-from monodistill.data.blocks import Blocks, tokenizer_fingerprint
+from monodistill.data.blocks import Blocks, tokenizer_fingerprint, waiting_lock
 from monodistill.data.masking import stream_seed
 from monodistill.distill.logits import chunk_slices
 from monodistill.distill.teacher_pass import TeacherPass
@@ -178,17 +177,9 @@ def plan_shards(blocks: Blocks, shard_blocks: int, epochs: int) -> list[ShardPla
 def locked(folder: Path) -> Iterator[None]:
     """Hold the cache's lock: one builder at a time; the others wait, then read what it built."""
     folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(folder / LOCK))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print(f"waiting for another process to finish teacher cache {folder}")
-        lock.acquire()
-    try:
+    with waiting_lock(folder / LOCK, f"teacher cache {folder}"):
         clear_staging(folder)  # staging folders live only while their builder holds the lock
         yield
-    finally:
-        lock.release()
 
 
 def missing_shards(folder: Path, manifest: dict[str, Any], plans: list[ShardPlan]) -> list[ShardPlan]:
