@@ -214,6 +214,10 @@ def cache_command(teacher: Path, corpus: Path, folder: Path, cache: Path) -> lis
     ]  # fmt: skip
 
 
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+
+
 def shard_files(folder: Path) -> dict[str, str]:
     manifest = json.loads((folder / MANIFEST).read_text())
     return {
@@ -227,7 +231,7 @@ def test_a_killed_build_continues_where_it_stopped_and_draws_the_same(
     tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    env = subprocess_env()
     assert main(cache_command(tiny_teacher_dir, corpus_file, whole, cache_dir)[3:]) == 0
     process = subprocess.Popen(cache_command(tiny_teacher_dir, corpus_file, killed, cache_dir), env=env)
     deadline = time.monotonic() + 120
@@ -268,7 +272,7 @@ def test_two_builders_of_one_cache_at_once_leave_it_whole(
     tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
     alone, shared = tmp_path / "alone", tmp_path / "shared"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    env = subprocess_env()
     assert main(cache_command(tiny_teacher_dir, corpus_file, alone, cache_dir)[3:]) == 0
     processes = [
         subprocess.Popen(
@@ -325,7 +329,8 @@ def test_a_run_config_with_a_trimmed_vocabulary_builds_the_cache_its_students_re
     tiny_teacher_dir: Path, corpus_file: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     vocab = tmp_path / "vocab"
-    assert main(["vocab", "--teacher", str(tiny_teacher_dir), "--corpus", str(corpus_file), "--output", str(vocab)]) == 0
+    trim = ["vocab", "--teacher", str(tiny_teacher_dir), "--corpus", str(corpus_file), "--output", str(vocab)]
+    assert main(trim) == 0
     student = "{preset: custom, num_layers: 1, hidden_size: 16, intermediate_size: 32, num_heads: 2"
     config = tmp_path / "run.yaml"
     config.write_text(
