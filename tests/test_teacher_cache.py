@@ -352,3 +352,5 @@ def test_a_run_config_with_a_trimmed_vocabulary_builds_the_cache_its_students_re
     for name in ("a", "b"):
         final = json.loads((experiment / "students" / name / "metrics.jsonl").read_text().splitlines()[-1])
         assert 0 < final["teacher_mass_outside_vocab"] < 1 and final["kl_to_teacher"] > 0
+        card = (experiment / "students" / name / "student" / "README.md").read_text()
+        assert "- Teacher: read from a cache of its outputs (`sample`), run once: 64 tokens drawn per position" in card

@@ -10,7 +10,7 @@ shows what distillation buys.
 
 from __future__ import annotations
 
-from monodistill.card.sections import is_adaptation, language_phrase, loss_formula, validation_rows
+from monodistill.card.sections import is_adaptation, language_phrase, loss_formula, teacher_line, validation_rows
 from monodistill.config import DistillConfig
 
 CAUSAL_VALIDATION_NAMES = {
@@ -69,7 +69,7 @@ def title_and_intro(config: DistillConfig) -> tuple[str, str]:
 def training_section(config: DistillConfig, num_blocks: int) -> str:
     """How it was trained: the loss, the data (packed blocks, every next token) and the optimisation."""
     data = config.data
-    return f"""- Loss: {loss_formula(config.loss, "causal")}.
+    return f"""- Loss: {loss_formula(config.loss, "causal")}.{teacher_line(config)}
 - Data: `{data.corpus}`{f" ({data.hub_config})" if data.hub_config else ""}, {data.data_fraction:.0%} of the
   training blocks, {num_blocks:,} training blocks of {data.max_seq_length} tokens: documents encoded one after
   another, each closed by the tokenizer's end-of-text token, cut into blocks; every position but a block's last

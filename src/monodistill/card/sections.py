@@ -49,6 +49,19 @@ def loss_formula(loss: LossConfig, objective: str = "masked") -> str:
     return " + ".join(f"{weight} x {term}" for weight, term in terms if weight > 0)
 
 
+def teacher_line(config: DistillConfig) -> str:
+    """The training section's line on a teacher read from a cache (``teacher_cache``); empty for a live teacher."""
+    if config.teacher_cache is None:
+        return ""
+    cache, temperature = config.cache, config.loss.temperature
+    if cache.method == "sample":
+        what = f"{cache.samples} tokens drawn per position from its distribution at T = {temperature}"
+        what += ", with their counts (an unbiased estimate of it)"
+    else:
+        what = f"its {cache.k} most probable tokens per position at T = {temperature} and the mass of the rest"
+    return f"\n- Teacher: read from a cache of its outputs (`{cache.method}`), run once: {what}."
+
+
 def title_and_intro(config: DistillConfig) -> tuple[str, str]:
     """The card's title, and the paragraph under it: what the model is, and what it was made from."""
     name = config.student.name or config.student.preset
@@ -108,7 +121,7 @@ initialisation `{config.student.init}`."""
 def training_section(config: DistillConfig, num_blocks: int) -> str:
     """How it was trained: the loss, the data and the optimisation."""
     data = config.data
-    return f"""- Loss: {loss_formula(config.loss)}.
+    return f"""- Loss: {loss_formula(config.loss)}.{teacher_line(config)}
 - Data: `{data.corpus}`{f" ({data.hub_config})" if data.hub_config else ""}, {data.data_fraction:.0%} of the
   training blocks, {num_blocks:,} training blocks of {data.max_seq_length} tokens, {data.mlm_probability:.0%} masking
   (80/10/10{", whole words" if data.whole_word_mask else ""}).
