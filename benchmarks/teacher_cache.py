@@ -15,7 +15,7 @@ once per cached epoch (once in all for the causal objective, once per epoch of m
 validation blocks once. (c) builds one small cache per method and setting and reads its bytes per training position
 from its manifest, against DistillKit's ~300 bytes per token.
 
-    python benchmarks/teacher_cache.py                                  # clm-mini, causal: ~25 min on 2 idle cores
+    python benchmarks/teacher_cache.py                                  # clm-mini, causal: 47 min on 2 idle cores
     python benchmarks/teacher_cache.py --teacher ../shared/models/mmt-mini --bytes-only
 """
 
