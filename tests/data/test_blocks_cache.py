@@ -207,7 +207,7 @@ def test_every_data_setting_that_changes_the_blocks_is_in_the_key(tiny_tokenizer
         "skip_bad_documents": True,
     }
     unchanged = {"data_fraction": 0.5, "mlm_probability": 0.3, "cache_dir": "/elsewhere", "num_proc": 4}
-    unchanged["language"] = "tl"
+    unchanged |= {"language": "tl", "static_masks": True}
     named = {field.name for field in fields(DataConfig)}
     assert named == {"corpus", *changed, *unchanged}, "a new DataConfig field: say whether it changes the blocks"
     key = blocks_cache_key(base, tiny_tokenizer)
