@@ -15,7 +15,7 @@ from monodistill.errors import MonodistillError
 from monodistill.families import family_of
 from monodistill.teacher import load_teacher
 from monodistill.teacher_cache import open_teacher_cache
-from monodistill.teacher_cache.build import bytes_per_position
+from monodistill.teacher_cache.build import cache_epochs
 
 
 def cache_teacher(config: DistillConfig) -> Path:
@@ -52,12 +52,11 @@ def cache_teacher(config: DistillConfig) -> Path:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     stream = BatchStream(blocks, masking, config.train, device=device, static_masks=True)
     total_steps = stream.total_steps(config.train)
-    epochs = 1 if objective == "causal" else config.cache.epochs or math.ceil(total_steps / stream.steps_per_epoch)
-    bound = "" if config.cache.method == "topk" else "at most "
+    # The bytes per position are said where shards are built (build.ensure_shards), not here a second time.
+    epochs = cache_epochs(config.cache, objective, math.ceil(total_steps / stream.steps_per_epoch))
     print(
         f"teacher cache of {config.teacher.name_or_path} on {len(blocks.train):,} training blocks "
-        f"({epochs} epoch{'s' if epochs > 1 else ''} of {'masks' if objective == 'masked' else 'next tokens'}): "
-        f"{config.cache.method}, {bound}{bytes_per_position(config.cache, vocab_size):.0f} bytes per position"
+        f"({epochs} epoch{'s' if epochs > 1 else ''} of {'masks' if objective == 'masked' else 'next tokens'})"
     )
     cache = open_teacher_cache(config, teacher, tokenizer, vocab_ids, blocks, stream, total_steps, objective)
     return cache.folder
