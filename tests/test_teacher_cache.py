@@ -22,7 +22,7 @@ from monodistill.losses import SparseTargets, kl_divergence, sparse_kl_divergenc
 from monodistill.teacher_cache.store import MANIFEST
 from monodistill.teacher_cache.summary import sample_summary, topk_summary, validation_summary
 
-from .conftest import REPO_ROOT, decoder_tokenizer, save_decoder
+from .conftest import REPO_ROOT, build_tiny_teacher, decoder_tokenizer, save_decoder
 from .test_distill import STUDENT, stop_at, weights
 
 
@@ -184,6 +184,34 @@ def test_top_k_over_the_whole_vocabulary_trains_the_student_of_the_live_teacher(
     read = json.loads((tmp_path / "cached" / "metrics.jsonl").read_text().splitlines()[-1])
     assert read["kl_to_teacher"] == pytest.approx(live["kl_to_teacher"], rel=1e-3)  # the validation summary's
     assert read["teacher_mlm_loss"] == pytest.approx(live["teacher_mlm_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["sample", "topk"])
+def test_validation_read_from_a_float16_cache_is_the_live_teachers_where_its_probabilities_are_tiny(
+    method: str,
+    tiny_tokenizer: PreTrainedTokenizerFast,
+    corpus_file: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+) -> None:
+    """A sure teacher gives many true tokens less than float16's smallest subnormal (6e-8): stored so, they read as
+    0 (an infinite teacher loss) or, clamped, as 6e-8 (a loss too low), as mmt-mini's validation did (6.369 nats
+    read against 6.396 live). Validation's summaries keep float32 whatever ``cache.precision`` says."""
+    model = build_tiny_teacher("bert", len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    with torch.no_grad():  # logits 200x as far apart: most true tokens get a probability far below 6e-8
+        model.cls.predictions.transform.LayerNorm.weight.mul_(200.0)
+        model.cls.predictions.transform.LayerNorm.bias.mul_(200.0)
+    teacher = tmp_path / "sure"
+    model.save_pretrained(teacher)
+    tiny_tokenizer.save_pretrained(teacher)
+    assert distil(teacher, corpus_file, tmp_path / "live", cache_dir, 2, "data.static_masks=true") == 0
+    cached = (f"teacher_cache={tmp_path / 'teacher-cache'}", f"cache.method={method}", "cache.k=8")
+    assert distil(teacher, corpus_file, tmp_path / "cached", cache_dir, 2, *cached) == 0
+    live = json.loads((tmp_path / "live" / "metrics.jsonl").read_text().splitlines()[-1])
+    read = json.loads((tmp_path / "cached" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert live["teacher_mlm_loss"] > 30  # the case this is about: true tokens below float16's range (16.6 nats)
+    assert read["teacher_mlm_loss"] == pytest.approx(live["teacher_mlm_loss"], rel=1e-4)
+    assert read["teacher_accuracy"] == live["teacher_accuracy"]
 
 
 def test_a_sampled_cache_is_reused_by_another_student_and_the_teacher_is_not_run_again(

@@ -282,7 +282,7 @@ def summarise_shard(
         block_positions.append(batch.positions.sum(1))
         if advance is not None:
             advance(len(batch.input_ids))
-    return to_shard(summaries, torch.cat(block_positions), outside, config, teacher_vocab(teacher))
+    return to_shard(summaries, torch.cat(block_positions), outside, config, teacher_vocab(teacher), validation)
 
 
 def teacher_vocab(teacher: TeacherPass) -> int:
@@ -299,12 +299,19 @@ def to_shard(
     outside: list[torch.Tensor],
     config: CacheConfig,
     vocab_size: int,
+    validation: bool = False,
 ) -> Shard:
-    """The summaries of a shard's positions as its arrays, each in the smallest type that holds it."""
+    """The summaries of a shard's positions as its arrays, each in the smallest type that holds it.
+
+    Validation's probabilities stay float32 whatever ``cache.precision`` says: its teacher loss reads each true
+    token's own, which a sure teacher often puts below float16's smallest subnormal (6e-8), where it would read as
+    0 (an infinite loss) or, clamped, as 6e-8 (a loss too low). The validation blocks are few: it costs little.
+    """
     lengths = torch.cat([summary.lengths for summary in summaries]).cpu()
     probs = torch.cat([summary.probs for summary in summaries]).cpu()
-    precision = np.float16 if config.precision == "float16" else np.float32
-    if config.precision == "float16" and config.method == "sample":  # a drawn token's probability is not 0
+    half = config.precision == "float16" and not validation
+    precision = np.float16 if half else np.float32
+    if half and config.method == "sample":  # a drawn token's probability is not 0
         probs = probs.clamp_min(float(np.finfo(np.float16).smallest_subnormal))
     counts = [summary.counts for summary in summaries if summary.counts is not None]
     rests = [summary.rest for summary in summaries if summary.rest is not None]

@@ -7,7 +7,8 @@ a block, position order. A shard is a few ``.npy`` files, read memory-mapped:
 - ``block_positions`` (b,) int32: each block's scored positions;
 - ``lengths`` (P,) uint16: each position's entries;
 - ``ids`` (E,) uint16 (a vocabulary of at most 65,536 tokens) or int32: the entries' tokens;
-- ``probs`` (E,) float16 or float32: the teacher's probability of each (at the loss's temperature);
+- ``probs`` (E,) float16 or float32 (``cache.precision``; float32 in validation shards): the teacher's probability
+  of each (at the loss's temperature);
 - ``counts`` (E,) uint8 or uint16 (``sample``): how often each was drawn;
 - ``rest`` (P,) float32 (``topk``, validation): the teacher's probability of every token without an entry;
 - ``outside`` (P,) float32 (validation, trimmed vocabulary): its probability outside the vocabulary.
@@ -32,7 +33,8 @@ import torch
 
 from monodistill.checkpoint import atomic_write_text
 
-FORMAT = "teacher-cache-v1"
+FORMAT = "teacher-cache-v2"
+"""v2: validation shards hold float32 probabilities (v1 held ``cache.precision``'s, biased where they are tiny)."""
 MANIFEST = "manifest.json"
 LOCK = "cache.lock"
 STAGING = ".tmp-"
