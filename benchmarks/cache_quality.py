@@ -4,7 +4,8 @@ teacher on one set of validation positions, and the students grouped by name wit
 A cached student's own validation reads its KL against the cache's validation summary (the top
 ``cache.validation_k`` tokens, the rest spread evenly), a live one's against the whole distribution: the two do not
 compare. Here every student's KL(teacher || student) at T = 1 is computed again against the teacher itself, on the
-run's validation blocks and masks, beside the student's own masked-LM loss and accuracy there. Students named
+run's validation blocks and masks (every next token for a causal teacher), beside the student's own masked-LM (or
+next-token) loss and accuracy there. Students named
 ``NAME``, ``NAME-s43``, ``NAME-s44`` are one group ``NAME`` (distillation seeds); with ``--report`` (the
 ``results.json`` of ``monodistill report``) each group's downstream scores are read beside them.
 
@@ -28,12 +29,13 @@ from pathlib import Path
 import scipy.stats
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForMaskedLM
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
 from monodistill.config import DistillConfig, load_config
-from monodistill.data.batches import BatchStream, Masking
+from monodistill.data.batches import BatchStream, Masking, NextToken
 from monodistill.data.blocks import build_blocks
 from monodistill.distill import TeacherPass
+from monodistill.families import family_of
 from monodistill.losses import Needs, kl_divergence
 from monodistill.recipe import resolve_vocabulary
 from monodistill.teacher import load_teacher
@@ -42,7 +44,8 @@ SEED_SUFFIX = re.compile(r"-s\d+$")
 
 
 def score_students(run: Path) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Each student's validation metrics against the live teacher, and the teacher's own, over the same positions."""
+    """Each student's validation metrics against the live teacher, and the teacher's own, over the same positions (the
+    masked ones, or every next token for a causal teacher)."""
     folders = sorted(path.parent.parent for path in (run / "students").glob("*/student/config.json"))
     if not folders:
         raise SystemExit(f"no distilled student in {run}/students/*/student")
@@ -50,9 +53,12 @@ def score_students(run: Path) -> tuple[dict[str, dict[str, float]], dict[str, fl
     teacher, teacher_tokenizer = load_teacher(config.teacher)
     tokenizer, vocab_ids = resolve_vocabulary(config, teacher_tokenizer, folders[0])
     vocab_size = len(vocab_ids) if vocab_ids is not None else teacher.config.vocab_size
-    blocks = build_blocks(config.data, tokenizer, config.train.seed, "masked")
-    stream = BatchStream(blocks, Masking.of(tokenizer, vocab_size, config.data.mlm_probability), config.train)
-    batches = stream.validation()  # masked by each block's own seed: the same positions for every run
+    objective = family_of(teacher).objective
+    blocks = build_blocks(config.data, tokenizer, config.train.seed, objective)
+    masked = objective == "masked"
+    masking = Masking.of(tokenizer, vocab_size, config.data.mlm_probability) if masked else NextToken()
+    batches = BatchStream(blocks, masking, config.train).validation()  # each block masked by its own seed: one set
+    auto = AutoModelForMaskedLM if masked else AutoModelForCausalLM
     teacher_pass = TeacherPass(teacher, vocab_ids, torch.device("cpu"))
     teacher_logits = [teacher_pass(batch, Needs()).scored_logits().at(slice(None)).float() for batch in batches]
     targets = torch.cat([batch.targets for batch in batches])
@@ -64,7 +70,7 @@ def score_students(run: Path) -> tuple[dict[str, dict[str, float]], dict[str, fl
     }
     scores = {}
     for folder in folders:
-        student = AutoModelForMaskedLM.from_pretrained(folder / "student").eval()
+        student = auto.from_pretrained(folder / "student").eval()
         kl = loss = correct = 0.0
         with torch.inference_mode():
             for batch, teacher_batch in zip(batches, teacher_logits, strict=True):
