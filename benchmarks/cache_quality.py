@@ -128,7 +128,7 @@ def table(per_student: dict[str, dict[str, float]], baseline: str | None) -> str
             if group != first:
                 reference = [per_student[name][column] for name in groups[first] if column in per_student[name]]
                 p = scipy.stats.ttest_ind(values, reference, equal_var=False).pvalue
-                cell += f" (p = {p:.2f})"
+                cell += f" (p = {p:.2g})"
             cells.append(cell)
         lines.append(f"| {group} ({len(names)}) | {' | '.join(cells)} |")
     return "\n".join(lines)
