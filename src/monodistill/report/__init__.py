@@ -115,6 +115,7 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         untrained = frozenset(run_labels[run] for run in runs if not mlm_head_trained(run))
         terms = {run_labels[run]: run_terms(run, records[run_labels[run]]) for run in runs}
         table = distillation_table(records, untrained, {label: terms[label].objective for label in terms})
+        notes += [note for run in runs if (note := cache_note(run, run_labels[run]))]
         sections += ["## Distillation", "", table, "", *[f"{note}\n" for note in notes]]
         plot_distillation(records, output / "distillation.png", colours, terms)
         sections += ["![distillation curves](distillation.png)", ""]
@@ -128,6 +129,22 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     page = render_html(sections, output, card_summaries(card_paths), list(dict.fromkeys(settings)))
     ckpt.atomic_write_text(output / "report.html", page)
     return report
+
+
+def cache_note(run: Path, label: str) -> str | None:
+    """What a run's validation KL is read against when it read the teacher from a cache; None for a live teacher."""
+    try:
+        cache = read_run_config(run).teacher_cache
+    except MonodistillError:
+        return None
+    if cache is None:
+        return None
+    return (
+        f"{label} read the teacher from a teacher cache ({cache}): its validation KL is read against the cache's "
+        "validation summary (the top `cache.validation_k` tokens at T = 1, the rest spread evenly), a live run's "
+        "against the whole distribution, so the two do not compare (its teacher loss and agreement are exact). "
+        "`python benchmarks/cache_quality.py RUN` scores every student of a run against the teacher itself."
+    )
 
 
 def run_terms(run: Path, records: list[dict[str, Any]]) -> RunTerms:
