@@ -89,12 +89,16 @@ def score_students(run: Path) -> tuple[dict[str, dict[str, float]], dict[str, fl
 
 
 def downstream(report: Path) -> dict[str, dict[str, float]]:
-    """Each model's main metric per task (the mean over its fine-tuning seeds), from ``monodistill report``."""
+    """Each model's main metric per task (in points: the mean over its fine-tuning seeds) and its bits per byte on a
+    language-modelling task (no fine-tuning), from ``monodistill report``."""
     rows: dict[str, dict[str, float]] = defaultdict(dict)
     for row in json.loads(report.read_text()):
-        metric = f"metric.{row['main_metric']}.mean"
-        if row.get(metric) is not None:
-            rows[row["model"]][row["task"]] = 100 * float(row[metric])
+        if "main_metric" in row:
+            metric = f"metric.{row['main_metric']}.mean"
+            if row.get(metric) is not None:
+                rows[row["model"]][row["task"]] = 100 * float(row[metric])
+        elif row.get("metric.bits_per_byte") is not None:
+            rows[row["model"]][f"{row['task']} bits per byte"] = float(row["metric.bits_per_byte"])
     return rows
 
 
