@@ -115,7 +115,7 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
         untrained = frozenset(run_labels[run] for run in runs if not mlm_head_trained(run))
         terms = {run_labels[run]: run_terms(run, records[run_labels[run]]) for run in runs}
         table = distillation_table(records, untrained, {label: terms[label].objective for label in terms})
-        notes += [note for run in runs if (note := cache_note(run, run_labels[run]))]
+        notes += [note for label in terms if (note := cache_note(label, terms[label]))]
         sections += ["## Distillation", "", table, "", *[f"{note}\n" for note in notes]]
         plot_distillation(records, output / "distillation.png", colours, terms)
         sections += ["![distillation curves](distillation.png)", ""]
@@ -131,28 +131,26 @@ def write_report(run_dirs: list[Path], output: Path) -> Path:
     return report
 
 
-def cache_note(run: Path, label: str) -> str | None:
+def cache_note(label: str, terms: RunTerms) -> str | None:
     """What a run's validation KL is read against when it read the teacher from a cache; None for a live teacher."""
-    try:
-        cache = read_run_config(run).teacher_cache
-    except MonodistillError:
-        return None
-    if cache is None:
+    if terms.teacher_cache is None:
         return None
     return (
-        f"{label} read the teacher from a teacher cache ({cache}): its validation KL is read against the cache's "
-        "validation summary (the top `cache.validation_k` tokens at T = 1, the rest spread evenly), a live run's "
-        "against the whole distribution, so the two do not compare (its teacher loss and agreement are exact). "
-        "`python benchmarks/cache_quality.py RUN` scores every student of a run against the teacher itself."
+        f"{label} read the teacher from a teacher cache ({terms.teacher_cache}): its validation KL is read against "
+        "the cache's validation summary (the top `cache.validation_k` tokens at T = 1, the rest spread evenly), a "
+        "live run's against the whole distribution, so the two do not compare (its teacher loss and agreement are "
+        "exact). `python benchmarks/cache_quality.py RUN` scores every student of a run against the teacher itself."
     )
 
 
 def run_terms(run: Path, records: list[dict[str, Any]]) -> RunTerms:
     """The loss parts a run's recipe trains (its ``config.yaml``; a run without a readable one: every part its log
     records), its student's vocabulary size (``student/config.json``) and objective (``run_objective``), for the
-    distillation figure and table."""
+    distillation figure and table, and the teacher cache it read (its config's ``teacher_cache``)."""
+    teacher_cache = None
     try:
-        parts = read_run_config(run).loss.trained_parts()
+        run_config = read_run_config(run)
+        parts, teacher_cache = run_config.loss.trained_parts(), run_config.teacher_cache
     except MonodistillError:
         logged = [key for record in records if record.get("split") == "train" for key in record]
         parts = tuple(part for part in TRAIN_TITLES if part in logged)
@@ -161,7 +159,7 @@ def run_terms(run: Path, records: list[dict[str, Any]]) -> RunTerms:
         vocab_size = json.loads(config.read_text())["vocab_size"] if config.is_file() else None
     except (OSError, ValueError, KeyError, TypeError):
         vocab_size = None
-    return RunTerms(tuple(part for part in parts if part != "loss"), vocab_size, run_objective(run))
+    return RunTerms(tuple(part for part in parts if part != "loss"), vocab_size, run_objective(run), teacher_cache)
 
 
 def with_labels(summary: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:

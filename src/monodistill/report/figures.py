@@ -66,6 +66,8 @@ class RunTerms:
     """V of the student's vocabulary (None: unknown)."""
     objective: str = "masked"
     """What the student predicts (``card.record.run_objective``): masked tokens, or the causal next token."""
+    teacher_cache: str | None = None
+    """The teacher cache the run read the teacher from (its validation KL is then the summary's); None: live."""
 
 
 def named_for(names: dict[str, str], objectives: Iterable[str]) -> str:

@@ -299,7 +299,7 @@ def to_shard(
     outside: list[torch.Tensor],
     config: CacheConfig,
     vocab_size: int,
-    validation: bool = False,
+    validation: bool,
 ) -> Shard:
     """The summaries of a shard's positions as its arrays, each in the smallest type that holds it.
 
